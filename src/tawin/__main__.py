@@ -1,0 +1,3 @@
+from tawin.cli import main
+
+raise SystemExit(main())
