@@ -1,0 +1,138 @@
+"""Stage 1 — import the public formats in which the paper's splits circulate.
+
+* RecBole atomic ``.inter`` splits (``user_id:token  item_id_list:token_seq  item_id:token``),
+* MiniOneRec ``index.json`` (item id -> semantic-ID tokens) and ``item.json`` (title, description),
+* MiniOneRec CSVs (rows aligned with ``.inter`` valid/test rows; used to check the alignment),
+* ReRe CSVs (rows aligned too; they add unix-second timestamps and ASINs).
+
+Layout expected under ``root`` (as in ``shared/data/<Dataset>``)::
+
+    minionerec/inter/<Name>.{train,valid,test}.inter
+    minionerec/index/<Name>.index.json, <Name>.item.json
+    minionerec/{valid,test}/*.csv          (optional)
+    rere/{valid,test}/*.csv                (optional; timestamps and ASINs)
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tawin.data.dataset import SPLITS, Dataset, Interactions, ItemTable
+from tawin.errors import DataError
+
+INTER_HEADER = ["user_id:token", "item_id_list:token_seq", "item_id:token"]
+
+
+def read_inter(path: Path) -> tuple[list[int], list[list[int]], list[int]]:
+    """Parse a RecBole ``.inter`` file into (users, histories, targets)."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found; expected a RecBole .inter split.")
+    users: list[int] = []
+    histories: list[list[int]] = []
+    targets: list[int] = []
+    with path.open() as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+        if header != INTER_HEADER:
+            raise DataError(f"{path}: line 1 header is {header}; expected {INTER_HEADER} (tab-separated).")
+        for line_number, line in enumerate(handle, start=2):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 3:
+                raise DataError(f"{path}: line {line_number} has {len(fields)} tab-separated fields; expected 3 (user, history, target).")
+            try:
+                users.append(int(fields[0]))
+                histories.append([int(x) for x in fields[1].split()])
+                targets.append(int(fields[2]))
+            except ValueError:
+                raise DataError(f"{path}: line {line_number} holds a non-integer id ({fields!r}); ids must be integers.") from None
+    return users, histories, targets
+
+
+def _read_csv_rows(path: Path) -> list[dict]:
+    csv.field_size_limit(sys.maxsize)
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _single_csv(folder: Path) -> Path | None:
+    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    return files[0] if files else None
+
+
+def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
+    """Build a canonical :class:`Dataset` from a MiniOneRec/ReRe data folder (see module doc)."""
+    root = Path(root)
+    inter_dir = root / "minionerec" / "inter"
+    if name is None:
+        candidates = sorted(inter_dir.glob("*.train.inter"))
+        if not candidates:
+            raise DataError(f"{inter_dir}: no *.train.inter file; pass the folder that holds minionerec/inter/<Name>.train.inter.")
+        name = candidates[0].name[: -len(".train.inter")]
+    index_path = root / "minionerec" / "index" / f"{name}.index.json"
+    item_path = root / "minionerec" / "index" / f"{name}.item.json"
+    for path in (index_path, item_path):
+        if not path.exists():
+            raise DataError(f"{path}: file not found; MiniOneRec import needs {index_path.name} and {item_path.name}.")
+    sid_of = {int(k): tuple(v) for k, v in json.loads(index_path.read_text()).items()}
+    info_of = {int(k): v for k, v in json.loads(item_path.read_text()).items()}
+    item_ids = sorted(set(sid_of) | set(info_of))
+
+    splits: dict[str, Interactions] = {}
+    asin_of: dict[int, str] = {}
+    for split in SPLITS:
+        users, histories, targets = read_inter(inter_dir / f"{name}.{split}.inter")
+        timestamps: list[int | None] | None = None
+        minionerec_csv = _single_csv(root / "minionerec" / split)
+        if minionerec_csv is not None:
+            rows = _read_csv_rows(minionerec_csv)
+            _check_aligned(minionerec_csv, rows, histories, targets)
+        rere_csv = _single_csv(root / "rere" / split)
+        if rere_csv is not None:
+            rows = _read_csv_rows(rere_csv)
+            if len(rows) != len(targets):
+                raise DataError(f"{rere_csv}: {len(rows)} rows but the .inter split has {len(targets)}; the files must be row-aligned.")
+            timestamps = [int(r["timestamp"]) for r in rows]
+            for row, history, target in zip(rows, histories, targets):
+                asin_of.setdefault(target, row["item_asin"])
+                for item, asin in zip(history, ast.literal_eval(row["item_asins"])):
+                    asin_of.setdefault(item, asin)
+        splits[split] = Interactions.from_lists(users, histories, targets, timestamps)
+
+    items = ItemTable(
+        item_id=np.asarray(item_ids, dtype=np.int64),
+        title=[info_of.get(i, {}).get("title", "") or "" for i in item_ids],
+        description=[_clean_description(info_of.get(i, {}).get("description")) for i in item_ids],
+        asin=[asin_of.get(i) for i in item_ids],
+        sid=[sid_of.get(i, ()) for i in item_ids],
+    )
+    meta = {
+        "description": f"{name}: imported from MiniOneRec .inter/index.json (+ ReRe CSV timestamps/ASINs)",
+        "sid_source": "dataset",
+    }
+    return Dataset(name=name, items=items, splits=splits, meta=meta)
+
+
+def _clean_description(value) -> str | None:
+    """MiniOneRec stores descriptions as the string of a Python list; keep the plain text."""
+    if not value:
+        return None
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            parts = ast.literal_eval(value)
+            return " ".join(str(p) for p in parts).strip() or None
+        except (ValueError, SyntaxError):
+            return value
+    return str(value)
+
+
+def _check_aligned(path: Path, rows: list[dict], histories: list[list[int]], targets: list[int]) -> None:
+    if len(rows) != len(targets):
+        raise DataError(f"{path}: {len(rows)} rows but the .inter split has {len(targets)}; the files must be row-aligned.")
+    for i, (row, history, target) in enumerate(zip(rows, histories, targets)):
+        if int(row["item_id"]) != target or [int(x) for x in ast.literal_eval(row["history_item_id"])] != history:
+            raise DataError(f"{path}: row {i} (item_id {row['item_id']}) differs from the .inter row ({target}); the CSV and .inter splits are not aligned.")
