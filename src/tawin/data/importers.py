@@ -110,11 +110,17 @@ def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
         asin=[asin_of.get(i) for i in item_ids],
         sid=[sid_of.get(i, ()) for i in item_ids],
     )
+    # The dataset's own SIDs collide for a few duplicate listings; the same rule as for built
+    # SIDs gives every item a unique sequence (an extra disambiguation level).
+    from tawin.items.sids import make_unique
+
+    unique_sids, report = make_unique(items.sid) if all(items.sid) else (items.sid, None)
     meta = {
         "description": f"{name}: imported from MiniOneRec .inter/index.json (+ ReRe CSV timestamps/ASINs)",
         "sid_source": "dataset",
+        "sid_collisions_resolved": None if report is None else report.__dict__,
     }
-    return Dataset(name=name, items=items, splits=splits, meta=meta)
+    return Dataset(name=name, items=items.with_sids(unique_sids), splits=splits, meta=meta)
 
 
 def _clean_description(value) -> str | None:

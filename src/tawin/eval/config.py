@@ -1,0 +1,43 @@
+"""Evaluation stage configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    split: Literal["valid", "test"] = "test"
+    """Split to evaluate."""
+    num_beams: int = 50
+    """Beams of the constrained beam search = ranked items per row; must be ≥ max(ks)."""
+    ks: tuple[int, ...] = (1, 3, 5, 10, 20)
+    """Cut-offs K for Recall@K (= HR@K with one positive) and NDCG@K."""
+    batch_size: int = 32
+    """Prompts decoded together (each holds num_beams beams)."""
+    max_rows: int = 0
+    """Evaluate a fixed seeded sample of this many rows (0 = the whole split)."""
+    sample_seed: int = 0
+    """Seed of that sample, so every method is scored on the same rows."""
+    diagnostics: bool = False
+    """Also score every catalogue item exactly for each row and report AUC, OPAUC and WPAUC@K."""
+    diagnostics_rows: int = 1000
+    """Rows (fixed seeded sample) for the exact full-catalogue diagnostics (0 = all rows)."""
+    opauc_group_size: int = 16
+    """G in OPAUC's max_fpr = (G−1)/n⁻: the FPR range that beam negatives of a group of G cover."""
+
+    def check(self) -> list[str]:
+        problems = []
+        if not self.ks:
+            problems.append("eval.ks must list at least one K")
+        elif max(self.ks) > self.num_beams:
+            problems.append(
+                f"eval.ks contains K={max(self.ks)} but eval.num_beams={self.num_beams}: beam search ranks only "
+                f"num_beams items, so Recall@{max(self.ks)} would be wrong; raise eval.num_beams to ≥ {max(self.ks)} or drop K"
+            )
+        if any(k < 1 for k in self.ks):
+            problems.append(f"eval.ks={list(self.ks)} must be positive integers")
+        if self.batch_size < 1:
+            problems.append(f"eval.batch_size={self.batch_size} must be ≥ 1")
+        return problems

@@ -1,0 +1,114 @@
+"""Stage 6 — evaluation: full-catalogue constrained beam search, Recall@K and NDCG@K.
+
+The model ranks the whole catalogue through beam search with ``num_beams`` ≥ max K (no sampled
+negatives, history items not masked). Every K comes from one hit matrix
+(:func:`tawin.metrics.topk_metrics`). Outputs:
+
+* ``metrics.json`` — exactly ``recall@1 … recall@20``, ``ndcg@1 … ndcg@20``, ``n_rows`` (plus
+  ``auc``, ``opauc``, ``wpauc@K`` with ``--diagnostics``);
+* ``predictions.jsonl`` — one line per row: ``{"row", "user", "target", "items", "scores"}`` with
+  item ids (not positions) and summed log-probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tawin.checkpoint import atomic_write_json, atomic_write_text
+from tawin.data.dataset import Dataset
+from tawin.decoding.beam import constrained_beam_search
+from tawin.eval.config import EvalConfig
+from tawin.metrics import topk_metrics
+from tawin.models.batching import EncodedSplit, prompt_batch
+from tawin.models.build import Recommender
+
+
+@dataclass
+class Predictions:
+    row_R: np.ndarray  # int64 [R] row index in the split's table
+    user_R: np.ndarray
+    target_R: np.ndarray  # item ids
+    items_RK: np.ndarray  # item ids, best first
+    scores_RK: np.ndarray  # float32 log-probabilities
+
+    def metrics(self, ks) -> dict:
+        return topk_metrics(self.items_RK, self.target_R, ks)
+
+    def write_jsonl(self, path: Path) -> None:
+        lines = [
+            json.dumps({"row": int(r), "user": int(u), "target": int(t), "items": i.tolist(), "scores": [round(float(s), 6) for s in s_]})
+            for r, u, t, i, s_ in zip(self.row_R, self.user_R, self.target_R, self.items_RK, self.scores_RK)
+        ]
+        atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+    @staticmethod
+    def read_jsonl(path: Path) -> "Predictions":
+        records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        return Predictions(
+            np.array([r["row"] for r in records], dtype=np.int64),
+            np.array([r["user"] for r in records], dtype=np.int64),
+            np.array([r["target"] for r in records], dtype=np.int64),
+            np.array([r["items"] for r in records], dtype=np.int64),
+            np.array([r["scores"] for r in records], dtype=np.float32),
+        )
+
+
+def sample_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
+    """A fixed seeded subset of row indices (sorted), or all rows when max_rows is 0 or ≥ n."""
+    if max_rows <= 0 or max_rows >= n_rows:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False))
+
+
+@torch.no_grad()
+def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: EncodedSplit, rows: np.ndarray,
+                     num_beams: int, batch_size: int, progress: bool = True, desc: str = "eval") -> Predictions:
+    """Top-`num_beams` items for each of `rows` (indices into `encoded`)."""
+    model = recommender.model
+    was_training = model.training
+    model.eval()
+    device = recommender.device
+    trie = recommender.codec.trie.to(device)
+    item_ids = torch.from_numpy(dataset.items.item_id)
+    items, scores = [], []
+    for start in tqdm(range(0, len(rows), batch_size), desc=desc, disable=not progress, unit="batch", leave=False):
+        index_B = torch.from_numpy(rows[start : start + batch_size])
+        ids_BL, mask_BL = prompt_batch(encoded, index_B)
+        result = constrained_beam_search(model, trie, ids_BL.to(device), mask_BL.to(device), num_beams)
+        items.append(item_ids[result.items_BK.cpu()])
+        scores.append(result.scores_BK.float().cpu())
+    model.train(was_training)
+    split = encoded.rows
+    return Predictions(
+        row_R=split.row[rows],
+        user_R=split.user[rows],
+        target_R=split.target[rows],
+        items_RK=torch.cat(items).numpy() if items else np.zeros((0, num_beams), np.int64),
+        scores_RK=torch.cat(scores).numpy() if scores else np.zeros((0, num_beams), np.float32),
+    )
+
+
+def evaluate(recommender: Recommender, dataset: Dataset, encoded: EncodedSplit, config: EvalConfig,
+             output_dir: Path | None = None, progress: bool = True) -> dict:
+    """Evaluate on `config.split`; writes metrics.json and predictions.jsonl when `output_dir` is set."""
+    started = time.time()
+    rows = sample_rows(len(encoded), config.max_rows, config.sample_seed)
+    predictions = beam_predictions(recommender, dataset, encoded, rows, config.num_beams, config.batch_size, progress)
+    metrics = predictions.metrics(config.ks)
+    if config.diagnostics:
+        from tawin.eval.diagnostics import diagnostics
+
+        metrics.update(diagnostics(recommender, encoded, config, progress=progress))
+    if output_dir is not None:
+        output_dir = Path(output_dir)
+        predictions.write_jsonl(output_dir / "predictions.jsonl")
+        atomic_write_json(output_dir / "metrics.json", metrics)
+    metrics_seconds = time.time() - started
+    return {"metrics": metrics, "seconds": metrics_seconds, "predictions": predictions}

@@ -1,0 +1,118 @@
+"""Stage 4 — supervised fine-tuning: next-item generation, loss on the target item tokens only.
+
+One readable loop: batch → forward → cross-entropy on item tokens → backward → clip → step →
+log → (epoch end) evaluate on valid → keep the best checkpoint by NDCG@10 → early stop.
+A rerun on the same output folder resumes from ``last/`` (model, optimizer, scheduler, RNG and
+the position in the epoch), so an interrupted run ends exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from tawin.data.dataset import Dataset
+from tawin.eval.evaluate import beam_predictions, sample_rows
+from tawin.models.batching import EncodedSplit, prompt_batch, sequence_batch
+from tawin.models.build import Recommender
+from tawin.runtime import autocast
+from tawin.sft.config import SFTConfig
+from tawin.train_utils import JsonlLog, Progress, check_finite, load_training_state, save_best, save_training_state, warmup_cosine
+
+
+@dataclass
+class RunContext:
+    output_dir: Path
+    seed: int
+    device: torch.device
+    bf16: bool
+    progress_bars: bool = True
+    log: Callable[[str], None] = print
+
+
+def sft_loss(recommender: Recommender, encoded: EncodedSplit, index_B: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the target item's tokens (EOS included); returns (loss, n_tokens)."""
+    device = recommender.device
+    ids_BL, mask_BL = prompt_batch(encoded, index_B)
+    batch = sequence_batch(ids_BL, mask_BL, recommender.codec, encoded.target_R[index_B].unsqueeze(1))
+    with autocast(device, bf16):
+        logits = recommender.model(
+            input_ids=batch.input_ids_BT.to(device),
+            attention_mask=batch.attention_mask_BT.to(device),
+            position_ids=batch.position_ids_BT.to(device),
+        ).logits
+    labels = batch.labels_BT.to(device)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+    return loss, int(batch.attention_mask_BT.sum())
+
+
+def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
+              config: SFTConfig, run: RunContext) -> dict:
+    out = Path(run.output_dir)
+    model = recommender.model.to(run.device)
+    model.train()
+    n_rows = len(train) if config.max_train_rows <= 0 else min(len(train), config.max_train_rows)
+    steps_per_epoch = -(-n_rows // config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.epochs * steps_per_epoch)
+    progress = Progress()
+    if (out / "last" / "trainer.pt").exists():
+        progress = load_training_state(out / "last", recommender, optimizer, scheduler)
+        run.log(f"sft: resuming from {out / 'last'} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
+    log = JsonlLog(out / "log.jsonl")
+    valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
+    started = time.time()
+
+    while progress.epoch < config.epochs and progress.bad_epochs < config.patience:
+        order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(run.seed * 100_003 + progress.epoch))
+        bar = tqdm(total=steps_per_epoch, initial=progress.step_in_epoch, desc=f"sft epoch {progress.epoch + 1}/{config.epochs}",
+                   disable=not run.progress_bars, unit="step", leave=False)
+        window_tokens, window_start = 0, time.time()
+        for step in range(progress.step_in_epoch, steps_per_epoch):
+            index_B = order[step * config.batch_size : (step + 1) * config.batch_size]
+            loss, n_tokens = sft_loss(recommender, train, index_B, run.bf16)
+            check_finite(loss.detach(), "loss", progress.global_step, "sft")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            check_finite(grad_norm, "gradient norm", progress.global_step, "sft")
+            optimizer.step()
+            scheduler.step()
+            progress.step_in_epoch, progress.global_step = step + 1, progress.global_step + 1
+            window_tokens += n_tokens
+            bar.update(1)
+            if progress.global_step % config.log_every == 0:
+                rate = window_tokens / max(1e-9, time.time() - window_start)
+                record = {"stage": "sft", "step": progress.global_step, "epoch": progress.epoch + 1,
+                          "train/loss": round(float(loss), 5), "train/lr": scheduler.get_last_lr()[0], "train/tokens_per_s": round(rate)}
+                log.write(record)
+                bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{rate:.0f}")
+                window_tokens, window_start = 0, time.time()
+            if progress.global_step % config.save_every == 0 and step + 1 < steps_per_epoch:
+                save_training_state(out / "last", recommender, optimizer, scheduler, progress)
+        bar.close()
+
+        predictions = beam_predictions(recommender, dataset, valid, valid_rows, config.eval_beams, 32,
+                                       progress=run.progress_bars, desc="sft valid")
+        metrics = predictions.metrics((1, 5, 10))
+        improved = metrics["ndcg@10"] > progress.best_metric
+        progress.history.append({"epoch": progress.epoch + 1, **{f"valid/{k}": v for k, v in metrics.items()}})
+        log.write({"stage": "sft", "epoch": progress.epoch + 1, "step": progress.global_step, **{f"eval/{k}": v for k, v in metrics.items()}})
+        run.log(f"sft epoch {progress.epoch + 1}: loss {float(loss):.4f}  valid recall@10 {metrics['recall@10']:.4f}  "
+                f"ndcg@10 {metrics['ndcg@10']:.4f}{'  (best)' if improved else ''}  [{time.time() - started:.0f}s]")
+        if improved:
+            progress.best_metric, progress.best_epoch, progress.bad_epochs = metrics["ndcg@10"], progress.epoch + 1, 0
+            save_best(out / "best", recommender, {"epoch": progress.epoch + 1, "valid": metrics})
+        else:
+            progress.bad_epochs += 1
+        progress.epoch, progress.step_in_epoch = progress.epoch + 1, 0
+        save_training_state(out / "last", recommender, optimizer, scheduler, progress)
+
+    return {"best_epoch": progress.best_epoch, "best_valid_ndcg@10": progress.best_metric, "history": progress.history,
+            "seconds": time.time() - started}
