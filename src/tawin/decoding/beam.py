@@ -56,8 +56,8 @@ def constrained_beam_search(
     device = input_ids_BL.device
     float_mask = getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "flash_attention_2", "flex_attention")
     out = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL,
-                position_ids=(attention_mask_BL.cumsum(-1) - 1).clamp(min=0), use_cache=True)
-    cache = out.past_key_values
+                position_ids=(attention_mask_BL.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
+    cache = out.cache
     logp_BKV = torch.log_softmax(out.logits[:, -1:].float(), dim=-1).expand(batch, beams, -1)
     next_position_BK = attention_mask_BL.sum(-1, keepdim=True).expand(batch, beams)
 
@@ -88,8 +88,8 @@ def constrained_beam_search(
         ancestors_BKS = torch.cat([ancestors_BKS.gather(1, source_BK.unsqueeze(-1).expand_as(ancestors_BKS)), beam_slot_BK1], dim=-1)
         mask = _tree_mask(attention_mask_BL, ancestors_BKS, beams, float_mask, out.logits.dtype)
         out = model(input_ids=chosen_token_BK, attention_mask=mask, position_ids=next_position_BK,
-                    past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+                    cache=cache, use_cache=True)
+        cache = out.cache
         next_position_BK = next_position_BK + 1
         logp_BKV = torch.log_softmax(out.logits.float(), dim=-1)
 

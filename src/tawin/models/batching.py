@@ -95,3 +95,21 @@ def sequence_batch(prompt_ids_BL: torch.Tensor, prompt_mask_BL: torch.Tensor, co
     prompt_width = ids_nL.shape[1]
     labels[:, prompt_width - 1 : prompt_width - 1 + width] = torch.where(target_valid_nT, targets_nT, -100)
     return SequenceBatch(input_ids, attention, positions, labels != -100, labels, prompt_width)
+
+
+def length_bucketed_batches(lengths_R: torch.Tensor, batch_size: int, generator: torch.Generator, bucket_batches: int = 50) -> list[torch.Tensor]:
+    """Shuffled batches of similar-length rows: little padding, still a random order.
+
+    The epoch's permutation is cut into chunks of `bucket_batches` batches; each chunk is sorted by
+    length (stable) and cut into batches; the batch order is then shuffled. Deterministic given
+    the generator, so a resumed epoch replays the same batches.
+    """
+    order = torch.randperm(len(lengths_R), generator=generator)
+    chunk = batch_size * bucket_batches
+    batches: list[torch.Tensor] = []
+    for start in range(0, len(order), chunk):
+        part = order[start : start + chunk]
+        part = part[torch.sort(lengths_R[part], stable=True).indices]
+        batches.extend(part.split(batch_size))
+    shuffle = torch.randperm(len(batches), generator=generator)
+    return [batches[i] for i in shuffle]

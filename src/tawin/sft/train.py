@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from tawin.data.dataset import Dataset
 from tawin.eval.evaluate import beam_predictions, sample_rows
-from tawin.models.batching import EncodedSplit, prompt_batch, sequence_batch
+from tawin.models.batching import EncodedSplit, length_bucketed_batches, prompt_batch, sequence_batch
 from tawin.models.build import Recommender
 from tawin.runtime import autocast
 from tawin.sft.config import SFTConfig
@@ -70,12 +70,13 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
     started = time.time()
 
     while progress.epoch < config.epochs and progress.bad_epochs < config.patience:
-        order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(run.seed * 100_003 + progress.epoch))
+        batches = length_bucketed_batches(train.prompt_len_R[:n_rows], config.batch_size,
+                                          torch.Generator().manual_seed(run.seed * 100_003 + progress.epoch))
         bar = tqdm(total=steps_per_epoch, initial=progress.step_in_epoch, desc=f"sft epoch {progress.epoch + 1}/{config.epochs}",
                    disable=not run.progress_bars, unit="step", leave=False)
         window_tokens, window_start = 0, time.time()
         for step in range(progress.step_in_epoch, steps_per_epoch):
-            index_B = order[step * config.batch_size : (step + 1) * config.batch_size]
+            index_B = batches[step]
             loss, n_tokens = sft_loss(recommender, train, index_B, run.bf16)
             check_finite(loss.detach(), "loss", progress.global_step, "sft")
             optimizer.zero_grad(set_to_none=True)
@@ -90,9 +91,9 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
             if progress.global_step % config.log_every == 0:
                 rate = window_tokens / max(1e-9, time.time() - window_start)
                 record = {"stage": "sft", "step": progress.global_step, "epoch": progress.epoch + 1,
-                          "train/loss": round(float(loss), 5), "train/lr": scheduler.get_last_lr()[0], "train/tokens_per_s": round(rate)}
+                          "train/loss": round(float(loss.detach()), 5), "train/lr": scheduler.get_last_lr()[0], "train/tokens_per_s": round(rate)}
                 log.write(record)
-                bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{rate:.0f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", tok_s=f"{rate:.0f}")
                 window_tokens, window_start = 0, time.time()
             if progress.global_step % config.save_every == 0 and step + 1 < steps_per_epoch:
                 save_training_state(out / "last", recommender, optimizer, scheduler, progress)
@@ -104,7 +105,7 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
         improved = metrics["ndcg@10"] > progress.best_metric
         progress.history.append({"epoch": progress.epoch + 1, **{f"valid/{k}": v for k, v in metrics.items()}})
         log.write({"stage": "sft", "epoch": progress.epoch + 1, "step": progress.global_step, **{f"eval/{k}": v for k, v in metrics.items()}})
-        run.log(f"sft epoch {progress.epoch + 1}: loss {float(loss):.4f}  valid recall@10 {metrics['recall@10']:.4f}  "
+        run.log(f"sft epoch {progress.epoch + 1}: valid recall@10 {metrics['recall@10']:.4f}  "
                 f"ndcg@10 {metrics['ndcg@10']:.4f}{'  (best)' if improved else ''}  [{time.time() - started:.0f}s]")
         if improved:
             progress.best_metric, progress.best_epoch, progress.bad_epochs = metrics["ndcg@10"], progress.epoch + 1, 0

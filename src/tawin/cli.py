@@ -1,0 +1,272 @@
+"""`tawin` command line: data, items, sft, rl, eval, recommend, run, experiment.
+
+Every subcommand that trains or evaluates reads one YAML config (`--config`, sections `data`,
+`model`, `sft`, `rl`, `eval`; see `configs/`), then `--set section.field=value` overrides, then
+the subcommand's own flags. User mistakes exit with code 2 and one paragraph, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from tawin.errors import UserError
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*requires_grad=True to a scalar.*")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config (sections data, model, sft, rl, eval; see configs/)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override one config field (repeatable)")
+    parser.add_argument("--dataset", help="shorthand for --set data.dataset=… (a shipped name such as 'industrial', or a folder)")
+    parser.add_argument("--model", help="shorthand for --set model.name_or_path=… (any Hugging Face causal LM name or local folder)")
+    parser.add_argument("--seed", type=int, help="shorthand for --set seed=…")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+
+
+def _load_pipeline_config(args) -> "PipelineConfig":
+    from tawin.config import load_config
+    from tawin.pipeline import PipelineConfig
+
+    overrides = list(args.set)
+    if getattr(args, "dataset", None):
+        overrides.append(f"data.dataset={args.dataset}")
+    if getattr(args, "model", None):
+        overrides.append(f"model.name_or_path={args.model}")
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"seed={args.seed}")
+    for name, key in (("split", "eval.split"), ("beams", "eval.num_beams")):
+        if getattr(args, name, None) is not None:
+            overrides.append(f"{key}={getattr(args, name)}")
+    if getattr(args, "diagnostics", False):
+        overrides.append("eval.diagnostics=true")
+    return load_config(PipelineConfig, args.config, overrides)
+
+
+def cmd_run(args) -> int:
+    from dataclasses import replace
+
+    from tawin.runner import run_pipeline
+
+    config = _load_pipeline_config(args)
+    run_pipeline(config, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress)
+    return 0
+
+
+def cmd_sft(args) -> int:
+    from tawin.pipeline import RunFolder
+    from tawin.runner import Session, sft_stage
+
+    config = _load_pipeline_config(args)
+    out = Path(args.out)
+    with RunFolder(out, config, args.overwrite, kind="sft"):
+        session = Session(config, not args.no_progress)
+        best = sft_stage(session, out)
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def cmd_rl(args) -> int:
+    from tawin.pipeline import RunFolder
+    from tawin.runner import Session, rl_stage
+
+    config = _load_pipeline_config(args)
+    out = Path(args.out)
+    with RunFolder(out, config, args.overwrite, kind="rl"):
+        session = Session(config, not args.no_progress)
+        final = rl_stage(session, Path(args.init), out)
+    print(f"final checkpoint: {final}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from tawin.pipeline import RunFolder, results_table
+    from tawin.runner import Session, eval_stage, popularity_stage
+
+    config = _load_pipeline_config(args)
+    out = Path(args.out)
+    with RunFolder(out, config, args.overwrite, kind="eval"):
+        session = Session(config, not args.no_progress)
+        if args.checkpoint == "popularity":
+            metrics = popularity_stage(session, out)
+        else:
+            metrics = eval_stage(session, Path(args.checkpoint), out)
+    ks = tuple(k for k in (1, 3, 5, 10, 20) if f"recall@{k}" in metrics)
+    print(results_table({args.checkpoint: metrics}, ks))
+    extra = {k: v for k, v in metrics.items() if k.startswith(("auc", "opauc", "wpauc", "exact_"))}
+    if extra:
+        print("diagnostics (exact full-catalogue scores): " + ", ".join(f"{k}={v:.4f}" for k, v in extra.items()))
+    print(f"wrote {out / 'metrics.json'} and {out / 'predictions.jsonl'}")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    import torch
+
+    from tawin.errors import DataError
+    from tawin.models.batching import item_positions
+    from tawin.models.prompt import encode_prompts, left_pad, render_prompt
+    from tawin.decoding.beam import constrained_beam_search
+    from tawin.runner import Session
+
+    config = _load_pipeline_config(args)
+    session = Session(config, progress=False)
+    items = session.dataset.items
+    try:
+        history = [int(x) for x in args.history.replace(",", " ").split()]
+    except ValueError:
+        raise UserError(f"--history {args.history!r} must be item ids separated by commas, e.g. --history 117,118,130") from None
+    known = set(items.item_id.tolist())
+    unknown = [i for i in history if i not in known]
+    if unknown or not history:
+        raise DataError(f"--history: item(s) {unknown or '(none)'} not in the catalogue of {config.data.dataset} ({len(items)} items); pass 1–10 known item ids.")
+    recommender = session.load(args.checkpoint)
+    if args.k > len(items):
+        raise UserError(f"--k {args.k} exceeds the catalogue's {len(items)} items; lower --k.")
+    positions = item_positions(items, __import__("numpy").array(history[-10:])).tolist()
+    prompt = render_prompt(positions, recommender.codec.prompt_text)
+    ids, mask = left_pad(encode_prompts(recommender.tokenizer, [prompt], config.model.max_prompt_tokens), recommender.codec.pad_id)
+    result = constrained_beam_search(recommender.model, recommender.codec.trie.to(session.device), ids.to(session.device), mask.to(session.device), args.k)
+    print("history:")
+    for item in history[-10:]:
+        print(f"  {item:>6}  {items.title[positions[history[-10:].index(item)]][:90]}")
+    print(f"top-{args.k} next items:")
+    for rank, (position, score) in enumerate(zip(result.items_BK[0].tolist(), result.scores_BK[0].tolist()), start=1):
+        print(f"  {rank:>2}. {int(items.item_id[position]):>6}  logp={score:8.3f}  {items.title[position][:90]}")
+    return 0
+
+
+def cmd_data_import(args) -> int:
+    from tawin.data.importers import import_minionerec
+    from tawin.data.io import save_dataset
+
+    dataset = import_minionerec(args.source, args.name)
+    save_dataset(dataset, args.out)
+    print(f"wrote {args.out}: {len(dataset.items)} items; " + ", ".join(f"{k} {len(v)} rows" for k, v in dataset.splits.items()))
+    return 0
+
+
+def cmd_data_show(args) -> int:
+    from tawin.data.io import load_dataset
+    from tawin.pipeline import dataset_path
+
+    dataset = load_dataset(dataset_path(args.dataset))
+    print(f"{dataset.name}: {len(dataset.items)} items, SID depth {len(dataset.items.sid[0])}")
+    for name, split in dataset.splits.items():
+        stamps = split.timestamp[split.timestamp >= 0]
+        span = ""
+        if len(stamps):
+            import datetime as dt
+
+            span = f", targets {dt.datetime.utcfromtimestamp(int(stamps.min())):%Y-%m-%d} → {dt.datetime.utcfromtimestamp(int(stamps.max())):%Y-%m-%d}"
+        print(f"  {name:5}: {len(split):6} rows, {len(set(split.user.tolist())):5} users, mean history {split.history_len.mean():.2f}{span}")
+    return 0
+
+
+def cmd_build_sids(args) -> int:
+    from tawin.config import load_config
+    from tawin.items.sids import SIDConfig, build_sids_for_dataset
+    from tawin.pipeline import dataset_path
+
+    config = load_config(SIDConfig, args.config, args.set)
+    source = dataset_path(args.dataset) if not Path(args.dataset).exists() else Path(args.dataset)
+    stats = build_sids_for_dataset(source, args.out, config, show_progress=not args.no_progress)
+    print(f"wrote {args.out} with built semantic IDs: " + ", ".join(f"{k}={v}" for k, v in stats.items() if not isinstance(v, (list, dict))))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tawin", description="RL for LLM generative recommenders: GRPO, ReRe and TAWin (windowed partial AUC).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="import, prepare and inspect datasets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("import", help="MiniOneRec/ReRe files (.inter + index.json + CSVs) → canonical dataset folder")
+    p.add_argument("source", help="folder holding minionerec/ (and optionally rere/), e.g. ../shared/data/Industrial_and_Scientific")
+    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--name", help="dataset name (default: from the .inter file names)")
+    p.set_defaults(func=cmd_data_import)
+    try:
+        from tawin.data.prepare import add_prepare_arguments, prepare_main
+
+        p = data.add_parser("prepare", help="raw reviews/logs → the paper's protocol → dataset folder (then: tawin items build-sids)")
+        add_prepare_arguments(p)
+        p.set_defaults(func=prepare_main)
+    except ImportError:  # pragma: no cover
+        pass
+    p = data.add_parser("show", help="summary of a dataset")
+    p.add_argument("dataset", nargs="?", default="industrial")
+    p.set_defaults(func=cmd_data_show)
+
+    items = commands.add_parser("items", help="semantic IDs").add_subparsers(dest="items_command", required=True)
+    p = items.add_parser("build-sids", help="embed item text (all-MiniLM-L6-v2, offline) and quantise with residual k-means")
+    p.add_argument("dataset", help="dataset folder (or shipped name)")
+    p.add_argument("--out", required=True, help="output dataset folder with the new semantic IDs")
+    p.add_argument("--config", help="YAML with SIDConfig fields")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_build_sids)
+
+    for name, function, text in (("sft", cmd_sft, "supervised fine-tuning (next-item generation)"),
+                                 ("rl", cmd_rl, "RL from an SFT checkpoint (GRPO / ReRe / TAWin)"),
+                                 ("run", cmd_run, "the configured pipeline: SFT → eval → RL → eval → table")):
+        p = commands.add_parser(name, help=text)
+        _config_arguments(p)
+        p.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+        p.add_argument("--overwrite", action="store_true", help="replace a run with a different config in --out")
+        if name == "rl":
+            p.add_argument("--init", required=True, help="SFT checkpoint folder (e.g. RUN/sft/best)")
+        p.set_defaults(func=function)
+
+    p = commands.add_parser("eval", help="full-catalogue constrained beam search: Recall@K, NDCG@K (+ AUC/OPAUC/WPAUC)")
+    _config_arguments(p)
+    p.add_argument("--checkpoint", required=True, help="model folder, or 'popularity' for the popularity baseline")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", choices=["valid", "test"])
+    p.add_argument("--beams", type=int, help="shorthand for --set eval.num_beams=…")
+    p.add_argument("--diagnostics", action="store_true", help="exact scores of every item: auc, opauc, wpauc@K")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = commands.add_parser("recommend", help="top-K items (with titles) for a history")
+    _config_arguments(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--history", required=True, help="item ids, oldest first, e.g. 117,118,130")
+    p.add_argument("--k", type=int, default=10)
+    p.set_defaults(func=cmd_recommend)
+
+    try:
+        from tawin.experiments.cli import add_experiment_parser
+
+        add_experiment_parser(commands)
+    except ImportError:
+        pass
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return int(args.func(args) or 0)
+    except UserError as error:
+        print(f"tawin: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("tawin: interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""RL stage configuration, field by field with the paper's symbols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    negatives: Literal["beam", "random", "sample"] = "beam"
+    """How the group of G candidates is formed: `beam` = top-G constrained beams of the policy (hard
+    negatives → one-way partial AUC); `random` = the target plus G−1 uniform catalogue items (full
+    AUC); `sample` = G constrained samples from the policy at `sample_temperature`."""
+    reward: Literal["binary", "rank"] = "binary"
+    """r: `binary` = 1 for the target item, else 0; `rank` = ReRe's binary plus a rank penalty
+    −(1/log2(i+2))/Σ_j 1/log2(j+2) for the negative at beam position i (groups with the target)."""
+    weighting: Literal["none", "tawin"] = "tawin"
+    """`none` = plain GRPO advantages; `tawin` = negatives' advantages × TAWin weights w̄."""
+    loss: Literal["grpo", "dapo", "gspo"] = "grpo"
+    """Policy surrogate: token-level clipped GRPO, DAPO (token-normalised, asymmetric clip) or GSPO
+    (sequence-level ratio). TAWin weights apply to all three through the advantages."""
+    group_size: int = 16
+    """G: candidates per prompt (= beams for `beam` negatives)."""
+    target_k: int = 3
+    """K of the Recall@K that TAWin targets; the default anchor is σ* = K − 1."""
+    anchor: int = -1
+    """σ*: 0-based rank among the group's negatives at the window's centre; −1 means target_k − 1."""
+    tau: float = 1.0
+    """τ: temperature of the truncated exponential; τ→∞ gives plain beam GRPO (uniform weights,
+    OPAUC), τ→0 the hard window at σ* (WPAUC with α=(K−1)/n⁻, d=1/n⁻ = Recall@K)."""
+    budget: float = 1.0
+    """Σ_i w_i before normalisation: the soft window's size in negatives (1 for one positive)."""
+    kl_beta: float = 1e-3
+    """β: weight of the k3 KL penalty to the frozen reference (the SFT model)."""
+    clip_eps_low: float = 0.2
+    """ε_low: lower clip of the importance ratio."""
+    clip_eps_high: float = 0.2
+    """ε_high: upper clip (DAPO's clip-higher uses 0.28)."""
+    lr: float = 1e-4
+    """Peak AdamW learning rate (the paper uses 1e-5 for Qwen2.5-0.5B; the small default model
+    moves less per step and was tuned on valid)."""
+    batch_size: int = 16
+    """Prompts per optimizer step (each with G candidates)."""
+    epochs: int = 1
+    """Passes over the RL train rows (one policy update per rollout)."""
+    max_steps: int = 150
+    """Stop after this many optimizer steps (0 = the full epochs)."""
+    warmup_ratio: float = 0.03
+    """Fraction of steps of linear warm-up before cosine decay."""
+    max_grad_norm: float = 0.3
+    """Gradient clipping by global norm (the paper's 0.3)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    sample_temperature: float = 1.0
+    """Temperature of `sample` negatives."""
+    eval_every: int = 0
+    """Steps between valid evaluations (0 = only at the end)."""
+    eval_rows: int = 1000
+    """Valid rows in those evaluations (fixed seeded sample)."""
+    log_every: int = 10
+    """Steps between log lines."""
+    save_every: int = 50
+    """Steps between resumable checkpoints."""
+
+    @property
+    def resolved_anchor(self) -> int:
+        return self.target_k - 1 if self.anchor < 0 else self.anchor
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.group_size < 2:
+            problems.append(f"rl.group_size={self.group_size} must be ≥ 2 (a group needs a positive and a negative)")
+        if self.weighting == "tawin":
+            if self.tau <= 0:
+                problems.append(f"rl.tau={self.tau} must be > 0; use a large tau (e.g. 1e4) for uniform weights or weighting=none")
+            if not 0 <= self.resolved_anchor <= self.group_size - 2:
+                problems.append(
+                    f"rl.anchor={self.resolved_anchor} lies outside the group's G−1={self.group_size - 1} negatives (ranks 0..{self.group_size - 2}); "
+                    "lower anchor/target_k or raise group_size"
+                )
+            if not 0 < self.budget <= self.group_size - 1:
+                problems.append(f"rl.budget={self.budget} must lie in (0, G−1={self.group_size - 1}]")
+        if self.reward == "rank" and self.negatives != "beam":
+            problems.append("rl.reward=rank is ReRe's beam-position penalty and needs rl.negatives=beam")
+        if self.lr <= 0:
+            problems.append(f"rl.lr={self.lr} must be > 0")
+        if self.batch_size < 1:
+            problems.append(f"rl.batch_size={self.batch_size} must be ≥ 1")
+        if self.sample_temperature <= 0:
+            problems.append(f"rl.sample_temperature={self.sample_temperature} must be > 0")
+        return problems

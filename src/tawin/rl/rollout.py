@@ -1,0 +1,92 @@
+"""RL stage — rollouts: the group of G candidates per prompt, and their token log-probabilities.
+
+Negatives (`RLConfig.negatives`):
+* ``beam``   top-G constrained beams of the policy (the paper's hard negatives; Prop. 3.3: OPAUC);
+* ``random`` the target plus G−1 items drawn uniformly without it (Lemma 3.1: full AUC);
+* ``sample`` G constrained ancestral samples from the policy at a temperature.
+
+`group_logprobs` scores all G candidates of a prompt in ONE sequence: the prompt is encoded once
+and the candidates follow it as parallel branches under a 4-D attention mask (each branch sees the
+prompt and its own earlier tokens), so a group costs L + G·T tokens instead of G·(L + T).
+The target item id travels with the batch (never looked up by prompt text).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tawin.decoding.beam import constrained_beam_search
+from tawin.decoding.sample import constrained_sample
+from tawin.items.codec import ItemCodec
+
+
+@dataclass
+class Rollout:
+    """One batch of groups. B prompts, G candidates, T item tokens (EOS included)."""
+
+    prompt_ids_BL: torch.Tensor
+    prompt_mask_BL: torch.Tensor
+    items_BG: torch.Tensor  # int64 item positions
+    is_target_BG: torch.Tensor  # bool
+    tokens_BGT: torch.Tensor  # int64 candidate tokens, pad after EOS
+    token_mask_BGT: torch.Tensor  # bool valid tokens
+    rollout_scores_BG: torch.Tensor | None  # policy scores at rollout time (beam order), if known
+
+
+@torch.no_grad()
+def make_rollout(model, codec: ItemCodec, prompt_ids_BL, prompt_mask_BL, target_B, negatives: str, group_size: int,
+                 generator: torch.Generator, temperature: float = 1.0) -> Rollout:
+    device = prompt_ids_BL.device
+    scores = None
+    if negatives == "beam":
+        result = constrained_beam_search(model, codec.trie, prompt_ids_BL, prompt_mask_BL, group_size)
+        items_BG, scores = result.items_BK, result.scores_BK
+    elif negatives == "sample":
+        items_BG = constrained_sample(model, codec.trie, prompt_ids_BL, prompt_mask_BL, group_size, temperature, generator)
+    else:
+        n_items = codec.target_table_NL.shape[0]
+        batch = target_B.shape[0]
+        # Uniform over the catalogue without the target: draw from N−1 and skip over the target.
+        draws = torch.randint(0, n_items - 1, (batch, group_size - 1), generator=generator).to(device)
+        draws = draws + (draws >= target_B.unsqueeze(1)).long()
+        items_BG = torch.cat([target_B.unsqueeze(1), draws], dim=1)
+    tokens_BGT = codec.target_table_NL.to(device)[items_BG]
+    token_mask_BGT = torch.arange(tokens_BGT.shape[-1], device=device) < codec.target_len_N.to(device)[items_BG].unsqueeze(-1)
+    return Rollout(prompt_ids_BL, prompt_mask_BL, items_BG, items_BG == target_B.unsqueeze(1), tokens_BGT, token_mask_BGT, scores)
+
+
+def group_logprobs(model, prompt_ids_BL, prompt_mask_BL, tokens_BGT, token_mask_BGT, float_mask: bool = False) -> torch.Tensor:
+    """Token log-probs [B, G, T] of every candidate given its prompt, prompt encoded once per group."""
+    batch, prompt_len = prompt_ids_BL.shape
+    _, group, width = tokens_BGT.shape
+    device = prompt_ids_BL.device
+    total = prompt_len + group * width
+    # Query/key layout: [prompt (L) | cand 0 tokens (T) | cand 1 tokens (T) | ...]
+    branch = torch.cat([torch.full((prompt_len,), -1, device=device), torch.arange(group, device=device).repeat_interleave(width)])
+    offset = torch.cat([torch.arange(prompt_len, device=device), torch.arange(width, device=device).repeat(group)])
+    key_valid_BS = torch.cat([prompt_mask_BL.bool(), token_mask_BGT.reshape(batch, -1)], dim=1)
+    same_branch = branch.unsqueeze(1) == branch.unsqueeze(0)
+    key_is_prompt = (branch == -1).unsqueeze(0)
+    query_is_prompt = (branch == -1).unsqueeze(1)
+    causal_prompt = offset.unsqueeze(0) <= offset.unsqueeze(1)
+    structure_SS = torch.where(query_is_prompt, key_is_prompt & causal_prompt, key_is_prompt | (same_branch & causal_prompt))
+    allowed_BSS = structure_SS.unsqueeze(0) & key_valid_BS.unsqueeze(1)
+    # Rows that are pure padding must still attend somewhere to avoid NaN softmax.
+    allowed_BSS = allowed_BSS | torch.eye(total, dtype=torch.bool, device=device).unsqueeze(0)
+    mask = allowed_BSS.unsqueeze(1)
+    if float_mask:
+        mask = torch.zeros(mask.shape, device=device).masked_fill(~mask, torch.finfo(torch.float32).min)
+    prompt_len_B = prompt_mask_BL.sum(-1, keepdim=True)
+    positions_BS = torch.cat([(prompt_mask_BL.cumsum(-1) - 1).clamp(min=0),
+                              prompt_len_B + torch.arange(width, device=device).repeat(group).unsqueeze(0)], dim=1)
+    input_ids = torch.cat([prompt_ids_BL, tokens_BGT.reshape(batch, -1)], dim=1)
+    hidden = model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=positions_BS).last_hidden_state
+    # Candidate token t is predicted from the last prompt position (t = 0) or its own token t−1.
+    last_prompt_B1H = hidden[:, prompt_len - 1 : prompt_len]
+    cand_hidden_BGTH = hidden[:, prompt_len:].reshape(batch, group, width, -1)
+    predictor_BGTH = torch.cat([last_prompt_B1H.unsqueeze(1).expand(batch, group, 1, -1), cand_hidden_BGTH[:, :, :-1]], dim=2)
+    logits = model.get_output_embeddings()(predictor_BGTH).float()
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens_BGT.unsqueeze(-1)).squeeze(-1)
+    return torch.where(token_mask_BGT, logp, torch.zeros_like(logp))
