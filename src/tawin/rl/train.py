@@ -109,7 +109,7 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
         progress.global_step += 1
         window["tokens"] += int(mask_BL.sum()) + int(rollout.token_mask_BGT.sum())
         bar.update(1)
-        progress.history.append({"step": progress.global_step, "train/loss": float(loss), **stats})
+        progress.history.append({"step": progress.global_step, "train/loss": float(loss.detach()), **stats})
         if progress.global_step % config.log_every == 0 or progress.global_step == total_steps:
             recent = progress.history[-config.log_every:]
             summary = {k: sum(h[k] for h in recent) / len(recent) for k in recent[0] if k != "step"}

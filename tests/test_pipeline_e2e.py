@@ -1,0 +1,57 @@
+"""End-to-end: `tawin run` on the shipped data with a tiny model, outputs and their contracts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tawin.cli import main
+
+from conftest import TINY_OVERRIDES
+
+FAST = TINY_OVERRIDES + [
+    "sft.epochs=1", "sft.max_train_rows=256", "sft.eval_rows=16", "sft.batch_size=32", "sft.warmup_steps=2",
+    "rl.max_steps=2", "rl.batch_size=4", "rl.group_size=8", "rl.eval_rows=8",
+    "eval.max_rows=24", "eval.num_beams=20", "eval.batch_size=8",
+]
+
+
+def run_cli(*args):
+    argv = list(args)
+    for override in FAST:
+        argv += ["--set", override]
+    return main(argv + ["--no-progress"])
+
+
+@pytest.mark.slow
+def test_run_writes_metrics_predictions_and_table(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("run", "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "| SFT |" in printed and "| Popularity |" in printed and "TAWin" in printed
+    for method in ("sft", "rl", "popularity"):
+        metrics = json.loads((out / "eval" / method / "metrics.json").read_text())
+        assert set(metrics) == {f"{m}@{k}" for m in ("recall", "ndcg") for k in (1, 3, 5, 10, 20)} | {"n_rows"}
+        assert metrics["n_rows"] == 24
+        lines = (out / "eval" / method / "predictions.jsonl").read_text().splitlines()
+        assert len(lines) == 24
+        record = json.loads(lines[0])
+        assert set(record) == {"row", "user", "target", "items", "scores"}
+        assert len(record["items"]) == 20 and len(set(record["items"])) == 20
+        assert record["scores"] == sorted(record["scores"], reverse=True)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["model"]["hidden_size"] == 32 and saved["eval"]["num_beams"] == 20
+    assert (out / "results.md").exists() and "peak RSS" in (out / "results.md").read_text()
+    # Re-running the same command resumes: every stage is already done and nothing changes.
+    before = (out / "eval" / "rl" / "predictions.jsonl").read_bytes()
+    assert run_cli("run", "--out", str(out)) == 0
+    assert (out / "eval" / "rl" / "predictions.jsonl").read_bytes() == before
+
+
+def test_eval_popularity_and_recommend(tmp_path, capsys):
+    out = tmp_path / "pop"
+    assert main(["eval", "--checkpoint", "popularity", "--out", str(out), "--set", "eval.max_rows=50", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_rows"] == 50 and 0 <= metrics["recall@10"] <= 1
