@@ -50,6 +50,15 @@ def replace_folder(staging: Path, target: Path) -> None:
         os.replace(staging, target)
 
 
+def existing_folder(target: Path) -> Path | None:
+    """`target`, or the copy `replace_folder` set aside if a crash hit between its two renames."""
+    target = Path(target)
+    if target.exists():
+        return target
+    aside = target.with_name(f".{target.name}.old")
+    return aside if aside.exists() else None
+
+
 def staging_folder(target: Path) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)

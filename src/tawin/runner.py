@@ -49,6 +49,8 @@ class Session:
 def sft_stage(session: Session, out: Path) -> Path:
     """Train from scratch (or from a pretrained LM); returns the best checkpoint folder."""
     config = session.config
+    if (out / "summary.json").exists() and (out / "best" / "tawin.json").exists():
+        return out / "best"  # finished earlier: resuming a pipeline skips it
     recommender = build_recommender(config.model, session.dataset.items, seed=config.seed)
     recommender.model.to(session.device)
     result = train_sft(recommender, session.dataset, session.encoded(recommender, "train"), session.encoded(recommender, "valid"),
@@ -58,6 +60,8 @@ def sft_stage(session: Session, out: Path) -> Path:
 
 
 def rl_stage(session: Session, init: Path, out: Path) -> Path:
+    if (out / "summary.json").exists() and (out / "final" / "tawin.json").exists():
+        return out / "final"
     recommender = session.load(init)
     result = train_rl(recommender, session.dataset, session.encoded(recommender, "train"), session.encoded(recommender, "valid"),
                       session.config.rl, session.context(out))

@@ -29,6 +29,7 @@ from tawin.rl.loss import select_loss
 from tawin.rl.rewards import binary_reward, rank_reward
 from tawin.rl.rollout import group_logprobs, make_rollout
 from tawin.rl.tawin import tawin_weights, weight_entropy
+from tawin.checkpoint import existing_folder
 from tawin.runtime import autocast
 from tawin.sft.train import RunContext
 from tawin.train_utils import JsonlLog, Progress, check_finite, load_training_state, save_best, save_training_state, warmup_cosine
@@ -78,8 +79,9 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     progress = Progress()
-    if (out / "last" / "trainer.pt").exists():
-        progress = load_training_state(out / "last", recommender, optimizer, scheduler)
+    last = existing_folder(out / "last")
+    if last is not None and (last / "trainer.pt").exists():
+        progress = load_training_state(last, recommender, optimizer, scheduler)
         run.log(f"rl: resuming from {out / 'last'} at step {progress.global_step}/{total_steps}")
     log = JsonlLog(out / "log.jsonl")
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
