@@ -12,6 +12,7 @@ import torch
 from tawin.checkpoint import atomic_write_json, atomic_write_text
 from tawin.data.dataset import Dataset
 from tawin.data.io import load_dataset
+from tawin.distributed import init_distributed
 from tawin.eval.evaluate import Predictions, evaluate, sample_rows
 from tawin.models.batching import EncodedSplit, encode_split
 from tawin.models.build import Recommender, build_recommender, load_recommender
@@ -27,6 +28,8 @@ class Session:
         self.config = config
         self.progress = progress
         self.device, self.bf16 = setup_runtime(config)
+        self.dist = init_distributed(self.device)
+        self.progress = progress and self.dist.is_main
         self.dataset: Dataset = load_dataset(dataset_path(config.data.dataset))
         self._encoded: dict[tuple[int, str], EncodedSplit] = {}
 
@@ -38,7 +41,8 @@ class Session:
         return self._encoded[key]
 
     def context(self, out: Path) -> RunContext:
-        return RunContext(Path(out), self.config.seed, self.device, self.bf16, progress_bars=self.progress)
+        log = print if self.dist.is_main else (lambda *_: None)
+        return RunContext(Path(out), self.config.seed, self.device, self.bf16, progress_bars=self.progress, log=log, dist=self.dist)
 
     def load(self, checkpoint: str | Path) -> Recommender:
         recommender = load_recommender(checkpoint, self.dataset.items)
@@ -55,7 +59,9 @@ def sft_stage(session: Session, out: Path) -> Path:
     recommender.model.to(session.device)
     result = train_sft(recommender, session.dataset, session.encoded(recommender, "train"), session.encoded(recommender, "valid"),
                        config.sft, session.context(out))
-    atomic_write_json(out / "summary.json", result)
+    if session.dist.is_main:
+        atomic_write_json(out / "summary.json", result)
+    session.dist.barrier()
     return out / "best"
 
 
@@ -65,7 +71,9 @@ def rl_stage(session: Session, init: Path, out: Path) -> Path:
     recommender = session.load(init)
     result = train_rl(recommender, session.dataset, session.encoded(recommender, "train"), session.encoded(recommender, "valid"),
                       session.config.rl, session.context(out))
-    atomic_write_json(out / "summary.json", result)
+    if session.dist.is_main:
+        atomic_write_json(out / "summary.json", result)
+    session.dist.barrier()
     return out / "final"
 
 
@@ -74,7 +82,9 @@ def eval_stage(session: Session, checkpoint: Path, out: Path) -> dict:
         return json.loads((out / "metrics.json").read_text())
     recommender = session.load(checkpoint)
     encoded = session.encoded(recommender, session.config.eval.split)
-    return evaluate(recommender, session.dataset, encoded, session.config.eval, out, progress=session.progress)["metrics"]
+    metrics = evaluate(recommender, session.dataset, encoded, session.config.eval, out, progress=session.progress, dist=session.dist)["metrics"]
+    session.dist.barrier()
+    return metrics
 
 
 def popularity_stage(session: Session, out: Path) -> dict:
@@ -93,8 +103,10 @@ def popularity_stage(session: Session, out: Path) -> dict:
     predictions = Predictions(split.row[rows], split.user[rows], split.target[rows], ranked,
                               np.repeat(scores, len(rows), axis=0).astype(np.float32))
     metrics = predictions.metrics(config.ks)
-    predictions.write_jsonl(out / "predictions.jsonl")
-    atomic_write_json(out / "metrics.json", metrics)
+    if session.dist.is_main:
+        predictions.write_jsonl(out / "predictions.jsonl")
+        atomic_write_json(out / "metrics.json", metrics)
+    session.dist.barrier()
     return metrics
 
 
@@ -118,10 +130,11 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
         if "popularity" in config.stages:
             results["Popularity"] = timer.run("popularity", popularity_stage, session, out / "eval" / "popularity")
         total = time.time() - started
-        report = render_report(config, results, timer, total)
-        atomic_write_text(out / "results.md", report)
-        atomic_write_json(out / "results.json", {"results": results, "stages": timer.records, "total_seconds": round(total, 1)})
-        log(report)
+        if session.dist.is_main:
+            report = render_report(config, results, timer, total)
+            atomic_write_text(out / "results.md", report)
+            atomic_write_json(out / "results.json", {"results": results, "stages": timer.records, "total_seconds": round(total, 1)})
+            log(report)
     return results
 
 

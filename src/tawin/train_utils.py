@@ -52,8 +52,11 @@ class Progress:
     history: list = field(default_factory=list)
 
 
-def save_training_state(folder: Path, recommender: Recommender, optimizer, scheduler, progress: Progress) -> None:
-    """Atomically write model + optimizer + scheduler + RNG + progress to `folder`."""
+def save_training_state(folder: Path, recommender: Recommender, optimizer, scheduler, progress: Progress, dist=None) -> None:
+    """Atomically write model + optimizer + scheduler + RNG + progress to `folder` (rank 0 only)."""
+    if dist is not None and not dist.is_main:
+        dist.barrier()
+        return
     staging = staging_folder(folder)
     save_recommender(recommender, staging)
     torch.save(
@@ -61,6 +64,8 @@ def save_training_state(folder: Path, recommender: Recommender, optimizer, sched
         staging / "trainer.pt",
     )
     replace_folder(staging, folder)
+    if dist is not None:
+        dist.barrier()
 
 
 def load_training_state(folder: Path, recommender: Recommender, optimizer, scheduler) -> Progress:
@@ -75,11 +80,14 @@ def load_training_state(folder: Path, recommender: Recommender, optimizer, sched
     return Progress(**state["progress"])
 
 
-def save_best(folder: Path, recommender: Recommender, info: dict) -> None:
-    staging = staging_folder(folder)
-    save_recommender(recommender, staging)
-    atomic_write_json(staging / "best.json", info)
-    replace_folder(staging, folder)
+def save_best(folder: Path, recommender: Recommender, info: dict, dist=None) -> None:
+    if dist is None or dist.is_main:
+        staging = staging_folder(folder)
+        save_recommender(recommender, staging)
+        atomic_write_json(staging / "best.json", info)
+        replace_folder(staging, folder)
+    if dist is not None:
+        dist.barrier()
 
 
 class JsonlLog:

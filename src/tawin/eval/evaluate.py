@@ -69,8 +69,12 @@ def sample_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
 
 @torch.no_grad()
 def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: EncodedSplit, rows: np.ndarray,
-                     num_beams: int, batch_size: int, progress: bool = True, desc: str = "eval") -> Predictions:
-    """Top-`num_beams` items for each of `rows` (indices into `encoded`)."""
+                     num_beams: int, batch_size: int, progress: bool = True, desc: str = "eval", dist=None) -> Predictions:
+    """Top-`num_beams` items for each of `rows` (indices into `encoded`).
+
+    With several processes, whole batches are dealt round-robin (each computed exactly as one
+    process would) and the predictions are merged in row order on every process.
+    """
     model = recommender.model
     was_training = model.training
     model.eval()
@@ -78,13 +82,20 @@ def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: Encode
     trie = recommender.codec.trie.to(device)
     item_ids = torch.from_numpy(dataset.items.item_id)
     items, scores = [], []
-    for start in tqdm(range(0, len(rows), batch_size), desc=desc, disable=not progress, unit="batch", leave=False):
+    starts = list(range(0, len(rows), batch_size))
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+    for start in tqdm(starts[rank::world], desc=desc, disable=not progress or rank > 0, unit="batch", leave=False):
         index_B = torch.from_numpy(rows[start : start + batch_size])
         ids_BL, mask_BL = prompt_batch(encoded, index_B)
         result = constrained_beam_search(model, trie, ids_BL.to(device), mask_BL.to(device), num_beams)
         items.append(item_ids[result.items_BK.cpu()])
         scores.append(result.scores_BK.float().cpu())
     model.train(was_training)
+    if world > 1:
+        # gather keeps rank order; rank r holds batches r, r+world, … — interleave them back.
+        gathered = dist.gather([(start, i, s) for start, i, s in zip(starts[rank::world], items, scores)])
+        gathered.sort(key=lambda entry: entry[0])
+        items, scores = [entry[1] for entry in gathered], [entry[2] for entry in gathered]
     split = encoded.rows
     return Predictions(
         row_R=split.row[rows],
@@ -96,17 +107,17 @@ def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: Encode
 
 
 def evaluate(recommender: Recommender, dataset: Dataset, encoded: EncodedSplit, config: EvalConfig,
-             output_dir: Path | None = None, progress: bool = True) -> dict:
+             output_dir: Path | None = None, progress: bool = True, dist=None) -> dict:
     """Evaluate on `config.split`; writes metrics.json and predictions.jsonl when `output_dir` is set."""
     started = time.time()
     rows = sample_rows(len(encoded), config.max_rows, config.sample_seed)
-    predictions = beam_predictions(recommender, dataset, encoded, rows, config.num_beams, config.batch_size, progress)
+    predictions = beam_predictions(recommender, dataset, encoded, rows, config.num_beams, config.batch_size, progress, dist=dist)
     metrics = predictions.metrics(config.ks)
     if config.diagnostics:
         from tawin.eval.diagnostics import diagnostics
 
         metrics.update(diagnostics(recommender, encoded, config, progress=progress))
-    if output_dir is not None:
+    if output_dir is not None and (dist is None or dist.is_main):
         output_dir = Path(output_dir)
         predictions.write_jsonl(output_dir / "predictions.jsonl")
         atomic_write_json(output_dir / "metrics.json", metrics)

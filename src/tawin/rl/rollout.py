@@ -37,7 +37,9 @@ class Rollout:
 
 @torch.no_grad()
 def make_rollout(model, codec: ItemCodec, prompt_ids_BL, prompt_mask_BL, target_B, negatives: str, group_size: int,
-                 generator: torch.Generator, temperature: float = 1.0) -> Rollout:
+                 generator: torch.Generator, temperature: float = 1.0, share: tuple[int, int] | None = None) -> Rollout:
+    """The group of each prompt. `share` = (global batch size, offset of these rows in it): random
+    draws are made for the whole global batch and sliced, so N processes draw what one would."""
     device = prompt_ids_BL.device
     scores = None
     if negatives == "beam":
@@ -49,7 +51,8 @@ def make_rollout(model, codec: ItemCodec, prompt_ids_BL, prompt_mask_BL, target_
         n_items = codec.target_table_NL.shape[0]
         batch = target_B.shape[0]
         # Uniform over the catalogue without the target: draw from N−1 and skip over the target.
-        draws = torch.randint(0, n_items - 1, (batch, group_size - 1), generator=generator).to(device)
+        total, offset = share if share is not None else (batch, 0)
+        draws = torch.randint(0, n_items - 1, (total, group_size - 1), generator=generator)[offset : offset + batch].to(device)
         draws = draws + (draws >= target_B.unsqueeze(1)).long()
         items_BG = torch.cat([target_B.unsqueeze(1), draws], dim=1)
     tokens_BGT = codec.target_table_NL.to(device)[items_BG]
@@ -82,11 +85,12 @@ def group_logprobs(model, prompt_ids_BL, prompt_mask_BL, tokens_BGT, token_mask_
     positions_BS = torch.cat([(prompt_mask_BL.cumsum(-1) - 1).clamp(min=0),
                               prompt_len_B + torch.arange(width, device=device).repeat(group).unsqueeze(0)], dim=1)
     input_ids = torch.cat([prompt_ids_BL, tokens_BGT.reshape(batch, -1)], dim=1)
-    hidden = model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=positions_BS).last_hidden_state
+    # Logits only where a candidate token is predicted: the last prompt position and every
+    # candidate position (the model's own forward, so DDP, PEFT and remote-code models all work).
+    keep = torch.arange(prompt_len - 1, total, device=device)
+    logits_BKV = model(input_ids=input_ids, attention_mask=mask, position_ids=positions_BS, logits_to_keep=keep).logits
     # Candidate token t is predicted from the last prompt position (t = 0) or its own token t−1.
-    last_prompt_B1H = hidden[:, prompt_len - 1 : prompt_len]
-    cand_hidden_BGTH = hidden[:, prompt_len:].reshape(batch, group, width, -1)
-    predictor_BGTH = torch.cat([last_prompt_B1H.unsqueeze(1).expand(batch, group, 1, -1), cand_hidden_BGTH[:, :, :-1]], dim=2)
-    logits = model.get_output_embeddings()(predictor_BGTH).float()
+    cand_BGTV = logits_BKV[:, 1:].reshape(batch, group, width, -1)
+    logits = torch.cat([logits_BKV[:, :1].unsqueeze(1).expand(batch, group, 1, -1), cand_BGTV[:, :, :-1]], dim=2).float()
     logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens_BGT.unsqueeze(-1)).squeeze(-1)
     return torch.where(token_mask_BGT, logp, torch.zeros_like(logp))

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tawin.data.dataset import Dataset
+from tawin.errors import ConfigError
 from tawin.eval.evaluate import beam_predictions, sample_rows
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import Recommender
@@ -37,10 +38,9 @@ from tawin.train_utils import JsonlLog, Progress, check_finite, load_training_st
 REWARDS = {"binary": binary_reward, "rank": rank_reward}
 
 
-def rl_step_loss(policy, reference, rollout, config: RLConfig, bf16: bool) -> tuple[torch.Tensor, dict]:
+def rl_step_loss(policy, reference, rollout, config: RLConfig, bf16: bool, float_mask: bool = False) -> tuple[torch.Tensor, dict]:
     """Rewards → advantages (→ TAWin) → policy loss for one rollout; returns (loss, stats)."""
     device = rollout.items_BG.device
-    float_mask = getattr(policy.config, "_attn_implementation", "sdpa") not in ("sdpa", "flash_attention_2", "flex_attention")
     with autocast(device, bf16):
         logp_new_BGT = group_logprobs(policy, rollout.prompt_ids_BL, rollout.prompt_mask_BL, rollout.tokens_BGT, rollout.token_mask_BGT, float_mask)
         with torch.no_grad():
@@ -73,6 +73,11 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
     out = Path(run.output_dir)
     policy = recommender.model.to(run.device)
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    if config.batch_size % run.dist.world_size:
+        raise ConfigError(f"rl.batch_size={config.batch_size} must be divisible by the {run.dist.world_size} processes so every "
+                          "process scores the same number of groups; change rl.batch_size or --num_processes")
+    trained = run.dist.wrap(policy)
+    float_mask = getattr(policy.config, "_attn_implementation", "sdpa") not in ("sdpa", "flash_attention_2", "flex_attention")
     n_rows = len(train)
     steps_per_epoch = n_rows // config.batch_size
     total_steps = config.epochs * steps_per_epoch if config.max_steps <= 0 else min(config.max_steps, config.epochs * steps_per_epoch)
@@ -92,15 +97,17 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
         epoch = progress.global_step // steps_per_epoch
         step_in_epoch = progress.global_step % steps_per_epoch
         order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(run.seed * 100_003 + 7919 + epoch))
-        index_B = order[step_in_epoch * config.batch_size : (step_in_epoch + 1) * config.batch_size]
+        global_B = order[step_in_epoch * config.batch_size : (step_in_epoch + 1) * config.batch_size]
+        index_B = run.dist.shard(global_B)
+        share = (len(global_B), len(index_B) * run.dist.rank)
         # Rollout randomness is a function of (seed, step) so a resumed run draws the same groups.
         generator = torch.Generator().manual_seed(run.seed * 1_000_003 + progress.global_step)
         ids_BL, mask_BL = prompt_batch(train, index_B)
         policy.eval()
         rollout = make_rollout(policy, recommender.codec, ids_BL.to(run.device), mask_BL.to(run.device), train.target_R[index_B].to(run.device),
-                               config.negatives, config.group_size, generator, config.sample_temperature)
+                               config.negatives, config.group_size, generator, config.sample_temperature, share)
         policy.train()
-        loss, stats = rl_step_loss(policy, reference, rollout, config, run.bf16)
+        loss, stats = rl_step_loss(trained, reference, rollout, config, run.bf16, float_mask)
         check_finite(loss.detach(), "loss", progress.global_step, "rl")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -111,8 +118,12 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
         progress.global_step += 1
         window["tokens"] += int(mask_BL.sum()) + int(rollout.token_mask_BGT.sum())
         bar.update(1)
-        progress.history.append({"step": progress.global_step, "train/loss": float(loss.detach()), **stats})
-        if progress.global_step % config.log_every == 0 or progress.global_step == total_steps:
+        stats["train/loss"] = float(loss.detach())
+        if run.dist.enabled:  # log the mean over processes, as one process would see it
+            everyone = run.dist.gather([stats])
+            stats = {k: sum(s[k] for s in everyone) / len(everyone) for k in stats}
+        progress.history.append({"step": progress.global_step, **stats})
+        if run.dist.is_main and (progress.global_step % config.log_every == 0 or progress.global_step == total_steps):
             recent = progress.history[-config.log_every:]
             summary = {k: sum(h[k] for h in recent) / len(recent) for k in recent[0] if k != "step"}
             summary["train/tokens_per_s"] = window["tokens"] / max(1e-9, time.time() - window["start"])
@@ -122,17 +133,19 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
         if config.eval_every and progress.global_step % config.eval_every == 0 and progress.global_step < total_steps:
             _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config)
         if progress.global_step % config.save_every == 0 or progress.global_step == total_steps:
-            save_training_state(out / "last", recommender, optimizer, scheduler, progress)
+            save_training_state(out / "last", recommender, optimizer, scheduler, progress, run.dist)
     bar.close()
     metrics = _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config)
-    save_best(out / "final", recommender, {"step": progress.global_step, "valid": metrics})
+    save_best(out / "final", recommender, {"step": progress.global_step, "valid": metrics}, run.dist)
     return {"steps": progress.global_step, "valid": metrics, "seconds": time.time() - started}
 
 
 def _evaluate_valid(recommender, dataset, valid, rows, progress, log, run, config) -> dict:
     predictions = beam_predictions(recommender, dataset, valid, rows, max(20, config.group_size), 32,
-                                   progress=run.progress_bars, desc="rl valid")
+                                   progress=run.progress_bars, desc="rl valid", dist=run.dist)
     metrics = predictions.metrics((1, 3, 5, 10))
+    if not run.dist.is_main:
+        return metrics
     log.write({"stage": "rl", "step": progress.global_step, **{f"eval/{k}": v for k, v in metrics.items()}})
     run.log(f"rl step {progress.global_step}: valid recall@3 {metrics['recall@3']:.4f}  recall@10 {metrics['recall@10']:.4f}  ndcg@10 {metrics['ndcg@10']:.4f}")
     return metrics

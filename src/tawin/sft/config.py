@@ -34,6 +34,7 @@ class SFTConfig:
     """Steps between resumable checkpoints (also written at every epoch end)."""
 
     def check(self) -> list[str]:
+        """Every impossible combination, each with its value, the rule and the fix."""
         problems = []
         if self.epochs < 1:
             problems.append(f"sft.epochs={self.epochs} must be ≥ 1")
@@ -41,6 +42,20 @@ class SFTConfig:
             problems.append(f"sft.batch_size={self.batch_size} must be ≥ 1")
         if self.lr <= 0:
             problems.append(f"sft.lr={self.lr} must be > 0")
+        if self.warmup_steps < 0:
+            problems.append(f"sft.warmup_steps={self.warmup_steps} must be ≥ 0")
+        if self.weight_decay < 0:
+            problems.append(f"sft.weight_decay={self.weight_decay} must be ≥ 0")
+        if self.max_grad_norm <= 0:
+            problems.append(f"sft.max_grad_norm={self.max_grad_norm} must be > 0")
+        if self.patience < 1:
+            problems.append(f"sft.patience={self.patience} must be ≥ 1 (epochs without improvement before stopping)")
         if self.eval_beams < 10:
             problems.append(f"sft.eval_beams={self.eval_beams} must be ≥ 10 because the best checkpoint is chosen by NDCG@10; raise it")
+        for name in ("eval_rows", "max_train_rows"):
+            if getattr(self, name) < 0:
+                problems.append(f"sft.{name}={getattr(self, name)} must be ≥ 0 (0 = all rows)")
+        for name in ("log_every", "save_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"sft.{name}={getattr(self, name)} must be ≥ 1 (steps)")
         return problems

@@ -9,7 +9,7 @@ the position in the epoch), so an interrupted run ends exactly where an uninterr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from tawin.data.dataset import Dataset
+from tawin.distributed import Dist
 from tawin.eval.evaluate import beam_predictions, sample_rows
 from tawin.models.batching import EncodedSplit, length_bucketed_batches, prompt_batch, sequence_batch
 from tawin.models.build import Recommender
@@ -35,22 +36,30 @@ class RunContext:
     bf16: bool
     progress_bars: bool = True
     log: Callable[[str], None] = print
+    dist: Dist = field(default_factory=Dist)
 
 
-def sft_loss(recommender: Recommender, encoded: EncodedSplit, index_B: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy over the target item's tokens (EOS included); returns (loss, n_tokens)."""
-    device = recommender.device
-    ids_BL, mask_BL = prompt_batch(encoded, index_B)
-    batch = sequence_batch(ids_BL, mask_BL, recommender.codec, encoded.target_R[index_B].unsqueeze(1))
+def sft_loss(model, codec, encoded: EncodedSplit, index_B: torch.Tensor, bf16: bool, dist: Dist) -> tuple[torch.Tensor, int]:
+    """Cross-entropy over the target item's tokens (EOS included), averaged over the GLOBAL batch.
+
+    Each process sums the loss of its share of `index_B` and divides by the global batch's token
+    count (× world size, since DDP averages gradients), so the update equals one process's.
+    Returns (loss, tokens processed here).
+    """
+    device = next(model.parameters()).device
+    global_tokens = int(codec.target_len_N[encoded.target_R[index_B]].sum())
+    local_B = dist.shard(index_B)
+    ids_BL, mask_BL = prompt_batch(encoded, local_B)
+    batch = sequence_batch(ids_BL, mask_BL, codec, encoded.target_R[local_B].unsqueeze(1))
     with autocast(device, bf16):
-        logits = recommender.model(
+        logits = model(
             input_ids=batch.input_ids_BT.to(device),
             attention_mask=batch.attention_mask_BT.to(device),
             position_ids=batch.position_ids_BT.to(device),
         ).logits
     labels = batch.labels_BT.to(device)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
-    return loss, int(batch.attention_mask_BT.sum())
+    loss_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+    return loss_sum * dist.world_size / global_tokens, int(batch.attention_mask_BT.sum())
 
 
 def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
@@ -58,6 +67,7 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
     out = Path(run.output_dir)
     model = recommender.model.to(run.device)
     model.train()
+    trained = run.dist.wrap(model)
     n_rows = len(train) if config.max_train_rows <= 0 else min(len(train), config.max_train_rows)
     steps_per_epoch = -(-n_rows // config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -79,7 +89,7 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
         window_tokens, window_start = 0, time.time()
         for step in range(progress.step_in_epoch, steps_per_epoch):
             index_B = batches[step]
-            loss, n_tokens = sft_loss(recommender, train, index_B, run.bf16)
+            loss, n_tokens = sft_loss(trained, recommender.codec, train, index_B, run.bf16, run.dist)
             check_finite(loss.detach(), "loss", progress.global_step, "sft")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -90,7 +100,7 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
             progress.step_in_epoch, progress.global_step = step + 1, progress.global_step + 1
             window_tokens += n_tokens
             bar.update(1)
-            if progress.global_step % config.log_every == 0:
+            if progress.global_step % config.log_every == 0 and run.dist.is_main:
                 rate = window_tokens / max(1e-9, time.time() - window_start)
                 record = {"stage": "sft", "step": progress.global_step, "epoch": progress.epoch + 1,
                           "train/loss": round(float(loss.detach()), 5), "train/lr": scheduler.get_last_lr()[0], "train/tokens_per_s": round(rate)}
@@ -98,24 +108,25 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", tok_s=f"{rate:.0f}")
                 window_tokens, window_start = 0, time.time()
             if progress.global_step % config.save_every == 0 and step + 1 < steps_per_epoch:
-                save_training_state(out / "last", recommender, optimizer, scheduler, progress)
+                save_training_state(out / "last", recommender, optimizer, scheduler, progress, run.dist)
         bar.close()
 
         predictions = beam_predictions(recommender, dataset, valid, valid_rows, config.eval_beams, 32,
-                                       progress=run.progress_bars, desc="sft valid")
+                                       progress=run.progress_bars, desc="sft valid", dist=run.dist)
         metrics = predictions.metrics((1, 5, 10))
         improved = metrics["ndcg@10"] > progress.best_metric
         progress.history.append({"epoch": progress.epoch + 1, **{f"valid/{k}": v for k, v in metrics.items()}})
-        log.write({"stage": "sft", "epoch": progress.epoch + 1, "step": progress.global_step, **{f"eval/{k}": v for k, v in metrics.items()}})
-        run.log(f"sft epoch {progress.epoch + 1}: valid recall@10 {metrics['recall@10']:.4f}  "
-                f"ndcg@10 {metrics['ndcg@10']:.4f}{'  (best)' if improved else ''}  [{time.time() - started:.0f}s]")
+        if run.dist.is_main:
+            log.write({"stage": "sft", "epoch": progress.epoch + 1, "step": progress.global_step, **{f"eval/{k}": v for k, v in metrics.items()}})
+            run.log(f"sft epoch {progress.epoch + 1}: valid recall@10 {metrics['recall@10']:.4f}  "
+                    f"ndcg@10 {metrics['ndcg@10']:.4f}{'  (best)' if improved else ''}  [{time.time() - started:.0f}s]")
         if improved:
             progress.best_metric, progress.best_epoch, progress.bad_epochs = metrics["ndcg@10"], progress.epoch + 1, 0
-            save_best(out / "best", recommender, {"epoch": progress.epoch + 1, "valid": metrics})
+            save_best(out / "best", recommender, {"epoch": progress.epoch + 1, "valid": metrics}, run.dist)
         else:
             progress.bad_epochs += 1
         progress.epoch, progress.step_in_epoch = progress.epoch + 1, 0
-        save_training_state(out / "last", recommender, optimizer, scheduler, progress)
+        save_training_state(out / "last", recommender, optimizer, scheduler, progress, run.dist)
 
     return {"best_epoch": progress.best_epoch, "best_valid_ndcg@10": progress.best_metric, "history": progress.history,
             "seconds": time.time() - started}
