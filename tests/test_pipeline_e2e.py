@@ -19,10 +19,10 @@ FAST = TINY_OVERRIDES + [
 
 
 def run_cli(*args):
-    argv = list(args)
+    argv = list(args) + ["--set", "threads=1"]
     for override in FAST:
         argv += ["--set", override]
-    return main(argv + ["--no-progress"])
+    return main(argv + (["--no-progress"] if args[0] != "recommend" else []))
 
 
 @pytest.mark.slow
@@ -44,6 +44,13 @@ def test_run_writes_metrics_predictions_and_table(tmp_path, capsys):
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["model"]["hidden_size"] == 32 and saved["eval"]["num_beams"] == 20
     assert (out / "results.md").exists() and "peak RSS" in (out / "results.md").read_text()
+    # `tawin recommend` shows titled top-K items for a history, from the same checkpoint.
+    capsys.readouterr()
+    assert run_cli("recommend", "--checkpoint", str(out / "sft" / "best"), "--history", "117,118", "--k", "5") == 0
+    shown = capsys.readouterr().out
+    assert "top-5 next items" in shown and shown.count("logp=") == 5
+    assert run_cli("recommend", "--checkpoint", str(out / "sft" / "best"), "--history", "999999") == 2
+    assert "not in the catalogue" in capsys.readouterr().err
     # Re-running the same command resumes: every stage is already done and nothing changes.
     before = (out / "eval" / "rl" / "predictions.jsonl").read_bytes()
     assert run_cli("run", "--out", str(out)) == 0

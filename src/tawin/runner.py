@@ -34,7 +34,7 @@ class Session:
         self._encoded: dict[tuple[int, str], EncodedSplit] = {}
 
     def encoded(self, recommender: Recommender, split: str) -> EncodedSplit:
-        key = (id(recommender.tokenizer), split)
+        key = (self.config.model, split)  # the tokenizer is a function of the model config and the items
         if key not in self._encoded:
             self._encoded[key] = encode_split(self.dataset.splits[split], self.dataset.items, recommender.codec,
                                               recommender.tokenizer, self.config.model.max_prompt_tokens)
