@@ -81,7 +81,10 @@ def cmd_rl(args) -> int:
     from tawin.pipeline import RunFolder
     from tawin.runner import Session, rl_stage
 
+    from tawin.models.build import check_checkpoint
+
     config = _load_pipeline_config(args)
+    check_checkpoint(args.init)  # before the output folder is touched
     out = Path(args.out)
     with RunFolder(out, config, args.overwrite, kind="rl"):
         session = Session(config, not args.no_progress)
@@ -94,7 +97,11 @@ def cmd_eval(args) -> int:
     from tawin.pipeline import RunFolder, results_table
     from tawin.runner import Session, eval_stage, popularity_stage
 
+    from tawin.models.build import check_checkpoint
+
     config = _load_pipeline_config(args)
+    if args.checkpoint != "popularity":
+        check_checkpoint(args.checkpoint)  # before the output folder is touched
     out = Path(args.out)
     with RunFolder(out, config, args.overwrite, kind="eval"):
         session = Session(config, not args.no_progress)
@@ -121,12 +128,12 @@ def cmd_recommend(args) -> int:
     from tawin.runner import Session
 
     config = _load_pipeline_config(args)
-    session = Session(config, progress=False)
-    items = session.dataset.items
     try:
         history = [int(x) for x in args.history.replace(",", " ").split()]
     except ValueError:
         raise UserError(f"--history {args.history!r} must be item ids separated by commas, e.g. --history 117,118,130") from None
+    session = Session(config, progress=False)
+    items = session.dataset.items
     known = set(items.item_id.tolist())
     unknown = [i for i in history if i not in known]
     if unknown or not history:
@@ -161,7 +168,7 @@ def cmd_data_show(args) -> int:
     from tawin.data.io import load_dataset
     from tawin.pipeline import dataset_path
 
-    dataset = load_dataset(dataset_path(args.dataset))
+    dataset = load_dataset(dataset_path(args.dataset), allow_empty_splits=True)
     print(f"{dataset.name}: {len(dataset.items)} items, SID depth {len(dataset.items.sid[0])}")
     for name, split in dataset.splits.items():
         stamps = split.timestamp[split.timestamp >= 0]

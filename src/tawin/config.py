@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -29,9 +31,12 @@ def _coerce(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
     origin = get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            problems.append(f"{path}: expected a mapping of {annotation.__name__} fields, got {value!r}")
+            problems.append(f"{path} is a section of {annotation.__name__} fields, not a single value ({value!r}); write it as a mapping, e.g. {path}: {{field: value}}")
             return None
         return _build(annotation, value, path, problems)
+    if isinstance(value, dict):
+        problems.append(f"{path} is a single value ({_describe(annotation)}), not a section; got the mapping {value!r}")
+        return None
     if origin in (typing.Union, types.UnionType):
         options = get_args(annotation)
         if value is None and type(None) in options:
@@ -43,19 +48,24 @@ def _coerce(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
             result = _coerce(value, option, path, trial)
             if not trial:
                 return result
-        problems.append(f"{path}={value!r} does not fit {_describe(annotation)}")
+        problems.append(f"{path}={value!r} must be {_describe(annotation)}")
         return None
     if origin is Literal:
         choices = get_args(annotation)
         if value not in choices:
-            problems.append(f"{path}={value!r} is not one of {list(choices)}")
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"{path}={value!r} is not one of {list(choices)}{hint}")
         return value
     if origin is tuple:
         item_types = get_args(annotation)
+        if isinstance(value, str) and "," in value:
+            # `--set eval.ks=5,10` arrives as the string "5,10": read it as a list.
+            value = [_scalar(part) for part in value.split(",")]
         if isinstance(value, (int, float, str)):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            problems.append(f"{path}={value!r} must be a list")
+            problems.append(f"{path}={value!r} must be a list, e.g. [1, 5, 10] in YAML or {path}=1,5,10 in --set")
             return None
         item_type = item_types[0] if item_types else Any
         return tuple(_coerce(v, item_type, f"{path}[{i}]", problems) for i, v in enumerate(value))
@@ -69,20 +79,26 @@ def _coerce(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
         problems.append(f"{path}={value!r} must be true or false")
         return None
     if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not value.lstrip("-").isdigit()):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
             problems.append(f"{path}={value!r} must be an integer")
             return None
-        return int(value)
+        return value
     if annotation is float:
         try:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise ValueError
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             problems.append(f"{path}={value!r} must be a number")
             return None
+        if math.isnan(number):
+            problems.append(f"{path}={value!r} must be a number, not NaN")
+            return None
+        return number
     if annotation is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             problems.append(f"{path}={value!r} must be a string")
@@ -91,7 +107,28 @@ def _coerce(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
     return value
 
 
+def _scalar(text: str) -> Any:
+    """One comma-separated list entry, read as YAML (so numbers become numbers) where it parses."""
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text.strip()
+
+
+_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+
+
 def _describe(annotation: Any) -> str:
+    """Plain words for a type: `int | None` → 'an integer or null'."""
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in get_args(annotation))
+    if origin is Literal:
+        return "one of " + str(list(get_args(annotation)))
+    if origin is tuple:
+        return "a list"
+    if annotation in _NAMES:
+        return _NAMES[annotation]
     return str(annotation).replace("typing.", "")
 
 
@@ -102,8 +139,8 @@ def _build(cls, data: dict, prefix: str, problems: list[str]):
         path = f"{prefix}.{key}" if prefix else key
         if key not in types_by_name:
             close = difflib.get_close_matches(key, list(types_by_name), n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {sorted(types_by_name)}"
-            problems.append(f"{path}: unknown key{hint}")
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(types_by_name))}"
+            problems.append(f"{path}: unknown key ({hint})")
             continue
         kwargs[key] = _coerce(value, types_by_name[key], path, problems)
     if problems:
@@ -112,47 +149,66 @@ def _build(cls, data: dict, prefix: str, problems: list[str]):
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text:
+    if "=" not in text or not text.split("=", 1)[0].strip():
         raise ConfigError(f"override {text!r} must look like section.field=value (e.g. sft.epochs=3)")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: the value {raw!r} is not valid YAML; quote it or fix the brackets (e.g. eval.ks=[1,5,10])") from None
+    return key.strip().split("."), value
 
 
 def merge_override(data: dict, keys: list[str], value: Any) -> None:
     node = data
-    for key in keys[:-1]:
+    for depth, key in enumerate(keys[:-1]):
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {'.'.join(keys)}: {key} is not a section")
+            raise ConfigError(f"override {'.'.join(keys)}: {'.'.join(keys[:depth + 1])} is a single value, not a section")
     node[keys[-1]] = value
 
 
 def load_config(cls, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict | None = None):
-    """Build `cls` from defaults, an optional YAML file and ``key=value`` overrides."""
+    """Build `cls` from defaults, an optional YAML file and ``key=value`` overrides.
+
+    Every problem (malformed override, unknown key, wrong type, impossible value) is reported in
+    one :class:`ConfigError`; nothing is created on disk before this returns.
+    """
     data: dict = dict(base or {})
     if path is not None:
         path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"{path}: config file not found; pass an existing YAML file (see configs/ for examples).")
+        if not path.is_file():
+            what = "is a folder, not a YAML file" if path.exists() else "config file not found"
+            raise ConfigError(f"{path}: {what}; pass an existing YAML file with --config (see configs/ for examples).")
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error}).") from None
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())}). Fix the syntax at the line shown.") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file; pass a UTF-8 YAML config.") from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of config sections.")
+            raise ConfigError(f"{path}: the top level must be a mapping of config sections (e.g. `sft:` then indented fields), not a {type(loaded).__name__}.")
         data = _deep_merge(data, loaded)
-    for text in overrides:
-        keys, value = parse_override(text)
-        merge_override(data, keys, value)
     problems: list[str] = []
+    for text in overrides:
+        try:
+            keys, value = parse_override(text)
+            merge_override(data, keys, value)
+        except ConfigError as error:
+            problems.append(str(error))
+    where = f" in {path} and --set overrides" if path else ""
     config = _build(cls, data, "", problems)
     if problems:
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid configuration{where}: " + "; ".join(problems) + ". Fix these keys in the YAML file or the --set overrides.")
+        raise ConfigError(f"invalid configuration{where}: {_join(problems)} Fix these keys in the YAML file or the --set overrides.")
     problems = validate(config)
     if problems:
-        raise ConfigError("invalid configuration: " + "; ".join(problems) + ".")
+        raise ConfigError(f"invalid configuration{where}: {_join(problems)}")
     return config
+
+
+def _join(problems: list[str]) -> str:
+    """One sentence per run of problems: 'a; b; c.' (each problem's own final period dropped)."""
+    return "; ".join(p.rstrip().rstrip(".") for p in problems) + "."
 
 
 def validate(config) -> list[str]:

@@ -60,6 +60,16 @@ class PipelineConfig:
     rl: RLConfig = field(default_factory=RLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def check(self) -> list[str]:
+        problems = []
+        if self.threads < 0:
+            problems.append(f"threads={self.threads} must be ≥ 0 (0 = torch's default)")
+        if not self.stages:
+            problems.append("stages is empty; list what `tawin run` should do, e.g. [sft, eval, rl, popularity]")
+        elif len(set(self.stages)) != len(self.stages):
+            problems.append(f"stages={list(self.stages)} repeats a stage; list each once")
+        return problems
+
 
 def dataset_path(name_or_path: str) -> Path:
     """The folder of a shipped dataset name or a dataset folder path; ConfigError otherwise."""

@@ -28,16 +28,24 @@ class EvalConfig:
     """G in OPAUC's max_fpr = (G−1)/n⁻: the FPR range that beam negatives of a group of G cover."""
 
     def check(self) -> list[str]:
+        """Every impossible combination, each with its value, the rule and the fix."""
         problems = []
+        if self.num_beams < 1:
+            problems.append(f"eval.num_beams={self.num_beams} must be ≥ 1 (and ≥ max(eval.ks))")
         if not self.ks:
-            problems.append("eval.ks must list at least one K")
-        elif max(self.ks) > self.num_beams:
+            problems.append("eval.ks must list at least one K, e.g. [1, 5, 10]")
+        elif any(k < 1 for k in self.ks):
+            problems.append(f"eval.ks={list(self.ks)} must be positive integers; drop the K < 1")
+        elif max(self.ks) > self.num_beams >= 1:
             problems.append(
                 f"eval.ks contains K={max(self.ks)} but eval.num_beams={self.num_beams}: beam search ranks only "
                 f"num_beams items, so Recall@{max(self.ks)} would be wrong; raise eval.num_beams to ≥ {max(self.ks)} or drop K"
             )
-        if any(k < 1 for k in self.ks):
-            problems.append(f"eval.ks={list(self.ks)} must be positive integers")
         if self.batch_size < 1:
             problems.append(f"eval.batch_size={self.batch_size} must be ≥ 1")
+        for name in ("max_rows", "diagnostics_rows"):
+            if getattr(self, name) < 0:
+                problems.append(f"eval.{name}={getattr(self, name)} must be ≥ 0 (0 = all rows)")
+        if self.opauc_group_size < 2:
+            problems.append(f"eval.opauc_group_size={self.opauc_group_size} must be ≥ 2; use the RL group size (e.g. 16)")
         return problems

@@ -3,17 +3,18 @@
 * default (``model.name_or_path: null``): a Qwen2-architecture model built from a config (no
   download), hidden 256 × 4 layers, whose vocabulary is the special tokens, the prompt words and
   the item code tokens (see :mod:`tawin.models.tokenizer`);
-* ``--model NAME_OR_PATH``: a pretrained Hugging Face causal LM and its tokenizer; in SID mode the
-  code tokens are added to the tokenizer and the embeddings resized.
+* ``--model NAME_OR_PATH``: a pretrained Hugging Face causal LM and its tokenizer (also ``smollm2``
+  or a GGUF file, see :mod:`tawin.models.pretrained`); in SID mode the code tokens are added to the
+  tokenizer and the embeddings resized; ``model.lora_r > 0`` trains LoRA adapters instead of all weights.
 
 A :class:`Recommender` bundles model, tokenizer and the item codec; checkpoints are ordinary
-Hugging Face folders plus ``tawin.json`` (item representation and model config).
+Hugging Face folders plus ``tawin.json`` (item representation and model config); LoRA checkpoints
+hold merged weights (plus the adapters, for exact resume).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2
 from tawin.data.dataset import ItemTable
 from tawin.errors import ConfigError, UserError
 from tawin.items.codec import ItemCodec, ItemRepresentation
+from tawin.models.pretrained import apply_lora, has_lora, load_causal_lm, merged_state_dict, set_neutral_generation_config
 from tawin.models.prompt import PROMPT_TEMPLATE
 from tawin.models.tokenizer import build_word_tokenizer
 
@@ -50,6 +52,49 @@ class ModelConfig:
     """Parameter dtype. Training keeps float32 master weights and uses autocast for bf16."""
     trust_remote_code: bool = False
     """Passed to Hugging Face loaders for models that ship their own code."""
+    lora_r: int = 0
+    """LoRA rank r of the adapters on `lora_target_modules` (PEFT); 0 = full fine-tuning. Pretrained
+    models only. In SID mode the token embeddings and head train in full too (new code tokens)."""
+    lora_alpha: int = 16
+    """LoRA scale α: the update is ΔW = B·A·α/r."""
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """Names of the linear layers that get adapters (e.g. add gate_proj, up_proj, down_proj for the MLP)."""
+    lora_dropout: float = 0.0
+    """Dropout on the adapters' input during training (probability, in [0, 1))."""
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.name_or_path is None and self.item_repr == "title":
+            problems.append("model.item_repr=title needs a pretrained tokenizer; set model.name_or_path (e.g. smollm2 or Qwen/Qwen2.5-0.5B) or use item_repr=sid")
+        if self.lora_r < 0:
+            problems.append(f"model.lora_r={self.lora_r} must be ≥ 0 (0 = full fine-tuning)")
+        elif self.lora_r > 0:
+            if self.name_or_path is None:
+                problems.append(f"model.lora_r={self.lora_r} adapts a pretrained model, but model.name_or_path is null (the default model starts random "
+                                "and must train in full); set model.name_or_path or lora_r=0")
+            if self.lora_alpha <= 0:
+                problems.append(f"model.lora_alpha={self.lora_alpha} must be > 0")
+            if not self.lora_target_modules:
+                problems.append("model.lora_target_modules is empty; list the linear layers to adapt, e.g. [q_proj, v_proj]")
+            if not 0 <= self.lora_dropout < 1:
+                problems.append(f"model.lora_dropout={self.lora_dropout} must lie in [0, 1)")
+        return problems + self._architecture_problems()
+
+    def _architecture_problems(self) -> list[str]:
+        problems = []
+        if self.name_or_path is None:
+            if min(self.num_heads, self.num_kv_heads) < 1:
+                pass  # reported below
+            elif self.hidden_size % self.num_heads:
+                problems.append(f"model.hidden_size={self.hidden_size} must be divisible by model.num_heads={self.num_heads}; change one of them")
+            elif self.num_heads % self.num_kv_heads:
+                problems.append(f"model.num_heads={self.num_heads} must be divisible by model.num_kv_heads={self.num_kv_heads}; change one of them")
+            for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
+                if getattr(self, name) < 1:
+                    problems.append(f"model.{name}={getattr(self, name)} must be ≥ 1")
+        if self.max_prompt_tokens < 8:
+            problems.append(f"model.max_prompt_tokens={self.max_prompt_tokens} must be ≥ 8")
+        return problems
 
 
 @dataclass
@@ -90,28 +135,25 @@ def build_recommender(config: ModelConfig, items: ItemTable, seed: int = 0) -> R
         tokenizer, model = _load_pretrained(config)
         if config.item_repr == "sid":
             add_item_tokens(tokenizer, model, items)
+        model = _maybe_lora(model, config)
     codec = ItemCodec.build(items, tokenizer, config.item_repr)
     return Recommender(model, tokenizer, codec, config)
 
 
 def _load_pretrained(config: ModelConfig):
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(config.name_or_path, trust_remote_code=config.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            config.name_or_path, dtype=getattr(torch, config.dtype), trust_remote_code=config.trust_remote_code
-        )
-    except OSError as error:
-        hint = " (HF_HUB_OFFLINE=1 is set: only local folders and cached models load)" if offline else ""
-        raise UserError(f"model.name_or_path={config.name_or_path!r} could not be loaded{hint}: {error}. Pass a Hugging Face model name or a local folder with config.json and weights.") from None
-    if tokenizer.eos_token_id is None:
-        raise ConfigError(f"the tokenizer of {config.name_or_path!r} has no EOS token; items need one to end. Pick a causal LM with an EOS token.")
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    # A model's own generation config (sampling, top-k/top-p) must never leak into decoding:
-    # tawin builds its own beam search and never calls `generate` with these settings.
-    model.generation_config.do_sample = False
-    return tokenizer, model
+    """(tokenizer, model) for `config.name_or_path`: a hub name, a folder, `smollm2` or a GGUF file.
+
+    Generation settings are reset to explicit greedy ones: a model's own sampling/top-k/top-p
+    config must never leak into decoding (see :mod:`tawin.models.pretrained`).
+    """
+    return load_causal_lm(config.name_or_path, config.dtype, config.trust_remote_code)
+
+
+def _maybe_lora(model, config: ModelConfig):
+    if config.lora_r <= 0:
+        return model
+    return apply_lora(model, config.lora_r, config.lora_alpha, tuple(config.lora_target_modules), config.lora_dropout,
+                      train_embeddings=config.item_repr == "sid")
 
 
 def add_item_tokens(tokenizer, model, items: ItemTable) -> int:
@@ -126,20 +168,34 @@ def add_item_tokens(tokenizer, model, items: ItemTable) -> int:
 def save_recommender(recommender: Recommender, folder: Path) -> None:
     """Write model, tokenizer and ``tawin.json`` into `folder` (the caller makes it atomic)."""
     folder.mkdir(parents=True, exist_ok=True)
-    recommender.model.save_pretrained(folder, safe_serialization=True)
+    model = recommender.model
+    # LoRA: merged weights under the base names (plain `from_pretrained` works), adapters alongside.
+    state_dict = merged_state_dict(model) if has_lora(model) else None
+    model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
     recommender.tokenizer.save_pretrained(folder)
     (folder / "tawin.json").write_text(json.dumps({"model": asdict(recommender.config)}, indent=2) + "\n")
 
 
+def check_checkpoint(folder: str | Path) -> Path:
+    """`folder` if it holds a tawin checkpoint, else a UserError saying what to pass."""
+    folder = Path(folder)
+    if not (folder / "tawin.json").exists():
+        raise UserError(f"{folder}: not a tawin checkpoint (no tawin.json). Pass a folder written by `tawin sft` or `tawin rl` (e.g. RUN/sft/best).")
+    return folder
+
+
 def load_recommender(folder: str | Path, items: ItemTable) -> Recommender:
     """Load a checkpoint written by :func:`save_recommender` for the catalogue `items`."""
-    folder = Path(folder)
+    folder = check_checkpoint(folder)
     meta_path = folder / "tawin.json"
-    if not meta_path.exists():
-        raise UserError(f"{folder}: not a tawin checkpoint (no tawin.json). Pass a folder written by `tawin sft` or `tawin rl` (e.g. RUN/sft/best).")
     saved = json.loads(meta_path.read_text())["model"]
+    if "lora_target_modules" in saved:
+        saved["lora_target_modules"] = tuple(saved["lora_target_modules"])
     config = ModelConfig(**saved)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
+    set_neutral_generation_config(model, tokenizer)
+    # LoRA checkpoints hold merged weights; fresh adapters (ΔW = 0) go on top for further training.
+    model = _maybe_lora(model, config)
     codec = ItemCodec.build(items, tokenizer, config.item_repr)
     return Recommender(model, tokenizer, codec, config)

@@ -68,25 +68,53 @@ class RLConfig:
         return self.target_k - 1 if self.anchor < 0 else self.anchor
 
     def check(self) -> list[str]:
+        """Every impossible combination, each with its value, the rule and the fix."""
         problems = []
         if self.group_size < 2:
-            problems.append(f"rl.group_size={self.group_size} must be ≥ 2 (a group needs a positive and a negative)")
+            problems.append(f"rl.group_size={self.group_size} must be ≥ 2 (a group needs a positive and a negative); raise it (the paper uses 16)")
+        if self.target_k < 1:
+            problems.append(f"rl.target_k={self.target_k} must be ≥ 1 (the K of Recall@K); set it to e.g. 3")
+        if self.anchor < -1:
+            problems.append(f"rl.anchor={self.anchor} must be ≥ 0, or −1 for target_k − 1")
         if self.weighting == "tawin":
             if self.tau <= 0:
                 problems.append(f"rl.tau={self.tau} must be > 0; use a large tau (e.g. 1e4) for uniform weights or weighting=none")
-            if not 0 <= self.resolved_anchor <= self.group_size - 2:
+            anchor = self.resolved_anchor
+            if self.anchor >= -1 and self.target_k >= 1 and not 0 <= anchor <= self.group_size - 2:
+                source = f"rl.anchor={anchor}" if self.anchor >= 0 else f"rl.anchor={anchor} (= target_k − 1 with rl.target_k={self.target_k})"
                 problems.append(
-                    f"rl.anchor={self.resolved_anchor} lies outside the group's G−1={self.group_size - 1} negatives (ranks 0..{self.group_size - 2}); "
-                    "lower anchor/target_k or raise group_size"
+                    f"{source} lies outside the group's G−1={self.group_size - 1} negatives (ranks 0..{self.group_size - 2}); "
+                    f"lower rl.anchor/rl.target_k to ≤ {self.group_size - 2} or raise rl.group_size to ≥ {anchor + 2}"
                 )
             if not 0 < self.budget <= self.group_size - 1:
-                problems.append(f"rl.budget={self.budget} must lie in (0, G−1={self.group_size - 1}]")
+                problems.append(f"rl.budget={self.budget} must lie in (0, G−1={self.group_size - 1}]; 1 suits one positive per group")
         if self.reward == "rank" and self.negatives != "beam":
-            problems.append("rl.reward=rank is ReRe's beam-position penalty and needs rl.negatives=beam")
+            problems.append(f"rl.reward=rank is ReRe's beam-position penalty and needs rl.negatives=beam (got {self.negatives}); set rl.negatives=beam or rl.reward=binary")
         if self.lr <= 0:
             problems.append(f"rl.lr={self.lr} must be > 0")
         if self.batch_size < 1:
             problems.append(f"rl.batch_size={self.batch_size} must be ≥ 1")
+        if self.epochs < 1:
+            problems.append(f"rl.epochs={self.epochs} must be ≥ 1")
+        if self.max_steps < 0:
+            problems.append(f"rl.max_steps={self.max_steps} must be ≥ 0 (0 = the full epochs)")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"rl.warmup_ratio={self.warmup_ratio} must lie in [0, 1)")
+        if self.kl_beta < 0:
+            problems.append(f"rl.kl_beta={self.kl_beta} must be ≥ 0 (0 = no KL penalty)")
+        for name in ("clip_eps_low", "clip_eps_high"):
+            if getattr(self, name) < 0:
+                problems.append(f"rl.{name}={getattr(self, name)} must be ≥ 0")
+        if self.max_grad_norm <= 0:
+            problems.append(f"rl.max_grad_norm={self.max_grad_norm} must be > 0")
+        if self.weight_decay < 0:
+            problems.append(f"rl.weight_decay={self.weight_decay} must be ≥ 0")
         if self.sample_temperature <= 0:
             problems.append(f"rl.sample_temperature={self.sample_temperature} must be > 0")
+        for name in ("eval_every", "eval_rows"):
+            if getattr(self, name) < 0:
+                problems.append(f"rl.{name}={getattr(self, name)} must be ≥ 0")
+        for name in ("log_every", "save_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"rl.{name}={getattr(self, name)} must be ≥ 1 (steps)")
         return problems
