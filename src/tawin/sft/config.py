@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SFTConfig:
-    epochs: int = 8
+    epochs: int = 3
     """Maximum passes over the train split (early stopping may end sooner)."""
     batch_size: int = 64
     """Rows (prompt → target item) per optimizer step."""

@@ -1,0 +1,243 @@
+"""`tawin experiment CONFIG --out DIR`: run a grid of methods × seeds (× σ*), then write the report.
+
+Layout of DIR (rerun the same command to resume; a cell whose metrics.json exists is skipped)::
+
+    config.yaml             the resolved experiment (RunFolder: locked; a different one is refused)
+    results.json            every finished cell: metrics, resolved config, anchor choice, seconds
+    report.md, comparison.png, diagnostics.png, anchor_sweep.png
+    seed_S/sft/             the seed's one SFT checkpoint (best/, last/, summary.json)
+    seed_S/<cell>/          rl/ (checkpoints; sweep/anchor_A/ for an anchor sweep), cell.json,
+                            predictions.jsonl, metrics.json (written last: the cell's done-marker)
+
+Resumption below the cell level is the stages' own: SFT and RL continue from their ``last/``
+checkpoints, and a finished stage (its summary.json present) is not rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module for every command: keep torch & co. lazy
+    from tawin.experiments.grid import Cell, Experiment
+    from tawin.pipeline import PipelineConfig
+
+
+def add_experiment_parser(commands) -> None:
+    """Register `tawin experiment` on the CLI's subparsers."""
+    p = commands.add_parser("experiment", help="a grid of methods × seeds (× σ*) sharing one SFT per seed → results.json, report.md, plots")
+    p.add_argument("config", help="experiment YAML (see configs/experiments/)")
+    p.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override: seeds=[0], report.goal_k=5, … for experiment keys; anything else (rl.max_steps=2) goes to base")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    p.add_argument("--overwrite", action="store_true", help="replace an experiment with a different config in --out")
+    p.set_defaults(func=cmd_experiment)
+
+
+def cmd_experiment(args) -> int:
+    from tawin.experiments.grid import load_experiment
+
+    experiment = load_experiment(args.config, args.set)
+    results = run_experiment(experiment, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"{len(results['cells'])} cells finished; wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, progress: bool = True, log=print) -> dict:
+    """Run every unfinished cell (seed-major), rewriting results.json after each; then the report."""
+    from tqdm.auto import tqdm
+
+    from tawin.experiments.grid import expand_cells
+    from tawin.experiments.report import write_report
+    from tawin.pipeline import RunFolder
+
+    out = Path(out)
+    cells = expand_cells(experiment)
+    with RunFolder(out, experiment, overwrite, kind="experiment"):
+        pending = [cell for cell in cells if not (out / cell.id / "metrics.json").exists()]
+        for cell in cells:
+            if cell not in pending:
+                log(f"skipped {cell.id}: metrics.json exists")
+        bar = tqdm(total=len(cells), initial=len(cells) - len(pending), desc="experiment", unit="cell", disable=not progress, file=sys.stderr)
+        say = (lambda text: tqdm.write(text, file=sys.stdout)) if progress else log
+        worker = CellWorker(experiment, out, progress, say)
+        started = time.time()
+        for done, cell in enumerate(pending, start=1):
+            bar.set_postfix_str(cell.id)
+            cell_started = time.time()
+            worker.run(cell)
+            collect_results(out, experiment, cells, write=True)
+            bar.update(1)
+            elapsed = time.time() - started
+            eta = elapsed / done * (len(pending) - done)
+            say(f"[{len(cells) - len(pending) + done}/{len(cells)}] {cell.id} done in {time.time() - cell_started:.0f}s; ETA {_duration(eta)}")
+        bar.close()
+        results = collect_results(out, experiment, cells, write=True)
+        for path in write_report(out, results):
+            say(f"wrote {path}")
+    return results
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def collect_results(out: Path, experiment: Experiment, cells: list[Cell], write: bool = False) -> dict:
+    """results.json: every cell with a metrics.json, its resolved config and its cell.json extras."""
+    from tawin.config import to_dict
+
+    entries = {}
+    for cell in cells:
+        folder = out / cell.id
+        if not (folder / "metrics.json").exists():
+            continue
+        extras = json.loads((folder / "cell.json").read_text()) if (folder / "cell.json").exists() else {}
+        config = cell.config
+        if cell.kind == "rl" and extras.get("anchor") is not None:
+            config = replace(config, rl=replace(config.rl, anchor=extras["anchor"]))
+        rl = config.rl
+        anchor = rl.resolved_anchor if cell.kind == "rl" and rl.weighting == "tawin" else None
+        entries[cell.id] = {
+            "seed": cell.seed, "cell": cell.name, "label": cell.label, "method": cell.method, "kind": cell.kind,
+            "anchor": anchor, "anchor_mode": cell.anchor_mode if anchor is not None else None,
+            **extras, "config": to_dict(config), "metrics": json.loads((folder / "metrics.json").read_text()),
+        }
+    labels = list(dict.fromkeys(cell.label for cell in cells))
+    results = {"name": experiment.name, "experiment": to_dict(experiment), "labels": labels,
+               "n_cells": len(cells), "complete": len(entries) == len(cells), "cells": entries}
+    if write:
+        atomic_write_json(out / "results.json", results)
+    return results
+
+
+class CellWorker:
+    """Trains and evaluates cells; the dataset is loaded (and tokenised) once, on first need."""
+
+    def __init__(self, experiment: Experiment, out: Path, progress: bool, log):
+        self.experiment, self.out, self.progress, self.log = experiment, Path(out), progress, log
+        self._session = None
+
+    def session(self, config: PipelineConfig):
+        """The shared Session, switched to `config` (seeded like a fresh `tawin run`)."""
+        from tawin.checkpoint import seed_everything
+
+        if self._session is None:
+            self._session = _SharedSession(config, self.progress)
+        self._session.config = config
+        seed_everything(config.seed)
+        return self._session
+
+    def run(self, cell: Cell) -> None:
+        folder = self.out / cell.id
+        # A redone cell (e.g. its metrics.json deleted) adds to the seconds it had already spent.
+        spent = json.loads((folder / "cell.json").read_text()).get("seconds", 0) if (folder / "cell.json").exists() else 0
+        started = time.time()
+        extras: dict = {}
+        if cell.kind == "baseline":
+            extras = self.baseline(cell, folder)
+        else:
+            if cell.kind == "sft":
+                checkpoint = self.sft(cell.config)
+            elif cell.anchor_mode == "sweep":
+                checkpoint, extras = self.anchor_sweep(cell, folder)
+            else:
+                checkpoint = self.rl(cell.config, folder / "rl")
+            # cell.json before metrics.json: metrics.json marks the cell done.
+            atomic_write_json(folder / "cell.json", {**extras, "seconds": round(spent + time.time() - started, 1)})
+            from tawin.runner import eval_stage
+
+            self.log(f"{cell.id}: evaluating on {cell.config.eval.split}")
+            eval_stage(self.session(cell.config), checkpoint, folder)
+        atomic_write_json(folder / "cell.json", {**extras, "seconds": round(spent + time.time() - started, 1)})
+
+    def sft(self, config: PipelineConfig) -> Path:
+        """The seed's shared SFT checkpoint (trained, resumed, or reused when finished)."""
+        from tawin.runner import sft_stage
+
+        folder = self.out / f"seed_{config.seed}" / "sft"
+        if (folder / "summary.json").exists() and (folder / "best").exists():
+            return folder / "best"
+        self.log(f"seed_{config.seed}: SFT → {folder}")
+        return sft_stage(self.session(config), folder)
+
+    def rl(self, config: PipelineConfig, folder: Path) -> Path:
+        from tawin.runner import rl_label, rl_stage
+
+        if (folder / "summary.json").exists() and (folder / "final").exists():
+            return folder / "final"
+        init = self.sft(config)
+        self.log(f"seed_{config.seed}: RL {rl_label(config)} → {folder}")
+        return rl_stage(self.session(config), init, folder)
+
+    def anchor_sweep(self, cell: Cell, folder: Path) -> tuple[Path, dict]:
+        """Train each σ* candidate, score valid Recall@target_k, keep the best (ties: nearest K−1)."""
+        from tawin.runner import eval_stage
+
+        k = cell.config.rl.target_k
+        scores = {}
+        for anchor in cell.candidates:
+            config = replace(cell.config, rl=replace(cell.config.rl, anchor=anchor))
+            final = self.rl(config, folder / "sweep" / f"anchor_{anchor}" / "rl")
+            valid = replace(config, eval=replace(config.eval, split="valid", diagnostics=False))
+            metrics = eval_stage(self.session(valid), final, folder / "sweep" / f"anchor_{anchor}" / "valid")
+            scores[anchor] = metrics[f"recall@{k}"]
+        best = choose_anchor(scores, k)
+        self.log(f"{cell.id}: valid Recall@{k} by σ*: " + ", ".join(f"{a}: {s:.4f}" for a, s in scores.items()) + f" → σ*={best}")
+        extras = {"anchor": best, "anchor_sweep": {"metric": f"valid/recall@{k}", "scores": {str(a): s for a, s in scores.items()}}}
+        return folder / "sweep" / f"anchor_{best}" / "rl" / "final", extras
+
+    def baseline(self, cell: Cell, folder: Path) -> dict:
+        """Popularity, or SASRec/GRU4Rec trained per seed; scored on the LLM cells' eval rows."""
+        from tawin.runner import popularity_stage
+
+        session = self.session(cell.config)
+        if cell.name == "popularity":
+            popularity_stage(session, folder)
+            return {}
+        from tawin.baselines.sequential import run_baseline
+        from tawin.data.dataset import Dataset
+        from tawin.eval.evaluate import sample_rows
+
+        dataset, evaluation = session.dataset, cell.config.eval
+        rows = sample_rows(len(dataset.splits[evaluation.split]), evaluation.max_rows, evaluation.sample_seed)
+        splits = {**dataset.splits, evaluation.split: dataset.splits[evaluation.split].take(rows)}
+        self.log(f"{cell.id}: training {cell.label}")
+        result = run_baseline(cell.name, Dataset(dataset.name, dataset.items, splits, dataset.meta),
+                              replace(self.experiment.baseline, seed=cell.seed), ks=evaluation.ks, log=None)
+        extras = {"baseline": {k: result[k] for k in ("epochs", "best_epoch", "config")}, "valid": result["valid"]}
+        atomic_write_json(folder / "cell.json", extras)
+        atomic_write_json(folder / "metrics.json", result[evaluation.split])
+        return extras
+
+
+def choose_anchor(scores: dict[int, float], target_k: int) -> int:
+    """argmax σ* of the valid score; ties go to the σ* nearest the theory's K − 1, then the smaller."""
+    return max(scores, key=lambda a: (scores[a], -abs(a - (target_k - 1)), -a))
+
+
+def atomic_write_json(path: Path, data) -> None:
+    from tawin.checkpoint import atomic_write_json as write
+
+    write(path, data)
+
+
+def _SharedSession(config: PipelineConfig, progress: bool):
+    from tawin.runner import Session
+
+    class SharedSession(Session):
+        """Caches tokenised splits per (model config, split): every cell of an experiment shares one
+        tokenizer, while `Session.encoded` keys on the tokenizer object and so would re-tokenise
+        (~6 s for train) after each checkpoint load."""
+
+        def encoded(self, recommender, split: str):
+            key = (self.config.model, split)
+            if key not in self._encoded:
+                self._encoded[key] = super().encoded(recommender, split)
+            return self._encoded[key]
+
+    return SharedSession(config, progress)

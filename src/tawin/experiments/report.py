@@ -1,0 +1,345 @@
+"""Experiments — report.md and plots from results.json.
+
+Summaries are pure functions of the results mapping (see :func:`tawin.experiments.cli.collect_results`):
+
+    mean_K = (1/S) Σ_s m_s,   std_K = sqrt(Σ_s (m_s − mean_K)² / (S − 1))   (sample std; "—" for S = 1)
+    gain over a reference = (mean / mean_ref − 1) · 100 %
+    goal: mean Recall@K(candidate) ≥ ratio · mean Recall@K(reference)
+
+The paired bootstrap (:func:`tawin.metrics.paired_bootstrap`) resamples eval rows: per-row
+Recall@K is read from each seed's predictions.jsonl and averaged over seeds per row, so the
+interval reflects row sampling (the spread over seeds is the ± in the tables). Plots use
+matplotlib's Agg backend: comparison.png, diagnostics.png, anchor_sweep.png.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+DIAGNOSTICS = (("auc", "AUC"), ("opauc", "OPAUC"), ("wpauc@1", "WPAUC@1"), ("wpauc@3", "WPAUC@3"),
+               ("wpauc@5", "WPAUC@5"), ("wpauc@10", "WPAUC@10"))
+Stats = tuple[float, float, int]  # (mean, std, number of seeds)
+
+
+def summarize(results: dict) -> dict[str, dict[str, Stats]]:
+    """label → metric → (mean, sample std, seeds) over the label's finished cells, in report order."""
+    runs: dict[str, list[dict]] = {}
+    for entry in results["cells"].values():
+        runs.setdefault(entry["label"], []).append(entry["metrics"])
+    order = [label for label in results.get("labels", []) if label in runs] + [label for label in runs if label not in results.get("labels", [])]
+    summary = {}
+    for label in order:
+        metrics = runs[label]
+        keys = [key for key in metrics[0] if key != "n_rows" and all(key in m for m in metrics)]
+        summary[label] = {key: _stats([m[key] for m in metrics]) for key in keys}
+    return summary
+
+
+def _stats(values) -> Stats:
+    values = np.asarray(values, dtype=np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return float(values.mean()), std, len(values)
+
+
+def mean_std(stats: Stats, digits: int = 4) -> str:
+    mean, std, _ = stats
+    return f"{mean:.{digits}f} ± " + ("—" if math.isnan(std) else f"{std:.{digits}f}")
+
+
+def comparison_table(summary: dict, ks=(1, 3, 5, 10)) -> str:
+    """Markdown: one row per method, Recall@K and NDCG@K as mean ± std, and the number of seeds."""
+    names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
+    lines = ["| method | " + " | ".join(n.replace("recall", "Recall").replace("ndcg", "NDCG") for n in names) + " | seeds |",
+             "|---|" + "---:|" * (len(names) + 1)]
+    for label, stats in summary.items():
+        cells = [mean_std(stats[n]) if n in stats else "" for n in names]
+        seeds = next(iter(stats.values()))[2] if stats else 0
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {seeds} |")
+    return "\n".join(lines)
+
+
+def relative_gains(summary: dict, reference: str, ks=(1, 3, 5, 10)) -> dict[str, dict[str, float]]:
+    """label → metric → (mean / mean_reference − 1) · 100 (NaN where the reference's mean is 0)."""
+    ref = summary[reference]
+    gains = {}
+    for label, stats in summary.items():
+        if label == reference:
+            continue
+        gains[label] = {}
+        for name in [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]:
+            if name in stats and name in ref:
+                gains[label][name] = (stats[name][0] / ref[name][0] - 1) * 100 if ref[name][0] else float("nan")
+    return gains
+
+
+def gains_table(summary: dict, reference: str, ks=(1, 3, 5, 10)) -> str:
+    names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
+    lines = ["| method | " + " | ".join(n.replace("recall", "Recall").replace("ndcg", "NDCG") for n in names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for label, gains in relative_gains(summary, reference, ks).items():
+        lines.append(f"| {label} | " + " | ".join("—" if math.isnan(gains.get(n, float("nan"))) else f"{gains[n]:+.1f}%" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def goal_statement(summary: dict, candidate: str, reference: str, k: int = 3, ratio: float = 1.045) -> str:
+    """One plain sentence: is mean Recall@k of `candidate` ≥ ratio × that of `reference`?"""
+    metric = f"recall@{k}"
+    goal = f"{candidate} mean Recall@{k} ≥ {ratio:g} × {reference}'s"
+    missing = [label for label in (candidate, reference) if metric not in summary.get(label, {})]
+    if missing:
+        return f"Goal ({goal}): cannot be evaluated yet — no finished cells with Recall@{k} for {', '.join(missing)}."
+    a, b = summary[candidate][metric][0], summary[reference][metric][0]
+    verdict = "met" if a >= ratio * b else "not met"
+    achieved = f"{a / b:.3f}× {reference}, {(a / b - 1) * 100:+.1f}%" if b else f"{reference} scores 0, so any value meets it"
+    return f"Goal ({goal}): **{verdict}** — {candidate} {a:.4f} vs {ratio:g} × {b:.4f} = {ratio * b:.4f} ({achieved})."
+
+
+def bootstrap_statement(a_R, b_R, candidate: str, reference: str, k: int, n_seeds: int, resamples: int = 10000) -> str:
+    """The paired bootstrap of per-row Recall@k (candidate − reference) in one paragraph."""
+    from tawin.metrics import paired_bootstrap
+
+    result = paired_bootstrap(np.asarray(a_R), np.asarray(b_R), n_resamples=resamples, seed=0)
+    excludes = result["ci_low"] > 0 or result["ci_high"] < 0
+    gain = "—" if math.isnan(result["relative_gain"]) else f"{result['relative_gain'] * 100:+.1f}%"
+    return (f"Paired bootstrap over {result['n_rows']} eval rows (per-row Recall@{k} averaged over {n_seeds} seed(s), "
+            f"{result['n_resamples']} resamples): {candidate} − {reference} = {result['mean_diff']:+.4f} "
+            f"[{result['confidence']:.0%} CI {result['ci_low']:+.4f}, {result['ci_high']:+.4f}], relative {gain}, "
+            f"one-sided p = {result['p_value']:.3f}; the interval {'excludes' if excludes else 'includes'} 0.")
+
+
+def paired_rows(out: Path, results: dict, candidate: str, reference: str, k: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Per-row Recall@k of both labels on the rows every seed of both evaluated, averaged over seeds."""
+    from tawin.eval.evaluate import Predictions
+    from tawin.metrics import per_row_topk
+
+    per_label = {}
+    for label in (candidate, reference):
+        seeds = []
+        for cell_id, entry in sorted(results["cells"].items()):
+            path = Path(out) / cell_id / "predictions.jsonl"
+            if entry["label"] == label and path.exists():
+                predictions = Predictions.read_jsonl(path)
+                values = per_row_topk(predictions.items_RK, predictions.target_R, (k,))[f"recall@{k}"]
+                seeds.append(dict(zip(predictions.row_R.tolist(), values.tolist())))
+        if not seeds:
+            return None
+        per_label[label] = seeds
+    rows = sorted(set.intersection(*(set(seed) for seeds in per_label.values() for seed in seeds)))
+    if not rows:
+        return None
+    a_R, b_R = (np.array([np.mean([seed[r] for seed in per_label[label]]) for r in rows]) for label in (candidate, reference))
+    return a_R, b_R, min(len(per_label[candidate]), len(per_label[reference]))
+
+
+def diagnostics_table(summary: dict) -> str:
+    """AUC, OPAUC and WPAUC@K (mean ± std) of every label that has them; empty string if none."""
+    rows = {label: stats for label, stats in summary.items() if "auc" in stats}
+    if not rows:
+        return ""
+    columns = [(key, name) for key, name in DIAGNOSTICS if any(key in stats for stats in rows.values())]
+    lines = ["| method | " + " | ".join(name for _, name in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for label, stats in rows.items():
+        lines.append(f"| {label} | " + " | ".join(mean_std(stats[key]) if key in stats else "" for key, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def anchor_sweep(results: dict) -> dict[str, dict[int, dict[str, Stats]]]:
+    """method → σ* → metric → stats, from the cells of `sweep_anchor` methods (anchor_mode grid)."""
+    runs: dict[str, dict[int, list[dict]]] = {}
+    for entry in results["cells"].values():
+        if entry.get("anchor_mode") == "grid":
+            runs.setdefault(entry["method"], {}).setdefault(int(entry["anchor"]), []).append(entry["metrics"])
+    return {method: {anchor: {key: _stats([m[key] for m in metrics]) for key in metrics[0] if key != "n_rows" and all(key in m for m in metrics)}
+                     for anchor, metrics in sorted(by_anchor.items())}
+            for method, by_anchor in runs.items()}
+
+
+def sweep_peaks(points: dict[int, dict[str, Stats]], ks=(1, 3, 5)) -> dict[int, dict]:
+    """K → {"peak": argmax σ* of mean Recall@K, "value", "expected": K−1, "within_1": |peak − (K−1)| ≤ 1}."""
+    peaks = {}
+    for k in ks:
+        scored = {anchor: stats[f"recall@{k}"][0] for anchor, stats in points.items() if f"recall@{k}" in stats}
+        if scored:
+            peak = max(scored, key=lambda a: (scored[a], -a))
+            peaks[k] = {"peak": peak, "value": scored[peak], "expected": k - 1, "within_1": abs(peak - (k - 1)) <= 1}
+    return peaks
+
+
+def sweep_section(method: str, points: dict[int, dict[str, Stats]], ks=(1, 3, 5)) -> str:
+    names = [f"recall@{k}" for k in ks]
+    lines = [f"### {method}", "", "| σ* | " + " | ".join(f"Recall@{k}" for k in ks) + " |", "|---:|" + "---:|" * len(ks)]
+    for anchor, stats in points.items():
+        lines.append(f"| {anchor} | " + " | ".join(mean_std(stats[n]) if n in stats else "" for n in names) + " |")
+    lines.append("")
+    peaks = sweep_peaks(points, ks)
+    for k, peak in peaks.items():
+        verdict = "within ±1 of K−1 ✓" if peak["within_1"] else "NOT within ±1 of K−1 ✗"
+        lines.append(f"- Recall@{k} peaks at σ* = {peak['peak']} ({peak['value']:.4f}); K−1 = {peak['expected']}: {verdict}.")
+    order = [peaks[k]["peak"] for k in ks if k in peaks]
+    if len(order) > 1:
+        moves = all(a <= b for a, b in zip(order, order[1:]))
+        lines.append(f"- The peak {'moves to larger σ* (or stays) as K grows' if moves else 'does not move monotonically with K'}: {order}.")
+    return "\n".join(lines)
+
+
+def anchor_choices(results: dict) -> str:
+    """Per seed, σ* chosen by `anchor: auto` (theory) or `anchor: {auto: sweep}` (valid)."""
+    lines = []
+    for cell_id, entry in sorted(results["cells"].items()):
+        if entry.get("anchor_mode") == "auto":
+            lines.append(f"- {cell_id} ({entry['label']}): σ* = {entry['anchor']} = target_k − 1 (theory, Lemma 3.5).")
+        elif entry.get("anchor_mode") == "sweep":
+            sweep = entry.get("anchor_sweep", {})
+            scores = ", ".join(f"σ*={a}: {s:.4f}" for a, s in sweep.get("scores", {}).items())
+            lines.append(f"- {cell_id} ({entry['label']}): σ* = {entry['anchor']} chosen by {sweep.get('metric', 'valid')} ({scores}).")
+    return "\n".join(lines)
+
+
+def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | None = None) -> str:
+    """report.md as a string; `paired` = :func:`paired_rows` output for the bootstrap section."""
+    spec = results.get("experiment", {}).get("report", {})
+    evaluation = results.get("experiment", {}).get("base", {}).get("eval", {})
+    ks = tuple(spec.get("ks", (1, 3, 5, 10)))
+    reference, candidate = spec.get("reference"), spec.get("candidate")
+    k, ratio = spec.get("goal_k", 3), spec.get("goal_ratio", 1.045)
+    summary = summarize(results)
+    n_rows = sorted({e["metrics"].get("n_rows") for e in results["cells"].values()} - {None})
+    lines = [f"# {results.get('name', 'experiment')}", "",
+             f"{len(results['cells'])}/{results.get('n_cells', len(results['cells']))} cells finished"
+             f"{'' if results.get('complete', True) else ' (incomplete: rerun the same command to finish)'}; "
+             f"split `{evaluation.get('split', 'test')}`, rows per cell {n_rows}, {evaluation.get('num_beams', '?')} beams over the full catalogue.", ""]
+    if summary:
+        lines += [f"## Recall@K and NDCG@K (mean ± std over seeds)", "", comparison_table(summary, ks), "", "![comparison](comparison.png)", ""]
+    if reference in summary:
+        lines += [f"## Relative gain over {reference} (mean vs mean)", "", gains_table(summary, reference, ks), ""]
+    if reference and candidate:
+        lines += ["## Goal", "", goal_statement(summary, candidate, reference, k, ratio), ""]
+        lines += ["## Paired bootstrap", ""]
+        if paired is not None:
+            lines += [bootstrap_statement(*paired[:2], candidate, reference, k, paired[2], spec.get("bootstrap_resamples", 10000)), ""]
+        else:
+            lines += [f"Not available: no common eval rows in predictions.jsonl of {candidate} and {reference} yet.", ""]
+    if table := diagnostics_table(summary):
+        rows = sorted({e["metrics"]["diagnostics_rows"] for e in results["cells"].values() if "diagnostics_rows" in e["metrics"]})
+        lines += ["## Diagnostics (exact full-catalogue scores; SFT = before RL)", "",
+                  f"Every catalogue item scored exactly on a fixed seeded sample of {rows or '?'} eval rows.", "",
+                  table, "", "![diagnostics](diagnostics.png)", ""]
+    if sweeps := anchor_sweep(results):
+        lines += ["## Anchor sweep (each Recall@K should peak near σ* = K − 1)", ""]
+        for method, points in sweeps.items():
+            lines += [sweep_section(method, points, tuple(spec.get("sweep_ks", (1, 3, 5)))), ""]
+        lines += ["![anchor sweep](anchor_sweep.png)", ""]
+    if choices := anchor_choices(results):
+        lines += ["## Anchors chosen automatically", "", choices, ""]
+    seconds = {}
+    for entry in results["cells"].values():
+        if "seconds" in entry:
+            seconds.setdefault(entry["label"], []).append(entry["seconds"])
+    if seconds:
+        lines += ["## Cost (wall-clock per cell; a seed's shared SFT counts in the first cell that needed it)", "",
+                  "| method | mean s | cells |", "|---|---:|---:|"]
+        lines += [f"| {label} | {np.mean(v):.0f} | {len(v)} |" for label, v in seconds.items()] + [""]
+    return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grouped_bars(ax, summary: dict, keys: list[str], names: list[str]) -> None:
+    width = 0.8 / max(1, len(summary))
+    x = np.arange(len(keys))
+    for i, (label, stats) in enumerate(summary.items()):
+        means = [stats[k][0] if k in stats else np.nan for k in keys]
+        errors = [0 if k not in stats or math.isnan(stats[k][1]) else stats[k][1] for k in keys]
+        ax.bar(x + (i - (len(summary) - 1) / 2) * width, means, width, yerr=errors, capsize=2, label=label)
+    ax.set_xticks(x, names)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _legend_below(ax, n: int) -> None:
+    ax.legend(fontsize=8, ncol=min(4, max(1, n)), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
+
+
+def plot_comparison(summary: dict, path: Path, ks=(1, 3, 5, 10), title: str = "") -> None:
+    """Grouped bars of Recall@K per method with ± std error bars."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(min(14, max(7, 2 + 0.3 * len(ks) * len(summary))), 4.8))
+    _grouped_bars(ax, summary, [f"recall@{k}" for k in ks], [f"Recall@{k}" for k in ks])
+    ax.set_ylabel("mean over seeds (± std)")
+    ax.set_title(title or "Recall@K by method")
+    _legend_below(ax, len(summary))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_diagnostics(summary: dict, path: Path) -> None:
+    """Two panels of grouped bars: AUC/OPAUC (near 1) and WPAUC@K (near Recall@K)."""
+    plt = _pyplot()
+    rows = {label: stats for label, stats in summary.items() if "auc" in stats}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 2]})
+    for ax, group in zip(axes, (DIAGNOSTICS[:2], DIAGNOSTICS[2:])):
+        _grouped_bars(ax, rows, [k for k, _ in group], [n for _, n in group])
+    axes[0].set_ylim(bottom=min([s[k][0] for s in rows.values() for k, _ in DIAGNOSTICS[:2] if k in s] + [1.0]) * 0.98, top=1.0)
+    axes[0].set_ylabel("mean over seeds (± std)")
+    _legend_below(axes[1], len(rows))
+    fig.suptitle("Diagnostics on exact full-catalogue scores (SFT = before RL)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_anchor_sweep(sweeps: dict, path: Path, ks=(1, 3, 5)) -> None:
+    """Recall@K against σ* (mean ± std band), with the theory's σ* = K − 1 dotted."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(6.5 * len(sweeps), 4.2), squeeze=False)
+    for ax, (method, points) in zip(axes[0], sweeps.items()):
+        anchors = np.array(list(points))
+        for i, k in enumerate(ks):
+            stats = [points[a].get(f"recall@{k}", (np.nan, np.nan, 0)) for a in anchors]
+            mean = np.array([s[0] for s in stats])
+            std = np.nan_to_num(np.array([s[1] for s in stats]))
+            line, = ax.plot(anchors, mean, marker="o", label=f"Recall@{k}")
+            ax.fill_between(anchors, mean - std, mean + std, alpha=0.15, color=line.get_color())
+            ax.axvline(k - 1, linestyle=":", color=line.get_color(), alpha=0.8)
+        ax.set_xticks(anchors)
+        ax.set_xlabel("anchor σ* (0-based rank among the group's negatives)")
+        ax.set_ylabel("mean over seeds (± std)")
+        ax.set_title(f"{method}: Recall@K vs σ* (dotted: σ* = K − 1)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(out: Path, results: dict) -> list[Path]:
+    """Write report.md and the plots that have data into `out`; returns the paths written."""
+    from tawin.checkpoint import atomic_write_text
+
+    out = Path(out)
+    spec = results.get("experiment", {}).get("report", {})
+    reference, candidate = spec.get("reference"), spec.get("candidate")
+    paired = paired_rows(out, results, candidate, reference, spec.get("goal_k", 3)) if reference and candidate else None
+    atomic_write_text(out / "report.md", render_report(results, paired))
+    written = [out / "report.md"]
+    summary = summarize(results)
+    if summary:
+        plot_comparison(summary, out / "comparison.png", tuple(spec.get("ks", (1, 3, 5, 10))), results.get("name", ""))
+        written.append(out / "comparison.png")
+    if diagnostics_table(summary):
+        plot_diagnostics(summary, out / "diagnostics.png")
+        written.append(out / "diagnostics.png")
+    if sweeps := anchor_sweep(results):
+        plot_anchor_sweep(sweeps, out / "anchor_sweep.png", tuple(spec.get("sweep_ks", (1, 3, 5))))
+        written.append(out / "anchor_sweep.png")
+    return written

@@ -1,0 +1,245 @@
+"""Tests for tawin.experiments: YAML schema and validation, resumable grid runs, report and plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+from tawin.errors import ConfigError
+from tawin.experiments.cli import choose_anchor, collect_results
+from tawin.experiments.grid import expand_cells, load_experiment, parse_experiment, slug
+from tawin.experiments.report import (
+    anchor_sweep,
+    bootstrap_statement,
+    comparison_table,
+    diagnostics_table,
+    gains_table,
+    goal_statement,
+    relative_gains,
+    render_report,
+    summarize,
+    sweep_peaks,
+    write_report,
+)
+
+from conftest import REPO, TINY_MODEL
+
+CONFIGS = REPO / "configs" / "experiments"
+TINY_BASE = {
+    "threads": 1,
+    "model": dict(TINY_MODEL),
+    "sft": {"epochs": 1, "max_train_rows": 128, "eval_rows": 8, "eval_beams": 10, "batch_size": 32, "warmup_steps": 2},
+    "rl": {"max_steps": 2, "batch_size": 4, "group_size": 8, "eval_rows": 4},
+    "eval": {"max_rows": 16, "num_beams": 10, "batch_size": 16, "ks": [1, 3, 5, 10]},
+}
+
+
+# --- schema -------------------------------------------------------------------------------------
+
+def test_shipped_compare_config_expands_to_the_paper_grid():
+    experiment = load_experiment(CONFIGS / "industrial-compare.yaml")
+    cells = expand_cells(experiment)
+    assert experiment.seeds == (0, 1, 2) and len(cells) == 3 * (6 + 3)
+    by_label = {cell.label: cell for cell in cells if cell.seed == 0}
+    assert by_label["SFT only"].kind == "sft"
+    random, rere = by_label["GRPO (random negatives)"].config.rl, by_label["ReRe"].config.rl
+    assert (random.negatives, random.reward, random.weighting) == ("random", "binary", "none")
+    assert (rere.negatives, rere.reward, rere.weighting) == ("beam", "rank", "none")
+    assert by_label["TAWin (σ*=2)"].config.rl.resolved_anchor == 2 and by_label["TAWin (σ*=4)"].config.rl.resolved_anchor == 4
+    assert all(cell.config.eval.diagnostics for cell in cells)
+    assert {c.name for c in cells if c.kind == "baseline"} == {"sasrec", "gru4rec", "popularity"}
+    assert len({c.config.sft for c in cells}) == 1  # one SFT recipe: the per-seed checkpoint is shared
+
+
+def test_shipped_anchor_sweep_config_covers_each_anchor():
+    cells = expand_cells(load_experiment(CONFIGS / "industrial-anchor-sweep.yaml"))
+    anchors = sorted(c.config.rl.anchor for c in cells if c.seed == 0 and c.kind == "rl")
+    assert anchors == [0, 1, 2, 3, 4, 6, 8]
+    assert {c.anchor_mode for c in cells if c.kind == "rl"} == {"grid"}
+    assert "seed_1/tawin-a6" in {c.id for c in cells}
+
+
+def test_anchor_auto_is_target_k_minus_one_and_overrides_route_by_key(tmp_path):
+    data = {"base": {"rl": {"weighting": "tawin"}}, "methods": {"TAWin@5": {"target_k": 5, "anchor": "auto"}}}
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    experiment = load_experiment(path, ["seeds=[3, 4]", "rl.max_steps=7", "report.goal_k=5"])
+    cells = expand_cells(experiment)
+    assert [c.seed for c in cells] == [3, 4] and experiment.report.goal_k == 5
+    assert all(c.config.rl.anchor == 4 and c.config.rl.max_steps == 7 and c.anchor_mode == "auto" for c in cells)
+
+
+def test_every_problem_is_reported_at_once():
+    data = {
+        "base": {"seed": 1, "rl": {"group_size": 4}},
+        "methods": {"GRPO": {"negatvies": "random"}, "TAWin": {"anchor": 5}, "Swept": {"anchor": {"auto": "sweep", "candidates": []}}},
+        "anchors": [1, 2],
+        "baselines": ["bpr"],
+        "report": {"candidate": "Nope"},
+    }
+    with pytest.raises(ConfigError) as error:
+        parse_experiment(data)
+    message = str(error.value)
+    for expected in ("base.seed", "did you mean 'negatives'", "no method has sweep_anchor", "'bpr'", "candidates must list",
+                     "report.candidate='Nope'"):
+        assert expected in message, expected
+    with pytest.raises(ConfigError, match=r"rl.anchor=5 lies outside the group's G−1=3 negatives"):
+        parse_experiment({"base": {"rl": {"group_size": 4}}, "methods": {"TAWin": {"weighting": "tawin", "anchor": 5}}})
+    with pytest.raises(ConfigError, match="share the folder name 'tawin-2'"):
+        parse_experiment({"methods": {"TAWin (σ*=2)": {"anchor": 2}, "TAWin 2": {"anchor": 2}}})
+    with pytest.raises(ConfigError, match="two cells are labelled 'TAWin \\(σ\\*=2\\)'"):
+        parse_experiment({"methods": {"TAWin (σ*=2)": {"anchor": 2}, "TAWin": {"sweep_anchor": True}}, "anchors": [2]})
+
+
+def test_slug_and_anchor_choice():
+    assert slug("TAWin (σ*=2)") == "tawin-2" and slug("GRPO (random negatives)") == "grpo-random-negatives"
+    assert choose_anchor({1: 0.10, 2: 0.12, 4: 0.12}, target_k=3) == 2  # tie → nearest K−1
+    assert choose_anchor({0: 0.2, 4: 0.2}, target_k=3) == 0  # equally near → smaller
+
+
+# --- report on synthetic results ----------------------------------------------------------------
+
+def _metrics(base: float, diag: bool = False) -> dict:
+    metrics = {f"recall@{k}": base * (1 + k / 10) for k in (1, 3, 5, 10, 20)}
+    metrics |= {f"ndcg@{k}": base * (1 + k / 20) for k in (1, 3, 5, 10, 20)}
+    if diag:
+        metrics |= {"auc": 0.9 + base, "opauc": 0.8 + base} | {f"wpauc@{k}": base * (1 + k / 10) for k in (1, 3, 5, 10)}
+    return {**metrics, "n_rows": 100}
+
+
+def synthetic_results(rere=(0.10, 0.12, 0.11), tawin=(0.13, 0.12, 0.14), diag=True) -> dict:
+    cells = {}
+    for seed in range(3):
+        for label, method, values, anchor, mode in (("SFT only", "SFT only", (0.08, 0.09, 0.07), None, None),
+                                                     ("ReRe", "ReRe", rere, None, None),
+                                                     ("TAWin (σ*=2)", "TAWin (σ*=2)", tawin, 2, "config")):
+            cells[f"seed_{seed}/{slug(label)}"] = {"seed": seed, "cell": slug(label), "label": label, "method": method, "kind": "rl",
+                                                   "anchor": anchor, "anchor_mode": mode, "metrics": _metrics(values[seed], diag), "seconds": 10.0}
+        for anchor in (0, 1, 2, 4):
+            # Recall@K peaks at σ* = K − 1 by construction.
+            metrics = {f"recall@{k}": 0.1 - 0.01 * abs(anchor - (k - 1)) + 0.001 * seed for k in (1, 3, 5)} | {"n_rows": 100}
+            cells[f"seed_{seed}/sweep-a{anchor}"] = {"seed": seed, "cell": f"sweep-a{anchor}", "label": f"Sweep (σ*={anchor})", "method": "Sweep",
+                                                     "kind": "rl", "anchor": anchor, "anchor_mode": "grid", "metrics": metrics}
+    experiment = {"report": {"reference": "ReRe", "candidate": "TAWin (σ*=2)", "goal_k": 3, "goal_ratio": 1.045,
+                             "bootstrap_resamples": 500, "ks": [1, 3, 5, 10], "sweep_ks": [1, 3, 5]},
+                  "base": {"eval": {"split": "test", "num_beams": 50}}}
+    return {"name": "synthetic", "experiment": experiment, "labels": ["SFT only", "ReRe", "TAWin (σ*=2)"],
+            "n_cells": len(cells), "complete": True, "cells": cells}
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    summary = summarize(synthetic_results())
+    assert list(summary)[:3] == ["SFT only", "ReRe", "TAWin (σ*=2)"]
+    mean, std, n = summary["ReRe"]["recall@1"]
+    values = np.array([0.10, 0.12, 0.11]) * 1.1
+    assert n == 3 and mean == pytest.approx(values.mean()) and std == pytest.approx(values.std(ddof=1))
+    table = comparison_table(summary)
+    assert re.search(r"\| ReRe \| 0\.1210 ± 0\.0110 \|", table) and "| 3 |" in table
+
+
+def test_gains_goal_and_bootstrap_statements():
+    summary = summarize(synthetic_results())
+    gains = relative_gains(summary, "ReRe")
+    assert gains["TAWin (σ*=2)"]["recall@3"] == pytest.approx((0.13 / 0.11 - 1) * 100)
+    assert "+18.2%" in gains_table(summary, "ReRe")
+    met = goal_statement(summary, "TAWin (σ*=2)", "ReRe", 3, 1.045)
+    assert "**met**" in met and "1.182×" in met
+    not_met = goal_statement(summarize(synthetic_results(tawin=(0.11, 0.11, 0.11))), "TAWin (σ*=2)", "ReRe", 3, 1.045)
+    assert "**not met**" in not_met and "0.1430" in not_met and "1.045 × 0.1430" in not_met
+    assert "cannot be evaluated" in goal_statement(summary, "TAWin (σ*=9)", "ReRe")
+    rng = np.random.default_rng(0)
+    b = (rng.random(400) < 0.1).astype(float)
+    a = np.maximum(b, (rng.random(400) < 0.05).astype(float))
+    text = bootstrap_statement(a, b, "TAWin", "ReRe", 3, n_seeds=3, resamples=500)
+    assert "Paired bootstrap over 400 eval rows" in text and "95% CI" in text and "excludes 0" in text
+
+
+def test_diagnostics_and_anchor_sweep_sections():
+    results = synthetic_results()
+    table = diagnostics_table(summarize(results))
+    assert "| method | AUC | OPAUC | WPAUC@1 | WPAUC@3 | WPAUC@5 | WPAUC@10 |" in table and "| SFT only |" in table
+    assert diagnostics_table(summarize(synthetic_results(diag=False))) == ""
+    points = anchor_sweep(results)["Sweep"]
+    assert list(points) == [0, 1, 2, 4]
+    peaks = sweep_peaks(points, (1, 3, 5))
+    assert {k: p["peak"] for k, p in peaks.items()} == {1: 0, 3: 2, 5: 4} and all(p["within_1"] for p in peaks.values())
+    report = render_report(results, paired=(np.ones(10), np.zeros(10), 3))
+    for expected in ("mean ± std over seeds", "Relative gain over ReRe", "**met**", "Paired bootstrap", "## Diagnostics",
+                     "Recall@3 peaks at σ* = 2", "within ±1 of K−1 ✓", "anchor_sweep.png"):
+        assert expected in report, expected
+
+
+def test_write_report_draws_every_plot(tmp_path):
+    written = write_report(tmp_path, synthetic_results())
+    assert {p.name for p in written} == {"report.md", "comparison.png", "diagnostics.png", "anchor_sweep.png"}
+    for path in written[1:]:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_collect_results_records_the_resolved_anchor(tmp_path):
+    experiment = parse_experiment({"methods": {"SFT": None, "TAWin auto": {"weighting": "tawin", "target_k": 5, "anchor": "auto"}}})
+    cells = expand_cells(experiment)
+    for cell in cells:
+        (tmp_path / cell.id).mkdir(parents=True)
+        (tmp_path / cell.id / "metrics.json").write_text(json.dumps(_metrics(0.1)))
+    results = collect_results(tmp_path, experiment, cells, write=True)
+    entry = results["cells"]["seed_0/tawin-auto"]
+    assert entry["anchor"] == 4 and entry["anchor_mode"] == "auto" and entry["config"]["rl"]["anchor"] == 4
+    assert results["cells"]["seed_0/sft"]["anchor"] is None and results["complete"]
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert "σ* = 4 = target_k − 1" in render_report(results)
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_experiment_runs_resumes_and_redoes_only_a_missing_cell(tmp_path, capsys, industrial_small):
+    from tawin.cli import main
+    from tawin.data.io import save_dataset
+
+    # The full catalogue with few rows, so that tokenising the splits costs nothing.
+    data = save_dataset(industrial_small, tmp_path / "data")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "tiny", "base": {**TINY_BASE, "data": {"dataset": str(data)}}, "seeds": [0], "baselines": ["popularity"],
+        "methods": {"SFT only": None, "TAWin": {"weighting": "tawin", "target_k": 3, "anchor": {"auto": "sweep", "candidates": [1, 2]}}},
+        "report": {"reference": "SFT only", "candidate": "TAWin", "bootstrap_resamples": 200},
+    }, allow_unicode=True))
+    out = tmp_path / "out"
+    argv = ["experiment", str(config), "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] and set(results["cells"]) == {"seed_0/sft-only", "seed_0/tawin", "seed_0/popularity"}
+    tawin = results["cells"]["seed_0/tawin"]
+    assert tawin["anchor"] in (1, 2) and tawin["anchor_mode"] == "sweep" and set(tawin["anchor_sweep"]["scores"]) == {"1", "2"}
+    assert tawin["config"]["rl"]["anchor"] == tawin["anchor"] and tawin["config"]["seed"] == 0
+    assert all(math.isfinite(e["metrics"]["recall@3"]) and e["metrics"]["n_rows"] == 16 for e in results["cells"].values())
+    report = (out / "report.md").read_text()
+    assert "Goal (TAWin mean Recall@3 ≥ 1.045 × SFT only's)" in report and "Paired bootstrap over 16 eval rows" in report
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    trained = sorted(out.glob("seed_0/**/model.safetensors"))  # sft best/last + each candidate's final/last
+    assert len([p for p in trained if "sft" in p.parts]) == 2 and len([p for p in trained if "sweep" in p.parts]) == 4
+    capsys.readouterr()
+
+    def mtimes():
+        return {p: p.stat().st_mtime_ns for p in trained + sorted(out.glob("seed_0/*/metrics.json"))}
+
+    before = mtimes()
+    assert main(argv) == 0  # resume: every cell is done, nothing is retrained or re-evaluated
+    printed = capsys.readouterr().out
+    assert all(f"skipped {cell}: metrics.json exists" in printed for cell in results["cells"])
+    assert mtimes() == before
+
+    (out / "seed_0" / "tawin" / "metrics.json").unlink()  # an interruption inside one cell
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "skipped seed_0/sft-only" in printed and "skipped seed_0/popularity" in printed and "skipped seed_0/tawin" not in printed
+    after = mtimes()
+    redone = out / "seed_0" / "tawin" / "metrics.json"
+    assert redone.exists() and all(after[p] == t for p, t in before.items() if p != redone)
+    assert json.loads((out / "results.json").read_text())["cells"]["seed_0/tawin"]["metrics"] == tawin["metrics"]
