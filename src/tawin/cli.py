@@ -262,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Sleeping (not spinning) OpenMP workers: on a shared or busy CPU, spinning threads lose their
+    # core at every small op and a step can run 10× slower. Set it explicitly to override.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_libraries()
