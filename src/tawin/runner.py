@@ -152,6 +152,7 @@ def render_report(config: PipelineConfig, results: dict, timer: StageTimer, tota
     lines = [f"## Results on {config.data.dataset} / {split} ({config.eval.num_beams} beams, full catalogue)", ""]
     if results:
         first = next(iter(results.values()))
-        lines += [results_table(results), "", f"rows evaluated: {first['n_rows']}", ""]
+        ks = tuple(k for k in REPORT_KS if all(f"recall@{k}" in m for m in results.values())) or tuple(config.eval.ks)
+        lines += [results_table(results, ks), "", f"rows evaluated: {first['n_rows']}", ""]
     lines += ["## Cost of each stage", "", timer.table(), "", f"total wall-clock: {total:.0f} s ({total / 60:.1f} min)"]
     return "\n".join(lines) + "\n"
