@@ -154,6 +154,27 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+def cmd_baseline(args) -> int:
+    from tawin.baselines.popularity import evaluate_popularity
+    from tawin.baselines.sequential import SequentialBaselineConfig, run_baseline
+    from tawin.checkpoint import atomic_write_json
+    from tawin.config import load_config
+    from tawin.data.io import load_dataset
+    from tawin.pipeline import dataset_path, results_table
+
+    config = load_config(SequentialBaselineConfig, args.config, args.set)
+    dataset = load_dataset(dataset_path(args.dataset))
+    if args.kind == "popularity":
+        result = {split: evaluate_popularity(dataset, split) for split in ("valid", "test")}
+    else:
+        result = run_baseline(args.kind, dataset, config)
+    out = Path(args.out)
+    atomic_write_json(out / "metrics.json", result["test"])
+    atomic_write_json(out / "result.json", {k: v for k, v in result.items() if k != "config"})
+    print(results_table({f"{args.kind} (test)": result["test"], f"{args.kind} (valid)": result["valid"]}))
+    return 0
+
+
 def cmd_data_import(args) -> int:
     from tawin.data.importers import import_minionerec
     from tawin.data.io import save_dataset
@@ -244,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diagnostics", action="store_true", help="exact scores of every item: auc, opauc, wpauc@K")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = commands.add_parser("baseline", help="classical baselines on the same split and metric code: popularity, sasrec, gru4rec")
+    p.add_argument("kind", choices=["popularity", "sasrec", "gru4rec"])
+    p.add_argument("--dataset", default="industrial")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", help="YAML with SequentialBaselineConfig fields")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.set_defaults(func=cmd_baseline)
 
     p = commands.add_parser("recommend", help="top-K items (with titles) for a history")
     _config_arguments(p)
