@@ -62,7 +62,7 @@ def _title_targets(titles: list[str], tokenizer) -> tuple[list[str], list[list[i
         title = " ".join(title.split()) or "untitled item"
         seen[title] = seen.get(title, 0) + 1
         texts.append(title if seen[title] == 1 else f"{title} (#{seen[title]})")
-    ids = [tokenizer(" " + text, add_special_tokens=False)["input_ids"] for text in texts]
+    ids = [list(tokens) for tokens in tokenizer([" " + text for text in texts], add_special_tokens=False)["input_ids"]]
     index: dict[tuple[int, ...], int] = {}
     for position, tokens in enumerate(ids):
         key = tuple(tokens)
