@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from tawin.checkpoint import atomic_write_json, replace_folder, rng_state, set_rng_state, staging_folder
+from tawin.checkpoint import atomic_write_json, existing_folder, replace_folder, rng_state, set_rng_state, staging_folder
 from tawin.errors import UserError
 from tawin.models.build import Recommender, save_recommender
 
@@ -66,6 +66,14 @@ def save_training_state(folder: Path, recommender: Recommender, optimizer, sched
     replace_folder(staging, folder)
     if dist is not None:
         dist.barrier()
+
+
+def resume(out: Path, recommender: Recommender, optimizer, scheduler) -> Progress | None:
+    """Progress of the last checkpoint in `out` (weights, optimizer, scheduler, RNG restored), or None."""
+    last = existing_folder(Path(out) / "last")
+    if last is None or not (last / "trainer.pt").exists():
+        return None
+    return load_training_state(last, recommender, optimizer, scheduler)
 
 
 def load_training_state(folder: Path, recommender: Recommender, optimizer, scheduler) -> Progress:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tawin.checkpoint import replace_folder
 from tawin.data.dataset import MAX_HISTORY, SPLITS, Dataset, Interactions, ItemTable
 from tawin.errors import DataError
 
@@ -83,14 +83,7 @@ def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
             format="tawin-dataset/1",
         )
         (staging / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if folder.exists():
-            backup = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(folder, backup)
-            os.replace(staging, folder)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(staging, folder)
+        replace_folder(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -30,10 +30,9 @@ from tawin.rl.loss import select_loss
 from tawin.rl.rewards import binary_reward, rank_reward
 from tawin.rl.rollout import group_logprobs, make_rollout
 from tawin.rl.tawin import tawin_weights, weight_entropy
-from tawin.checkpoint import existing_folder
 from tawin.runtime import autocast
 from tawin.sft.train import RunContext
-from tawin.train_utils import JsonlLog, Progress, check_finite, load_training_state, save_best, save_training_state, warmup_cosine
+from tawin.train_utils import JsonlLog, Progress, check_finite, resume, save_best, save_training_state, warmup_cosine
 
 REWARDS = {"binary": binary_reward, "rank": rank_reward}
 
@@ -83,10 +82,10 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
     total_steps = config.epochs * steps_per_epoch if config.max_steps <= 0 else min(config.max_steps, config.epochs * steps_per_epoch)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    progress = Progress()
-    last = existing_folder(out / "last")
-    if last is not None and (last / "trainer.pt").exists():
-        progress = load_training_state(last, recommender, optimizer, scheduler)
+    progress = resume(out, recommender, optimizer, scheduler)
+    if progress is None:
+        progress = Progress()
+    else:
         run.log(f"rl: resuming from {out / 'last'} at step {progress.global_step}/{total_steps}")
     log = JsonlLog(out / "log.jsonl")
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)

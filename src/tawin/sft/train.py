@@ -22,10 +22,9 @@ from tawin.distributed import Dist
 from tawin.eval.evaluate import beam_predictions, sample_rows
 from tawin.models.batching import EncodedSplit, length_bucketed_batches, prompt_batch, sequence_batch
 from tawin.models.build import Recommender
-from tawin.checkpoint import existing_folder
 from tawin.runtime import autocast
 from tawin.sft.config import SFTConfig
-from tawin.train_utils import JsonlLog, Progress, check_finite, load_training_state, save_best, save_training_state, warmup_cosine
+from tawin.train_utils import JsonlLog, Progress, check_finite, resume, save_best, save_training_state, warmup_cosine
 
 
 @dataclass
@@ -72,10 +71,10 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
     steps_per_epoch = -(-n_rows // config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine(optimizer, config.warmup_steps, config.epochs * steps_per_epoch)
-    progress = Progress()
-    last = existing_folder(out / "last")
-    if last is not None and (last / "trainer.pt").exists():
-        progress = load_training_state(last, recommender, optimizer, scheduler)
+    progress = resume(out, recommender, optimizer, scheduler)
+    if progress is None:
+        progress = Progress()
+    else:
         run.log(f"sft: resuming from {out / 'last'} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
     log = JsonlLog(out / "log.jsonl")
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
