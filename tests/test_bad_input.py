@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -281,3 +282,33 @@ def test_pipeline_config_errors(overrides, pattern):
 
     with pytest.raises(ConfigError, match=pattern):
         load_config(PipelineConfig, None, overrides)
+
+
+def _drop_file(folder: Path) -> None:
+    (folder / "valid.parquet").unlink()
+
+
+DATA_FILE_ERRORS = [
+    ("missing file", _drop_file, r"valid\.parquet"),
+    ("wrong columns", lambda f: rewrite(f, "train.parquet", target=None), r"train\.parquet: .*'target'"),
+    ("non-integer ids", lambda f: rewrite(f, "train.parquet", user=["a", "b"]), r"train\.parquet: .*'user'"),
+    ("negative ids", lambda f: rewrite(f, "train.parquet", target=[11, -3]), r"train\.parquet: row 1, field 'target'.*negative"),
+    ("unknown item", lambda f: rewrite(f, "test.parquet", target=[99]), r"test\.parquet: row 0, field 'target' refers to item 99"),
+    ("empty history", lambda f: rewrite(f, "valid.parquet", history=pa.array([[]], pa.list_(pa.int64()))),
+     r"valid\.parquet: row 0, field 'history' is empty"),
+    ("duplicate item ids", lambda f: rewrite(f, "items.parquet", item_id=[10, 11, 11, 13]), r"items\.parquet: .*'item_id' = 11 is duplicated"),
+    ("item without SIDs", lambda f: rewrite(f, "items.parquet", sid=[["<a_1>", "<b_1>"], [], ["<a_1>", "<b_3>"], ["<a_2>", "<b_1>"]]),
+     r"items\.parquet: row 1 .*'sid' is empty"),
+    ("inconsistent SID depth", lambda f: rewrite(f, "items.parquet", sid=[["<a_1>", "<b_1>"], ["<a_1>"], ["<a_1>", "<b_3>"], ["<a_2>", "<b_1>"]]),
+     r"items\.parquet: row 1 .*'sid' has 1 tokens"),
+]
+
+
+@pytest.mark.parametrize(("breakage", "pattern"), [(b, p) for _, b, p in DATA_FILE_ERRORS], ids=[c[0] for c in DATA_FILE_ERRORS])
+def test_bad_dataset_files_through_the_cli(breakage, pattern, earlier, tmp_path, capsys):
+    """Each broken dataset file: exit 2, a message naming file/row/field, the earlier run untouched."""
+    broken = tiny_dataset(tmp_path / "broken")
+    breakage(broken)
+    before = snapshot(earlier)
+    fails(["eval", "--dataset", str(broken), "--checkpoint", "popularity", "--out", str(earlier), "--overwrite"], capsys, pattern)
+    assert snapshot(earlier) == before

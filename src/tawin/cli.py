@@ -70,8 +70,8 @@ def cmd_sft(args) -> int:
 
     config = _load_pipeline_config(args)
     out = Path(args.out)
+    session = Session(config, not args.no_progress)  # a bad dataset fails before the folder is touched
     with RunFolder(out, config, args.overwrite, kind="sft"):
-        session = Session(config, not args.no_progress)
         best = sft_stage(session, out)
     print(f"best checkpoint: {best}")
     return 0
@@ -86,8 +86,8 @@ def cmd_rl(args) -> int:
     config = _load_pipeline_config(args)
     check_checkpoint(args.init)  # before the output folder is touched
     out = Path(args.out)
+    session = Session(config, not args.no_progress)  # a bad dataset fails before the folder is touched
     with RunFolder(out, config, args.overwrite, kind="rl"):
-        session = Session(config, not args.no_progress)
         final = rl_stage(session, Path(args.init), out)
     print(f"final checkpoint: {final}")
     return 0
@@ -103,8 +103,8 @@ def cmd_eval(args) -> int:
     if args.checkpoint != "popularity":
         check_checkpoint(args.checkpoint)  # before the output folder is touched
     out = Path(args.out)
+    session = Session(config, not args.no_progress)  # a bad dataset fails before the folder is touched
     with RunFolder(out, config, args.overwrite, kind="eval"):
-        session = Session(config, not args.no_progress)
         if args.checkpoint == "popularity":
             metrics = popularity_stage(session, out)
         else:

@@ -114,9 +114,9 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
     """`tawin run`: the configured stages, resumable, then a results table."""
     out = Path(out)
     started = time.time()
+    timer = StageTimer()
+    session = timer.run("load data", Session, config, progress)  # a bad dataset fails before the folder is touched
     with RunFolder(out, config, overwrite, kind="run"):
-        timer = StageTimer()
-        session = timer.run("load data", Session, config, progress)
         results: dict[str, dict] = {}
         sft_best = out / "sft" / "best"
         if "sft" in config.stages:
