@@ -112,6 +112,21 @@ def _check_shapes(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages
     assert advantages_BG.shape == shape[:-1], "advantages must be [B, G] of logp's [B, G, L]"
 
 
+def _token_level_loss(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG,
+                      clip_eps_low, clip_eps_high, kl_beta, reduce) -> LossOutput:
+    """Token-level clipped surrogate + β·k3, averaged by `reduce` (GRPO: per sequence; DAPO: per token)."""
+    _check_shapes(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG)
+    mask_BGL = mask_BGL != 0
+    ratio_BGL = torch.exp(logp_new_BGL - logp_old_BGL.detach())
+    token_loss_BGL, active_BGL = _clipped_surrogate(
+        ratio_BGL, advantages_BG.unsqueeze(-1), clip_eps_low, clip_eps_high
+    )
+    policy_loss = reduce(token_loss_BGL, mask_BGL)
+    kl = reduce(_k3_kl(logp_new_BGL, logp_ref_BGL.detach()), mask_BGL)
+    clip_fraction = _token_mean(active_BGL.to(logp_new_BGL.dtype), mask_BGL)
+    return LossOutput(policy_loss + kl_beta * kl, policy_loss.detach(), kl.detach(), clip_fraction)
+
+
 def grpo_loss(
     logp_new_BGL: torch.Tensor,
     logp_old_BGL: torch.Tensor,
@@ -135,16 +150,8 @@ def grpo_loss(
     Returns:
         :class:`LossOutput`.
     """
-    _check_shapes(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG)
-    mask_BGL = mask_BGL != 0
-    ratio_BGL = torch.exp(logp_new_BGL - logp_old_BGL.detach())
-    token_loss_BGL, active_BGL = _clipped_surrogate(
-        ratio_BGL, advantages_BG.unsqueeze(-1), clip_eps_low, clip_eps_high
-    )
-    policy_loss = _sequence_mean(token_loss_BGL, mask_BGL)
-    kl = _sequence_mean(_k3_kl(logp_new_BGL, logp_ref_BGL.detach()), mask_BGL)
-    clip_fraction = _token_mean(active_BGL.to(logp_new_BGL.dtype), mask_BGL)
-    return LossOutput(policy_loss + kl_beta * kl, policy_loss.detach(), kl.detach(), clip_fraction)
+    return _token_level_loss(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG,
+                             clip_eps_low, clip_eps_high, kl_beta, _sequence_mean)
 
 
 def dapo_loss(
@@ -162,16 +169,8 @@ def dapo_loss(
     Token-level normalisation by the batch's total number of valid tokens. Args and return as
     :func:`grpo_loss`.
     """
-    _check_shapes(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG)
-    mask_BGL = mask_BGL != 0
-    ratio_BGL = torch.exp(logp_new_BGL - logp_old_BGL.detach())
-    token_loss_BGL, active_BGL = _clipped_surrogate(
-        ratio_BGL, advantages_BG.unsqueeze(-1), clip_eps_low, clip_eps_high
-    )
-    policy_loss = _token_mean(token_loss_BGL, mask_BGL)
-    kl = _token_mean(_k3_kl(logp_new_BGL, logp_ref_BGL.detach()), mask_BGL)
-    clip_fraction = _token_mean(active_BGL.to(logp_new_BGL.dtype), mask_BGL)
-    return LossOutput(policy_loss + kl_beta * kl, policy_loss.detach(), kl.detach(), clip_fraction)
+    return _token_level_loss(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG,
+                             clip_eps_low, clip_eps_high, kl_beta, _token_mean)
 
 
 def gspo_loss(
