@@ -243,3 +243,26 @@ def test_experiment_runs_resumes_and_redoes_only_a_missing_cell(tmp_path, capsys
     redone = out / "seed_0" / "tawin" / "metrics.json"
     assert redone.exists() and all(after[p] == t for p, t in before.items() if p != redone)
     assert json.loads((out / "results.json").read_text())["cells"]["seed_0/tawin"]["metrics"] == tawin["metrics"]
+
+
+@pytest.mark.slow
+def test_parallel_cells_give_the_results_of_one_process(tmp_path, industrial_small):
+    from tawin.cli import main
+    from tawin.data.io import save_dataset
+
+    data = save_dataset(industrial_small, tmp_path / "data")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "tiny", "base": {**TINY_BASE, "data": {"dataset": str(data)}}, "seeds": [0, 1], "baselines": ["popularity"],
+        "methods": {"SFT only": None, "GRPO": {"negatives": "beam", "weighting": "none"}},
+        "report": {"reference": "SFT only", "candidate": "GRPO", "bootstrap_resamples": 200},
+    }, allow_unicode=True))
+    metrics = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        assert main(["experiment", str(config), "--out", str(out), "--no-progress", "--jobs", str(jobs)]) == 0
+        results = json.loads((out / "results.json").read_text())
+        assert results["complete"] and len(results["cells"]) == 6
+        metrics[jobs] = {cell: entry["metrics"] for cell, entry in results["cells"].items()}
+        assert (out / "report.md").exists()
+    assert metrics[2] == metrics[1]

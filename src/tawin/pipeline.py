@@ -52,6 +52,9 @@ class PipelineConfig:
     """`auto` = bf16 autocast where the hardware supports it (CUDA with bf16, CPUs with AVX512-BF16/AMX)."""
     threads: int = 0
     """CPU threads for torch (0 = torch's default)."""
+    compile: bool = False
+    """`torch.compile` the model's training forward in SFT and RL (worth it on GPUs; on CPU the
+    first steps pay minutes of compilation)."""
     stages: tuple[Stage, ...] = ("sft", "eval", "rl", "popularity")
     """What `tawin run` does, in order; `eval` evaluates every trained model on eval.split."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -68,6 +71,9 @@ class PipelineConfig:
             problems.append("stages is empty; list what `tawin run` should do, e.g. [sft, eval, rl, popularity]")
         elif len(set(self.stages)) != len(self.stages):
             problems.append(f"stages={list(self.stages)} repeats a stage; list each once")
+        if self.sft.history_loss_weight > 0 and self.model.item_repr != "sid":
+            problems.append(f"sft.history_loss_weight={self.sft.history_loss_weight} needs model.item_repr: sid (a title's tokens "
+                            "cannot be told apart from prompt text); set it to 0 for titles")
         return problems
 
 

@@ -42,7 +42,8 @@ class Session:
 
     def context(self, out: Path) -> RunContext:
         log = print if self.dist.is_main else (lambda *_: None)
-        return RunContext(Path(out), self.config.seed, self.device, self.bf16, progress_bars=self.progress, log=log, dist=self.dist)
+        return RunContext(Path(out), self.config.seed, self.device, self.bf16, progress_bars=self.progress, log=log, dist=self.dist,
+                          compile=self.config.compile)
 
     def load(self, checkpoint: str | Path) -> Recommender:
         recommender = load_recommender(checkpoint, self.dataset.items)

@@ -42,3 +42,13 @@ def autocast(device: torch.device, bf16: bool):
     if not bf16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def maybe_compile(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """`torch.compile` the training forward when asked (mostly worth it on GPUs).
+
+    The compiled wrapper shares the module's parameters, so checkpoints are saved from the plain
+    module with unchanged keys; decoding keeps the plain module, whose cache-carrying calls
+    change shape every step. `dynamic=True` because batch and prompt widths vary.
+    """
+    return torch.compile(module, dynamic=True) if enabled else module

@@ -36,20 +36,33 @@ def add_experiment_parser(commands) -> None:
                    help="override: seeds=[0], report.goal_k=5, … for experiment keys; anything else (rl.max_steps=2) goes to base")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.add_argument("--overwrite", action="store_true", help="replace an experiment with a different config in --out")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="cells run at once, each in its own process (CPU threads are split between them unless "
+                        "threads is set); the results are those of --jobs 1")
     p.set_defaults(func=cmd_experiment)
 
 
 def cmd_experiment(args) -> int:
     from tawin.experiments.grid import load_experiment
 
+    from tawin.errors import ConfigError
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs={args.jobs} must be ≥ 1 (cells run at once)")
     experiment = load_experiment(args.config, args.set)
-    results = run_experiment(experiment, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress)
+    results = run_experiment(experiment, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress, jobs=args.jobs)
     print(f"{len(results['cells'])} cells finished; wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'report.md'}")
     return 0
 
 
-def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, progress: bool = True, log=print) -> dict:
-    """Run every unfinished cell (seed-major), rewriting results.json after each; then the report."""
+def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, progress: bool = True, log=print,
+                   jobs: int = 1) -> dict:
+    """Run every unfinished cell, rewriting results.json after each; then the report.
+
+    With `jobs` > 1 the cells run in that many worker processes: first every seed's shared SFT
+    checkpoint (and the baselines), then the cells that start from them. Every cell seeds itself,
+    so the results do not depend on `jobs`.
+    """
     from tqdm.auto import tqdm
 
     from tawin.experiments.grid import expand_cells
@@ -65,22 +78,79 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
                 log(f"skipped {cell.id}: metrics.json exists")
         bar = tqdm(total=len(cells), initial=len(cells) - len(pending), desc="experiment", unit="cell", disable=not progress, file=sys.stderr)
         say = (lambda text: tqdm.write(text, file=sys.stdout)) if progress else log
-        worker = CellWorker(experiment, out, progress, say)
-        started = time.time()
-        for done, cell in enumerate(pending, start=1):
-            bar.set_postfix_str(cell.id)
-            cell_started = time.time()
-            worker.run(cell)
+        started, finished = time.time(), 0
+
+        def done(cell: Cell, seconds: float) -> None:
+            nonlocal finished
+            finished += 1
             collect_results(out, experiment, cells, write=True)
             bar.update(1)
-            elapsed = time.time() - started
-            eta = elapsed / done * (len(pending) - done)
-            say(f"[{len(cells) - len(pending) + done}/{len(cells)}] {cell.id} done in {time.time() - cell_started:.0f}s; ETA {_duration(eta)}")
+            eta = (time.time() - started) / finished * (len(pending) - finished)
+            say(f"[{len(cells) - len(pending) + finished}/{len(cells)}] {cell.id} done in {seconds:.0f}s; ETA {_duration(eta)}")
+
+        if jobs <= 1 or len(pending) <= 1:
+            worker = CellWorker(experiment, out, progress, say)
+            for cell in pending:
+                bar.set_postfix_str(cell.id)
+                cell_started = time.time()
+                worker.run(cell)
+                done(cell, time.time() - cell_started)
+        else:
+            _run_in_processes(experiment, out, pending, jobs, done)
         bar.close()
         results = collect_results(out, experiment, cells, write=True)
         for path in write_report(out, results):
             say(f"wrote {path}")
     return results
+
+
+def _run_in_processes(experiment: Experiment, out: Path, pending: list[Cell], jobs: int, done) -> None:
+    """Phase 1: each seed's SFT checkpoint and the baselines; phase 2: the cells built on the SFTs."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed, wait
+
+    llm_cells = [cell for cell in pending if cell.kind != "baseline"]
+    first_of_seed = {cell.seed: cell for cell in reversed(llm_cells)}  # every LLM cell of a seed shares its SFT config
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(experiment, out, jobs)) as pool:
+        sfts = [pool.submit(_worker_sft, first_of_seed[seed]) for seed in sorted(first_of_seed)]
+        running = [pool.submit(_worker_cell, cell) for cell in pending if cell.kind == "baseline"]
+        for future in sfts:
+            future.result()  # re-raises a worker's error here
+        running += [pool.submit(_worker_cell, cell) for cell in llm_cells]
+        try:
+            for future in as_completed(running):
+                done(*future.result())
+        except BaseException:
+            for future in running:
+                future.cancel()
+            wait(running)
+            raise
+
+
+_WORKER: "CellWorker | None" = None
+
+
+def _start_worker(experiment: Experiment, out: Path, jobs: int) -> None:
+    """Worker process set-up: its share of the CPU threads (unless `threads` is set) and a CellWorker."""
+    import os
+
+    import torch
+
+    global _WORKER
+    if experiment.base.threads == 0 and not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
+    _WORKER = CellWorker(experiment, out, progress=False, log=lambda text: print(text, flush=True))
+
+
+def _worker_sft(cell: Cell) -> None:
+    _WORKER.sft(cell.config)
+
+
+def _worker_cell(cell: Cell) -> tuple[Cell, float]:
+    started = time.time()
+    _WORKER.run(cell)
+    return cell, time.time() - started
 
 
 def _duration(seconds: float) -> str:

@@ -30,6 +30,12 @@ class ItemCodec:
     target_table_NL: torch.Tensor  # int64 [N, max_len + 1] target ids + EOS, right-padded with pad_id
     target_len_N: torch.Tensor  # int64 [N] tokens incl. EOS
 
+    def item_token_mask(self, vocab_size: int) -> torch.Tensor:
+        """bool [V]: the tokens items are made of (EOS excluded); in SID mode no other text uses them."""
+        mask_V = torch.zeros(vocab_size, dtype=torch.bool)
+        mask_V[torch.tensor(sorted({t for tokens in self.target_ids for t in tokens}), dtype=torch.long)] = True
+        return mask_V
+
     @staticmethod
     def build(items: ItemTable, tokenizer, representation: ItemRepresentation) -> "ItemCodec":
         eos_id = tokenizer.eos_token_id

@@ -30,7 +30,7 @@ from tawin.rl.loss import select_loss
 from tawin.rl.rewards import binary_reward, rank_reward
 from tawin.rl.rollout import group_logprobs, make_rollout
 from tawin.rl.tawin import tawin_weights, weight_entropy
-from tawin.runtime import autocast
+from tawin.runtime import autocast, maybe_compile
 from tawin.sft.train import RunContext
 from tawin.train_utils import JsonlLog, Progress, check_finite, resume, save_best, save_training_state, warmup_cosine
 
@@ -75,7 +75,7 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
     if config.batch_size % run.dist.world_size:
         raise ConfigError(f"rl.batch_size={config.batch_size} must be divisible by the {run.dist.world_size} processes so every "
                           "process scores the same number of groups; change rl.batch_size or --num_processes")
-    trained = run.dist.wrap(policy)
+    trained = maybe_compile(run.dist.wrap(policy), run.compile)
     float_mask = getattr(policy.config, "_attn_implementation", "sdpa") not in ("sdpa", "flash_attention_2", "flex_attention")
     n_rows = len(train)
     steps_per_epoch = n_rows // config.batch_size

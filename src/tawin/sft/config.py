@@ -26,6 +26,10 @@ class SFTConfig:
     """Valid rows evaluated after each epoch (a fixed seeded sample; 0 = all rows)."""
     eval_beams: int = 20
     """Beams for the per-epoch valid evaluation (≥ 10 since it selects on NDCG@10)."""
+    history_loss_weight: float = 0.0
+    """Weight of the history items' tokens in the loss (semantic IDs only): > 0 also trains each
+    history item to be predicted from the items before it, as SASRec trains every position.
+    0 = the loss covers the target item's tokens only."""
     max_train_rows: int = 0
     """Use only the first N train rows (0 = all); for quick experiments."""
     log_every: int = 50
@@ -50,6 +54,8 @@ class SFTConfig:
             problems.append(f"sft.max_grad_norm={self.max_grad_norm} must be > 0")
         if self.patience < 1:
             problems.append(f"sft.patience={self.patience} must be ≥ 1 (epochs without improvement before stopping)")
+        if self.history_loss_weight < 0:
+            problems.append(f"sft.history_loss_weight={self.history_loss_weight} must be ≥ 0 (0 = target tokens only)")
         if self.eval_beams < 10:
             problems.append(f"sft.eval_beams={self.eval_beams} must be ≥ 10 because the best checkpoint is chosen by NDCG@10; raise it")
         for name in ("eval_rows", "max_train_rows"):

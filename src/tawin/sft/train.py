@@ -22,7 +22,7 @@ from tawin.distributed import Dist
 from tawin.eval.evaluate import beam_predictions, sample_rows
 from tawin.models.batching import EncodedSplit, length_bucketed_batches, prompt_batch, sequence_batch
 from tawin.models.build import Recommender
-from tawin.runtime import autocast
+from tawin.runtime import autocast, maybe_compile
 from tawin.sft.config import SFTConfig
 from tawin.train_utils import JsonlLog, Progress, check_finite, resume, save_best, save_training_state, warmup_cosine
 
@@ -36,29 +36,42 @@ class RunContext:
     progress_bars: bool = True
     log: Callable[[str], None] = print
     dist: Dist = field(default_factory=Dist)
+    compile: bool = False
 
 
-def sft_loss(model, codec, encoded: EncodedSplit, index_B: torch.Tensor, bf16: bool, dist: Dist) -> tuple[torch.Tensor, int]:
+def sft_loss(model, codec, encoded: EncodedSplit, index_B: torch.Tensor, bf16: bool, dist: Dist,
+             history_weight: float = 0.0, item_token_V: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Cross-entropy over the target item's tokens (EOS included), averaged over the GLOBAL batch.
 
-    Each process sums the loss of its share of `index_B` and divides by the global batch's token
-    count (× world size, since DDP averages gradients), so the update equals one process's.
-    Returns (loss, tokens processed here).
+    With `history_weight` > 0 (semantic IDs only; `item_token_V` marks the item tokens) the item
+    tokens of the history are predicted too, each from the items before it, the way SASRec
+    trains every position of a sequence; their token losses count `history_weight` times a
+    target token's. Each process sums the loss of its share of `index_B` and divides by the
+    global batch's weighted token count (× world size, since DDP averages gradients), so the
+    update equals one process's. Returns (loss, tokens processed here).
     """
     device = next(model.parameters()).device
-    global_tokens = int(codec.target_len_N[encoded.target_R[index_B]].sum())
+    global_weight = float(codec.target_len_N[encoded.target_R[index_B]].sum())
+    if history_weight > 0:
+        global_weight += history_weight * float(item_token_V[encoded.prompt_ids_RL[index_B]].sum())
     local_B = dist.shard(index_B)
     ids_BL, mask_BL = prompt_batch(encoded, local_B)
     batch = sequence_batch(ids_BL, mask_BL, codec, encoded.target_R[local_B].unsqueeze(1))
     with autocast(device, bf16):
-        logits = model(
+        logits_BTV = model(
             input_ids=batch.input_ids_BT.to(device),
             attention_mask=batch.attention_mask_BT.to(device),
             position_ids=batch.position_ids_BT.to(device),
-        ).logits
-    labels = batch.labels_BT.to(device)
-    loss_sum = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-    return loss_sum * dist.world_size / global_tokens, int(batch.attention_mask_BT.sum())
+        ).logits.float()
+    labels_BT = batch.labels_BT.to(device)
+    loss_sum = F.cross_entropy(logits_BTV.flatten(0, 1), labels_BT.flatten(), ignore_index=-100, reduction="sum")
+    if history_weight > 0:
+        width = batch.prompt_width
+        next_ids_BL = batch.input_ids_BT[:, 1:width]
+        history_labels_BL = torch.where(item_token_V[next_ids_BL], next_ids_BL, -100).to(device)
+        loss_sum = loss_sum + history_weight * F.cross_entropy(
+            logits_BTV[:, : width - 1].flatten(0, 1), history_labels_BL.flatten(), ignore_index=-100, reduction="sum")
+    return loss_sum * dist.world_size / global_weight, int(batch.attention_mask_BT.sum())
 
 
 def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
@@ -66,7 +79,7 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
     out = Path(run.output_dir)
     model = recommender.model.to(run.device)
     model.train()
-    trained = run.dist.wrap(model)
+    trained = maybe_compile(run.dist.wrap(model), run.compile)
     n_rows = len(train) if config.max_train_rows <= 0 else min(len(train), config.max_train_rows)
     steps_per_epoch = -(-n_rows // config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -78,6 +91,7 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
         run.log(f"sft: resuming from {out / 'last'} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
     log = JsonlLog(out / "log.jsonl")
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
+    item_token_V = recommender.codec.item_token_mask(model.get_input_embeddings().num_embeddings) if config.history_loss_weight > 0 else None
     started = time.time()
 
     while progress.epoch < config.epochs and progress.bad_epochs < config.patience:
@@ -88,7 +102,8 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
         window_tokens, window_start = 0, time.time()
         for step in range(progress.step_in_epoch, steps_per_epoch):
             index_B = batches[step]
-            loss, n_tokens = sft_loss(trained, recommender.codec, train, index_B, run.bf16, run.dist)
+            loss, n_tokens = sft_loss(trained, recommender.codec, train, index_B, run.bf16, run.dist,
+                                      config.history_loss_weight, item_token_V)
             check_finite(loss.detach(), "loss", progress.global_step, "sft")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
