@@ -92,6 +92,8 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
     started = time.time()
     bar = tqdm(total=total_steps, initial=progress.global_step, desc="rl", disable=not run.progress_bars, unit="step", leave=False)
     window = {"tokens": 0, "start": time.time()}
+    if config.eval_every and progress.global_step == 0:  # the starting point of the valid curve: the init checkpoint
+        _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config)
     while progress.global_step < total_steps:
         epoch = progress.global_step // steps_per_epoch
         step_in_epoch = progress.global_step % steps_per_epoch
