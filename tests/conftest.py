@@ -23,6 +23,17 @@ TINY_MODEL = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, int
 TINY_OVERRIDES = [f"model.{k}={v}" for k, v in TINY_MODEL.items()]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    on a shared 2-core CPU, two threads make the small matmuls of beam search ~30× slower. The
+    process-wide count is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def industrial():
     from tawin.data.io import load_dataset

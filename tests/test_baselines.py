@@ -23,12 +23,7 @@ TINY = SequentialBaselineConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic_dataset(rule, rows=(480, 96, 96), seed=0) -> Dataset:

@@ -25,18 +25,15 @@ from tawin.items.trie import ItemTrie, UnknownPrefixError
 from tawin.models.batching import encode_split, prompt_batch
 from tawin.models.build import ModelConfig, Recommender, build_recommender
 
-TINY = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64)
+from conftest import TINY_MODEL
+
+TINY = ModelConfig(**TINY_MODEL)
 N_ITEMS = 60
 WEIGHT_STD = 0.3
 """Std of the re-drawn weights: logits spread out enough that rankings have no near-ties."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spread_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -45,14 +45,7 @@ needs_smollm2 = pytest.mark.skipif(
 needs_peft = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="LoRA needs peft: pip install -e '.[lora]'")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread (and `threads=1` in the runs): on a shared 2-core CPU, two threads make the
-    small matmuls of beam search ~30× slower. The process-wide count is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- configs and specs (no model load) -------------------------------------------------------------

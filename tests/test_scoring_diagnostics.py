@@ -22,17 +22,14 @@ from tawin.items.trie import ItemTrie
 from tawin.models.batching import encode_split, prompt_batch
 from tawin.models.build import ModelConfig, build_recommender
 
-TINY = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64)
+from conftest import TINY_MODEL
+
+TINY = ModelConfig(**TINY_MODEL)
 INDUSTRIAL = Path(__file__).resolve().parents[1] / "src/tawin/resources/datasets/industrial"
 N_ITEMS = 40
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
