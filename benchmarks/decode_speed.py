@@ -7,6 +7,7 @@ Command (defaults; must finish in < 10 min on 2 CPU cores)::
 
     python benchmarks/decode_speed.py            # --rows 256 --repeats 5 --threads 2
     python benchmarks/decode_speed.py --quick    # smoke test: 16 rows, 2 repeats, default model
+    python benchmarks/decode_speed.py --device cuda --models default --hf-rows 16   # on a GPU
 
 About 6–8 CPU-minutes of work. On a 2-core machine shared with other jobs, 2 threads per op can
 wait on a descheduled thread at every op: the same run took 9.5 min at load ~4 and 17 min at load
@@ -86,7 +87,7 @@ class Case:
     """Rows HF generate decodes per timed run: the chunk's first rows (ours decodes them too)."""
 
 
-def rows_per_run(model: str, beams: int, dtype: str, chunk: int, hf_rows: int, params_ratio: float) -> Case:
+def rows_per_run(model: str, beams: int, dtype: str, chunk: int, hf_rows: int, params_ratio: float, bf16_cost: float = BF16_COST) -> Case:
     """Rows per timed run: the whole chunk (ours) and `hf_rows` (HF at 16 beams) for the default fp32 model.
 
     Other cases cost more per row, so both sides decode fewer rows there: cost = (parameters /
@@ -95,22 +96,22 @@ def rows_per_run(model: str, beams: int, dtype: str, chunk: int, hf_rows: int, p
     ceil(MIN_BEAM_TOKENS / beams) (ours). Ours always covers the default fp32 model's whole chunk,
     the acceptance case.
     """
-    model_cost = params_ratio * (BF16_COST if dtype == "bf16" else 1)
+    model_cost = params_ratio * (bf16_cost if dtype == "bf16" else 1)
     cost = model_cost * beams / 16
     ours = None if model_cost <= 1 else min(chunk, max(math.ceil(MIN_BEAM_TOKENS / beams), round(chunk / cost)))
     hf = max(1, min(ours or chunk, round(hf_rows / max(1.0, cost))))
     return Case(model, beams, dtype, ours, hf)
 
 
-def ours_decode(recommender: Recommender, encoded: EncodedSplit, index: torch.Tensor, beams: int, batch: int):
-    """Our beam search over rows `index` in batches: (items [n, K], scores [n, K])."""
-    items, scores = [], []
+def ours_decode(recommender: Recommender, trie: ItemTrie, encoded: EncodedSplit, index: torch.Tensor, beams: int, batch: int):
+    """Our beam search over rows `index` in batches (`trie` on the model's device): (items [n, K], scores [n, K]) on the CPU."""
+    items, scores, device = [], [], recommender.device
     for start in range(0, len(index), batch):
         ids_BL, mask_BL = prompt_batch(encoded, index[start : start + batch])
-        result = constrained_beam_search(recommender.model, recommender.codec.trie, ids_BL, mask_BL, beams)
+        result = constrained_beam_search(recommender.model, trie, ids_BL.to(device), mask_BL.to(device), beams)
         items.append(result.items_BK)
         scores.append(result.scores_BK)
-    return torch.cat(items), torch.cat(scores)
+    return torch.cat(items).cpu(), torch.cat(scores).cpu()
 
 
 def hf_decode(recommender: Recommender, encoded: EncodedSplit, index: torch.Tensor, beams: int, batch: int):
@@ -124,7 +125,7 @@ def hf_decode(recommender: Recommender, encoded: EncodedSplit, index: torch.Tens
     sequences, scores = [], []
     for start in range(0, len(index), batch):
         ids_BL, mask_BL = prompt_batch(encoded, index[start : start + batch])
-        width = ids_BL.shape[1]
+        ids_BL, mask_BL, width = ids_BL.to(recommender.device), mask_BL.to(recommender.device), ids_BL.shape[1]
 
         def allowed(batch_id: int, input_ids: torch.Tensor) -> list[int]:
             return trie.allowed_tokens(input_ids[width:].tolist())
@@ -132,11 +133,11 @@ def hf_decode(recommender: Recommender, encoded: EncodedSplit, index: torch.Tens
         with torch.no_grad():
             out = recommender.model.generate(input_ids=ids_BL, attention_mask=mask_BL, generation_config=config,
                                              prefix_allowed_tokens_fn=allowed)
-        generated = out.sequences[:, width:]
+        generated = out.sequences[:, width:].cpu()
         padded = torch.full((generated.shape[0], trie.max_depth), codec.pad_id, dtype=torch.long)
         padded[:, : generated.shape[1]] = generated
         sequences.append(padded.view(len(ids_BL), beams, -1))
-        scores.append(out.sequences_scores.view(len(ids_BL), beams).float())
+        scores.append(out.sequences_scores.view(len(ids_BL), beams).float().cpu())
     return torch.cat(sequences), torch.cat(scores)
 
 
@@ -154,18 +155,20 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def timed(fn):
-    """(fn(), wall seconds, CPU seconds of this process summed over its threads)."""
+    """(fn(), wall seconds, CPU seconds of this process summed over its threads).
+
+    Both decoders return CPU tensors, so the GPU's queued work is finished inside the timed span."""
     wall, cpu = time.perf_counter(), time.process_time()
     value = fn()
     return value, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def run_case(case: Case, recommender: Recommender, encoded: EncodedSplit, chunks: list[torch.Tensor], args) -> dict:
+def run_case(case: Case, recommender: Recommender, trie: ItemTrie, encoded: EncodedSplit, chunks: list[torch.Tensor], args) -> dict:
     """Alternate ours/HF over the chunks (one pair per repeat): rows/s, speedup and the identity check."""
     ours_seconds, hf_seconds, ours_cpu, hf_cpu, same_rows, score_diff = [], [], [], [], [], 0.0
     for chunk in chunks:
         ours_index, hf_index = chunk[: case.ours_rows], chunk[: case.hf_rows]
-        (ours_items, ours_scores), seconds, cpu = timed(lambda: ours_decode(recommender, encoded, ours_index, case.beams, args.batch))
+        (ours_items, ours_scores), seconds, cpu = timed(lambda: ours_decode(recommender, trie, encoded, ours_index, case.beams, args.batch))
         ours_seconds.append(seconds)
         ours_cpu.append(cpu)
         (hf_sequences, hf_scores), seconds, cpu = timed(lambda: hf_decode(recommender, encoded, hf_index, case.beams, args.hf_batch))
@@ -211,6 +214,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--beams", nargs="+", type=int, default=[16, 50])
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
     parser.add_argument("--seed", type=int, default=0, help="seed of the row sample and the model weights")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where both sides decode (default cpu); on cuda bf16 costs no more than fp32 per row")
     parser.add_argument("--quick", action="store_true", help="smoke test: --rows 16 --repeats 2 --hf-rows 1, default model")
     args = parser.parse_args(argv)
     if args.quick:
@@ -222,6 +227,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 if getattr(args, name) < low]
     if args.rows < args.repeats:
         problems.append(f"--rows={args.rows} must be ≥ --repeats={args.repeats} so every repeat has a chunk of rows")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        problems.append("--device=cuda but torch sees no CUDA GPU; drop --device or run on a GPU machine")
     if problems:
         parser.error("; ".join(problems))
     return args
@@ -230,6 +237,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    # fp32 means fp32 on both sides: TF32 matmuls would break the identity check's near-ties.
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     # transformers 5.24 deprecates the `past_key_values` argument that beam.py passes; once is enough.
     warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
     started = time.perf_counter()
@@ -242,23 +252,26 @@ def main(argv: list[str] | None = None) -> dict:
     default_params = count_parameters(build_recommender(MODELS["default"], dataset.items).model)
     for name in args.models:
         recommender = build_recommender(MODELS[name], dataset.items, seed=args.seed)
-        recommender.model.eval()
+        recommender.model.to(device).eval()
+        trie = recommender.codec.trie.to(device)
         params_ratio = count_parameters(recommender.model) / default_params
         encoded = encode_split(rows, dataset.items, recommender.codec, recommender.tokenizer, MODELS[name].max_prompt_tokens)
         for dtype in args.dtypes:
             recommender.model.to(DTYPES[dtype])
             # First calls pay one-off set-up costs; 2 beams on one row keep this cheap.
-            ours_decode(recommender, encoded, chunks[0][:1], 2, args.batch)
+            ours_decode(recommender, trie, encoded, chunks[0][:1], 2, args.batch)
             hf_decode(recommender, encoded, chunks[0][:1], 2, args.hf_batch)
             for beams in args.beams:
-                case = rows_per_run(name, beams, dtype, min(len(c) for c in chunks), args.hf_rows, params_ratio)
-                results.append(run_case(case, recommender, encoded, chunks, args))
+                case = rows_per_run(name, beams, dtype, min(len(c) for c in chunks), args.hf_rows, params_ratio,
+                                    bf16_cost=1 if device.type == "cuda" else BF16_COST)
+                results.append(run_case(case, recommender, trie, encoded, chunks, args))
     summary = {
         "benchmark": "constrained beam search (tawin) vs HF generate + prefix_allowed_tokens_fn",
         "dataset": DATASET,
         "prompt_rows": len(rows),
         "repeats": args.repeats,
         "threads": args.threads,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "note": "rows_per_s = median over repeats; speedup = median of per-repeat ours/HF ratios; HF decodes "
                 "rows_hf_per_run rows of each chunk, ours rows_ours_per_run; identity (HF top-K items equal ours, "

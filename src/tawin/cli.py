@@ -144,7 +144,7 @@ def cmd_recommend(args) -> int:
     positions = item_positions(items, __import__("numpy").array(history[-10:])).tolist()
     prompt = render_prompt(positions, recommender.codec.prompt_text)
     ids, mask = left_pad(encode_prompts(recommender.tokenizer, [prompt], config.model.max_prompt_tokens), recommender.codec.pad_id)
-    result = constrained_beam_search(recommender.model, recommender.codec.trie.to(session.device), ids.to(session.device), mask.to(session.device), args.k)
+    result = constrained_beam_search(recommender.model, recommender.codec.on(session.device)[0], ids.to(session.device), mask.to(session.device), args.k)
     print("history:")
     for item in history[-10:]:
         print(f"  {item:>6}  {items.title[positions[history[-10:].index(item)]][:90]}")

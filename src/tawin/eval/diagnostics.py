@@ -47,7 +47,7 @@ def exact_scores(recommender: Recommender, encoded: EncodedSplit, rows: np.ndarr
     was_training = model.training
     model.eval()
     device = recommender.device
-    trie = recommender.codec.trie.to(device)
+    trie = recommender.codec.on(device)[0]
     scores = []
     for start in tqdm(range(0, len(rows), batch_size), desc=desc, disable=not progress, unit="batch", leave=False):
         index_B = torch.as_tensor(rows[start : start + batch_size], dtype=torch.long)

@@ -79,7 +79,7 @@ def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: Encode
     was_training = model.training
     model.eval()
     device = recommender.device
-    trie = recommender.codec.trie.to(device)
+    trie = recommender.codec.on(device)[0]
     item_ids = torch.from_numpy(dataset.items.item_id)
     items, scores = [], []
     starts = list(range(0, len(rows), batch_size))

@@ -7,7 +7,7 @@ trie and evaluation all read the same `target_ids`, so what is trained is exactl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -29,6 +29,15 @@ class ItemCodec:
     trie: ItemTrie
     target_table_NL: torch.Tensor  # int64 [N, max_len + 1] target ids + EOS, right-padded with pad_id
     target_len_N: torch.Tensor  # int64 [N] tokens incl. EOS
+    _on_device: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def on(self, device: torch.device) -> tuple[ItemTrie, torch.Tensor, torch.Tensor]:
+        """(trie, target_table_NL, target_len_N) on `device`, copied there once and then reused:
+        a rollout runs every RL step and must not copy the catalogue to the GPU each time."""
+        key = str(torch.device(device))
+        if key not in self._on_device:
+            self._on_device[key] = (self.trie.to(device), self.target_table_NL.to(device), self.target_len_N.to(device))
+        return self._on_device[key]
 
     def item_token_mask(self, vocab_size: int) -> torch.Tensor:
         """bool [V]: the tokens items are made of (EOS excluded); in SID mode no other text uses them."""

@@ -41,12 +41,13 @@ def make_rollout(model, codec: ItemCodec, prompt_ids_BL, prompt_mask_BL, target_
     """The group of each prompt. `share` = (global batch size, offset of these rows in it): random
     draws are made for the whole global batch and sliced, so N processes draw what one would."""
     device = prompt_ids_BL.device
+    trie, target_table_NL, target_len_N = codec.on(device)
     scores = None
     if negatives == "beam":
-        result = constrained_beam_search(model, codec.trie, prompt_ids_BL, prompt_mask_BL, group_size)
+        result = constrained_beam_search(model, trie, prompt_ids_BL, prompt_mask_BL, group_size)
         items_BG, scores = result.items_BK, result.scores_BK
     elif negatives == "sample":
-        items_BG = constrained_sample(model, codec.trie, prompt_ids_BL, prompt_mask_BL, group_size, temperature, generator)
+        items_BG = constrained_sample(model, trie, prompt_ids_BL, prompt_mask_BL, group_size, temperature, generator)
     else:
         n_items = codec.target_table_NL.shape[0]
         batch = target_B.shape[0]
@@ -55,8 +56,8 @@ def make_rollout(model, codec: ItemCodec, prompt_ids_BL, prompt_mask_BL, target_
         draws = torch.randint(0, n_items - 1, (total, group_size - 1), generator=generator)[offset : offset + batch].to(device)
         draws = draws + (draws >= target_B.unsqueeze(1)).long()
         items_BG = torch.cat([target_B.unsqueeze(1), draws], dim=1)
-    tokens_BGT = codec.target_table_NL.to(device)[items_BG]
-    token_mask_BGT = torch.arange(tokens_BGT.shape[-1], device=device) < codec.target_len_N.to(device)[items_BG].unsqueeze(-1)
+    tokens_BGT = target_table_NL[items_BG]
+    token_mask_BGT = torch.arange(tokens_BGT.shape[-1], device=device) < target_len_N[items_BG].unsqueeze(-1)
     return Rollout(prompt_ids_BL, prompt_mask_BL, items_BG, items_BG == target_B.unsqueeze(1), tokens_BGT, token_mask_BGT, scores)
 
 
