@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,3 +268,59 @@ def test_parallel_cells_give_the_results_of_one_process(tmp_path, industrial_sma
         metrics[jobs] = {cell: entry["metrics"] for cell, entry in results["cells"].items()}
         assert (out / "report.md").exists()
     assert metrics[2] == metrics[1]
+
+
+def _children(pid: int) -> list[int]:
+    """Live (non-zombie) processes whose parent is `pid`, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_killing_the_parent_stops_its_workers(tmp_path, industrial_small):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tawin.data.io import save_dataset
+
+    data = save_dataset(industrial_small, tmp_path / "data")
+    config = tmp_path / "tiny.yaml"
+    slow_sft = {**TINY_BASE["sft"], "epochs": 50, "max_train_rows": 256, "log_every": 1}  # outlives the test unless stopped
+    config.write_text(yaml.safe_dump({
+        "name": "tiny", "base": {**TINY_BASE, "sft": slow_sft, "data": {"dataset": str(data)}}, "seeds": [0, 1],
+        "methods": {"SFT only": None},
+    }, allow_unicode=True))
+    parent = subprocess.Popen([sys.executable, "-m", "tawin", "experiment", str(config), "--out", str(tmp_path / "out"),
+                               "--no-progress", "--jobs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (tmp_path / "out" / "seed_0" / "sft" / "log.jsonl").exists():
+            time.sleep(0.5)  # a worker is training
+        workers = _children(parent.pid)
+        assert len(workers) >= 2, "the experiment should have started its worker processes"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "workers outlived their killed parent"
+    finally:
+        parent.kill()
+        for pid in _children(parent.pid):
+            os.kill(pid, signal.SIGKILL)

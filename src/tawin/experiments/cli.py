@@ -16,6 +16,7 @@ checkpoints, and a finished stage (its summary.json present) is not rerun.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -105,42 +106,64 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
 
 
 def _run_in_processes(experiment: Experiment, out: Path, pending: list[Cell], jobs: int, done) -> None:
-    """Phase 1: each seed's SFT checkpoint and the baselines; phase 2: the cells built on the SFTs."""
+    """Phase 1: each seed's SFT checkpoint and the baselines; phase 2: the cells built on the SFTs.
+
+    On an error or Ctrl-C the workers are stopped at once rather than left to finish their cells
+    (finished cells and the last checkpoints stay, so a rerun resumes); a worker whose parent dies
+    (SIGKILL, a closed terminal) stops itself too (see `_exit_with_parent`)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed, wait
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     llm_cells = [cell for cell in pending if cell.kind != "baseline"]
     first_of_seed = {cell.seed: cell for cell in reversed(llm_cells)}  # every LLM cell of a seed shares its SFT config
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(experiment, out, jobs)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(experiment, out, jobs, os.getpid()))
+    try:
         sfts = [pool.submit(_worker_sft, first_of_seed[seed]) for seed in sorted(first_of_seed)]
         running = [pool.submit(_worker_cell, cell) for cell in pending if cell.kind == "baseline"]
         for future in sfts:
             future.result()  # re-raises a worker's error here
         running += [pool.submit(_worker_cell, cell) for cell in llm_cells]
-        try:
-            for future in as_completed(running):
-                done(*future.result())
-        except BaseException:
-            for future in running:
-                future.cancel()
-            wait(running)
-            raise
+        for future in as_completed(running):
+            done(*future.result())
+    except BaseException:
+        # Cancelling a future does not stop a running cell; ProcessPoolExecutor has no public way
+        # to stop its workers before Python 3.14, hence the private process table.
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.join(timeout=10)
+        raise
+    pool.shutdown()
 
 
 _WORKER: "CellWorker | None" = None
 
 
-def _start_worker(experiment: Experiment, out: Path, jobs: int) -> None:
+def _start_worker(experiment: Experiment, out: Path, jobs: int, parent_pid: int) -> None:
     """Worker process set-up: its share of the CPU threads (unless `threads` is set) and a CellWorker."""
-    import os
-
     import torch
 
     global _WORKER
+    _exit_with_parent(parent_pid)
     if experiment.base.threads == 0 and not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
     _WORKER = CellWorker(experiment, out, progress=False, log=lambda text: print(text, flush=True))
+
+
+def _exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
+    """Exit this process once `parent_pid` is gone: a killed `tawin experiment` takes its workers
+    with it instead of leaving them to train on (checkpoints make the cut cell resumable)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _worker_sft(cell: Cell) -> None:
