@@ -238,3 +238,21 @@ def test_variable_length_items_exhaustive_beam_equals_brute_force():
     narrow = constrained_beam_search(model, trie, ids_BL, mask_BL, num_beams=5)
     assert all(len(set(row)) == 5 for row in narrow.items_BK.tolist())
     torch.testing.assert_close(narrow.scores_BK, exact_BN.gather(1, narrow.items_BK), atol=1e-4, rtol=0)
+
+
+def test_length_sorted_eval_batches_return_rows_in_order(industrial):
+    """beam_predictions batches rows by prompt length; every row must get exactly the beams it
+    gets alone, returned in the order asked for."""
+    from tawin.eval.evaluate import beam_predictions
+
+    recommender = build_recommender(TINY, industrial.items, seed=0)
+    spread_weights(recommender.model)
+    encoded = encode_split(industrial.split("test"), industrial.items, recommender.codec, recommender.tokenizer, TINY.max_prompt_tokens)
+    rows = np.random.default_rng(0).choice(len(encoded), size=24, replace=False)  # unsorted on purpose
+    assert len(set(encoded.prompt_len_R[torch.from_numpy(rows)].tolist())) > 3
+    batched = beam_predictions(recommender, industrial, encoded, rows, 8, batch_size=8, progress=False)
+    alone = beam_predictions(recommender, industrial, encoded, rows, 8, batch_size=1, progress=False)
+    np.testing.assert_array_equal(batched.row_R, encoded.rows.row[rows])
+    np.testing.assert_array_equal(batched.target_R, alone.target_R)
+    np.testing.assert_array_equal(batched.items_RK, alone.items_RK)
+    np.testing.assert_allclose(batched.scores_RK, alone.scores_RK, atol=1e-4, rtol=0)

@@ -72,8 +72,10 @@ def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: Encode
                      num_beams: int, batch_size: int, progress: bool = True, desc: str = "eval", dist=None) -> Predictions:
     """Top-`num_beams` items for each of `rows` (indices into `encoded`).
 
-    With several processes, whole batches are dealt round-robin (each computed exactly as one
-    process would) and the predictions are merged in row order on every process.
+    Batches hold rows of similar prompt length (stable sort by length): in row order about 42% of
+    the prompt tokens of a 32-row Industrial batch are left padding, which the model would encode.
+    Predictions come back in the order of `rows`. With several processes, whole batches are dealt
+    round-robin (each computed exactly as one process would) and merged on every process.
     """
     model = recommender.model
     was_training = model.training
@@ -82,10 +84,12 @@ def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: Encode
     trie = recommender.codec.on(device)[0]
     item_ids = torch.from_numpy(dataset.items.item_id)
     items, scores = [], []
+    by_length = np.argsort(encoded.prompt_len_R[torch.from_numpy(rows)].numpy(), kind="stable")
+    batched_rows = rows[by_length]
     starts = list(range(0, len(rows), batch_size))
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     for start in tqdm(starts[rank::world], desc=desc, disable=not progress or rank > 0, unit="batch", leave=False):
-        index_B = torch.from_numpy(rows[start : start + batch_size])
+        index_B = torch.from_numpy(batched_rows[start : start + batch_size])
         ids_BL, mask_BL = prompt_batch(encoded, index_B)
         result = constrained_beam_search(model, trie, ids_BL.to(device), mask_BL.to(device), num_beams)
         items.append(item_ids[result.items_BK.cpu()])
@@ -97,13 +101,13 @@ def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: Encode
         gathered.sort(key=lambda entry: entry[0])
         items, scores = [entry[1] for entry in gathered], [entry[2] for entry in gathered]
     split = encoded.rows
-    return Predictions(
-        row_R=split.row[rows],
-        user_R=split.user[rows],
-        target_R=split.target[rows],
-        items_RK=torch.cat(items).numpy() if items else np.zeros((0, num_beams), np.int64),
-        scores_RK=torch.cat(scores).numpy() if scores else np.zeros((0, num_beams), np.float32),
-    )
+    items_RK = np.zeros((len(rows), num_beams), np.int64)
+    scores_RK = np.zeros((len(rows), num_beams), np.float32)
+    if items:
+        items_RK[by_length] = torch.cat(items).numpy()
+        scores_RK[by_length] = torch.cat(scores).numpy()
+    return Predictions(row_R=split.row[rows], user_R=split.user[rows], target_R=split.target[rows],
+                       items_RK=items_RK, scores_RK=scores_RK)
 
 
 def evaluate(recommender: Recommender, dataset: Dataset, encoded: EncodedSplit, config: EvalConfig,
