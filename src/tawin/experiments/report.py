@@ -298,8 +298,9 @@ def plot_diagnostics(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_anchor_sweep(sweeps: dict, path: Path, ks=(1, 3, 5)) -> None:
-    """Recall@K against σ* (mean ± std band), with the theory's σ* = K − 1 dotted."""
+def plot_anchor_sweep(sweeps: dict, path: Path, ks=(1, 3, 5), before_rl: dict[int, float] | None = None) -> None:
+    """Recall@K against σ* (mean ± std band), with the theory's σ* = K − 1 dotted and, where
+    given, each Recall@K of the SFT checkpoint before RL (`before_rl`: K → mean) dashed."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(sweeps), figsize=(6.5 * len(sweeps), 4.2), squeeze=False)
     for ax, (method, points) in zip(axes[0], sweeps.items()):
@@ -311,10 +312,12 @@ def plot_anchor_sweep(sweeps: dict, path: Path, ks=(1, 3, 5)) -> None:
             line, = ax.plot(anchors, mean, marker="o", label=f"Recall@{k}")
             ax.fill_between(anchors, mean - std, mean + std, alpha=0.15, color=line.get_color())
             ax.axvline(k - 1, linestyle=":", color=line.get_color(), alpha=0.8)
+            if before_rl and k in before_rl:
+                ax.axhline(before_rl[k], linestyle="--", color=line.get_color(), alpha=0.6, label=f"Recall@{k}, SFT only")
         ax.set_xticks(anchors)
         ax.set_xlabel("anchor σ* (0-based rank among the group's negatives)")
         ax.set_ylabel("mean over seeds (± std)")
-        ax.set_title(f"{method}: Recall@K vs σ* (dotted: σ* = K − 1)")
+        ax.set_title(f"{method}: Recall@K vs σ* (dotted: σ* = K − 1)" + (", dashed: before RL" if before_rl else ""))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -340,6 +343,10 @@ def write_report(out: Path, results: dict) -> list[Path]:
         plot_diagnostics(summary, out / "diagnostics.png")
         written.append(out / "diagnostics.png")
     if sweeps := anchor_sweep(results):
-        plot_anchor_sweep(sweeps, out / "anchor_sweep.png", tuple(spec.get("sweep_ks", (1, 3, 5))))
+        sweep_ks = tuple(spec.get("sweep_ks", (1, 3, 5)))
+        sft_only = [entry["metrics"] for entry in results["cells"].values() if entry.get("kind") == "sft"]
+        before_rl = {k: float(np.mean([m[f"recall@{k}"] for m in sft_only])) for k in sweep_ks
+                     if sft_only and all(f"recall@{k}" in m for m in sft_only)}
+        plot_anchor_sweep(sweeps, out / "anchor_sweep.png", sweep_ks, before_rl)
         written.append(out / "anchor_sweep.png")
     return written
