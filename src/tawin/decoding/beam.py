@@ -29,6 +29,12 @@ class BeamResult:
     tokens_BKL: torch.Tensor  # int64 [B, K, L] generated tokens (EOS included, pad after)
 
 
+def needs_float_mask(model: torch.nn.Module) -> bool:
+    """True for attention that adds the mask to its scores (eager): it needs 0/−inf floats, while
+    SDPA, flash and flex attention take the boolean 4-D masks built here as they are."""
+    return getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "flash_attention_2", "flex_attention")
+
+
 def _tree_mask(prompt_mask_BL: torch.Tensor, ancestors_BKS: torch.Tensor, beams: int, float_mask: bool, dtype) -> torch.Tensor:
     """4-D mask [B, 1, K, L + S·K]: beam k sees the prompt and its ancestor in each slot s ≤ S−1."""
     batch, slots = ancestors_BKS.shape[0], ancestors_BKS.shape[2]
@@ -54,7 +60,7 @@ def constrained_beam_search(
         raise ValueError(f"num_beams={num_beams} exceeds the catalogue's {trie.n_items} items")
     batch, beams = input_ids_BL.shape[0], num_beams
     device = input_ids_BL.device
-    float_mask = getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "flash_attention_2", "flex_attention")
+    float_mask = needs_float_mask(model)
     out = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL,
                 position_ids=(attention_mask_BL.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
     cache = out.cache

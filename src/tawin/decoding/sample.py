@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from tawin.decoding.beam import _tree_mask
+from tawin.decoding.beam import _tree_mask, needs_float_mask
 from tawin.items.trie import ItemTrie
 
 
@@ -19,7 +19,7 @@ def constrained_sample(model, trie: ItemTrie, input_ids_BL, attention_mask_BL, n
     """Item positions [B, G] of G samples per prompt."""
     batch, group = input_ids_BL.shape[0], num_samples
     device = input_ids_BL.device
-    float_mask = getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "flash_attention_2", "flex_attention")
+    float_mask = needs_float_mask(model)
     out = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL,
                 position_ids=(attention_mask_BL.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
     cache = out.cache

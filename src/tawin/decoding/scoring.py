@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from tawin.decoding.beam import needs_float_mask
 from tawin.items.codec import ItemCodec
 from tawin.items.trie import ItemTrie
 from tawin.models.batching import sequence_batch
@@ -133,10 +134,6 @@ def _token_logp(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return logits.gather(-1, tokens) - torch.logsumexp(logits, dim=-1, keepdim=True)
 
 
-def _uses_bool_mask(model: torch.nn.Module) -> bool:
-    return getattr(model.config, "_attn_implementation", "sdpa") in ("sdpa", "flash_attention_2", "flex_attention")
-
-
 @torch.no_grad()
 def score_all_items(
     model: torch.nn.Module,
@@ -168,7 +165,7 @@ def score_all_items(
     prompt_kv = [(layer.keys, layer.values) for layer in out.cache.layers]
     prompt_len_B1 = attention_mask_BL.sum(-1, keepdim=True)
     prompt_see_B11L = attention_mask_BL.bool()[:, None, None, :]
-    bool_mask = _uses_bool_mask(model)
+    bool_mask = not needs_float_mask(model)
 
     node_logp_BT = torch.full((batch, trie.num_nodes), float("-inf"), device=device)
     node_logp_BT[:, plan.root_child_node_M] = _token_logp(out.logits[:, -1], plan.root_child_token_M.expand(batch, -1))

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tawin.data.dataset import Dataset
+from tawin.decoding.beam import needs_float_mask
 from tawin.errors import ConfigError
 from tawin.eval.evaluate import beam_predictions, sample_rows
 from tawin.models.batching import EncodedSplit, prompt_batch
@@ -76,7 +77,7 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
         raise ConfigError(f"rl.batch_size={config.batch_size} must be divisible by the {run.dist.world_size} processes so every "
                           "process scores the same number of groups; change rl.batch_size or --num_processes")
     trained = maybe_compile(run.dist.wrap(policy), run.compile)
-    float_mask = getattr(policy.config, "_attn_implementation", "sdpa") not in ("sdpa", "flash_attention_2", "flex_attention")
+    float_mask = needs_float_mask(policy)
     n_rows = len(train)
     steps_per_epoch = n_rows // config.batch_size
     total_steps = config.epochs * steps_per_epoch if config.max_steps <= 0 else min(config.max_steps, config.epochs * steps_per_epoch)
