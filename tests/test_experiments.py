@@ -37,7 +37,7 @@ TINY_BASE = {
     "model": dict(TINY_MODEL),
     "sft": {"epochs": 1, "max_train_rows": 128, "eval_rows": 8, "eval_beams": 10, "batch_size": 32, "warmup_steps": 2},
     "rl": {"max_steps": 2, "batch_size": 4, "group_size": 8, "eval_rows": 4},
-    "eval": {"max_rows": 16, "num_beams": 10, "batch_size": 16, "ks": [1, 3, 5, 10]},
+    "eval": {"max_rows": 16, "num_beams": 10, "batch_size": 16, "ks": [1, 3, 5, 10], "diagnostics_rows": 4},
 }
 
 
@@ -74,6 +74,16 @@ def test_anchor_auto_is_target_k_minus_one_and_overrides_route_by_key(tmp_path):
     cells = expand_cells(experiment)
     assert [c.seed for c in cells] == [3, 4] and experiment.report.goal_k == 5
     assert all(c.config.rl.anchor == 4 and c.config.rl.max_steps == 7 and c.anchor_mode == "auto" for c in cells)
+
+
+def test_diagnostics_seeds_choose_the_cells_that_get_diagnostics():
+    data = {"seeds": [0, 1, 2], "methods": {"SFT only": None, "GRPO": {"negatives": "random"}}, "baselines": ["popularity"]}
+    cells = expand_cells(parse_experiment({**data, "diagnostics": True, "diagnostics_seeds": [0, 2]}))
+    assert {c.id for c in cells if c.config.eval.diagnostics} == {"seed_0/sft-only", "seed_0/grpo", "seed_0/popularity",
+                                                                   "seed_2/sft-only", "seed_2/grpo", "seed_2/popularity"}
+    assert all(c.config.eval.diagnostics for c in expand_cells(parse_experiment({**data, "diagnostics": True})))
+    with pytest.raises(ConfigError, match=r"diagnostics_seeds=\[3\] must be among seeds=\[0, 1, 2\]"):
+        parse_experiment({**data, "diagnostics": True, "diagnostics_seeds": [3]})
 
 
 def test_every_problem_is_reported_at_once():
@@ -245,6 +255,20 @@ def test_experiment_runs_resumes_and_redoes_only_a_missing_cell(tmp_path, capsys
     redone = out / "seed_0" / "tawin" / "metrics.json"
     assert redone.exists() and all(after[p] == t for p, t in before.items() if p != redone)
     assert json.loads((out / "results.json").read_text())["cells"]["seed_0/tawin"]["metrics"] == tawin["metrics"]
+
+    # Diagnostics added to the finished experiment: each LLM cell's checkpoint is scored, nothing is retrained.
+    assert main(argv + ["--set", "diagnostics=true"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed_0/tawin: finished; adding its diagnostics" in printed and "skipped seed_0/popularity" in printed
+    assert all(p.stat().st_mtime_ns == after[p] for p in trained)
+    for cell in ("sft-only", "tawin"):
+        metrics = json.loads((out / "seed_0" / cell / "metrics.json").read_text())
+        assert metrics["diagnostics_rows"] == 4 and 0 <= metrics["auc"] <= 1 and metrics["wpauc@3"] == metrics["exact_recall@3"]
+        assert {k: v for k, v in metrics.items() if k in tawin["metrics"]} == (tawin["metrics"] if cell == "tawin" else results["cells"]["seed_0/sft-only"]["metrics"])
+    assert "## Diagnostics" in (out / "report.md").read_text() and (out / "diagnostics.png").exists()
+    # Anything beyond diagnostics and the report still needs the same config or --overwrite.
+    assert main(argv + ["--set", "diagnostics=true", "--set", "base.rl.lr=0.5"]) == 2
+    assert "different config (changed: base.rl.lr" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -104,16 +104,19 @@ class RunFolder:
 
     Entering checks before it writes anything: the dataset named by ``config.data`` must exist,
     ``--out`` must not be a file, no other process may hold the folder's lock, and a saved
-    ``config.yaml`` must match (unless `overwrite`). Only then is ``config.yaml`` written. If the
+    ``config.yaml`` must match (unless `overwrite`), except in the top-level keys named in
+    `extendable`: changes there add to the finished work rather than invalidate it, and the saved
+    config is updated. Only then is ``config.yaml`` written. If the
     command then fails with a :class:`UserError` before producing anything else, the files this
     folder added (and the folder, if it created it) are removed again: no partial output.
     """
 
-    def __init__(self, path: Path, config, overwrite: bool = False, kind: str = "run"):
+    def __init__(self, path: Path, config, overwrite: bool = False, kind: str = "run", extendable: tuple[str, ...] = ()):
         self.path = Path(path)
         self.config = config
         self.overwrite = overwrite
         self.kind = kind
+        self.extendable = extendable
         self._lock = None
         self._created = False
         self._before: set[str] = set()
@@ -181,8 +184,11 @@ class RunFolder:
                             "Choose another --out folder, or pass --overwrite to replace its contents.")
         if previous == resolved:
             return False
+        changed = _diff_keys(previous, resolved)
+        if all(key.split(".")[0] in self.extendable for key in changed):
+            return False
         if not self.overwrite:
-            changed = sorted(_diff_keys(previous, resolved), key=lambda key: (key != "kind", key))
+            changed = sorted(changed, key=lambda key: (key != "kind", key))
             shown = ", ".join(f"{key}: {_show(_lookup(previous, key))} → {_show(_lookup(resolved, key))}" for key in changed[:8])
             more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
             raise UserError(f"{self.path} holds a {previous.get('kind', 'run')} with a different config (changed: {shown}{more}). "

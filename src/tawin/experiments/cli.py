@@ -72,11 +72,14 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
 
     out = Path(out)
     cells = expand_cells(experiment)
-    with RunFolder(out, experiment, overwrite, kind="experiment"):
-        pending = [cell for cell in cells if not (out / cell.id / "metrics.json").exists()]
+    # Diagnostics and the report can change on a finished experiment: the cells stay valid.
+    with RunFolder(out, experiment, overwrite, kind="experiment", extendable=("diagnostics", "diagnostics_seeds", "report")):
+        pending = [cell for cell in cells if not (out / cell.id / "metrics.json").exists() or _lacks_diagnostics(out, cell)]
         for cell in cells:
             if cell not in pending:
                 log(f"skipped {cell.id}: metrics.json exists")
+            elif (out / cell.id / "metrics.json").exists():
+                log(f"{cell.id}: finished; adding its diagnostics")
         bar = tqdm(total=len(cells), initial=len(cells) - len(pending), desc="experiment", unit="cell", disable=not progress, file=sys.stderr)
         say = (lambda text: tqdm.write(text, file=sys.stdout)) if progress else log
         started, finished = time.time(), 0
@@ -103,6 +106,12 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
         for path in write_report(out, results):
             say(f"wrote {path}")
     return results
+
+
+def _lacks_diagnostics(out: Path, cell: Cell) -> bool:
+    """A finished LLM cell whose config asks for diagnostics that its metrics.json does not hold."""
+    path = out / cell.id / "metrics.json"
+    return cell.kind != "baseline" and cell.config.eval.diagnostics and path.exists() and "auc" not in json.loads(path.read_text())
 
 
 def _run_in_processes(experiment: Experiment, out: Path, pending: list[Cell], jobs: int, done) -> None:
@@ -231,7 +240,11 @@ class CellWorker:
         spent = json.loads((folder / "cell.json").read_text()).get("seconds", 0) if (folder / "cell.json").exists() else 0
         started = time.time()
         extras: dict = {}
-        if cell.kind == "baseline":
+        if _lacks_diagnostics(self.out, cell):
+            self.add_diagnostics(cell, folder)
+            extras = json.loads((folder / "cell.json").read_text()) if (folder / "cell.json").exists() else {}
+            extras.pop("seconds", None)
+        elif cell.kind == "baseline":
             extras = self.baseline(cell, folder)
         else:
             if cell.kind == "sft":
@@ -247,6 +260,23 @@ class CellWorker:
             self.log(f"{cell.id}: evaluating on {cell.config.eval.split}")
             eval_stage(self.session(cell.config), checkpoint, folder)
         atomic_write_json(folder / "cell.json", {**extras, "seconds": round(spent + time.time() - started, 1)})
+
+    def add_diagnostics(self, cell: Cell, folder: Path) -> None:
+        """Exact-score diagnostics of a finished cell's checkpoint, merged into its metrics.json."""
+        from tawin.eval.diagnostics import diagnostics
+
+        if cell.kind == "sft":
+            checkpoint = self.out / f"seed_{cell.seed}" / "sft" / "best"
+        elif cell.anchor_mode == "sweep":
+            anchor = json.loads((folder / "cell.json").read_text())["anchor"]
+            checkpoint = folder / "sweep" / f"anchor_{anchor}" / "rl" / "final"
+        else:
+            checkpoint = folder / "rl" / "final"
+        session = self.session(cell.config)
+        recommender = session.load(checkpoint)
+        self.log(f"{cell.id}: diagnostics on {cell.config.eval.diagnostics_rows or 'all'} {cell.config.eval.split} rows")
+        found = diagnostics(recommender, session.encoded(recommender, cell.config.eval.split), cell.config.eval, progress=self.progress)
+        atomic_write_json(folder / "metrics.json", {**json.loads((folder / "metrics.json").read_text()), **found})
 
     def sft(self, config: PipelineConfig) -> Path:
         """The seed's shared SFT checkpoint (trained, resumed, or reused when finished)."""

@@ -16,13 +16,16 @@ An experiment file (see ``configs/experiments/``)::
     baselines: [sasrec, gru4rec, popularity]
     baseline: {max_epochs: 50}      # SequentialBaselineConfig overrides for sasrec/gru4rec
     diagnostics: true               # eval.diagnostics for every LLM cell (AUC, OPAUC, WPAUC@K)
+    diagnostics_seeds: [0]          # ...of these seeds only (default: every seed)
     report: {reference: ReRe, candidate: TAWin (σ*=2), goal_k: 3, goal_ratio: 1.045}
 
 ``anchor: {auto: sweep, …}`` trains every candidate on the seed's SFT checkpoint, scores each on
 the valid split (Recall@target_k, eval.max_rows rows) and reports the best one on the eval split;
 the choice and every candidate's valid score are recorded in results.json. Seeds, anchors and
 the resolved configs are all validated before any work starts, and every problem is reported in
-one :class:`~tawin.errors.ConfigError`.
+one :class:`~tawin.errors.ConfigError`. ``diagnostics``, ``diagnostics_seeds`` and ``report`` may
+change on a finished experiment folder: a rerun then adds the diagnostics to the finished cells
+(their checkpoints are scored; nothing is retrained) and rewrites the report.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from tawin.rl.config import RLConfig
 
 BaselineName = Literal["sasrec", "gru4rec", "popularity"]
 BASELINE_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "popularity": "Popularity"}
-EXPERIMENT_KEYS = ("name", "base", "seeds", "methods", "anchors", "baselines", "baseline", "diagnostics", "report")
+EXPERIMENT_KEYS = ("name", "base", "seeds", "methods", "anchors", "baselines", "baseline", "diagnostics", "diagnostics_seeds", "report")
 AnchorMode = Literal["config", "auto", "sweep", "grid"]
 
 
@@ -96,7 +99,11 @@ class Experiment:
     baseline: SequentialBaselineConfig = field(default_factory=SequentialBaselineConfig)
     """Hyper-parameters of sasrec/gru4rec (seed replaced per cell)."""
     diagnostics: bool = False
-    """Exact full-catalogue AUC/OPAUC/WPAUC@K for every LLM cell (eval.diagnostics_rows rows)."""
+    """Exact full-catalogue AUC/OPAUC/WPAUC@K for every LLM cell (eval.diagnostics_rows rows).
+    Turning it on for a finished experiment adds them to the finished cells without retraining."""
+    diagnostics_seeds: tuple[int, ...] = ()
+    """The seeds whose cells get diagnostics (empty = every seed): they cost ~1 CPU-second per
+    row and cell on the default model, so one seed is often what a CPU can afford."""
     report: ReportSpec = field(default_factory=ReportSpec)
     """What report.md compares."""
     name: str = "experiment"
@@ -176,12 +183,15 @@ def parse_experiment(data: dict, where: str = "experiment") -> Experiment:
     diagnostics = data.get("diagnostics", False)
     if not isinstance(diagnostics, bool):
         problems.append(f"diagnostics={diagnostics!r} must be true or false")
+    diagnostics_seeds = _int_list(data.get("diagnostics_seeds", []), "diagnostics_seeds", problems, unique=True)
+    if seeds and diagnostics_seeds and not set(diagnostics_seeds) <= set(seeds):
+        problems.append(f"diagnostics_seeds={list(diagnostics_seeds)} must be among seeds={list(seeds)}")
     methods = _parse_methods(data.get("methods"), problems)
     if base is not None:
         # Cross-field rules run on whatever parsed, so one error lists every problem.
         experiment = Experiment(base, seeds or (0,), methods, anchors, tuple(b for b in baselines if b in BASELINE_LABELS),
-                                baseline or SequentialBaselineConfig(), diagnostics is True, report or ReportSpec(),
-                                str(data.get("name", "experiment")))
+                                baseline or SequentialBaselineConfig(), diagnostics is True, tuple(diagnostics_seeds or ()),
+                                report or ReportSpec(), str(data.get("name", "experiment")))
         problems += [p for p in check_experiment(experiment) if p not in problems]
     if problems or base is None:
         raise ConfigError(f"invalid experiment in {where}: " + "; ".join(problems) + ".")
@@ -328,7 +338,8 @@ def expand_cells(experiment: Experiment, problems: list[str] | None = None) -> l
         specs.append((baseline, BASELINE_LABELS[baseline], BASELINE_LABELS[baseline], "baseline", None, "config", ()))
     cells = []
     for seed in experiment.seeds:
-        seeded = replace(base, seed=seed, eval=replace(base.eval, diagnostics=experiment.diagnostics))
+        diagnose = experiment.diagnostics and (not experiment.diagnostics_seeds or seed in experiment.diagnostics_seeds)
+        seeded = replace(base, seed=seed, eval=replace(base.eval, diagnostics=diagnose))
         for name, label, method, kind, rl, mode, candidates in specs:
             config = seeded if rl is None else replace(seeded, rl=rl)
             cells.append(Cell(seed, name, label, method, kind, config, mode, candidates))

@@ -25,7 +25,9 @@ Stats = tuple[float, float, int]  # (mean, std, number of seeds)
 
 
 def summarize(results: dict) -> dict[str, dict[str, Stats]]:
-    """label → metric → (mean, sample std, seeds) over the label's finished cells, in report order."""
+    """label → metric → (mean, sample std, seeds) over the label's finished cells, in report order.
+
+    Each metric is summarised over the cells that have it: diagnostics may cover fewer seeds."""
     runs: dict[str, list[dict]] = {}
     for entry in results["cells"].values():
         runs.setdefault(entry["label"], []).append(entry["metrics"])
@@ -33,8 +35,8 @@ def summarize(results: dict) -> dict[str, dict[str, Stats]]:
     summary = {}
     for label in order:
         metrics = runs[label]
-        keys = [key for key in metrics[0] if key != "n_rows" and all(key in m for m in metrics)]
-        summary[label] = {key: _stats([m[key] for m in metrics]) for key in keys}
+        keys = dict.fromkeys(key for m in metrics for key in m if key != "n_rows")
+        summary[label] = {key: _stats([m[key] for m in metrics if key in m]) for key in keys}
     return summary
 
 
@@ -140,9 +142,10 @@ def diagnostics_table(summary: dict) -> str:
     if not rows:
         return ""
     columns = [(key, name) for key, name in DIAGNOSTICS if any(key in stats for stats in rows.values())]
-    lines = ["| method | " + " | ".join(name for _, name in columns) + " |", "|---|" + "---:|" * len(columns)]
+    lines = ["| method | " + " | ".join(name for _, name in columns) + " | seeds |", "|---|" + "---:|" * (len(columns) + 1)]
     for label, stats in rows.items():
-        lines.append(f"| {label} | " + " | ".join(mean_std(stats[key]) if key in stats else "" for key, _ in columns) + " |")
+        lines.append(f"| {label} | " + " | ".join(mean_std(stats[key]) if key in stats else "" for key, _ in columns)
+                     + f" | {stats['auc'][2]} |")
     return "\n".join(lines)
 
 
