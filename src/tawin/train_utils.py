@@ -68,6 +68,16 @@ def save_training_state(folder: Path, recommender: Recommender, optimizer, sched
         dist.barrier()
 
 
+def start_or_resume(out: Path, recommender: Recommender, parameters, lr: float, weight_decay: float,
+                    warmup_steps: int, total_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, Progress, bool]:
+    """AdamW with warm-up and cosine decay over `total_steps`, restored with the weights and the
+    progress from ``out/last`` when there is one: (optimizer, scheduler, progress, resumed)."""
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    scheduler = warmup_cosine(optimizer, warmup_steps, total_steps)
+    progress = resume(out, recommender, optimizer, scheduler)
+    return optimizer, scheduler, progress or Progress(), progress is not None
+
+
 def resume(out: Path, recommender: Recommender, optimizer, scheduler) -> Progress | None:
     """Progress of the last checkpoint in `out` (weights, optimizer, scheduler, RNG restored), or None."""
     last = existing_folder(Path(out) / "last")

@@ -33,7 +33,7 @@ from tawin.rl.rollout import group_logprobs, make_rollout
 from tawin.rl.tawin import tawin_weights, weight_entropy
 from tawin.runtime import autocast, maybe_compile
 from tawin.sft.train import RunContext
-from tawin.train_utils import JsonlLog, Progress, check_finite, resume, save_best, save_training_state, warmup_cosine
+from tawin.train_utils import JsonlLog, check_finite, save_best, save_training_state, start_or_resume
 
 REWARDS = {"binary": binary_reward, "rank": rank_reward}
 
@@ -81,12 +81,9 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
     n_rows = len(train)
     steps_per_epoch = n_rows // config.batch_size
     total_steps = config.epochs * steps_per_epoch if config.max_steps <= 0 else min(config.max_steps, config.epochs * steps_per_epoch)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = warmup_cosine(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    progress = resume(out, recommender, optimizer, scheduler)
-    if progress is None:
-        progress = Progress()
-    else:
+    optimizer, scheduler, progress, resumed = start_or_resume(out, recommender, policy.parameters(), config.lr, config.weight_decay,
+                                                              int(config.warmup_ratio * total_steps), total_steps)
+    if resumed:
         run.log(f"rl: resuming from {out / 'last'} at step {progress.global_step}/{total_steps}")
     log = JsonlLog(out / "log.jsonl")
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)

@@ -24,7 +24,7 @@ from tawin.models.batching import EncodedSplit, length_bucketed_batches, prompt_
 from tawin.models.build import Recommender
 from tawin.runtime import autocast, maybe_compile
 from tawin.sft.config import SFTConfig
-from tawin.train_utils import JsonlLog, Progress, check_finite, resume, save_best, save_training_state, warmup_cosine
+from tawin.train_utils import JsonlLog, check_finite, save_best, save_training_state, start_or_resume
 
 
 @dataclass
@@ -82,12 +82,9 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
     trained = maybe_compile(run.dist.wrap(model), run.compile)
     n_rows = len(train) if config.max_train_rows <= 0 else min(len(train), config.max_train_rows)
     steps_per_epoch = -(-n_rows // config.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.epochs * steps_per_epoch)
-    progress = resume(out, recommender, optimizer, scheduler)
-    if progress is None:
-        progress = Progress()
-    else:
+    optimizer, scheduler, progress, resumed = start_or_resume(out, recommender, model.parameters(), config.lr, config.weight_decay,
+                                                              config.warmup_steps, config.epochs * steps_per_epoch)
+    if resumed:
         run.log(f"sft: resuming from {out / 'last'} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
     log = JsonlLog(out / "log.jsonl")
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
