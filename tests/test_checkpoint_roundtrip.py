@@ -51,3 +51,18 @@ def test_reloaded_model_scores_the_same(industrial, saved_and_loaded):
     with torch.no_grad():
         torch.testing.assert_close(loaded.model.eval()(input_ids=ids_BL, attention_mask=mask_BL).logits,
                                    built.model.eval()(input_ids=ids_BL, attention_mask=mask_BL).logits)
+
+
+def test_a_saved_default_model_loads_by_path_with_its_own_tokenizer(industrial, saved_and_loaded, tmp_path):
+    """`--model FOLDER` on a saved default model (e.g. to continue SFT), and that run's checkpoint."""
+    built, _ = saved_and_loaded
+    folder = tmp_path / "first"
+    save_recommender(built, folder)
+    by_path = build_recommender(ModelConfig(name_or_path=str(folder)), industrial.items)
+    save_recommender(by_path, tmp_path / "second")
+    again = load_recommender(tmp_path / "second", industrial.items)
+    rows = industrial.split("test").take(np.arange(100))
+    expected = encode_split(rows, industrial.items, built.codec, built.tokenizer, 512)
+    for recommender in (by_path, again):
+        encoded = encode_split(rows, industrial.items, recommender.codec, recommender.tokenizer, 512)
+        assert torch.equal(encoded.prompt_ids_RL, expected.prompt_ids_RL)

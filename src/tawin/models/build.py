@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from tawin.data.dataset import ItemTable
 from tawin.errors import ConfigError, UserError
 from tawin.items.codec import ItemCodec, ItemRepresentation
-from tawin.models.pretrained import apply_lora, has_lora, load_causal_lm, merged_state_dict, set_neutral_generation_config
+from tawin.models.pretrained import apply_lora, has_lora, load_causal_lm, load_tokenizer, merged_state_dict, set_neutral_generation_config
 from tawin.models.prompt import PROMPT_TEMPLATE
 from tawin.models.tokenizer import build_word_tokenizer
 
@@ -192,10 +192,7 @@ def load_recommender(folder: str | Path, items: ItemTable) -> Recommender:
     if "lora_target_modules" in saved:
         saved["lora_target_modules"] = tuple(saved["lora_target_modules"])
     config = ModelConfig(**saved)
-    # The built-in model's word-level tokenizer must load as itself: AutoTokenizer goes by the
-    # model type (qwen2) and returns a Qwen2Tokenizer over the same vocabulary that drops the
-    # prompt's words, so prompts encoded after loading would differ from those SFT trained on.
-    tokenizer = (PreTrainedTokenizerFast if config.name_or_path is None else AutoTokenizer).from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
     set_neutral_generation_config(model, tokenizer)
     # LoRA checkpoints hold merged weights; fresh adapters (ΔW = 0) go on top for further training.

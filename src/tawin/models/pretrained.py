@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,21 @@ def resolve_model_source(spec: str) -> ModelSource:
     return ModelSource(spec)
 
 
+def load_tokenizer(path: str | Path, **kwargs):
+    """The tokenizer saved in `path` (a local folder or a hub name).
+
+    A word-level tokenizer (the built-in model's, see :mod:`tawin.models.tokenizer`) loads as
+    itself: AutoTokenizer goes by the model type (qwen2) and would return a Qwen2Tokenizer over
+    the same vocabulary that drops the prompt's words, so prompts would encode unlike in SFT.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    saved = Path(path) / "tokenizer.json"
+    if saved.is_file() and json.loads(saved.read_text()).get("model", {}).get("type") == "WordLevel":
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path, **kwargs)
+
+
 def load_causal_lm(spec: str, dtype: str = "float32", trust_remote_code: bool = False):
     """(tokenizer, model) for a model spec, the model with neutral generation settings.
 
@@ -97,7 +113,7 @@ def load_causal_lm(spec: str, dtype: str = "float32", trust_remote_code: bool = 
     reading = _fast_gguf_reading() if source.gguf_file is not None else contextlib.nullcontext()
     try:
         with reading:
-            tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+            tokenizer = load_tokenizer(source.path, **kwargs) if source.gguf_file is None else AutoTokenizer.from_pretrained(source.path, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, dtype), **kwargs)
     except (OSError, ValueError, ImportError) as error:
         offline = " (HF_HUB_OFFLINE=1 is set: only local folders, GGUF files and cached models load)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
