@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -52,3 +54,14 @@ def maybe_compile(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
     change shape every step. `dynamic=True` because batch and prompt widths vary.
     """
     return torch.compile(module, dynamic=True) if enabled else module
+
+
+def quiet_libraries() -> None:
+    """Silence library chatter (FutureWarnings, Hugging Face info logs and load bars) in the CLI and its workers."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*requires_grad=True to a scalar.*")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

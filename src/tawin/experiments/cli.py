@@ -155,8 +155,11 @@ def _start_worker(experiment: Experiment, out: Path, jobs: int, parent_pid: int)
     """Worker process set-up: its share of the CPU threads (unless `threads` is set) and a CellWorker."""
     import torch
 
+    from tawin.runtime import quiet_libraries
+
     global _WORKER
     _exit_with_parent(parent_pid)
+    quiet_libraries()  # a spawned worker does not inherit the parent's logging settings
     if experiment.base.threads == 0 and not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // jobs))
     _WORKER = CellWorker(experiment, out, progress=False, log=lambda text: print(text, flush=True))
