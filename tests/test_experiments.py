@@ -19,6 +19,7 @@ from tawin.experiments.report import (
     anchor_sweep,
     bootstrap_statement,
     comparison_table,
+    cost_table,
     diagnostics_table,
     gains_table,
     goal_statement,
@@ -188,6 +189,16 @@ def test_diagnostics_and_anchor_sweep_sections():
         assert expected in report, expected
 
 
+def test_cost_table_keeps_the_diagnostics_apart():
+    results = synthetic_results(diag=False)
+    assert "| ReRe | 10 | 3 |" in cost_table(results)
+    results["cells"]["seed_0/rere"]["diagnostics_seconds"] = 70.0  # seed 0's ReRe cell also ran them
+    table = cost_table(results)
+    assert "| method | mean s (train + eval) | cells | mean s (diagnostics) | cells |" in table
+    assert "| ReRe | 10 | 3 | 70 | 1 |" in table and "| SFT only | 10 | 3 | — | 0 |" in table
+    assert cost_table({"cells": {}}) == ""
+
+
 def test_write_report_draws_every_plot(tmp_path):
     written = write_report(tmp_path, synthetic_results())
     assert {p.name for p in written} == {"report.md", "comparison.png", "diagnostics.png", "anchor_sweep.png"}
@@ -267,10 +278,33 @@ def test_experiment_runs_resumes_and_redoes_only_a_missing_cell(tmp_path, capsys
         metrics = json.loads((out / "seed_0" / cell / "metrics.json").read_text())
         assert metrics["diagnostics_rows"] == 4 and 0 <= metrics["auc"] <= 1 and metrics["wpauc@3"] == metrics["exact_recall@3"]
         assert {k: v for k, v in metrics.items() if k in tawin["metrics"]} == (tawin["metrics"] if cell == "tawin" else results["cells"]["seed_0/sft-only"]["metrics"])
-    assert "## Diagnostics" in (out / "report.md").read_text() and (out / "diagnostics.png").exists()
+        cell_json = json.loads((out / "seed_0" / cell / "cell.json").read_text())
+        assert cell_json["diagnostics_seconds"] > 0
+        if cell == "sft-only":  # the diagnostics' time is kept apart from the cell's own
+            assert cell_json["seconds"] == results["cells"]["seed_0/sft-only"]["seconds"]
+    report = (out / "report.md").read_text()
+    assert "## Diagnostics" in report and (out / "diagnostics.png").exists() and "mean s (diagnostics)" in report
     # Anything beyond diagnostics and the report still needs the same config or --overwrite.
     assert main(argv + ["--set", "diagnostics=true", "--set", "base.rl.lr=0.5"]) == 2
     assert "different config (changed: base.rl.lr" in capsys.readouterr().err
+
+
+def test_diagnostics_from_the_start_are_timed_apart(tmp_path, capsys, industrial_small):
+    from tawin.cli import main
+    from tawin.data.io import save_dataset
+
+    data = save_dataset(industrial_small, tmp_path / "data")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "tiny", "base": {**TINY_BASE, "data": {"dataset": str(data)}}, "seeds": [0], "baselines": [],
+        "methods": {"SFT only": None}, "diagnostics": True, "report": {"reference": "SFT only", "candidate": "SFT only"},
+    }, allow_unicode=True))
+    out = tmp_path / "out"
+    assert main(["experiment", str(config), "--out", str(out), "--no-progress"]) == 0
+    entry = json.loads((out / "results.json").read_text())["cells"]["seed_0/sft-only"]
+    assert entry["metrics"]["diagnostics_rows"] == 4 and 0 <= entry["metrics"]["auc"] <= 1
+    assert entry["seconds"] > 0 and entry["diagnostics_seconds"] > 0
+    assert "| SFT only |" in (out / "report.md").read_text().split("## Cost")[1]
 
 
 @pytest.mark.slow

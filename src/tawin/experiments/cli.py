@@ -238,31 +238,47 @@ class CellWorker:
         return self._session
 
     def run(self, cell: Cell) -> None:
+        """Train and evaluate the cell (unless finished), then add its diagnostics (if asked and missing).
+
+        cell.json records ``seconds`` (training and evaluation) and ``diagnostics_seconds`` apart: on
+        a CPU the exact-score diagnostics cost many times the rest, and may run for some seeds only."""
         folder = self.out / cell.id
         # A redone cell (e.g. its metrics.json deleted) adds to the seconds it had already spent.
-        spent = json.loads((folder / "cell.json").read_text()).get("seconds", 0) if (folder / "cell.json").exists() else 0
-        started = time.time()
-        extras: dict = {}
-        if _lacks_diagnostics(self.out, cell):
-            self.add_diagnostics(cell, folder)
-            extras = json.loads((folder / "cell.json").read_text()) if (folder / "cell.json").exists() else {}
-            extras.pop("seconds", None)
-        elif cell.kind == "baseline":
-            extras = self.baseline(cell, folder)
-        else:
-            if cell.kind == "sft":
-                checkpoint = self.sft(cell.config)
-            elif cell.anchor_mode == "sweep":
-                checkpoint, extras = self.anchor_sweep(cell, folder)
-            else:
-                checkpoint = self.rl(cell.config, folder / "rl")
-            # cell.json before metrics.json: metrics.json marks the cell done.
-            atomic_write_json(folder / "cell.json", {**extras, "seconds": round(spent + time.time() - started, 1)})
-            from tawin.runner import eval_stage
+        extras: dict = json.loads((folder / "cell.json").read_text()) if (folder / "cell.json").exists() else {}
+        spent, diagnostics_spent = extras.pop("seconds", 0), extras.pop("diagnostics_seconds", None)
 
-            self.log(f"{cell.id}: evaluating on {cell.config.eval.split}")
-            eval_stage(self.session(cell.config), checkpoint, folder)
-        atomic_write_json(folder / "cell.json", {**extras, "seconds": round(spent + time.time() - started, 1)})
+        def record() -> None:
+            timings = {"seconds": round(spent, 1)} | ({} if diagnostics_spent is None else {"diagnostics_seconds": round(diagnostics_spent, 1)})
+            atomic_write_json(folder / "cell.json", {**extras, **timings})
+
+        if not (folder / "metrics.json").exists():
+            started = time.time()
+            if cell.kind == "baseline":
+                extras = self.baseline(cell, folder)
+            else:
+                if cell.kind == "sft":
+                    checkpoint = self.sft(cell.config)
+                elif cell.anchor_mode == "sweep":
+                    checkpoint, extras = self.anchor_sweep(cell, folder)
+                else:
+                    checkpoint = self.rl(cell.config, folder / "rl")
+                # cell.json before metrics.json: metrics.json marks the cell done.
+                spent += time.time() - started
+                record()
+                started = time.time()
+                from tawin.runner import eval_stage
+
+                self.log(f"{cell.id}: evaluating on {cell.config.eval.split}")
+                # The diagnostics are added below, timed on their own.
+                plain = replace(cell.config, eval=replace(cell.config.eval, diagnostics=False))
+                eval_stage(self.session(plain), checkpoint, folder)
+            spent += time.time() - started
+            record()
+        if _lacks_diagnostics(self.out, cell):
+            started = time.time()
+            self.add_diagnostics(cell, folder)
+            diagnostics_spent = (diagnostics_spent or 0) + time.time() - started
+            record()
 
     def add_diagnostics(self, cell: Cell, folder: Path) -> None:
         """Exact-score diagnostics of a finished cell's checkpoint, merged into its metrics.json."""

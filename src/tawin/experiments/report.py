@@ -237,15 +237,28 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
         lines += ["![anchor sweep](anchor_sweep.png)", ""]
     if choices := anchor_choices(results):
         lines += ["## Anchors chosen automatically", "", choices, ""]
-    seconds = {}
+    if cost := cost_table(results):
+        lines += ["## Cost (wall-clock per cell; a seed's shared SFT counts in the first cell that needed it)", "", cost, ""]
+    return "\n".join(lines)
+
+
+def cost_table(results: dict) -> str:
+    """Mean wall-clock per cell by label: training and evaluation, and apart from them the exact-score
+    diagnostics (far costlier on a CPU, and run for some seeds only); empty string if no cell has timings."""
+    work, diagnostics = {}, {}
     for entry in results["cells"].values():
         if "seconds" in entry:
-            seconds.setdefault(entry["label"], []).append(entry["seconds"])
-    if seconds:
-        lines += ["## Cost (wall-clock per cell; a seed's shared SFT counts in the first cell that needed it)", "",
-                  "| method | mean s | cells |", "|---|---:|---:|"]
-        lines += [f"| {label} | {np.mean(v):.0f} | {len(v)} |" for label, v in seconds.items()] + [""]
-    return "\n".join(lines)
+            work.setdefault(entry["label"], []).append(entry["seconds"])
+        if "diagnostics_seconds" in entry:
+            diagnostics.setdefault(entry["label"], []).append(entry["diagnostics_seconds"])
+    if not work:
+        return ""
+    if not diagnostics:
+        return "\n".join(["| method | mean s | cells |", "|---|---:|---:|"]
+                         + [f"| {label} | {np.mean(v):.0f} | {len(v)} |" for label, v in work.items()])
+    rows = [f"| {label} | {np.mean(v):.0f} | {len(v)} | " + (f"{np.mean(diagnostics[label]):.0f} | {len(diagnostics[label])} |"
+                                                            if label in diagnostics else "— | 0 |") for label, v in work.items()]
+    return "\n".join(["| method | mean s (train + eval) | cells | mean s (diagnostics) | cells |", "|---|---:|---:|---:|---:|"] + rows)
 
 
 def _pyplot():
