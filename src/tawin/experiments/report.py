@@ -299,15 +299,20 @@ def plot_comparison(summary: dict, path: Path, ks=(1, 3, 5, 10), title: str = ""
 
 
 def plot_diagnostics(summary: dict, path: Path) -> None:
-    """Two panels of grouped bars: AUC/OPAUC (near 1) and WPAUC@K (near Recall@K)."""
+    """Grouped bars in three panels, each on its own scale: AUC, OPAUC (both zoomed to their
+    values, since methods differ in the second or third decimal) and WPAUC@K (near Recall@K)."""
     plt = _pyplot()
     rows = {label: stats for label, stats in summary.items() if "auc" in stats}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 2]})
-    for ax, group in zip(axes, (DIAGNOSTICS[:2], DIAGNOSTICS[2:])):
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1, 3]})
+    for ax, group in zip(axes, (DIAGNOSTICS[:1], DIAGNOSTICS[1:2], DIAGNOSTICS[2:])):
         _grouped_bars(ax, rows, [k for k, _ in group], [n for _, n in group])
-    axes[0].set_ylim(bottom=min([s[k][0] for s in rows.values() for k, _ in DIAGNOSTICS[:2] if k in s] + [1.0]) * 0.98, top=1.0)
+    for ax, (key, _) in zip(axes[:2], DIAGNOSTICS[:2]):
+        values = [stats[key][0] for stats in rows.values() if key in stats]
+        if values:
+            spread = max(max(values) - min(values), 1e-3 * max(abs(v) for v in values), 1e-4)
+            ax.set_ylim(bottom=min(values) - spread, top=max(values) + spread)
     axes[0].set_ylabel("mean over seeds (± std)")
-    _legend_below(axes[1], len(rows))
+    _legend_below(axes[2], len(rows))
     fig.suptitle("Diagnostics on exact full-catalogue scores (SFT = before RL)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
