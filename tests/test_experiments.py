@@ -185,7 +185,7 @@ def test_diagnostics_and_anchor_sweep_sections():
     assert {k: p["peak"] for k, p in peaks.items()} == {1: 0, 3: 2, 5: 4} and all(p["within_1"] for p in peaks.values())
     report = render_report(results, paired=(np.ones(10), np.zeros(10), 3))
     for expected in ("mean ± std over seeds", "Relative gain over ReRe", "**met**", "Paired bootstrap", "## Diagnostics",
-                     "Recall@3 peaks at σ* = 2", "within ±1 of K−1 ✓", "anchor_sweep.png"):
+                     "Recall@3 peaks at σ* = 2", "within ±1 of K−1 ✓", "anchor_sweep.png", "rows per cell 100,"):
         assert expected in report, expected
 
 

@@ -213,7 +213,7 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
     lines = [f"# {results.get('name', 'experiment')}", "",
              f"{len(results['cells'])}/{results.get('n_cells', len(results['cells']))} cells finished"
              f"{'' if results.get('complete', True) else ' (incomplete: rerun the same command to finish)'}; "
-             f"split `{evaluation.get('split', 'test')}`, rows per cell {n_rows}, {evaluation.get('num_beams', '?')} beams over the full catalogue.", ""]
+             f"split `{evaluation.get('split', 'test')}`, rows per cell {_counts(n_rows)}, {evaluation.get('num_beams', '?')} beams over the full catalogue.", ""]
     if summary:
         lines += [f"## Recall@K and NDCG@K (mean ± std over seeds)", "", comparison_table(summary, ks), "", "![comparison](comparison.png)", ""]
     if reference in summary:
@@ -228,7 +228,7 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
     if table := diagnostics_table(summary):
         rows = sorted({e["metrics"]["diagnostics_rows"] for e in results["cells"].values() if "diagnostics_rows" in e["metrics"]})
         lines += ["## Diagnostics (exact full-catalogue scores; SFT = before RL)", "",
-                  f"Every catalogue item scored exactly on a fixed seeded sample of {rows or '?'} eval rows.", "",
+                  f"Every catalogue item scored exactly on a fixed seeded sample of {_counts(rows)} eval rows.", "",
                   table, "", "![diagnostics](diagnostics.png)", ""]
     if sweeps := anchor_sweep(results):
         lines += ["## Anchor sweep (each Recall@K should peak near σ* = K − 1)", ""]
@@ -240,6 +240,11 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
     if cost := cost_table(results):
         lines += ["## Cost (wall-clock per cell; a seed's shared SFT counts in the first cell that needed it)", "", cost, ""]
     return "\n".join(lines)
+
+
+def _counts(values: list[int]) -> str:
+    """Row counts for prose: "4533", or "16, 64" where cells differ; "?" when none is known."""
+    return ", ".join(str(v) for v in values) or "?"
 
 
 def cost_table(results: dict) -> str:
