@@ -87,11 +87,12 @@ def load_tokenizer(path: str | Path, **kwargs):
     A word-level tokenizer (the built-in model's, see :mod:`tawin.models.tokenizer`) loads as
     itself: AutoTokenizer goes by the model type (qwen2) and would return a Qwen2Tokenizer over
     the same vocabulary that drops the prompt's words, so prompts would encode unlike in SFT.
+    With ``gguf_file`` in `kwargs` the tokenizer is the one inside that GGUF file.
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     saved = Path(path) / "tokenizer.json"
-    if saved.is_file() and json.loads(saved.read_text()).get("model", {}).get("type") == "WordLevel":
+    if "gguf_file" not in kwargs and saved.is_file() and json.loads(saved.read_text()).get("model", {}).get("type") == "WordLevel":
         return PreTrainedTokenizerFast.from_pretrained(path)
     return AutoTokenizer.from_pretrained(path, **kwargs)
 
@@ -102,7 +103,7 @@ def load_causal_lm(spec: str, dtype: str = "float32", trust_remote_code: bool = 
     Raises UserError with the cause and a fix when the model cannot be found or read (e.g. a hub
     name under ``HF_HUB_OFFLINE=1`` that is not cached).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     source = resolve_model_source(spec)
     kwargs = {"trust_remote_code": trust_remote_code}
@@ -113,7 +114,7 @@ def load_causal_lm(spec: str, dtype: str = "float32", trust_remote_code: bool = 
     reading = _fast_gguf_reading() if source.gguf_file is not None else contextlib.nullcontext()
     try:
         with reading:
-            tokenizer = load_tokenizer(source.path, **kwargs) if source.gguf_file is None else AutoTokenizer.from_pretrained(source.path, **kwargs)
+            tokenizer = load_tokenizer(source.path, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, dtype), **kwargs)
     except (OSError, ValueError, ImportError) as error:
         offline = " (HF_HUB_OFFLINE=1 is set: only local folders, GGUF files and cached models load)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
