@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tawin.data.sampling import sample_rows
 from tawin.decoding.scoring import DEFAULT_CHUNK_NODES, score_all_items
 from tawin.errors import ConfigError
 from tawin.eval.config import EvalConfig
-from tawin.eval.evaluate import sample_rows
 from tawin.metrics.auc import auc, partial_auc, recall_at_k, wpauc
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import Recommender

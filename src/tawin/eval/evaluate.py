@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from tawin.checkpoint import atomic_write_json, atomic_write_text
 from tawin.data.dataset import Dataset
+from tawin.data.sampling import sample_rows
 from tawin.decoding.beam import constrained_beam_search
 from tawin.eval.config import EvalConfig
 from tawin.metrics import topk_metrics
@@ -58,13 +59,6 @@ class Predictions:
             np.array([r["items"] for r in records], dtype=np.int64),
             np.array([r["scores"] for r in records], dtype=np.float32),
         )
-
-
-def sample_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
-    """A fixed seeded subset of row indices (sorted), or all rows when max_rows is 0 or ≥ n."""
-    if max_rows <= 0 or max_rows >= n_rows:
-        return np.arange(n_rows)
-    return np.sort(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False))
 
 
 @torch.no_grad()
