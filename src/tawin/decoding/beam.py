@@ -1,11 +1,11 @@
 """Stage 5 — vectorised constrained beam search over the catalogue trie.
 
 Each prompt is encoded once and its key/value cache is *not* copied per beam: the K beams of a
-row are appended to the row's own sequence as K parallel tokens per step ("tree attention"), and a
-4-D attention mask lets each beam see the prompt and only its own ancestors. A step is one forward
-of [B, K] tokens plus a few tensor ops: gather the trie children of every beam's node (padded to
-the depth's fan-out M), add their log-probabilities to the beam scores, keep the top K of the K·M
-candidates per row. Reordering beams only permutes the small ancestor table, never the cache.
+row are appended to the row's own sequence as K parallel tokens per step (tree attention,
+:mod:`tawin.decoding.tree`), and a 4-D attention mask lets each beam see the prompt and only its
+own ancestors. A step is one forward of [B, K] tokens plus a few tensor ops: gather the trie
+children of every beam's node (padded to the depth's fan-out M), add their log-probabilities to
+the beam scores, keep the top K of the K·M candidates per row. Reordering beams only permutes the small ancestor table, never the cache.
 No Python loop per beam and no ``.item()`` inside a step.
 
 Scores are summed token log-probabilities of the whole item sequence including EOS (no length
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tawin.decoding.tree import encode_prompt, needs_float_mask, tree_mask
 from tawin.items.trie import ItemTrie
 
 
@@ -27,24 +28,6 @@ class BeamResult:
     items_BK: torch.Tensor  # int64 [B, K] item positions, best first
     scores_BK: torch.Tensor  # float32 [B, K] summed log-probabilities
     tokens_BKL: torch.Tensor  # int64 [B, K, L] generated tokens (EOS included, pad after)
-
-
-def needs_float_mask(model: torch.nn.Module) -> bool:
-    """True for attention that adds the mask to its scores (eager): it needs 0/−inf floats, while
-    SDPA, flash and flex attention take the boolean 4-D masks built here as they are."""
-    return getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "flash_attention_2", "flex_attention")
-
-
-def _tree_mask(prompt_mask_BL: torch.Tensor, ancestors_BKS: torch.Tensor, beams: int, float_mask: bool, dtype) -> torch.Tensor:
-    """4-D mask [B, 1, K, L + S·K]: beam k sees the prompt and its ancestor in each slot s ≤ S−1."""
-    batch, slots = ancestors_BKS.shape[0], ancestors_BKS.shape[2]
-    prompt_part = prompt_mask_BL.bool()[:, None, :].expand(batch, beams, -1)
-    slot_tokens = torch.arange(beams, device=prompt_mask_BL.device)
-    tree_part = (ancestors_BKS.unsqueeze(-1) == slot_tokens).reshape(batch, beams, slots * beams)
-    allowed = torch.cat([prompt_part, tree_part], dim=-1).unsqueeze(1)
-    if not float_mask:
-        return allowed
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 @torch.no_grad()
@@ -61,11 +44,10 @@ def constrained_beam_search(
     batch, beams = input_ids_BL.shape[0], num_beams
     device = input_ids_BL.device
     float_mask = needs_float_mask(model)
-    out = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL,
-                position_ids=(attention_mask_BL.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
+    out, prompt_len_B1 = encode_prompt(model, input_ids_BL, attention_mask_BL, logits_to_keep=1)
     cache = out.cache
     logp_BKV = torch.log_softmax(out.logits[:, -1:].float(), dim=-1).expand(batch, beams, -1)
-    next_position_BK = attention_mask_BL.sum(-1, keepdim=True).expand(batch, beams)
+    next_position_BK = prompt_len_B1.expand(batch, beams)
 
     nodes_BK = torch.zeros(batch, beams, dtype=torch.long, device=device)
     # Only the first copy of the root is live at step 0, so the K beams start distinct.
@@ -92,7 +74,7 @@ def constrained_beam_search(
             break
         # The chosen tokens become slot `depth` of every row's token tree.
         ancestors_BKS = torch.cat([ancestors_BKS.gather(1, source_BK.unsqueeze(-1).expand_as(ancestors_BKS)), beam_slot_BK1], dim=-1)
-        mask = _tree_mask(attention_mask_BL, ancestors_BKS, beams, float_mask, out.logits.dtype)
+        mask = tree_mask(attention_mask_BL, ancestors_BKS, beams, float_mask, out.logits.dtype)
         out = model(input_ids=chosen_token_BK, attention_mask=mask, position_ids=next_position_BK,
                     cache=cache, use_cache=True)
         cache = out.cache

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from tawin.decoding.beam import _tree_mask, needs_float_mask
+from tawin.decoding.tree import encode_prompt, needs_float_mask, tree_mask
 from tawin.items.trie import ItemTrie
 
 
@@ -20,11 +20,10 @@ def constrained_sample(model, trie: ItemTrie, input_ids_BL, attention_mask_BL, n
     batch, group = input_ids_BL.shape[0], num_samples
     device = input_ids_BL.device
     float_mask = needs_float_mask(model)
-    out = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL,
-                position_ids=(attention_mask_BL.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
+    out, prompt_len_B1 = encode_prompt(model, input_ids_BL, attention_mask_BL, logits_to_keep=1)
     cache = out.cache
     logits_BGV = out.logits[:, -1:].float().expand(batch, group, -1)
-    next_position_BG = attention_mask_BL.sum(-1, keepdim=True).expand(batch, group)
+    next_position_BG = prompt_len_B1.expand(batch, group)
     nodes_BG = torch.zeros(batch, group, dtype=torch.long, device=device)
     slot_BG1 = torch.arange(group, device=device).expand(batch, group).unsqueeze(-1)
     ancestors_BGS = torch.empty(batch, group, 0, dtype=torch.long, device=device)
@@ -41,7 +40,7 @@ def constrained_sample(model, trie: ItemTrie, input_ids_BL, attention_mask_BL, n
         if depth == trie.max_depth - 1:
             break
         ancestors_BGS = torch.cat([ancestors_BGS, slot_BG1], dim=-1)
-        mask = _tree_mask(attention_mask_BL, ancestors_BGS, group, float_mask, out.logits.dtype)
+        mask = tree_mask(attention_mask_BL, ancestors_BGS, group, float_mask, out.logits.dtype)
         out = model(input_ids=token_BG, attention_mask=mask, position_ids=next_position_BG, cache=cache, use_cache=True)
         cache = out.cache
         next_position_BG = next_position_BG + 1

@@ -7,7 +7,7 @@ prefixes through the trie so that each trie node is run through the model once p
 1. the prompt is encoded once; its key/value cache is kept and its last position gives the
    log-probabilities of the root's children;
 2. level by level, the internal nodes of depth t (t ≥ 1) are fed as new tokens at position
-   ``prompt_len + t − 1``, with a 4-D "tree attention" mask (as in :mod:`tawin.decoding.beam`):
+   ``prompt_len + t − 1``, with a 4-D "tree attention" mask (:mod:`tawin.decoding.tree`):
    a node sees the prompt, its own ancestors and itself. Their log-probabilities over the node's
    children are added along the edges; a leaf (reached through EOS) holds its item's score;
 3. nodes are processed in chunks of ``chunk_nodes`` per prompt (× B prompts per forward). A level
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from tawin.decoding.beam import needs_float_mask
+from tawin.decoding.tree import as_attention_mask, encode_prompt, needs_float_mask
 from tawin.items.codec import ItemCodec
 from tawin.items.trie import ItemTrie
 from tawin.models.batching import sequence_batch
@@ -160,12 +160,10 @@ def score_all_items(
     device = input_ids_BL.device
     batch = input_ids_BL.shape[0]
     plan = _plan(trie, chunk_nodes, device)
-    out = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL,
-                position_ids=(attention_mask_BL.cumsum(-1) - 1).clamp(min=0), use_cache=True)
+    out, prompt_len_B1 = encode_prompt(model, input_ids_BL, attention_mask_BL)
     prompt_kv = [(layer.keys, layer.values) for layer in out.cache.layers]
-    prompt_len_B1 = attention_mask_BL.sum(-1, keepdim=True)
     prompt_see_B11L = attention_mask_BL.bool()[:, None, None, :]
-    bool_mask = not needs_float_mask(model)
+    float_mask = needs_float_mask(model)
 
     node_logp_BT = torch.full((batch, trie.num_nodes), float("-inf"), device=device)
     node_logp_BT[:, plan.root_child_node_M] = _token_logp(out.logits[:, -1], plan.root_child_token_M.expand(batch, -1))
@@ -174,9 +172,7 @@ def score_all_items(
     for chunk in plan.chunks:
         depth, width = chunk.depth, chunk.tokens_C.shape[0]
         see_B1CS = torch.cat([prompt_see_B11L.expand(-1, -1, width, -1), chunk.see_CS.expand(batch, 1, -1, -1)], dim=-1)
-        mask = see_B1CS if bool_mask else torch.zeros(see_B1CS.shape, dtype=out.logits.dtype, device=device).masked_fill(
-            ~see_B1CS, torch.finfo(out.logits.dtype).min)
-        step = model(input_ids=chunk.tokens_C.expand(batch, -1), attention_mask=mask,
+        step = model(input_ids=chunk.tokens_C.expand(batch, -1), attention_mask=as_attention_mask(see_B1CS, float_mask, out.logits.dtype),
                      position_ids=(prompt_len_B1 + depth - 1).expand(-1, width),
                      cache=_chunk_cache(prompt_kv, kv, chunk.spans), use_cache=True)
         if plan.keep_kv[depth - 1]:
