@@ -1,4 +1,5 @@
-"""Pieces shared by the SFT and RL loops: schedule, resumable checkpoints, logging, NaN guard."""
+"""Pieces shared by the SFT and RL loops: the run context, the SFT loss (RL adds it as a term),
+one optimizer step, schedule, resumable checkpoints, logging, NaN guard."""
 
 from __future__ import annotations
 
@@ -7,12 +8,80 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from tawin.checkpoint import atomic_write_json, existing_folder, replace_folder, rng_state, set_rng_state, staging_folder
+from tawin.distributed import Dist
 from tawin.errors import UserError
+from tawin.models.batching import EncodedSplit, prompt_batch, sequence_batch
 from tawin.models.build import Recommender, save_recommender
+from tawin.runtime import autocast
+
+
+@dataclass
+class RunContext:
+    """Where and how one training stage runs: output folder, seed, device, precision, logging."""
+
+    output_dir: Path
+    seed: int
+    device: torch.device
+    bf16: bool
+    progress_bars: bool = True
+    log: Callable[[str], None] = print
+    dist: Dist = field(default_factory=Dist)
+    compile: bool = False
+
+
+def sft_loss(model, codec, encoded: EncodedSplit, index_B: torch.Tensor, bf16: bool, dist: Dist,
+             history_weight: float = 0.0, item_token_V: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """Cross-entropy over the target item's tokens (EOS included), averaged over the GLOBAL batch.
+
+    With `history_weight` > 0 (semantic IDs only; `item_token_V` marks the item tokens) the item
+    tokens of the history are predicted too, each from the items before it, the way SASRec
+    trains every position of a sequence; their token losses count `history_weight` times a
+    target token's. Each process sums the loss of its share of `index_B` and divides by the
+    global batch's weighted token count (× world size, since DDP averages gradients), so the
+    update equals one process's. Returns (loss, tokens processed here).
+    """
+    device = next(model.parameters()).device
+    global_weight = float(codec.target_len_N[encoded.target_R[index_B]].sum())
+    if history_weight > 0:
+        global_weight += history_weight * float(item_token_V[encoded.prompt_ids_RL[index_B]].sum())
+    local_B = dist.shard(index_B)
+    ids_BL, mask_BL = prompt_batch(encoded, local_B)
+    batch = sequence_batch(ids_BL, mask_BL, codec, encoded.target_R[local_B].unsqueeze(1))
+    with autocast(device, bf16):
+        logits_BTV = model(
+            input_ids=batch.input_ids_BT.to(device),
+            attention_mask=batch.attention_mask_BT.to(device),
+            position_ids=batch.position_ids_BT.to(device),
+        ).logits.float()
+    labels_BT = batch.labels_BT.to(device)
+    loss_sum = F.cross_entropy(logits_BTV.flatten(0, 1), labels_BT.flatten(), ignore_index=-100, reduction="sum")
+    if history_weight > 0:
+        width = batch.prompt_width
+        next_ids_BL = batch.input_ids_BT[:, 1:width]
+        history_labels_BL = torch.where(item_token_V[next_ids_BL], next_ids_BL, -100).to(device)
+        loss_sum = loss_sum + history_weight * F.cross_entropy(
+            logits_BTV[:, : width - 1].flatten(0, 1), history_labels_BL.flatten(), ignore_index=-100, reduction="sum")
+    return loss_sum * dist.world_size / global_weight, int(batch.attention_mask_BT.sum())
+
+
+def optimizer_step(loss: torch.Tensor, parameters, optimizer, scheduler, max_grad_norm: float, step: int, stage: str) -> torch.Tensor:
+    """One update of every training loop: NaN guard → zero grads → backward → clip by global norm
+    (NaN guard) → optimizer and scheduler step. Returns the gradient norm before clipping."""
+    parameters = list(parameters)
+    check_finite(loss.detach(), "loss", step, stage)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    check_finite(grad_norm, "gradient norm", step, stage)
+    optimizer.step()
+    scheduler.step()
+    return grad_norm
 
 
 class NumericalError(UserError):
@@ -50,19 +119,25 @@ class Progress:
     best_epoch: int = -1
     bad_epochs: int = 0
     history: list = field(default_factory=list)
+    batches_drawn: int = 0
+    """RL: prompt batches rolled out so far (more than the steps under informative batches)."""
+    extra: dict = field(default_factory=dict)
+    """State a loop saved beside the model through `save_training_state(extra=…)`."""
 
 
-def save_training_state(folder: Path, recommender: Recommender, optimizer, scheduler, progress: Progress, dist=None) -> None:
-    """Atomically write model + optimizer + scheduler + RNG + progress to `folder` (rank 0 only)."""
+def save_training_state(folder: Path, recommender: Recommender, optimizer, scheduler, progress: Progress, dist=None,
+                        extra: dict | None = None) -> None:
+    """Atomically write model + optimizer + scheduler + RNG + progress to `folder` (rank 0 only).
+    `extra` holds further state a loop needs to resume (e.g. a synced reference model's weights)."""
     if dist is not None and not dist.is_main:
         dist.barrier()
         return
     staging = staging_folder(folder)
     save_recommender(recommender, staging)
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(), "progress": progress.__dict__},
-        staging / "trainer.pt",
-    )
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(), "progress": {k: v for k, v in progress.__dict__.items() if k != "extra"}}
+    if extra:
+        state["extra"] = extra
+    torch.save(state, staging / "trainer.pt")
     replace_folder(staging, folder)
     if dist is not None:
         dist.barrier()
@@ -86,16 +161,20 @@ def resume(out: Path, recommender: Recommender, optimizer, scheduler) -> Progres
     return load_training_state(last, recommender, optimizer, scheduler)
 
 
-def load_training_state(folder: Path, recommender: Recommender, optimizer, scheduler) -> Progress:
+def load_weights_into(recommender: Recommender, folder: Path) -> None:
+    """Put the weights saved in `folder` (a checkpoint of the same model) into `recommender`."""
     from safetensors.torch import load_file
 
+    recommender.model.load_state_dict(load_file(str(Path(folder) / "model.safetensors")), strict=False)
+
+
+def load_training_state(folder: Path, recommender: Recommender, optimizer, scheduler) -> Progress:
     state = torch.load(folder / "trainer.pt", weights_only=False)
-    weights = load_file(str(folder / "model.safetensors"))
-    recommender.model.load_state_dict(weights, strict=False)
+    load_weights_into(recommender, folder)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
-    return Progress(**state["progress"])
+    return Progress(**{**state["progress"], "extra": state.get("extra", {})})
 
 
 def save_best(folder: Path, recommender: Recommender, info: dict, dist=None) -> None:

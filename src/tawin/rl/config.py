@@ -24,8 +24,9 @@ class RLConfig:
     """G: candidates per prompt (= beams for `beam` negatives)."""
     target_k: int = 3
     """K of the Recall@K that TAWin targets; the default anchor is σ* = K − 1."""
-    anchor: int = -1
-    """σ*: 0-based rank among the group's negatives at the window's centre; −1 means target_k − 1."""
+    anchor: int | None = None
+    """σ*: 0-based rank among the group's negatives at the window's centre; None = target_k − 1
+    (the window of Recall@target_k, Lemma 3.5)."""
     tau: float = 1.0
     """τ: temperature of the truncated exponential; τ→∞ gives plain beam GRPO (uniform weights,
     OPAUC), τ→0 the hard window at σ* (WPAUC with α=(K−1)/n⁻, d=1/n⁻ = Recall@K)."""
@@ -56,10 +57,42 @@ class RLConfig:
     """AdamW weight decay."""
     sample_temperature: float = 1.0
     """Temperature of `sample` negatives."""
+    inject_target: bool = False
+    """ReRe's `add_gt`: when the target is not among a group's G candidates, it replaces the last
+    (lowest-scoring) one, so every group carries a reward signal. Never duplicated: a group that
+    already holds the target is left as it is. Applies to `beam` and `sample` negatives (`random`
+    groups always hold it)."""
+    informative_batches: bool = False
+    """DAPO's dynamic sampling: keep rolling out further prompts until the step holds
+    `batch_size` groups with a non-zero advantage (rewards not all equal), at most
+    `max_draws_per_step` batches of prompts per step; the step then trains on those groups only.
+    Logged as rollout/informative_share (of the groups drawn) and rollout/draws."""
+    max_draws_per_step: int = 4
+    """Cap on the prompt batches drawn per step under `informative_batches` (1 = no redraws)."""
+    max_rows: int = 0
+    """RL trains on a fixed seeded sample of this many of its train rows (0 = all of them); with
+    `eval.split: train`, `eval.max_rows` and `eval.sample_seed` equal to these, evaluation scores
+    the very prompts RL trained on (the in-sample experiment)."""
+    sample_seed: int = 0
+    """Seed of that sample (the same sampler as eval.sample_seed)."""
+    ref_sync_every: int = 0
+    """TRL's `sync_ref_model`: every this many steps the reference becomes
+    α·policy + (1−α)·reference (0 = the reference stays the init model)."""
+    ref_sync_alpha: float = 0.6
+    """α of that mix-up (TRL's default 0.6; 1 = copy the policy)."""
+    sft_loss_weight: float = 0.0
+    """Weight of the next-item cross-entropy on the step's prompts (the SFT loss, target tokens
+    only) added to the policy loss, to keep what SFT learnt while RL reshapes the ranking's head."""
     eval_every: int = 0
     """Steps between valid evaluations, step 0 (the init checkpoint) included; 0 = only at the end."""
     eval_rows: int = 1000
-    """Valid rows in those evaluations (fixed seeded sample)."""
+    """Valid rows in those evaluations (fixed seeded sample; 0 = every valid row)."""
+    select_best: bool = False
+    """With `eval_every` > 0: the stage's result (`final/`) is the checkpoint with the best valid
+    Recall@target_k among the evaluations (step 0, the init model, included) instead of the last."""
+    patience: int = 0
+    """With `eval_every` > 0: stop after this many evaluations without a better valid
+    Recall@target_k (0 = never stop early)."""
     log_every: int = 10
     """Steps between log lines."""
     save_every: int = 50
@@ -67,7 +100,8 @@ class RLConfig:
 
     @property
     def resolved_anchor(self) -> int:
-        return self.target_k - 1 if self.anchor < 0 else self.anchor
+        """σ* in effect: `anchor`, or target_k − 1 when it is None."""
+        return self.target_k - 1 if self.anchor is None else self.anchor
 
     def check(self) -> list[str]:
         """Every impossible combination, each with its value, the rule and the fix."""
@@ -76,14 +110,14 @@ class RLConfig:
             problems.append(f"rl.group_size={self.group_size} must be ≥ 2 (a group needs a positive and a negative); raise it (the paper uses 16)")
         if self.target_k < 1:
             problems.append(f"rl.target_k={self.target_k} must be ≥ 1 (the K of Recall@K); set it to e.g. 3")
-        if self.anchor < -1:
-            problems.append(f"rl.anchor={self.anchor} must be ≥ 0, or −1 for target_k − 1")
+        if self.anchor is not None and self.anchor < 0:
+            problems.append(f"rl.anchor={self.anchor} must be ≥ 0, or null for target_k − 1")
         if self.weighting == "tawin":
             if self.tau <= 0:
                 problems.append(f"rl.tau={self.tau} must be > 0; use a large tau (e.g. 1e4) for uniform weights or weighting=none")
             anchor = self.resolved_anchor
-            if self.anchor >= -1 and self.target_k >= 1 and not 0 <= anchor <= self.group_size - 2:
-                source = f"rl.anchor={anchor}" if self.anchor >= 0 else f"rl.anchor={anchor} (= target_k − 1 with rl.target_k={self.target_k})"
+            if (self.anchor is None or self.anchor >= 0) and self.target_k >= 1 and not 0 <= anchor <= self.group_size - 2:
+                source = f"rl.anchor={anchor}" if self.anchor is not None else f"rl.anchor={anchor} (= target_k − 1 with rl.target_k={self.target_k})"
                 problems.append(
                     f"{source} lies outside the group's G−1={self.group_size - 1} negatives (ranks 0..{self.group_size - 2}); "
                     f"lower rl.anchor/rl.target_k to ≤ {self.group_size - 2} or raise rl.group_size to ≥ {anchor + 2}"
@@ -113,7 +147,18 @@ class RLConfig:
             problems.append(f"rl.weight_decay={self.weight_decay} must be ≥ 0")
         if self.sample_temperature <= 0:
             problems.append(f"rl.sample_temperature={self.sample_temperature} must be > 0")
-        for name in ("eval_every", "eval_rows"):
+        if self.max_draws_per_step < 1:
+            problems.append(f"rl.max_draws_per_step={self.max_draws_per_step} must be ≥ 1 (prompt batches per step)")
+        if self.inject_target and self.negatives == "random":
+            problems.append("rl.inject_target=true has no effect with rl.negatives=random (those groups always hold the target); "
+                            "set rl.inject_target=false or use beam/sample negatives")
+        if not 0 < self.ref_sync_alpha <= 1:
+            problems.append(f"rl.ref_sync_alpha={self.ref_sync_alpha} must lie in (0, 1]")
+        if self.sft_loss_weight < 0:
+            problems.append(f"rl.sft_loss_weight={self.sft_loss_weight} must be ≥ 0 (0 = no SFT term)")
+        if (self.select_best or self.patience) and not self.eval_every:
+            problems.append("rl.select_best and rl.patience need valid evaluations during RL; set rl.eval_every > 0 (e.g. 100)")
+        for name in ("eval_every", "eval_rows", "max_rows", "ref_sync_every", "patience"):
             if getattr(self, name) < 0:
                 problems.append(f"rl.{name}={getattr(self, name)} must be ≥ 0")
         for name in ("log_every", "save_every"):

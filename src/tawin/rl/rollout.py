@@ -9,6 +9,9 @@ Negatives (`RLConfig.negatives`):
 and the candidates follow it as parallel branches under a 4-D attention mask (each branch sees the
 prompt and its own earlier tokens), so a group costs L + G·T tokens instead of G·(L + T).
 The target item id travels with the batch (never looked up by prompt text).
+
+`inject_target` is ReRe's `add_gt` (`RLConfig.inject_target`): a group without its target gets
+it in place of its last (lowest-scoring) candidate.
 """
 
 from __future__ import annotations
@@ -33,13 +36,41 @@ class Rollout:
     tokens_BGT: torch.Tensor  # int64 candidate tokens, pad after EOS
     token_mask_BGT: torch.Tensor  # bool valid tokens
     rollout_scores_BG: torch.Tensor | None  # policy scores at rollout time (beam order), if known
+    target_found_B: torch.Tensor | None = None  # bool: the policy's own group held the target (before injection)
+
+
+    def select(self, keep_B: torch.Tensor) -> "Rollout":
+        """The groups at `keep_B` (bool [B] or int64 [B'] indices), every field sliced alike."""
+        scores = None if self.rollout_scores_BG is None else self.rollout_scores_BG[keep_B]
+        found = None if self.target_found_B is None else self.target_found_B[keep_B]
+        return Rollout(self.prompt_ids_BL[keep_B], self.prompt_mask_BL[keep_B], self.items_BG[keep_B], self.is_target_BG[keep_B],
+                       self.tokens_BGT[keep_B], self.token_mask_BGT[keep_B], scores, found)
+
+
+def inject_target(items_BG: torch.Tensor, target_B: torch.Tensor) -> torch.Tensor:
+    """Put each row's target in place of its last candidate where the group lacks it.
+
+    Args:
+        items_BG: int64 [B, G] candidate item positions, best first (beam order).
+        target_B: int64 [B] target item positions.
+    Returns:
+        int64 [B, G]: rows that held the target unchanged; the others with column G−1 = target.
+        Candidates stay distinct whenever they were (the target was not among them).
+    """
+    missing_B = ~(items_BG == target_B.unsqueeze(1)).any(dim=1)
+    injected_BG = items_BG.clone()
+    injected_BG[:, -1] = torch.where(missing_B, target_B, items_BG[:, -1])
+    return injected_BG
 
 
 @torch.no_grad()
 def make_rollout(model, codec: ItemCodec, prompt_ids_BL, prompt_mask_BL, target_B, negatives: str, group_size: int,
-                 generator: torch.Generator, temperature: float = 1.0, share: tuple[int, int] | None = None) -> Rollout:
+                 generator: torch.Generator, temperature: float = 1.0, share: tuple[int, int] | None = None,
+                 add_target: bool = False) -> Rollout:
     """The group of each prompt. `share` = (global batch size, offset of these rows in it): random
-    draws are made for the whole global batch and sliced, so N processes draw what one would."""
+    draws are made for the whole global batch and sliced, so N processes draw what one would.
+    `add_target` applies :func:`inject_target` to beam and sample groups; an injected target keeps
+    the score of the candidate it replaced, so the negatives' beam order is unchanged."""
     device = prompt_ids_BL.device
     trie, target_table_NL, target_len_N = codec.on(device)
     scores = None
@@ -56,9 +87,13 @@ def make_rollout(model, codec: ItemCodec, prompt_ids_BL, prompt_mask_BL, target_
         draws = torch.randint(0, n_items - 1, (total, group_size - 1), generator=generator)[offset : offset + batch].to(device)
         draws = draws + (draws >= target_B.unsqueeze(1)).long()
         items_BG = torch.cat([target_B.unsqueeze(1), draws], dim=1)
+    target_found_B = (items_BG == target_B.unsqueeze(1)).any(dim=1)
+    if add_target and negatives != "random":
+        items_BG = inject_target(items_BG, target_B)
     tokens_BGT = target_table_NL[items_BG]
     token_mask_BGT = torch.arange(tokens_BGT.shape[-1], device=device) < target_len_N[items_BG].unsqueeze(-1)
-    return Rollout(prompt_ids_BL, prompt_mask_BL, items_BG, items_BG == target_B.unsqueeze(1), tokens_BGT, token_mask_BGT, scores)
+    return Rollout(prompt_ids_BL, prompt_mask_BL, items_BG, items_BG == target_B.unsqueeze(1), tokens_BGT, token_mask_BGT, scores,
+                   target_found_B)
 
 
 def group_logprobs(model, prompt_ids_BL, prompt_mask_BL, tokens_BGT, token_mask_BGT, float_mask: bool = False) -> torch.Tensor:

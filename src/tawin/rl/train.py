@@ -2,40 +2,50 @@
 
 The loop, one policy update per rollout:
 
-    prompts → rollout (G candidates each) → rewards r → GRPO advantages A = (r − mean)/(std + ε)
-    → (TAWin) A_i ← A_i · w̄_i for negatives → token log-probs of the policy and the frozen
-    reference → GRPO/DAPO/GSPO loss + β·KL → backward → clip → step → log → maybe save/evaluate.
+    prompts → rollout (G candidates each; maybe the target injected) → rewards r
+    → (informative batches: redraw prompts until `batch_size` groups have a non-zero advantage)
+    → GRPO advantages A = (r − mean)/(std + ε) → (TAWin) A_i ← A_i · w̄_i for negatives
+    → token log-probs of the policy and the reference → GRPO/DAPO/GSPO loss + β·KL
+    (+ the SFT term) → backward → clip → step → (maybe sync the reference) → log
+    → maybe evaluate on valid (keep the best, stop early) / save.
 
-Logged per step (namespaced): train/loss, train/kl, rollout/reward, rollout/target_in_group,
-tawin/weight_entropy, train/tokens_per_s.
+Logged per step (namespaced): train/loss, train/kl, train/clip_fraction, train/sft_loss,
+rollout/reward, rollout/target_in_group (the policy's own groups, before any injection),
+rollout/informative_share (groups with a non-zero advantage among those drawn), rollout/draws
+(prompt batches drawn), tawin/weight_entropy, train/tokens_per_s; eval/recall@K on valid.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from tawin.data.dataset import Dataset
-from tawin.decoding.beam import needs_float_mask
+from tawin.data.sampling import sample_rows
+from tawin.decoding.tree import needs_float_mask
 from tawin.errors import ConfigError
-from tawin.eval.evaluate import beam_predictions, sample_rows
+from tawin.eval.evaluate import beam_predictions
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import Recommender
 from tawin.rl.advantages import group_advantages
 from tawin.rl.config import RLConfig
 from tawin.rl.loss import select_loss
 from tawin.rl.rewards import binary_reward, rank_reward
-from tawin.rl.rollout import group_logprobs, make_rollout
+from tawin.rl.rollout import Rollout, group_logprobs, make_rollout
 from tawin.rl.tawin import tawin_weights, weight_entropy
 from tawin.runtime import autocast, maybe_compile
-from tawin.sft.train import RunContext
-from tawin.train_utils import JsonlLog, check_finite, save_best, save_training_state, start_or_resume
+from tawin.train_utils import (JsonlLog, Progress, RunContext, load_weights_into, optimizer_step, save_best, save_training_state,
+                               sft_loss, start_or_resume)
 
 REWARDS = {"binary": binary_reward, "rank": rank_reward}
+VALID_KS = (1, 3, 5, 10)
 
 
 def rl_step_loss(policy, reference, rollout, config: RLConfig, bf16: bool, float_mask: bool = False) -> tuple[torch.Tensor, dict]:
@@ -68,81 +78,199 @@ def rl_step_loss(policy, reference, rollout, config: RLConfig, bf16: bool, float
     return out.loss, stats
 
 
+def informative_groups(rewards_BG: torch.Tensor) -> torch.Tensor:
+    """bool [B]: groups whose rewards are not all equal, i.e. with a non-zero GRPO advantage."""
+    return rewards_BG.amax(dim=-1) > rewards_BG.amin(dim=-1)
+
+
+@torch.no_grad()
+def mix_into_reference(reference: torch.nn.Module, policy: torch.nn.Module, alpha: float) -> None:
+    """TRL's reference sync: θ_ref ← α·θ_policy + (1 − α)·θ_ref, parameter by parameter."""
+    for ref_param, policy_param in zip(reference.parameters(), policy.parameters()):
+        ref_param.mul_(1.0 - alpha).add_(policy_param.detach().to(ref_param.dtype), alpha=alpha)
+
+
+@dataclass
+class StepBatch:
+    """The groups one step trains on, and what drawing them cost."""
+
+    rollout: Rollout
+    rows_B: torch.Tensor  # int64 train-row indices of the groups (global batch)
+    draws: int  # prompt batches rolled out
+    groups_drawn: int
+    informative_drawn: int
+    found_drawn: int  # groups whose target the policy found itself (before any injection)
+    prompt_tokens: int
+
+
+def draw_step_batch(policy, recommender: Recommender, train: EncodedSplit, rows_R: torch.Tensor, config: RLConfig,
+                    run: RunContext, progress: Progress, draws_per_epoch: int, draws_total: int) -> StepBatch:
+    """Roll out the next prompt batch(es) of the epoch order: one batch, or with
+    `informative_batches` further ones until `batch_size` informative groups (or the draw cap)."""
+    kept: list[tuple[torch.Tensor, Rollout]] = []
+    drawn = informative = found = tokens = draws = 0
+    while True:
+        draw = progress.batches_drawn
+        epoch, position = divmod(draw, draws_per_epoch)
+        order = torch.randperm(len(rows_R), generator=torch.Generator().manual_seed(run.seed * 100_003 + 7919 + epoch))
+        global_B = rows_R[order[position * config.batch_size : (position + 1) * config.batch_size]]
+        index_B = run.dist.shard(global_B)
+        share = (len(global_B), len(index_B) * run.dist.rank)
+        # Rollout randomness is a function of (seed, draw) so a resumed run draws the same groups.
+        generator = torch.Generator().manual_seed(run.seed * 1_000_003 + draw)
+        ids_BL, mask_BL = prompt_batch(train, index_B)
+        target_B = train.target_R[index_B].to(run.device)
+        rollout = make_rollout(policy, recommender.codec, ids_BL.to(run.device), mask_BL.to(run.device), target_B,
+                               config.negatives, config.group_size, generator, config.sample_temperature, share, config.inject_target)
+        progress.batches_drawn, draws = draw + 1, draws + 1
+        tokens += int(mask_BL.sum())
+        found += int(rollout.target_found_B.sum())
+        drawn += len(index_B)
+        if not config.informative_batches:
+            return StepBatch(rollout, global_B, draws, drawn, drawn, found, tokens)
+        keep_B = informative_groups(REWARDS[config.reward](rollout.is_target_BG))
+        informative += int(keep_B.sum())
+        kept.append((index_B[keep_B.cpu()], rollout.select(keep_B)))
+        have = sum(len(rows) for rows, _ in kept)
+        if have >= config.batch_size or draws >= config.max_draws_per_step or progress.batches_drawn >= draws_total:
+            break
+    rows_B = torch.cat([rows for rows, _ in kept])[: config.batch_size]
+    if len(rows_B) == 0:  # nothing informative within the cap: train on the last draw (KL term only)
+        return StepBatch(rollout, index_B, draws, drawn, informative, found, tokens)
+    ids_BL, mask_BL = prompt_batch(train, rows_B)
+    pieces = [r for _, r in kept]
+    scores = None if pieces[0].rollout_scores_BG is None else torch.cat([r.rollout_scores_BG for r in pieces])[: len(rows_B)]
+    cat = lambda name: torch.cat([getattr(r, name) for r in pieces])[: len(rows_B)]  # noqa: E731
+    rollout = Rollout(ids_BL.to(run.device), mask_BL.to(run.device), cat("items_BG"), cat("is_target_BG"), cat("tokens_BGT"),
+                      cat("token_mask_BGT"), scores)
+    return StepBatch(rollout, rows_B, draws, drawn, informative, found, tokens)
+
+
+def rl_rows(n_train: int, config: RLConfig, rows: np.ndarray | None) -> torch.Tensor:
+    """The train-row indices RL draws from: `rows` (e.g. the rows held out from SFT) or all of them,
+    then the fixed seeded sample of `rl.max_rows` of those."""
+    rows_R = torch.arange(n_train) if rows is None else torch.as_tensor(rows, dtype=torch.long)
+    if config.max_rows:
+        rows_R = rows_R[torch.from_numpy(sample_rows(len(rows_R), config.max_rows, config.sample_seed))]
+    return rows_R
+
+
 def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
-             config: RLConfig, run: RunContext) -> dict:
+             config: RLConfig, run: RunContext, rows: np.ndarray | None = None) -> dict:
+    """RL on the train rows `rows` (None = every train row); returns steps, valid metrics, seconds."""
     out = Path(run.output_dir)
     policy = recommender.model.to(run.device)
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     if config.batch_size % run.dist.world_size:
         raise ConfigError(f"rl.batch_size={config.batch_size} must be divisible by the {run.dist.world_size} processes so every "
                           "process scores the same number of groups; change rl.batch_size or --num_processes")
+    if config.informative_batches and run.dist.enabled:
+        raise ConfigError("rl.informative_batches=true runs in one process only (which groups are kept would differ per process); "
+                          "set rl.informative_batches=false or run without accelerate/torchrun")
     trained = maybe_compile(run.dist.wrap(policy), run.compile)
     float_mask = needs_float_mask(policy)
-    n_rows = len(train)
-    steps_per_epoch = n_rows // config.batch_size
-    total_steps = config.epochs * steps_per_epoch if config.max_steps <= 0 else min(config.max_steps, config.epochs * steps_per_epoch)
+    rows_R = rl_rows(len(train), config, rows)
+    draws_per_epoch = len(rows_R) // config.batch_size
+    if draws_per_epoch < 1:
+        raise ConfigError(f"RL has {len(rows_R)} train rows, fewer than rl.batch_size={config.batch_size}; lower rl.batch_size or raise rl.max_rows")
+    draws_total = config.epochs * draws_per_epoch
+    total_steps = draws_total if config.max_steps <= 0 else min(config.max_steps, draws_total)
     optimizer, scheduler, progress, resumed = start_or_resume(out, recommender, policy.parameters(), config.lr, config.weight_decay,
                                                               int(config.warmup_ratio * total_steps), total_steps)
     if resumed:
         run.log(f"rl: resuming from {out / 'last'} at step {progress.global_step}/{total_steps}")
+        if "reference" in progress.extra:
+            reference.load_state_dict(progress.extra["reference"])
+        progress.batches_drawn = progress.batches_drawn or progress.global_step  # checkpoints from before batches_drawn
     log = JsonlLog(out / "log.jsonl")
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
     started = time.time()
     bar = tqdm(total=total_steps, initial=progress.global_step, desc="rl", disable=not run.progress_bars, unit="step", leave=False)
     window = {"tokens": 0, "start": time.time()}
     if config.eval_every and progress.global_step == 0:  # the starting point of the valid curve: the init checkpoint
-        _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config)
-    while progress.global_step < total_steps:
-        epoch = progress.global_step // steps_per_epoch
-        step_in_epoch = progress.global_step % steps_per_epoch
-        order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(run.seed * 100_003 + 7919 + epoch))
-        global_B = order[step_in_epoch * config.batch_size : (step_in_epoch + 1) * config.batch_size]
-        index_B = run.dist.shard(global_B)
-        share = (len(global_B), len(index_B) * run.dist.rank)
-        # Rollout randomness is a function of (seed, step) so a resumed run draws the same groups.
-        generator = torch.Generator().manual_seed(run.seed * 1_000_003 + progress.global_step)
-        ids_BL, mask_BL = prompt_batch(train, index_B)
+        _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config, out)
+    while progress.global_step < total_steps and progress.batches_drawn < draws_total:
         policy.eval()
-        rollout = make_rollout(policy, recommender.codec, ids_BL.to(run.device), mask_BL.to(run.device), train.target_R[index_B].to(run.device),
-                               config.negatives, config.group_size, generator, config.sample_temperature, share)
+        batch = draw_step_batch(policy, recommender, train, rows_R, config, run, progress, draws_per_epoch, draws_total)
         policy.train()
-        loss, stats = rl_step_loss(trained, reference, rollout, config, run.bf16, float_mask)
-        check_finite(loss.detach(), "loss", progress.global_step, "rl")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-        check_finite(grad_norm, "gradient norm", progress.global_step, "rl")
-        optimizer.step()
-        scheduler.step()
+        loss, stats = rl_step_loss(trained, reference, batch.rollout, config, run.bf16, float_mask)
+        if config.sft_loss_weight > 0:
+            term, _ = sft_loss(trained, recommender.codec, train, batch.rows_B, run.bf16, run.dist)
+            loss = loss + config.sft_loss_weight * term
+            stats["train/sft_loss"] = float(term.detach())
+        optimizer_step(loss, policy.parameters(), optimizer, scheduler, config.max_grad_norm, progress.global_step, "rl")
         progress.global_step += 1
-        window["tokens"] += int(mask_BL.sum()) + int(rollout.token_mask_BGT.sum())
+        if config.ref_sync_every and progress.global_step % config.ref_sync_every == 0:
+            mix_into_reference(reference, policy, config.ref_sync_alpha)
+        window["tokens"] += batch.prompt_tokens + int(batch.rollout.token_mask_BGT.sum())
         bar.update(1)
         stats["train/loss"] = float(loss.detach())
+        stats.update(_draw_stats(batch, config))
         if run.dist.enabled:  # log the mean over processes, as one process would see it
             everyone = run.dist.gather([stats])
             stats = {k: sum(s[k] for s in everyone) / len(everyone) for k in stats}
         progress.history.append({"step": progress.global_step, **stats})
-        if run.dist.is_main and (progress.global_step % config.log_every == 0 or progress.global_step == total_steps):
+        finished = progress.global_step == total_steps or progress.batches_drawn >= draws_total
+        if run.dist.is_main and (progress.global_step % config.log_every == 0 or finished):
             recent = progress.history[-config.log_every:]
             summary = {k: sum(h[k] for h in recent) / len(recent) for k in recent[0] if k != "step"}
             summary["train/tokens_per_s"] = window["tokens"] / max(1e-9, time.time() - window["start"])
             log.write({"stage": "rl", "step": progress.global_step, "train/lr": scheduler.get_last_lr()[0], **summary})
             bar.set_postfix(loss=f"{summary['train/loss']:.4f}", hit=f"{summary['rollout/target_in_group']:.2f}")
+            if not run.progress_bars:
+                run.log(f"rl step {progress.global_step}/{total_steps}: loss {summary['train/loss']:.4f}  "
+                        f"target in group {summary['rollout/target_in_group']:.2f}  [{time.time() - started:.0f}s]")
             window = {"tokens": 0, "start": time.time()}
-        if config.eval_every and progress.global_step % config.eval_every == 0 and progress.global_step < total_steps:
-            _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config)
-        if progress.global_step % config.save_every == 0 or progress.global_step == total_steps:
-            save_training_state(out / "last", recommender, optimizer, scheduler, progress, run.dist)
+        if config.eval_every and progress.global_step % config.eval_every == 0 and not finished:
+            _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config, out)
+            if config.patience and progress.bad_epochs >= config.patience:
+                run.log(f"rl: stopping early at step {progress.global_step}: {config.patience} evaluations without a better "
+                        f"valid recall@{config.target_k}")
+                finished = True
+        if progress.global_step % config.save_every == 0 or finished:
+            save_training_state(out / "last", recommender, optimizer, scheduler, progress, run.dist, _resume_extra(reference, config))
+        if finished:
+            break
     bar.close()
-    metrics = _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config)
-    save_best(out / "final", recommender, {"step": progress.global_step, "valid": metrics}, run.dist)
-    return {"steps": progress.global_step, "valid": metrics, "seconds": time.time() - started}
+    metrics = _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config, out)
+    result = {"steps": progress.global_step, "valid": metrics}
+    if config.select_best and (out / "best" / "best.json").exists():
+        best = json.loads((out / "best" / "best.json").read_text())
+        load_weights_into(recommender, out / "best")
+        result = {"steps": progress.global_step, "valid": best["valid"], "best_step": best["step"]}
+        run.log(f"rl: final/ is the step-{best['step']} checkpoint, the best on valid recall@{config.target_k}")
+    save_best(out / "final", recommender, {"step": result.get("best_step", progress.global_step), "valid": result["valid"]}, run.dist)
+    return {**result, "seconds": time.time() - started}
 
 
-def _evaluate_valid(recommender, dataset, valid, rows, progress, log, run, config) -> dict:
-    predictions = beam_predictions(recommender, dataset, valid, rows, max(20, config.group_size), 32,
+def _draw_stats(batch: StepBatch, config: RLConfig) -> dict:
+    if not config.informative_batches and not config.inject_target:
+        return {}
+    return {"rollout/target_in_group": batch.found_drawn / max(1, batch.groups_drawn),
+            "rollout/informative_share": batch.informative_drawn / max(1, batch.groups_drawn),
+            "rollout/draws": float(batch.draws)}
+
+
+def _resume_extra(reference: torch.nn.Module, config: RLConfig) -> dict | None:
+    """A synced reference is part of the run's state: save it so a resume continues from it."""
+    return {"reference": reference.state_dict()} if config.ref_sync_every else None
+
+
+def _evaluate_valid(recommender, dataset, valid, rows, progress, log, run, config, out) -> dict:
+    """Valid Recall/NDCG on the fixed row sample; tracks the best Recall@target_k for
+    `select_best` (saving it to best/) and `patience` (counting evaluations without a gain)."""
+    ks = tuple(sorted({*VALID_KS, config.target_k}))
+    predictions = beam_predictions(recommender, dataset, valid, rows, max(20, config.group_size, config.target_k), 32,
                                    progress=run.progress_bars, desc="rl valid", dist=run.dist)
-    metrics = predictions.metrics((1, 3, 5, 10))
+    metrics = predictions.metrics(ks)
+    if config.select_best or config.patience:
+        score = metrics[f"recall@{config.target_k}"]
+        if score > progress.best_metric:
+            progress.best_metric, progress.best_epoch, progress.bad_epochs = score, progress.global_step, 0
+            if config.select_best:
+                save_best(out / "best", recommender, {"step": progress.global_step, "valid": metrics}, run.dist)
+        else:
+            progress.bad_epochs += 1
     if not run.dist.is_main:
         return metrics
     log.write({"stage": "rl", "step": progress.global_step, **{f"eval/{k}": v for k, v in metrics.items()}})
