@@ -20,23 +20,12 @@ import tawin
 from tawin.config import load_config
 from tawin.data.dataset import ItemTable
 from tawin.data.io import load_dataset, load_items
+from tawin.data.sid_collisions import make_unique, resolve_collisions
 from tawin.errors import ConfigError, DataError
 from tawin.items import embed as embed_module
 from tawin.items.embed import EMBED_DIM, embed_items, item_texts, model_path
-from tawin.items.sids import (
-    SIDConfig,
-    build_semantic_ids,
-    build_sids_for_dataset,
-    codes_to_tokens,
-    fit_residual_kmeans,
-    kmeans,
-    level_epsilons,
-    make_unique,
-    read_dataset_without_sids,
-    read_items,
-    require_valid,
-    resolve_collisions,
-)
+from tawin.items.kmeans import fit_residual_kmeans, kmeans
+from tawin.items.sids import SIDConfig, build_semantic_ids, build_sids_for_dataset, codes_to_tokens, level_epsilons, require_valid
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TOYS = SHARED / "data" / "Toys_and_Games" / "rere" / "info" / "Toys_and_Games_5_2016-10-2018-11.txt"
@@ -297,9 +286,9 @@ def test_folder_without_sids_is_read_leniently(tmp_path):
     strip_sids(folder)
     with pytest.raises(DataError, match="field 'sid' is empty"):
         load_dataset(folder)
-    items = read_items(folder / "items.parquet")
+    items = load_items(folder / "items.parquet", require_sids=False)
     assert len(items) == 3686 and set(items.sid) == {()}
-    assert read_dataset_without_sids(folder).split("test").target.shape == (4533,)
+    assert load_dataset(folder, require_sids=False).split("test").target.shape == (4533,)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ import torch
 
 from tawin.data.dataset import Interactions, ItemTable
 from tawin.data.io import load_dataset
+from tawin.data.sid_collisions import make_unique
 from tawin.decoding.beam import constrained_beam_search
 from tawin.decoding.scoring import score_all_items, score_items
 from tawin.errors import ConfigError
 from tawin.eval.config import EvalConfig
 from tawin.eval.diagnostics import DIAGNOSTIC_KS, diagnostics, exact_scores
-from tawin.items.sids import make_unique
 from tawin.items.trie import ItemTrie
 from tawin.models.batching import encode_split, prompt_batch
 from tawin.models.build import ModelConfig, build_recommender

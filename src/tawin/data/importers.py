@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tawin.data.dataset import SPLITS, Dataset, Interactions, ItemTable
+from tawin.data.sid_collisions import make_unique
 from tawin.errors import DataError
 
 INTER_HEADER = ["user_id:token", "item_id_list:token_seq", "item_id:token"]
@@ -155,8 +156,6 @@ def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
     )
     # The dataset's own SIDs collide for a few duplicate listings; the same rule as for built
     # SIDs gives every item a unique sequence (an extra disambiguation level).
-    from tawin.items.sids import make_unique
-
     unique_sids, report = make_unique(items.sid) if all(items.sid) else (items.sid, None)
     meta = {
         "description": f"{name}: imported from MiniOneRec .inter/index.json (+ ReRe CSV timestamps/ASINs)",

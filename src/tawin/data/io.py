@@ -295,11 +295,13 @@ def load_split(path: Path, known_items: set[int] | np.ndarray) -> Interactions:
     return Interactions(np.arange(len(user), dtype=np.int64), user, history_RH, history_len.astype(np.int64), target, timestamp)
 
 
-def load_dataset(folder: str | Path, allow_empty_splits: bool = False) -> Dataset:
+def load_dataset(folder: str | Path, allow_empty_splits: bool = False, require_sids: bool = True) -> Dataset:
     """Read and validate a canonical dataset folder (see :mod:`tawin.data.dataset`).
 
     Training and evaluation need rows in every split, so an empty split is an error unless
-    `allow_empty_splits` (for inspecting a dataset, e.g. `tawin data show`).
+    `allow_empty_splits` (for inspecting a dataset, e.g. `tawin data show`). With
+    ``require_sids=False`` the items may lack semantic IDs (see :func:`load_items`), as they do
+    before `tawin items build-sids`.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -312,7 +314,7 @@ def load_dataset(folder: str | Path, allow_empty_splits: bool = False) -> Datase
             f"{folder}: missing file(s) {', '.join(missing)}; a dataset folder needs items.parquet and the train, valid and test "
             "splits (train.parquet, valid.parquet, test.parquet). Restore them or re-create the folder with `tawin data import` or `tawin data prepare`."
         )
-    items = load_items(folder / "items.parquet")
+    items = load_items(folder / "items.parquet", require_sids)
     splits = {name: load_split(folder / f"{name}.parquet", items.item_id) for name in SPLITS}
     empty = [name for name, split in splits.items() if len(split) == 0]
     if empty and not allow_empty_splits:
