@@ -167,3 +167,39 @@ def test_lever_settings_are_checked():
     text = " ".join(problems)
     for field in ("inject_target", "ref_sync_alpha", "sft_loss_weight", "eval_every", "max_draws_per_step"):
         assert field in text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 500), st.floats(0.0, 0.95), st.sampled_from(["latest", "random"]), st.integers(0, 1000))
+def test_holdout_splits_train_rows_into_disjoint_sft_and_rl_rows(n_rows, fraction, order, seed):
+    from tawin.data.holdout import holdout_rows
+
+    sft_rows, rl_rows_ = holdout_rows(n_rows, fraction, order, seed)
+    if fraction == 0:
+        assert sft_rows.tolist() == rl_rows_.tolist() == list(range(n_rows))
+        return
+    assert not set(sft_rows.tolist()) & set(rl_rows_.tolist())
+    assert sorted(sft_rows.tolist() + rl_rows_.tolist()) == list(range(n_rows))
+    assert len(rl_rows_) == int(__import__("math").ceil(fraction * n_rows))
+    if order == "latest":
+        assert rl_rows_.tolist() == list(range(n_rows - len(rl_rows_), n_rows))
+
+
+def test_held_out_rows_never_reach_sft(industrial_small, encoded, tiny_recommender, tmp_path, monkeypatch):
+    import tawin.sft.train as sft_train
+    from tawin.data.holdout import holdout_rows
+    from tawin.sft.config import SFTConfig
+
+    seen: list[int] = []
+    real_loss = sft_train.sft_loss
+
+    def recording_loss(model, codec, split, index_B, *args, **kwargs):
+        seen.extend(index_B.tolist())
+        return real_loss(model, codec, split, index_B, *args, **kwargs)
+
+    monkeypatch.setattr(sft_train, "sft_loss", recording_loss)
+    sft_rows, rl_rows_ = holdout_rows(len(encoded["train"]), 0.25, "random", 0)
+    config = SFTConfig(epochs=1, batch_size=32, eval_rows=8, eval_beams=10)
+    sft_train.train_sft(tiny_recommender, industrial_small, encoded["train"], encoded["valid"], config, _context(tmp_path), rows=sft_rows)
+    assert sorted(seen) == sorted(sft_rows.tolist())  # every SFT row once, no held-out row
+    assert not set(seen) & set(rl_rows_.tolist())
