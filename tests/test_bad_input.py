@@ -19,7 +19,8 @@ import yaml
 from tawin.cli import main
 from tawin.config import load_config
 from tawin.errors import UserError
-from tawin.pipeline import PipelineConfig, RunFolder
+from tawin.run.config import PipelineConfig
+from tawin.run.folder import RunFolder
 
 from test_validation import rewrite, tiny_dataset
 

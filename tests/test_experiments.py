@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from tawin.errors import ConfigError
-from tawin.experiments.cli import choose_anchor, collect_results
+from tawin.experiments.results import collect_results
+from tawin.experiments.worker import choose_anchor
 from tawin.experiments.grid import expand_cells, load_experiment, parse_experiment, slug
 from tawin.experiments.report import (
     anchor_sweep,
@@ -70,7 +71,7 @@ def test_shipped_anchor_sweep_config_covers_each_anchor():
 
 
 def test_anchor_auto_is_target_k_minus_one_and_overrides_route_by_key(tmp_path):
-    data = {"base": {"rl": {"weighting": "tawin"}}, "methods": {"TAWin@5": {"target_k": 5, "anchor": "auto"}}}
+    data = {"base": {"rl": {"weighting": "tawin"}}, "methods": {"TAWin@5": {"target_k": 5, "anchor": None}}}
     path = tmp_path / "experiment.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     experiment = load_experiment(path, ["seeds=[3, 4]", "rl.max_steps=7", "report.goal_k=5"])
@@ -92,7 +93,7 @@ def test_diagnostics_seeds_choose_the_cells_that_get_diagnostics():
 def test_every_problem_is_reported_at_once():
     data = {
         "base": {"seed": 1, "rl": {"group_size": 4}},
-        "methods": {"GRPO": {"negatvies": "random"}, "TAWin": {"anchor": 5}, "Swept": {"anchor": {"auto": "sweep", "candidates": []}}},
+        "methods": {"GRPO": {"negatvies": "random"}, "TAWin": {"anchor": 5}, "Swept": {"anchor": {"best_on_valid": []}}},
         "anchors": [1, 2],
         "baselines": ["bpr"],
         "report": {"candidate": "Nope"},
@@ -100,7 +101,8 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as error:
         parse_experiment(data)
     message = str(error.value)
-    for expected in ("base.seed", "did you mean 'negatives'", "no method has sweep_anchor", "'bpr'", "candidates must list",
+    for expected in ("base.seed", "did you mean 'negatives'", "anchors: the σ* list of an anchor grid sits in its method", "'bpr'",
+                     "best_on_valid must list",
                      "report.candidate='Nope'"):
         assert expected in message, expected
     with pytest.raises(ConfigError, match=r"rl.anchor=5 lies outside the group's G−1=3 negatives"):
@@ -108,7 +110,7 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError, match="share the folder name 'tawin-2'"):
         parse_experiment({"methods": {"TAWin (σ*=2)": {"anchor": 2}, "TAWin 2": {"anchor": 2}}})
     with pytest.raises(ConfigError, match="two cells are labelled 'TAWin \\(σ\\*=2\\)'"):
-        parse_experiment({"methods": {"TAWin (σ*=2)": {"anchor": 2}, "TAWin": {"sweep_anchor": True}}, "anchors": [2]})
+        parse_experiment({"methods": {"TAWin (σ*=2)": {"anchor": 2}, "TAWin": {"anchor": {"grid": [2]}}}})
 
 
 def test_slug_and_anchor_choice():
@@ -207,7 +209,7 @@ def test_write_report_draws_every_plot(tmp_path):
 
 
 def test_collect_results_records_the_resolved_anchor(tmp_path):
-    experiment = parse_experiment({"methods": {"SFT": None, "TAWin auto": {"weighting": "tawin", "target_k": 5, "anchor": "auto"}}})
+    experiment = parse_experiment({"methods": {"SFT": None, "TAWin auto": {"weighting": "tawin", "target_k": 5, "anchor": None}}})
     cells = expand_cells(experiment)
     for cell in cells:
         (tmp_path / cell.id).mkdir(parents=True)
@@ -232,7 +234,7 @@ def test_experiment_runs_resumes_and_redoes_only_a_missing_cell(tmp_path, capsys
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({
         "name": "tiny", "base": {**TINY_BASE, "data": {"dataset": str(data)}}, "seeds": [0], "baselines": ["popularity"],
-        "methods": {"SFT only": None, "TAWin": {"weighting": "tawin", "target_k": 3, "anchor": {"auto": "sweep", "candidates": [1, 2]}}},
+        "methods": {"SFT only": None, "TAWin": {"weighting": "tawin", "target_k": 3, "anchor": {"best_on_valid": [1, 2]}}},
         "report": {"reference": "SFT only", "candidate": "TAWin", "bootstrap_resamples": 200},
     }, allow_unicode=True))
     out = tmp_path / "out"
@@ -241,7 +243,7 @@ def test_experiment_runs_resumes_and_redoes_only_a_missing_cell(tmp_path, capsys
     results = json.loads((out / "results.json").read_text())
     assert results["complete"] and set(results["cells"]) == {"seed_0/sft-only", "seed_0/tawin", "seed_0/popularity"}
     tawin = results["cells"]["seed_0/tawin"]
-    assert tawin["anchor"] in (1, 2) and tawin["anchor_mode"] == "sweep" and set(tawin["anchor_sweep"]["scores"]) == {"1", "2"}
+    assert tawin["anchor"] in (1, 2) and tawin["anchor_mode"] == "best_on_valid" and set(tawin["anchor_sweep"]["scores"]) == {"1", "2"}
     assert tawin["config"]["rl"]["anchor"] == tawin["anchor"] and tawin["config"]["seed"] == 0
     assert all(math.isfinite(e["metrics"]["recall@3"]) and e["metrics"]["n_rows"] == 16 for e in results["cells"].values())
     report = (out / "report.md").read_text()

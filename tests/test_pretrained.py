@@ -35,7 +35,7 @@ from tawin.models.batching import encode_split, prompt_batch
 from tawin.models.build import ModelConfig, build_recommender, load_recommender, save_recommender
 from tawin.models.pretrained import SMOLLM2_FILE, ModelSource, apply_lora, has_lora, load_causal_lm, resolve_model_source
 from tawin.models.prompt import encode_prompts, render_prompt
-from tawin.pipeline import PipelineConfig
+from tawin.run.config import PipelineConfig
 
 from conftest import REPO, TINY_MODEL
 

@@ -53,7 +53,7 @@ def test_item_token_mask_marks_exactly_the_semantic_id_tokens(industrial, tiny_r
 def test_history_loss_is_refused_for_titles():
     from tawin.config import load_config
     from tawin.errors import ConfigError
-    from tawin.pipeline import PipelineConfig
+    from tawin.run.config import PipelineConfig
 
     with pytest.raises(ConfigError, match=r"sft.history_loss_weight=1.0 needs model.item_repr: sid"):
         load_config(PipelineConfig, overrides=["model.item_repr=title", "model.name_or_path=smollm2", "sft.history_loss_weight=1"])

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import get_args
 
 from tawin.errors import UserError
 from tawin.runtime import quiet_libraries
@@ -27,7 +28,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load_pipeline_config(args) -> "PipelineConfig":
     from tawin.config import load_config
-    from tawin.pipeline import PipelineConfig
+    from tawin.run.config import PipelineConfig
 
     overrides = list(args.set)
     if getattr(args, "dataset", None):
@@ -45,9 +46,7 @@ def _load_pipeline_config(args) -> "PipelineConfig":
 
 
 def cmd_run(args) -> int:
-    from dataclasses import replace
-
-    from tawin.runner import run_pipeline
+    from tawin.run.pipeline import run_pipeline
 
     config = _load_pipeline_config(args)
     run_pipeline(config, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress)
@@ -55,51 +54,54 @@ def cmd_run(args) -> int:
 
 
 def cmd_sft(args) -> int:
-    from tawin.pipeline import RunFolder
-    from tawin.runner import Session, sft_stage
+    from tawin.run.folder import RunFolder
+    from tawin.run.session import Session
+    from tawin.run.stages import sft_stage
 
     config = _load_pipeline_config(args)
     out = Path(args.out)
-    session = Session(config, not args.no_progress)  # a bad dataset fails before the folder is touched
+    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
     with RunFolder(out, config, args.overwrite, kind="sft"):
-        best = sft_stage(session, out)
+        best = sft_stage(session, config, out)
     print(f"best checkpoint: {best}")
     return 0
 
 
 def cmd_rl(args) -> int:
-    from tawin.pipeline import RunFolder
-    from tawin.runner import Session, rl_stage
-
     from tawin.models.build import check_checkpoint
+    from tawin.run.folder import RunFolder
+    from tawin.run.session import Session
+    from tawin.run.stages import rl_stage
 
     config = _load_pipeline_config(args)
     check_checkpoint(args.init)  # before the output folder is touched
     out = Path(args.out)
-    session = Session(config, not args.no_progress)  # a bad dataset fails before the folder is touched
+    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
     with RunFolder(out, config, args.overwrite, kind="rl"):
-        final = rl_stage(session, Path(args.init), out)
+        final = rl_stage(session, config, Path(args.init), out)
     print(f"final checkpoint: {final}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from tawin.pipeline import RunFolder, results_table
-    from tawin.runner import Session, eval_stage, popularity_stage
-
+    from tawin.metrics.ranking import DEFAULT_KS
     from tawin.models.build import check_checkpoint
+    from tawin.run.folder import RunFolder
+    from tawin.run.pipeline import results_table
+    from tawin.run.session import Session
+    from tawin.run.stages import eval_stage, popularity_stage
 
     config = _load_pipeline_config(args)
     if args.checkpoint != "popularity":
         check_checkpoint(args.checkpoint)  # before the output folder is touched
     out = Path(args.out)
-    session = Session(config, not args.no_progress)  # a bad dataset fails before the folder is touched
+    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
     with RunFolder(out, config, args.overwrite, kind="eval"):
         if args.checkpoint == "popularity":
-            metrics = popularity_stage(session, out)
+            metrics = popularity_stage(session, config, out)
         else:
-            metrics = eval_stage(session, Path(args.checkpoint), out)
-    ks = tuple(k for k in (1, 3, 5, 10, 20) if f"recall@{k}" in metrics)
+            metrics = eval_stage(session, config, Path(args.checkpoint), out)
+    ks = tuple(k for k in DEFAULT_KS if f"recall@{k}" in metrics)
     print(results_table({args.checkpoint: metrics}, ks))
     extra = {k: v for k, v in metrics.items() if k.startswith(("auc", "opauc", "wpauc", "exact_"))}
     if extra:
@@ -115,14 +117,14 @@ def cmd_recommend(args) -> int:
     from tawin.models.batching import item_positions
     from tawin.models.prompt import encode_prompts, left_pad, render_prompt
     from tawin.decoding.beam import constrained_beam_search
-    from tawin.runner import Session
+    from tawin.run.session import Session
 
     config = _load_pipeline_config(args)
     try:
         history = [int(x) for x in args.history.replace(",", " ").split()]
     except ValueError:
         raise UserError(f"--history {args.history!r} must be item ids separated by commas, e.g. --history 117,118,130") from None
-    session = Session(config, progress=False)
+    session = Session.open(config, progress=False)
     items = session.dataset.items
     known = set(items.item_id.tolist())
     unknown = [i for i in history if i not in known]
@@ -150,7 +152,8 @@ def cmd_baseline(args) -> int:
     from tawin.checkpoint import atomic_write_json
     from tawin.config import load_config
     from tawin.data.io import load_dataset
-    from tawin.pipeline import dataset_path, results_table
+    from tawin.run.config import dataset_path
+    from tawin.run.pipeline import results_table
 
     config = load_config(SequentialBaselineConfig, args.config, args.set)
     dataset = load_dataset(dataset_path(args.dataset))
@@ -177,7 +180,7 @@ def cmd_data_import(args) -> int:
 
 def cmd_data_show(args) -> int:
     from tawin.data.io import load_dataset
-    from tawin.pipeline import dataset_path
+    from tawin.run.config import dataset_path
 
     dataset = load_dataset(dataset_path(args.dataset), allow_empty_splits=True)
     print(f"{dataset.name}: {len(dataset.items)} items, SID depth {len(dataset.items.sid[0])}")
@@ -195,7 +198,7 @@ def cmd_data_show(args) -> int:
 def cmd_build_sids(args) -> int:
     from tawin.config import load_config
     from tawin.items.sids import SIDConfig, build_sids_for_dataset
-    from tawin.pipeline import dataset_path
+    from tawin.run.config import dataset_path
 
     config = load_config(SIDConfig, args.config, args.set)
     source = dataset_path(args.dataset) if not Path(args.dataset).exists() else Path(args.dataset)
@@ -205,6 +208,9 @@ def cmd_build_sids(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tawin.baselines.sequential import BaselineKind
+    from tawin.eval.config import EvalSplit
+
     parser = argparse.ArgumentParser(prog="tawin", description="RL for LLM generative recommenders: GRPO, ReRe and TAWin (windowed partial AUC).")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -250,14 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arguments(p)
     p.add_argument("--checkpoint", required=True, help="model folder, or 'popularity' for the popularity baseline")
     p.add_argument("--out", required=True)
-    p.add_argument("--split", choices=["valid", "test"])
+    p.add_argument("--split", choices=get_args(EvalSplit))
     p.add_argument("--beams", type=int, help="shorthand for --set eval.num_beams=…")
     p.add_argument("--diagnostics", action="store_true", help="exact scores of every item: auc, opauc, wpauc@K")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_eval)
 
     p = commands.add_parser("baseline", help="classical baselines on the same split and metric code: popularity, sasrec, gru4rec")
-    p.add_argument("kind", choices=["popularity", "sasrec", "gru4rec"])
+    p.add_argument("kind", choices=["popularity", *get_args(BaselineKind)])
     p.add_argument("--dataset", default="industrial")
     p.add_argument("--out", required=True)
     p.add_argument("--config", help="YAML with SequentialBaselineConfig fields")

@@ -33,7 +33,7 @@ def _coerce(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
         if not isinstance(value, dict):
             problems.append(f"{path} is a section of {annotation.__name__} fields, not a single value ({value!r}); write it as a mapping, e.g. {path}: {{field: value}}")
             return None
-        return _build(annotation, value, path, problems)
+        return build_config(annotation, value, path, problems)
     if isinstance(value, dict):
         problems.append(f"{path} is a single value ({_describe(annotation)}), not a section; got the mapping {value!r}")
         return None
@@ -69,8 +69,11 @@ def _coerce(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
             return None
         item_type = item_types[0] if item_types else Any
         return tuple(_coerce(v, item_type, f"{path}[{i}]", problems) for i, v in enumerate(value))
-    if annotation is Any:
-        return value
+    return _coerce_scalar(value, annotation, path, problems)
+
+
+def _coerce_scalar(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
+    """`value` as a bool, int, float or str (YAML and --set strings such as "true" or "3" included)."""
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -104,7 +107,7 @@ def _coerce(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
             problems.append(f"{path}={value!r} must be a string")
             return None
         return str(value)
-    return value
+    return value  # Any, or a type this loader does not convert
 
 
 def _scalar(text: str) -> Any:
@@ -132,7 +135,12 @@ def _describe(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def _build(cls, data: dict, prefix: str, problems: list[str]):
+def build_config(cls, data: dict, prefix: str, problems: list[str]):
+    """`cls` from a mapping, each value coerced to its field's type; None when anything is wrong.
+
+    Unknown keys (with a did-you-mean suggestion) and values of the wrong type are appended to
+    `problems`, each named by its dotted path under `prefix`; the ``check()`` rules are not run.
+    """
     types_by_name = _field_types(cls)
     kwargs = {}
     for key, value in data.items():
@@ -197,7 +205,7 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | tupl
         except ConfigError as error:
             problems.append(str(error))
     where = f" in {path} and --set overrides" if path else ""
-    config = _build(cls, data, "", problems)
+    config = build_config(cls, data, "", problems)
     if problems:
         raise ConfigError(f"invalid configuration{where}: {_join(problems)} Fix these keys in the YAML file or the --set overrides.")
     problems = validate(config)
@@ -243,9 +251,3 @@ def to_dict(config) -> dict:
         return value
     return convert(dataclasses.asdict(config))
 
-
-def dump_yaml(config, path: Path) -> None:
-    """Save the resolved config next to an output (atomic write)."""
-    from tawin.checkpoint import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

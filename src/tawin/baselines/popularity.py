@@ -3,6 +3,8 @@
 Items are ordered by how often they are a TRAIN target, most frequent first, ties broken by the
 smaller item id; items that are never a train target follow in id order when a catalogue is given.
 No history is used and nothing is masked, so this is the floor every personalised model must beat.
+:func:`popularity_predictions` is the one path of both `tawin eval --checkpoint popularity` and
+`tawin baseline popularity`: ranked lists scored by log train frequency, in the LLM's format.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from tawin.data.dataset import Dataset, Interactions
-from tawin.metrics.ranking import topk_metrics
-
-DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10, 20)
+from tawin.eval.evaluate import Predictions
+from tawin.metrics.ranking import DEFAULT_KS
 
 
 def popularity_ranking(train: Interactions, n_rows: int, top: int, catalogue: np.ndarray | None = None) -> np.ndarray:
@@ -38,8 +39,25 @@ def popularity_ranking(train: Interactions, n_rows: int, top: int, catalogue: np
     return np.tile(ranked, (n_rows, 1))
 
 
+def popularity_predictions(dataset: Dataset, split: str, rows: np.ndarray, top: int) -> Predictions:
+    """The popularity list (whole catalogue as fallback) for `rows` of `split`.
+
+    Each item's score is its add-one smoothed log train frequency, log((c_i + 1) / (T + U)) with
+    T train rows and U distinct train targets, so predictions.jsonl stays informative.
+
+    Returns:
+        Predictions of R = len(rows) rows and B = min(top, N) items each.
+    """
+    train, interactions = dataset.split("train"), dataset.split(split)
+    ranked_B = popularity_ranking(train, 1, top, dataset.items.item_id)[0]
+    seen, counts = np.unique(train.target, return_counts=True)
+    frequency = dict(zip(seen.tolist(), counts.tolist()))
+    scores_B = np.log(np.array([frequency.get(i, 0) + 1 for i in ranked_B], dtype=np.float64) / (len(train.target) + len(seen)))
+    return Predictions(interactions.row[rows], interactions.user[rows], interactions.target[rows],
+                       np.tile(ranked_B, (len(rows), 1)), np.repeat(scores_B[None], len(rows), axis=0).astype(np.float32))
+
+
 def evaluate_popularity(dataset: Dataset, split: str, ks: tuple[int, ...] = DEFAULT_KS) -> dict:
-    """Recall@K and NDCG@K of the train-popularity list on `split` (keys as in `topk_metrics`)."""
-    interactions = dataset.split(split)
-    ranked_RB = popularity_ranking(dataset.split("train"), len(interactions), max(ks), catalogue=dataset.items.item_id)
-    return topk_metrics(ranked_RB, interactions.target, ks=ks)
+    """Recall@K and NDCG@K of the train-popularity list on every row of `split` (keys as in `topk_metrics`)."""
+    rows = np.arange(len(dataset.split(split)))
+    return popularity_predictions(dataset, split, rows, max(ks)).metrics(ks)

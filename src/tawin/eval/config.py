@@ -1,18 +1,28 @@
-"""Evaluation stage configuration."""
+"""Evaluation stage configuration, and the cut-offs K that every table reports.
+
+``eval.ks`` defaults to :data:`tawin.metrics.ranking.DEFAULT_KS` (what metrics.json holds);
+:data:`REPORT_KS` are the columns of the results tables and the K of the diagnostics' WPAUC@K.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
+
+from tawin.metrics.ranking import DEFAULT_KS
+
+EvalSplit = Literal["valid", "test"]
+REPORT_KS: tuple[int, ...] = (1, 3, 5, 10)
+"""Cut-offs K of the results tables (`tawin run`, experiment reports) and of WPAUC@K."""
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    split: Literal["valid", "test"] = "test"
+    split: EvalSplit = "test"
     """Split to evaluate."""
     num_beams: int = 50
     """Beams of the constrained beam search = ranked items per row; must be ≥ max(ks)."""
-    ks: tuple[int, ...] = (1, 3, 5, 10, 20)
+    ks: tuple[int, ...] = DEFAULT_KS
     """Cut-offs K for Recall@K (= HR@K with one positive) and NDCG@K."""
     batch_size: int = 32
     """Prompts decoded together (each holds num_beams beams)."""
@@ -24,8 +34,13 @@ class EvalConfig:
     """Also score every catalogue item exactly for each row and report AUC, OPAUC and WPAUC@K."""
     diagnostics_rows: int = 1000
     """Rows (fixed seeded sample) for the exact full-catalogue diagnostics (0 = all rows)."""
-    opauc_group_size: int = 16
-    """G in OPAUC's max_fpr = (G−1)/n⁻: the FPR range that beam negatives of a group of G cover."""
+    opauc_group_size: int | None = None
+    """G in OPAUC's max_fpr = (G−1)/n⁻: the FPR range that beam negatives of a group of G cover.
+    null = rl.group_size, the G the model was trained with (see `PipelineConfig.resolved_eval`)."""
+
+    def resolved(self, group_size: int) -> "EvalConfig":
+        """This config with an unset opauc_group_size filled in from the RL group size G."""
+        return self if self.opauc_group_size is not None else replace(self, opauc_group_size=group_size)
 
     def check(self) -> list[str]:
         """Every impossible combination, each with its value, the rule and the fix."""
@@ -46,6 +61,26 @@ class EvalConfig:
         for name in ("max_rows", "diagnostics_rows"):
             if getattr(self, name) < 0:
                 problems.append(f"eval.{name}={getattr(self, name)} must be ≥ 0 (0 = all rows)")
-        if self.opauc_group_size < 2:
-            problems.append(f"eval.opauc_group_size={self.opauc_group_size} must be ≥ 2; use the RL group size (e.g. 16)")
+        if self.opauc_group_size is not None and self.opauc_group_size < 2:
+            problems.append(f"eval.opauc_group_size={self.opauc_group_size} must be ≥ 2; use the RL group size (e.g. 16), or null for rl.group_size")
+        return problems
+
+    def check_catalogue(self, n_items: int) -> list[str]:
+        """The rules that need the catalogue size N (run when the dataset is loaded, before any
+        training): the diagnostics need 2 ≤ G ≤ N and at least K negatives for each WPAUC@K."""
+        if not self.diagnostics:
+            return []
+        n_neg = n_items - 1
+        problems = []
+        if self.opauc_group_size is not None and not 2 <= self.opauc_group_size <= n_items:
+            problems.append(
+                f"eval.opauc_group_size={self.opauc_group_size} must lie in [2, N={n_items}]: OPAUC's "
+                f"max_fpr = (G−1)/n⁻ needs at least one and at most n⁻={n_neg} negatives; use the RL group size (e.g. 16)"
+            )
+        too_big = [k for k in REPORT_KS if k > n_neg]
+        if too_big:
+            problems.append(
+                f"wpauc@K for K={too_big} needs at least K negatives but the catalogue has n⁻={n_neg}; "
+                f"run the diagnostics on a catalogue of more than {max(REPORT_KS)} items"
+            )
         return problems

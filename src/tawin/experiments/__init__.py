@@ -1,8 +1,11 @@
 """Experiments — grids of methods × seeds (× anchors σ*) that reproduce the paper's claims.
 
 * :mod:`tawin.experiments.grid` — the experiment YAML schema, validation, and its cells;
-* :mod:`tawin.experiments.cli` — ``tawin experiment CONFIG --out DIR``: runs the cells (one SFT
-  checkpoint per seed, resumable) and writes results.json;
+* :mod:`tawin.experiments.cli` — ``tawin experiment CONFIG --out DIR``: the command line;
+* :mod:`tawin.experiments.run` — one experiment folder: validate, run the unfinished cells, report;
+* :mod:`tawin.experiments.worker` — one cell: resolve → train → evaluate → cell.json;
+* :mod:`tawin.experiments.pool` — ``--jobs``: cells in worker processes that stop with their parent;
+* :mod:`tawin.experiments.results` — cell.json, the cells' paths and results.json;
 * :mod:`tawin.experiments.report` — report.md (mean ± std, gains, goal line, paired bootstrap,
   diagnostics, anchor sweep) and the plots.
 

@@ -9,23 +9,34 @@ An experiment file (see ``configs/experiments/``)::
       SFT only: null                # null or {sft_only: true}: evaluate the SFT checkpoint
       ReRe: {negatives: beam, reward: rank, weighting: none}
       TAWin (σ*=2): {weighting: tawin, target_k: 3, anchor: 2}
-      TAWin auto: {weighting: tawin, target_k: 3, anchor: auto}   # σ* = target_k − 1 (Lemma 3.5)
-      TAWin swept: {weighting: tawin, anchor: {auto: sweep, candidates: [1, 2, 3]}}
-      TAWin: {weighting: tawin, sweep_anchor: true}               # one cell per σ* in `anchors`
-    anchors: [0, 1, 2, 3, 4, 6, 8]  # σ* grid for methods marked sweep_anchor
+      TAWin (K−1): {weighting: tawin, target_k: 5, anchor: null}
+      TAWin (valid): {weighting: tawin, target_k: 3, anchor: {best_on_valid: [1, 2, 3]}}
+      TAWin: {weighting: tawin, anchor: {grid: [0, 1, 2, 3, 4, 6, 8]}}
     baselines: [sasrec, gru4rec, popularity]
     baseline: {max_epochs: 50}      # SequentialBaselineConfig overrides for sasrec/gru4rec
     diagnostics: true               # eval.diagnostics for every LLM cell (AUC, OPAUC, WPAUC@K)
     diagnostics_seeds: [0]          # ...of these seeds only (default: every seed)
     report: {reference: ReRe, candidate: TAWin (σ*=2), goal_k: 3, goal_ratio: 1.045}
 
-``anchor: {auto: sweep, …}`` trains every candidate on the seed's SFT checkpoint, scores each on
-the valid split (Recall@target_k, eval.max_rows rows) and reports the best one on the eval split;
-the choice and every candidate's valid score are recorded in results.json. Seeds, anchors and
-the resolved configs are all validated before any work starts, and every problem is reported in
-one :class:`~tawin.errors.ConfigError`. ``diagnostics``, ``diagnostics_seeds`` and ``report`` may
-change on a finished experiment folder: a rerun then adds the diagnostics to the finished cells
-(their checkpoints are scored; nothing is retrained) and rewrites the report.
+A TAWin method's σ* (``anchor``) has one spelling per meaning, recorded as the cell's
+``anchor_mode`` in results.json:
+
+* ``anchor: 2`` — that σ* (``config``);
+* ``anchor: null`` — σ* = target_k − 1, the window that targets Recall@target_k (Lemma 3.5); the
+  default of ``rl.anchor``, so leaving ``anchor`` out means the same unless base.rl sets one. The
+  cell records the resolved σ* (``auto``);
+* ``anchor: {best_on_valid: [1, 2, 3]}`` — one cell: every σ* of the list is trained on the seed's
+  SFT checkpoint and scored on the valid split (Recall@target_k, eval.max_rows rows); the best is
+  reported on the eval split, and the choice and every candidate's valid score are recorded
+  (``best_on_valid``; the candidates' runs sit in the cell's ``sweep/anchor_A/``);
+* ``anchor: {grid: [0, 1, 2, 3, 4, 6, 8]}`` — one cell per σ* (folder ``<method>-a<σ*>``, label
+  ``<method> (σ*=a)``), plotted as the anchor sweep of report.md (``grid``).
+
+Seeds, anchors and the resolved configs are all validated before any work starts, and every
+problem is reported in one :class:`~tawin.errors.ConfigError`. ``diagnostics``,
+``diagnostics_seeds`` and ``report`` may change on a finished experiment folder: a rerun then adds
+the diagnostics to the finished cells (their checkpoints are scored; nothing is retrained) and
+rewrites the report.
 """
 
 from __future__ import annotations
@@ -35,20 +46,30 @@ import importlib.util
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 
-from tawin.baselines.sequential import SequentialBaselineConfig
-from tawin.config import _build, merge_override, parse_override, validate
+from tawin.baselines.sequential import BaselineKind, SequentialBaselineConfig
+from tawin.config import build_config, merge_override, parse_override, validate
+from tawin.eval.config import REPORT_KS
 from tawin.errors import ConfigError
-from tawin.pipeline import PipelineConfig
+from tawin.experiments.report import SWEEP_KS
 from tawin.rl.config import RLConfig
+from tawin.run.config import PipelineConfig
 
-BaselineName = Literal["sasrec", "gru4rec", "popularity"]
-BASELINE_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "popularity": "Popularity"}
-EXPERIMENT_KEYS = ("name", "base", "seeds", "methods", "anchors", "baselines", "baseline", "diagnostics", "diagnostics_seeds", "report")
-AnchorMode = Literal["config", "auto", "sweep", "grid"]
+BaselineName = Literal[BaselineKind, "popularity"]
+BASELINE_LABELS: dict[BaselineName, str] = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "popularity": "Popularity"}
+AnchorMode = Literal["config", "auto", "best_on_valid", "grid"]
+ANCHOR_LISTS: tuple[AnchorMode, ...] = ("best_on_valid", "grid")
+"""The modes written as `anchor: {<mode>: [σ*, …]}`."""
+CellKind = Literal["sft", "rl", "baseline"]
+LEGACY_SPELLINGS = {
+    "anchors": "the σ* list of an anchor grid sits in its method now: anchor: {grid: [0, 1, 2]}",
+    "sweep_anchor": "one cell per σ* is now written anchor: {grid: [0, 1, 2]}",
+    "auto": "σ* = target_k − 1 is now written anchor: null",
+    "candidates": "choosing σ* on valid is now written anchor: {best_on_valid: [1, 2, 3]}",
+}
 
 
 @dataclass(frozen=True)
@@ -58,12 +79,11 @@ class Method:
     sft_only: bool = False
     """Evaluate the seed's SFT checkpoint instead of training RL."""
     rl: dict = field(default_factory=dict)
-    """RLConfig overrides on top of base.rl (anchor excluded when anchor_mode is auto/sweep/grid)."""
+    """RLConfig overrides on top of base.rl (anchor excluded for best_on_valid and grid)."""
     anchor_mode: AnchorMode = "config"
-    """`config`: σ* from rl (−1 → target_k−1); `auto`: σ* = target_k−1 recorded explicitly;
-    `sweep`: best of `candidates` on valid Recall@target_k; `grid`: one cell per experiment anchor."""
+    """How σ* is set (see the module docstring); `auto` is decided per cell, where σ* is null."""
     candidates: tuple[int, ...] = ()
-    """σ* candidates of `anchor: {auto: sweep}`."""
+    """The σ* list of `anchor: {best_on_valid: […]}` or `anchor: {grid: […]}`."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +98,9 @@ class ReportSpec:
     """Goal: mean Recall@goal_k of the candidate ≥ goal_ratio × the reference's."""
     bootstrap_resamples: int = 10000
     """Resamples S of the paired bootstrap over eval rows."""
-    ks: tuple[int, ...] = (1, 3, 5, 10)
+    ks: tuple[int, ...] = REPORT_KS
     """Cut-offs K in the report's tables and comparison plot."""
-    sweep_ks: tuple[int, ...] = (1, 3, 5)
+    sweep_ks: tuple[int, ...] = SWEEP_KS
     """Recall@K curves of the anchor-sweep plot; each should peak near σ* = K − 1."""
 
 
@@ -92,8 +112,6 @@ class Experiment:
     """Seeds; every (method, seed) is one cell and every seed trains one SFT checkpoint."""
     methods: tuple[Method, ...] = ()
     """Methods in report order."""
-    anchors: tuple[int, ...] = ()
-    """σ* grid for methods marked `sweep_anchor: true`."""
     baselines: tuple[BaselineName, ...] = ()
     """Classical baselines, each trained per seed and scored on the same eval rows."""
     baseline: SequentialBaselineConfig = field(default_factory=SequentialBaselineConfig)
@@ -109,6 +127,38 @@ class Experiment:
     name: str = "experiment"
     """Title of report.md."""
 
+    def check(self) -> list[str]:
+        """Cross-field rules (folder names, labels, report Ks and labels, baselines, diagnostics),
+        and every cell's resolved config."""
+        problems: list[str] = []
+        folders: dict[str, str] = {}
+        labels: dict[str, str] = {}
+        cells = expand_cells(self, problems)
+        for cell in (c for c in cells if c.seed == self.seeds[0]):
+            if folders.setdefault(cell.name, cell.label) != cell.label:
+                problems.append(f"methods {folders[cell.name]!r} and {cell.label!r} share the folder name {cell.name!r}; rename one")
+            if labels.setdefault(cell.label, cell.name) != cell.name:
+                problems.append(f"two cells are labelled {cell.label!r} (folders {labels[cell.label]!r} and {cell.name!r}); rename a method")
+        labels |= {m.label: "" for m in self.methods}  # a method whose RL config failed still counts
+        for role in ("reference", "candidate"):
+            value = getattr(self.report, role)
+            if value is not None and value not in labels:
+                problems.append(f"report.{role}={value!r} is not a method or baseline label ({sorted(labels)})")
+        spec, ks = self.report, set(self.base.eval.ks)
+        for name, wanted in (("ks", spec.ks), ("sweep_ks", spec.sweep_ks), ("goal_k", (spec.goal_k,))):
+            if missing := sorted(set(wanted) - ks):
+                problems.append(f"report.{name} asks for K={missing} but base.eval.ks={sorted(ks)}; add them to base.eval.ks or drop them")
+        sequential = [b for b in self.baselines if b != "popularity"]
+        if sequential and max(self.base.eval.ks, default=0) > self.baseline.eval_top:
+            problems.append(f"baseline.eval_top={self.baseline.eval_top} < max(base.eval.ks)={max(self.base.eval.ks)}: "
+                            f"{sequential} could not be scored at every K; raise baseline.eval_top")
+        if self.diagnostics and importlib.util.find_spec("tawin.eval.diagnostics") is None:
+            problems.append("diagnostics: true needs tawin.eval.diagnostics, which this checkout lacks; set diagnostics: false")
+        return problems
+
+
+EXPERIMENT_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Experiment))
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -119,10 +169,12 @@ class Cell:
     """Row label in tables: the method label, plus ` (σ*=a)` for anchor-grid cells."""
     method: str
     """The method's label (groups the cells of an anchor grid)."""
-    kind: Literal["sft", "rl", "baseline"]
+    kind: CellKind
     config: PipelineConfig
+    """The cell's resolved config (for best_on_valid, σ* is chosen when the cell runs)."""
     anchor_mode: AnchorMode = "config"
     candidates: tuple[int, ...] = ()
+    """The σ* candidates of a best_on_valid cell."""
 
     @property
     def id(self) -> str:
@@ -158,22 +210,18 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
 def parse_experiment(data: dict, where: str = "experiment") -> Experiment:
     """Build and validate an :class:`Experiment` from a mapping (the parsed YAML)."""
     problems: list[str] = []
-    unknown = sorted(set(data) - set(EXPERIMENT_KEYS))
-    if unknown:
+    if unknown := sorted(set(data) - set(EXPERIMENT_KEYS)):
         problems.append(f"unknown top-level key(s) {unknown}; valid keys: {list(EXPERIMENT_KEYS)}")
+        problems += [f"{key}: {LEGACY_SPELLINGS[key]}" for key in unknown if key in LEGACY_SPELLINGS]
     base_data = data.get("base") or {}
     if isinstance(base_data, dict) and "seed" in base_data:
         problems.append("base.seed: give the seeds as the top-level list `seeds: [0, 1, 2]` instead")
         base_data = {k: v for k, v in base_data.items() if k != "seed"}
     base = _typed(PipelineConfig, base_data, "base", problems)
     seeds = _int_list(data.get("seeds", [0]), "seeds", problems, unique=True, non_empty=True)
-    anchors = _int_list(data.get("anchors", []), "anchors", problems, unique=True)
-    if any(a < 0 for a in anchors):
-        problems.append(f"anchors={list(anchors)} must be ≥ 0 (σ* is a 0-based rank among the negatives)")
     baselines = _list(data.get("baselines", []), "baselines", problems)
-    bad = [b for b in baselines if b not in BASELINE_LABELS]
-    if bad:
-        problems.append(f"baselines: {bad} not among {list(BASELINE_LABELS)}")
+    if bad := [b for b in baselines if b not in get_args(BaselineName)]:
+        problems.append(f"baselines: {bad} not among {list(get_args(BaselineName))}")
     baseline = _typed(SequentialBaselineConfig, data.get("baseline") or {}, "baseline", problems)
     try:
         baseline = baseline.validate() if baseline is not None else None
@@ -189,10 +237,10 @@ def parse_experiment(data: dict, where: str = "experiment") -> Experiment:
     methods = _parse_methods(data.get("methods"), problems)
     if base is not None:
         # Cross-field rules run on whatever parsed, so one error lists every problem.
-        experiment = Experiment(base, seeds or (0,), methods, anchors, tuple(b for b in baselines if b in BASELINE_LABELS),
+        experiment = Experiment(base, seeds or (0,), methods, tuple(b for b in baselines if b in get_args(BaselineName)),
                                 baseline or SequentialBaselineConfig(), diagnostics is True, tuple(diagnostics_seeds or ()),
                                 report or ReportSpec(), str(data.get("name", "experiment")))
-        problems += [p for p in check_experiment(experiment) if p not in problems]
+        problems += [p for p in experiment.check() if p not in problems]
     if problems or base is None:
         raise ConfigError(f"invalid experiment in {where}: " + "; ".join(problems) + ".")
     return experiment
@@ -204,7 +252,7 @@ def _typed(cls, data, prefix: str, problems: list[str]):
         problems.append(f"{prefix} must be a mapping of {cls.__name__} fields")
         return None
     local: list[str] = []
-    built = _build(cls, data, prefix, local)
+    built = build_config(cls, data, prefix, local)
     problems += local
     return built
 
@@ -242,63 +290,36 @@ def _parse_methods(raw, problems: list[str]) -> tuple[Method, ...]:
             problems.append(f"{where}={spec!r} must be a mapping of RL overrides, or null for SFT only")
             continue
         spec = dict(spec)
-        sft_only, grid = spec.pop("sft_only", False), spec.pop("sweep_anchor", False)
-        if sft_only:
-            if spec or grid:
-                problems.append(f"{where}: sft_only takes no RL overrides (got {sorted(spec) + (['sweep_anchor'] if grid else [])})")
+        if "sweep_anchor" in spec:
+            problems.append(f"{where}.sweep_anchor: {LEGACY_SPELLINGS['sweep_anchor']}")
+            spec.pop("sweep_anchor")
+        if spec.pop("sft_only", False):
+            if spec:
+                problems.append(f"{where}: sft_only takes no RL overrides (got {sorted(spec)})")
             methods.append(Method(label, sft_only=True))
             continue
-        anchor = spec.get("anchor")
-        mode, candidates = ("grid", ()) if grid else ("config", ())
-        if grid and anchor is not None:
-            problems.append(f"{where}: sweep_anchor takes σ* from the top-level `anchors`; drop `anchor`")
-        elif anchor == "auto":
-            mode = "auto"
-        elif isinstance(anchor, dict):
-            if anchor.get("auto") != "sweep" or set(anchor) - {"auto", "candidates"}:
-                problems.append(f"{where}.anchor={anchor!r}: write `anchor: {{auto: sweep, candidates: [1, 2, 3]}}`")
-            candidates = _int_list(anchor.get("candidates", []), f"{where}.anchor.candidates", problems, unique=True, non_empty=True)
-            mode = "sweep"
-        elif isinstance(anchor, str):
-            problems.append(f"{where}.anchor={anchor!r}: use an integer σ*, `auto` or `{{auto: sweep, candidates: […]}}`")
-        if mode != "config":
-            spec.pop("anchor", None)
-        methods.append(Method(label, rl=spec, anchor_mode=mode, candidates=candidates))
+        mode, candidates = _parse_anchor(spec.get("anchor"), f"{where}.anchor", problems)
+        if mode in ANCHOR_LISTS or "anchor" in spec and candidates is None:
+            spec.pop("anchor")  # a list of σ* (or a spelling already reported) is no RL override
+        methods.append(Method(label, rl=spec, anchor_mode=mode, candidates=candidates or ()))
     return tuple(methods)
 
 
-def check_experiment(experiment: Experiment) -> list[str]:
-    """Cross-field rules (anchors vs methods, folder names, report labels, diagnostics module)."""
-    problems: list[str] = []
-    grid = [m.label for m in experiment.methods if m.anchor_mode == "grid"]
-    if grid and not experiment.anchors:
-        problems.append(f"methods {grid} set sweep_anchor: true but `anchors` is empty; list σ* values, e.g. anchors: [0, 1, 2, 3, 4]")
-    if experiment.anchors and not grid:
-        problems.append("`anchors` is set but no method has sweep_anchor: true; mark the method to sweep")
-    folders: dict[str, str] = {}
-    labels: dict[str, str] = {}
-    cells = expand_cells(experiment, problems)
-    for cell in (c for c in cells if c.seed == experiment.seeds[0]):
-        if folders.setdefault(cell.name, cell.label) != cell.label:
-            problems.append(f"methods {folders[cell.name]!r} and {cell.label!r} share the folder name {cell.name!r}; rename one")
-        if labels.setdefault(cell.label, cell.name) != cell.name:
-            problems.append(f"two cells are labelled {cell.label!r} (folders {labels[cell.label]!r} and {cell.name!r}); rename a method")
-    labels |= {m.label: "" for m in experiment.methods}  # a method whose RL config failed still counts
-    for role in ("reference", "candidate"):
-        value = getattr(experiment.report, role)
-        if value is not None and value not in labels:
-            problems.append(f"report.{role}={value!r} is not a method or baseline label ({sorted(labels)})")
-    spec, ks = experiment.report, set(experiment.base.eval.ks)
-    for name, wanted in (("ks", spec.ks), ("sweep_ks", spec.sweep_ks), ("goal_k", (spec.goal_k,))):
-        if missing := sorted(set(wanted) - ks):
-            problems.append(f"report.{name} asks for K={missing} but base.eval.ks={sorted(ks)}; add them to base.eval.ks or drop them")
-    sequential = [b for b in experiment.baselines if b != "popularity"]
-    if sequential and max(experiment.base.eval.ks, default=0) > experiment.baseline.eval_top:
-        problems.append(f"baseline.eval_top={experiment.baseline.eval_top} < max(base.eval.ks)={max(experiment.base.eval.ks)}: "
-                        f"{sequential} could not be scored at every K; raise baseline.eval_top")
-    if experiment.diagnostics and importlib.util.find_spec("tawin.eval.diagnostics") is None:
-        problems.append("diagnostics: true needs tawin.eval.diagnostics, which this checkout lacks; set diagnostics: false")
-    return problems
+def _parse_anchor(anchor, where: str, problems: list[str]) -> tuple[AnchorMode, tuple[int, ...] | None]:
+    """(mode, σ* list) of a method's `anchor`: an integer or null stays an RL override (`config`);
+    `{best_on_valid: […]}` and `{grid: […]}` are lists of σ*. A σ* list of None: not understood."""
+    if anchor is None or isinstance(anchor, int) and not isinstance(anchor, bool):
+        return "config", ()
+    if isinstance(anchor, dict) and len(anchor) == 1 and next(iter(anchor)) in ANCHOR_LISTS:
+        mode = next(iter(anchor))
+        candidates = _int_list(anchor[mode], f"{where}.{mode}", problems, unique=True, non_empty=True)
+        if any(a < 0 for a in candidates):
+            problems.append(f"{where}.{mode}={list(candidates)} must be ≥ 0 (σ* is a 0-based rank among the negatives)")
+        return mode, candidates
+    legacy = [LEGACY_SPELLINGS[key] for key in (anchor if isinstance(anchor, dict) else [anchor]) if key in LEGACY_SPELLINGS]
+    problems.append(f"{where}={anchor!r}: " + (legacy[0] if legacy else "write an integer σ*, null (σ* = target_k − 1), "
+                                                "{best_on_valid: [1, 2, 3]} or {grid: [0, 1, 2]}"))
+    return "config", None
 
 
 def expand_cells(experiment: Experiment, problems: list[str] | None = None) -> list[Cell]:
@@ -310,30 +331,9 @@ def expand_cells(experiment: Experiment, problems: list[str] | None = None) -> l
     problems = [] if problems is None else problems
     base = experiment.base
     problems += [f"base: {p}" for p in validate(base) if not p.startswith("rl.")]
-    # (folder, label, method, kind, rl or None, anchor mode, candidates) — the same for every seed.
-    specs: list[tuple] = []
+    specs: list[tuple] = []  # (folder, label, method, kind, rl or None, anchor mode, candidates): the same for every seed
     for method in experiment.methods:
-        name, where = slug(method.label), f"methods[{method.label}]"
-        if method.sft_only:
-            specs.append((name, method.label, method.label, "sft", None, "config", ()))
-            continue
-        rl = _resolve_rl(base.rl, method, problems)
-        if rl is None:
-            continue
-        if method.anchor_mode == "auto":
-            rl = replace(rl, anchor=rl.target_k - 1)
-        if method.anchor_mode == "grid":
-            for anchor in experiment.anchors:
-                problems += [f"{where} at σ*={anchor}: {p}" for p in replace(rl, anchor=anchor).check()]
-                specs.append((f"{name}-a{anchor}", f"{method.label} (σ*={anchor})", method.label, "rl", replace(rl, anchor=anchor), "grid", ()))
-            continue
-        for anchor in method.candidates:
-            problems += [f"{where} candidate σ*={anchor}: {p}" for p in replace(rl, anchor=anchor).check()]
-        if method.candidates and rl.target_k not in base.eval.ks:
-            problems.append(f"{where}: the anchor sweep picks by valid Recall@{rl.target_k}; add {rl.target_k} to base.eval.ks")
-        if not method.candidates:
-            problems += [f"{where}: {p}" for p in rl.check()]
-        specs.append((name, method.label, method.label, "rl", rl, method.anchor_mode, method.candidates))
+        specs += _method_specs(method, base, problems)
     for baseline in experiment.baselines:
         specs.append((baseline, BASELINE_LABELS[baseline], BASELINE_LABELS[baseline], "baseline", None, "config", ()))
     cells = []
@@ -346,6 +346,31 @@ def expand_cells(experiment: Experiment, problems: list[str] | None = None) -> l
     if raise_now and problems:
         raise ConfigError("invalid experiment: " + "; ".join(problems) + ".")
     return cells
+
+
+def _method_specs(method: Method, base: PipelineConfig, problems: list[str]) -> list[tuple]:
+    """The cell specs of one method (several for an anchor grid), its RL config resolved and checked."""
+    name, where = slug(method.label), f"methods[{method.label}]"
+    if method.sft_only:
+        return [(name, method.label, method.label, "sft", None, "config", ())]
+    rl = _resolve_rl(base.rl, method, problems)
+    if rl is None:
+        return []
+    if method.anchor_mode == "grid":
+        for anchor in method.candidates:
+            problems += [f"{where} at σ*={anchor}: {p}" for p in replace(rl, anchor=anchor).check()]
+        return [(f"{name}-a{anchor}", f"{method.label} (σ*={anchor})", method.label, "rl", replace(rl, anchor=anchor), "grid", ())
+                for anchor in method.candidates]
+    if method.anchor_mode == "best_on_valid":
+        for anchor in method.candidates:
+            problems += [f"{where} candidate σ*={anchor}: {p}" for p in replace(rl, anchor=anchor).check()]
+        if rl.target_k not in base.eval.ks:
+            problems.append(f"{where}: best_on_valid picks σ* by valid Recall@{rl.target_k}; add {rl.target_k} to base.eval.ks")
+        return [(name, method.label, method.label, "rl", rl, "best_on_valid", method.candidates)]
+    problems += [f"{where}: {p}" for p in rl.check()]
+    if rl.weighting == "tawin" and rl.anchor is None:  # σ* = target_k − 1, recorded as such
+        return [(name, method.label, method.label, "rl", replace(rl, anchor=rl.resolved_anchor), "auto", ())]
+    return [(name, method.label, method.label, "rl", rl, "config", ())]
 
 
 def _resolve_rl(base_rl: RLConfig, method: Method, problems: list[str]) -> RLConfig | None:

@@ -1,6 +1,6 @@
 """Experiments — report.md and plots from results.json.
 
-Summaries are pure functions of the results mapping (see :func:`tawin.experiments.cli.collect_results`):
+Summaries are pure functions of the results mapping (see :func:`tawin.experiments.results.collect_results`):
 
     mean_K = (1/S) Σ_s m_s,   std_K = sqrt(Σ_s (m_s − mean_K)² / (S − 1))   (sample std; "—" for S = 1)
     gain over a reference = (mean / mean_ref − 1) · 100 %
@@ -19,8 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-DIAGNOSTICS = (("auc", "AUC"), ("opauc", "OPAUC"), ("wpauc@1", "WPAUC@1"), ("wpauc@3", "WPAUC@3"),
-               ("wpauc@5", "WPAUC@5"), ("wpauc@10", "WPAUC@10"))
+from tawin.eval.config import REPORT_KS
+
+SWEEP_KS: tuple[int, ...] = (1, 3, 5)
+"""Recall@K curves of the anchor sweep: each should peak near σ* = K − 1."""
+DIAGNOSTICS = (("auc", "AUC"), ("opauc", "OPAUC")) + tuple((f"wpauc@{k}", f"WPAUC@{k}") for k in REPORT_KS)
 Stats = tuple[float, float, int]  # (mean, std, number of seeds)
 
 
@@ -51,7 +54,7 @@ def mean_std(stats: Stats, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± " + ("—" if math.isnan(std) else f"{std:.{digits}f}")
 
 
-def comparison_table(summary: dict, ks=(1, 3, 5, 10)) -> str:
+def comparison_table(summary: dict, ks=REPORT_KS) -> str:
     """Markdown: one row per method, Recall@K and NDCG@K as mean ± std, and the number of seeds."""
     names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
     lines = ["| method | " + " | ".join(n.replace("recall", "Recall").replace("ndcg", "NDCG") for n in names) + " | seeds |",
@@ -63,7 +66,7 @@ def comparison_table(summary: dict, ks=(1, 3, 5, 10)) -> str:
     return "\n".join(lines)
 
 
-def relative_gains(summary: dict, reference: str, ks=(1, 3, 5, 10)) -> dict[str, dict[str, float]]:
+def relative_gains(summary: dict, reference: str, ks=REPORT_KS) -> dict[str, dict[str, float]]:
     """label → metric → (mean / mean_reference − 1) · 100 (NaN where the reference's mean is 0)."""
     ref = summary[reference]
     gains = {}
@@ -77,7 +80,7 @@ def relative_gains(summary: dict, reference: str, ks=(1, 3, 5, 10)) -> dict[str,
     return gains
 
 
-def gains_table(summary: dict, reference: str, ks=(1, 3, 5, 10)) -> str:
+def gains_table(summary: dict, reference: str, ks=REPORT_KS) -> str:
     names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
     lines = ["| method | " + " | ".join(n.replace("recall", "Recall").replace("ndcg", "NDCG") for n in names) + " |",
              "|---|" + "---:|" * len(names)]
@@ -150,7 +153,7 @@ def diagnostics_table(summary: dict) -> str:
 
 
 def anchor_sweep(results: dict) -> dict[str, dict[int, dict[str, Stats]]]:
-    """method → σ* → metric → stats, from the cells of `sweep_anchor` methods (anchor_mode grid)."""
+    """method → σ* → metric → stats, from the cells of `anchor: {grid: […]}` methods (anchor_mode grid)."""
     runs: dict[str, dict[int, list[dict]]] = {}
     for entry in results["cells"].values():
         if entry.get("anchor_mode") == "grid":
@@ -160,7 +163,7 @@ def anchor_sweep(results: dict) -> dict[str, dict[int, dict[str, Stats]]]:
             for method, by_anchor in runs.items()}
 
 
-def sweep_peaks(points: dict[int, dict[str, Stats]], ks=(1, 3, 5)) -> dict[int, dict]:
+def sweep_peaks(points: dict[int, dict[str, Stats]], ks=SWEEP_KS) -> dict[int, dict]:
     """K → {"peak": argmax σ* of mean Recall@K, "value", "expected": K−1, "within_1": |peak − (K−1)| ≤ 1}."""
     peaks = {}
     for k in ks:
@@ -171,7 +174,7 @@ def sweep_peaks(points: dict[int, dict[str, Stats]], ks=(1, 3, 5)) -> dict[int, 
     return peaks
 
 
-def sweep_section(method: str, points: dict[int, dict[str, Stats]], ks=(1, 3, 5)) -> str:
+def sweep_section(method: str, points: dict[int, dict[str, Stats]], ks=SWEEP_KS) -> str:
     names = [f"recall@{k}" for k in ks]
     lines = [f"### {method}", "", "| σ* | " + " | ".join(f"Recall@{k}" for k in ks) + " |", "|---:|" + "---:|" * len(ks)]
     for anchor, stats in points.items():
@@ -189,12 +192,12 @@ def sweep_section(method: str, points: dict[int, dict[str, Stats]], ks=(1, 3, 5)
 
 
 def anchor_choices(results: dict) -> str:
-    """Per seed, σ* chosen by `anchor: auto` (theory) or `anchor: {auto: sweep}` (valid)."""
+    """Per seed, σ* chosen by `anchor: null` (theory: target_k − 1) or `anchor: {best_on_valid: […]}` (valid)."""
     lines = []
     for cell_id, entry in sorted(results["cells"].items()):
         if entry.get("anchor_mode") == "auto":
             lines.append(f"- {cell_id} ({entry['label']}): σ* = {entry['anchor']} = target_k − 1 (theory, Lemma 3.5).")
-        elif entry.get("anchor_mode") == "sweep":
+        elif entry.get("anchor_mode") == "best_on_valid":
             sweep = entry.get("anchor_sweep", {})
             scores = ", ".join(f"σ*={a}: {s:.4f}" for a, s in sweep.get("scores", {}).items())
             lines.append(f"- {cell_id} ({entry['label']}): σ* = {entry['anchor']} chosen by {sweep.get('metric', 'valid')} ({scores}).")
@@ -205,7 +208,7 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
     """report.md as a string; `paired` = :func:`paired_rows` output for the bootstrap section."""
     spec = results.get("experiment", {}).get("report", {})
     evaluation = results.get("experiment", {}).get("base", {}).get("eval", {})
-    ks = tuple(spec.get("ks", (1, 3, 5, 10)))
+    ks = tuple(spec.get("ks", REPORT_KS))
     reference, candidate = spec.get("reference"), spec.get("candidate")
     k, ratio = spec.get("goal_k", 3), spec.get("goal_ratio", 1.045)
     summary = summarize(results)
@@ -233,7 +236,7 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
     if sweeps := anchor_sweep(results):
         lines += ["## Anchor sweep (each Recall@K should peak near σ* = K − 1)", ""]
         for method, points in sweeps.items():
-            lines += [sweep_section(method, points, tuple(spec.get("sweep_ks", (1, 3, 5)))), ""]
+            lines += [sweep_section(method, points, tuple(spec.get("sweep_ks", SWEEP_KS))), ""]
         lines += ["![anchor sweep](anchor_sweep.png)", ""]
     if choices := anchor_choices(results):
         lines += ["## Anchors chosen automatically", "", choices, ""]
@@ -290,7 +293,7 @@ def _legend_below(ax, n: int) -> None:
     ax.legend(fontsize=8, ncol=min(4, max(1, n)), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
 
 
-def plot_comparison(summary: dict, path: Path, ks=(1, 3, 5, 10), title: str = "") -> None:
+def plot_comparison(summary: dict, path: Path, ks=REPORT_KS, title: str = "") -> None:
     """Grouped bars of Recall@K per method with ± std error bars."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(min(14, max(7, 2 + 0.3 * len(ks) * len(summary))), 4.8))
@@ -324,7 +327,7 @@ def plot_diagnostics(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_anchor_sweep(sweeps: dict, path: Path, ks=(1, 3, 5), before_rl: dict[int, float] | None = None) -> None:
+def plot_anchor_sweep(sweeps: dict, path: Path, ks=SWEEP_KS, before_rl: dict[int, float] | None = None) -> None:
     """Recall@K against σ* (mean ± std band), with the theory's σ* = K − 1 dotted and, where
     given, each Recall@K of the SFT checkpoint before RL (`before_rl`: K → mean) dashed."""
     plt = _pyplot()
@@ -363,13 +366,13 @@ def write_report(out: Path, results: dict) -> list[Path]:
     written = [out / "report.md"]
     summary = summarize(results)
     if summary:
-        plot_comparison(summary, out / "comparison.png", tuple(spec.get("ks", (1, 3, 5, 10))), results.get("name", ""))
+        plot_comparison(summary, out / "comparison.png", tuple(spec.get("ks", REPORT_KS)), results.get("name", ""))
         written.append(out / "comparison.png")
     if diagnostics_table(summary):
         plot_diagnostics(summary, out / "diagnostics.png")
         written.append(out / "diagnostics.png")
     if sweeps := anchor_sweep(results):
-        sweep_ks = tuple(spec.get("sweep_ks", (1, 3, 5)))
+        sweep_ks = tuple(spec.get("sweep_ks", SWEEP_KS))
         sft_only = [entry["metrics"] for entry in results["cells"].values() if entry.get("kind") == "sft"]
         before_rl = {k: float(np.mean([m[f"recall@{k}"] for m in sft_only])) for k in sweep_ks
                      if sft_only and all(f"recall@{k}" in m for m in sft_only)}

@@ -1,102 +1,28 @@
-"""The configured pipeline: dataset → model → SFT → evaluation → RL → evaluation → results table.
+"""Orchestration — an output folder: its saved config, its lock, and what `--overwrite` replaces.
 
-`PipelineConfig` is the one config file of a run (each stage reads its own section). The
-resolved config is saved as ``config.yaml`` in the output folder; rerunning the same command on
-the same folder resumes (finished stages are skipped, interrupted ones continue from their last
-checkpoint); a folder holding a run with a different config is refused unless ``--overwrite``.
+Every command that writes a folder enters a :class:`RunFolder` first. The resolved config is saved
+as ``config.yaml``; rerunning the same command on the same folder resumes (finished stages are
+skipped, interrupted ones continue from their last checkpoint); a folder holding a run with a
+different config is refused, naming the changed keys, unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import resource
 import shutil
-import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-import torch
 import yaml
 
-from tawin.checkpoint import atomic_write_json, atomic_write_text, seed_everything
+from tawin.checkpoint import atomic_write_text
 from tawin.config import to_dict
-from tawin.data.dataset import Dataset
-from tawin.errors import ConfigError, UserError
-from tawin.eval.config import EvalConfig
-from tawin.models.build import ModelConfig
-from tawin.rl.config import RLConfig
-from tawin.runtime import Device, Precision, pick_device, use_bf16
-from tawin.sft.config import SFTConfig
+from tawin.errors import UserError
+from tawin.run.config import DataConfig, dataset_path
 
-SHIPPED = Path(__file__).resolve().parent / "resources" / "datasets"
-Stage = Literal["sft", "rl", "eval", "popularity"]
-REPORT_KS = (1, 3, 5, 10)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    dataset: str = "industrial"
-    """A shipped dataset name (`industrial`) or the path of a dataset folder."""
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    seed: int = 0
-    """Seed of every random choice (model init, data order, rollouts, samples)."""
-    device: Device = "auto"
-    """`auto` picks CUDA when present, else CPU."""
-    precision: Precision = "auto"
-    """`auto` = bf16 autocast where the hardware supports it (CUDA with bf16, CPUs with AVX512-BF16/AMX)."""
-    threads: int = 0
-    """CPU threads for torch (0 = torch's default)."""
-    compile: bool = False
-    """`torch.compile` the model's training forward in SFT and RL (worth it on GPUs; on CPU the
-    first steps pay minutes of compilation)."""
-    stages: tuple[Stage, ...] = ("sft", "eval", "rl", "popularity")
-    """What `tawin run` does, in order; `eval` evaluates every trained model on eval.split."""
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
-    rl: RLConfig = field(default_factory=RLConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def check(self) -> list[str]:
-        problems = []
-        if self.threads < 0:
-            problems.append(f"threads={self.threads} must be ≥ 0 (0 = torch's default)")
-        if not self.stages:
-            problems.append("stages is empty; list what `tawin run` should do, e.g. [sft, eval, rl, popularity]")
-        elif len(set(self.stages)) != len(self.stages):
-            problems.append(f"stages={list(self.stages)} repeats a stage; list each once")
-        if self.sft.history_loss_weight > 0 and self.model.item_repr != "sid":
-            problems.append(f"sft.history_loss_weight={self.sft.history_loss_weight} needs model.item_repr: sid (a title's tokens "
-                            "cannot be told apart from prompt text); set it to 0 for titles")
-        return problems
-
-
-def dataset_path(name_or_path: str) -> Path:
-    """The folder of a shipped dataset name or a dataset folder path; ConfigError otherwise."""
-    shipped = SHIPPED / name_or_path
-    if (shipped / "items.parquet").exists():
-        return shipped
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    names = sorted(p.name for p in SHIPPED.iterdir() if p.is_dir())
-    what = "is a file, not a dataset folder" if path.exists() else "is neither a shipped dataset"
-    raise ConfigError(f"data.dataset={name_or_path!r} {what} ({', '.join(names)}) nor an existing folder; "
-                      "pass one of those names or the path of a folder made by `tawin data import`/`tawin data prepare`.")
-
-
-def setup_runtime(config: PipelineConfig) -> tuple[torch.device, bool]:
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
-    device = pick_device(config.device)
-    return device, use_bf16(config.precision, device)
+FolderKind = Literal["run", "sft", "rl", "eval", "experiment"]
+"""What wrote the folder: saved as the `kind` key of config.yaml, so a folder never resumes another command."""
 
 
 class RunFolder:
@@ -111,7 +37,7 @@ class RunFolder:
     folder added (and the folder, if it created it) are removed again: no partial output.
     """
 
-    def __init__(self, path: Path, config, overwrite: bool = False, kind: str = "run", extendable: tuple[str, ...] = ()):
+    def __init__(self, path: Path, config, overwrite: bool = False, kind: FolderKind = "run", extendable: tuple[str, ...] = ()):
         self.path = Path(path)
         self.config = config
         self.overwrite = overwrite
@@ -247,33 +173,3 @@ def _diff_keys(a, b, prefix="") -> set[str]:
             keys |= _diff_keys(a.get(key, _UNSET), b.get(key, _UNSET), f"{prefix}.{key}" if prefix else key)
         return keys
     return {prefix or "(root)"} if a != b else set()
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-@dataclass
-class StageTimer:
-    records: list = field(default_factory=list)
-
-    def run(self, name: str, function, *args, **kwargs):
-        started = time.time()
-        result = function(*args, **kwargs)
-        self.records.append({"stage": name, "seconds": round(time.time() - started, 1), "peak_rss_mb": round(peak_rss_mb())})
-        return result
-
-    def table(self) -> str:
-        lines = ["| stage | wall-clock (s) | peak RSS so far (MB) |", "|---|---:|---:|"]
-        lines += [f"| {r['stage']} | {r['seconds']:.1f} | {r['peak_rss_mb']} |" for r in self.records]
-        return "\n".join(lines)
-
-
-def results_table(results: dict[str, dict], ks=REPORT_KS) -> str:
-    """Markdown table: one row per method, Recall@K and NDCG@K columns."""
-    header = "| method | " + " | ".join(f"Recall@{k}" for k in ks) + " | " + " | ".join(f"NDCG@{k}" for k in ks) + " |"
-    lines = [header, "|---|" + "---:|" * (2 * len(ks))]
-    for method, metrics in results.items():
-        cells = [f"{metrics[f'recall@{k}']:.4f}" for k in ks] + [f"{metrics[f'ndcg@{k}']:.4f}" for k in ks]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""Orchestration — the one config file of a run: dataset → model → SFT → evaluation → RL → evaluation.
+
+`PipelineConfig` holds one section per stage (each stage reads its own) plus the runtime fields
+shared by all. Rules within one section are the section's own ``check()``; rules across sections
+are :meth:`PipelineConfig.check`; rules that need the dataset are :meth:`PipelineConfig.check_dataset`,
+run when the :class:`~tawin.run.session.Session` loads it, before any training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tawin.data.dataset import Dataset
+from tawin.errors import ConfigError
+from tawin.eval.config import EvalConfig
+from tawin.models.build import ModelConfig
+from tawin.rl.config import RLConfig
+from tawin.runtime import Device, Precision
+from tawin.sft.config import SFTConfig
+
+SHIPPED = Path(__file__).resolve().parents[1] / "resources" / "datasets"
+Stage = Literal["sft", "rl", "eval", "popularity"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "industrial"
+    """A shipped dataset name (`industrial`) or the path of a dataset folder."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    seed: int = 0
+    """Seed of every random choice (model init, data order, rollouts, samples)."""
+    device: Device = "auto"
+    """`auto` picks CUDA when present, else CPU."""
+    precision: Precision = "auto"
+    """`auto` = bf16 autocast where the hardware supports it (CUDA with bf16, CPUs with AVX512-BF16/AMX)."""
+    threads: int = 0
+    """CPU threads for torch (0 = torch's default)."""
+    compile: bool = False
+    """`torch.compile` the model's training forward in SFT and RL (worth it on GPUs; on CPU the
+    first steps pay minutes of compilation)."""
+    stages: tuple[Stage, ...] = ("sft", "eval", "rl", "popularity")
+    """What `tawin run` does, in order; `eval` evaluates every trained model on eval.split."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def resolved_eval(self) -> EvalConfig:
+        """The eval section with what it leaves to other sections filled in: OPAUC's G = rl.group_size."""
+        return self.eval.resolved(self.rl.group_size)
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.threads < 0:
+            problems.append(f"threads={self.threads} must be ≥ 0 (0 = torch's default)")
+        if not self.stages:
+            problems.append("stages is empty; list what `tawin run` should do, e.g. [sft, eval, rl, popularity]")
+        elif len(set(self.stages)) != len(self.stages):
+            problems.append(f"stages={list(self.stages)} repeats a stage; list each once")
+        if self.sft.history_loss_weight > 0 and self.model.item_repr != "sid":
+            problems.append(f"sft.history_loss_weight={self.sft.history_loss_weight} needs model.item_repr: sid (a title's tokens "
+                            "cannot be told apart from prompt text); set it to 0 for titles")
+        return problems
+
+    def check_dataset(self, dataset: Dataset) -> list[str]:
+        """The rules that need the dataset (today: the diagnostics against the catalogue size)."""
+        return self.resolved_eval.check_catalogue(len(dataset.items))
+
+
+def dataset_path(name_or_path: str) -> Path:
+    """The folder of a shipped dataset name or a dataset folder path; ConfigError otherwise."""
+    shipped = SHIPPED / name_or_path
+    if (shipped / "items.parquet").exists():
+        return shipped
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    names = sorted(p.name for p in SHIPPED.iterdir() if p.is_dir())
+    what = "is a file, not a dataset folder" if path.exists() else "is neither a shipped dataset"
+    raise ConfigError(f"data.dataset={name_or_path!r} {what} ({', '.join(names)}) nor an existing folder; "
+                      "pass one of those names or the path of a folder made by `tawin data import`/`tawin data prepare`.")

@@ -1,0 +1,103 @@
+"""Orchestration — `tawin run`: the configured stages in order, then the results table and costs.
+
+dataset → SFT → evaluation of SFT → RL → evaluation of RL → popularity → ``results.md`` and
+``results.json`` (every method's metrics, each stage's wall-clock and peak RSS). Rerunning the same
+command on the same folder resumes: finished stages are skipped (see :mod:`tawin.run.stages`).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tawin.checkpoint import atomic_write_json, atomic_write_text
+from tawin.eval.config import REPORT_KS
+from tawin.run.config import PipelineConfig
+from tawin.run.folder import RunFolder
+from tawin.run.session import Session
+from tawin.run.stages import eval_stage, popularity_stage, rl_stage, sft_stage
+
+
+def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, progress: bool = True, log=print) -> dict:
+    """`tawin run`: the configured stages, resumable, then a results table; returns method → metrics."""
+    out = Path(out)
+    started = time.time()
+    timer = StageTimer()
+    session = timer.run("load data", Session.open, config, progress)  # a bad dataset fails before the folder is touched
+    with RunFolder(out, config, overwrite, kind="run"):
+        results: dict[str, dict] = {}
+        sft_best = out / "sft" / "best"
+        if "sft" in config.stages:
+            sft_best = timer.run("sft", sft_stage, session, config, out / "sft")
+            if "eval" in config.stages:
+                results["SFT"] = timer.run("eval sft", eval_stage, session, config, sft_best, out / "eval" / "sft")
+        if "rl" in config.stages:
+            rl_final = timer.run("rl", rl_stage, session, config, sft_best, out / "rl")
+            if "eval" in config.stages:
+                results[rl_label(config)] = timer.run("eval rl", eval_stage, session, config, rl_final, out / "eval" / "rl")
+        if "popularity" in config.stages:
+            results["Popularity"] = timer.run("popularity", popularity_stage, session, config, out / "eval" / "popularity")
+        total = time.time() - started
+        if session.dist.is_main:
+            report = render_report(config, results, timer, total)
+            atomic_write_text(out / "results.md", report)
+            atomic_write_json(out / "results.json", {"results": results, "stages": timer.records, "total_seconds": round(total, 1)})
+            log(report)
+    return results
+
+
+def rl_label(config: PipelineConfig) -> str:
+    """The RL method's row label: TAWin with its σ*, τ and negatives; ReRe; or GRPO with its negatives."""
+    rl = config.rl
+    if rl.weighting == "tawin":
+        return f"TAWin (σ*={rl.resolved_anchor}, τ={rl.tau:g}, {rl.negatives})"
+    if rl.reward == "rank":
+        return "ReRe (beam, rank reward)"
+    return f"GRPO ({rl.negatives} negatives)"
+
+
+def render_report(config: PipelineConfig, results: dict, timer: StageTimer, total: float) -> str:
+    """results.md: the table of every evaluated method, the rows evaluated and each stage's cost."""
+    split = config.eval.split
+    lines = [f"## Results on {config.data.dataset} / {split} ({config.eval.num_beams} beams, full catalogue)", ""]
+    if results:
+        first = next(iter(results.values()))
+        ks = tuple(k for k in REPORT_KS if all(f"recall@{k}" in m for m in results.values())) or tuple(config.eval.ks)
+        lines += [results_table(results, ks), "", f"rows evaluated: {first['n_rows']}", ""]
+    lines += ["## Cost of each stage", "", timer.table(), "", f"total wall-clock: {total:.0f} s ({total / 60:.1f} min)"]
+    return "\n".join(lines) + "\n"
+
+
+def results_table(results: dict[str, dict], ks=REPORT_KS) -> str:
+    """Markdown table: one row per method, Recall@K and NDCG@K columns."""
+    header = "| method | " + " | ".join(f"Recall@{k}" for k in ks) + " | " + " | ".join(f"NDCG@{k}" for k in ks) + " |"
+    lines = [header, "|---|" + "---:|" * (2 * len(ks))]
+    for method, metrics in results.items():
+        cells = [f"{metrics[f'recall@{k}']:.4f}" for k in ks] + [f"{metrics[f'ndcg@{k}']:.4f}" for k in ks]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far, in MB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class StageTimer:
+    """Wall-clock and peak RSS of each stage, in the order they ran."""
+
+    records: list = field(default_factory=list)
+
+    def run(self, name: str, function, *args, **kwargs):
+        started = time.time()
+        result = function(*args, **kwargs)
+        self.records.append({"stage": name, "seconds": round(time.time() - started, 1), "peak_rss_mb": round(peak_rss_mb())})
+        return result
+
+    def table(self) -> str:
+        lines = ["| stage | wall-clock (s) | peak RSS so far (MB) |", "|---|---:|---:|"]
+        lines += [f"| {r['stage']} | {r['seconds']:.1f} | {r['peak_rss_mb']} |" for r in self.records]
+        return "\n".join(lines)
