@@ -1,4 +1,4 @@
-"""Tests of tawin.data.raw (readers) and tawin.data.prepare (the protocol) on small raw files."""
+"""Tests of tawin.data.raw (readers) and tawin.data.prepare (the protocol: filtering, splitting) on small raw files."""
 
 from __future__ import annotations
 
@@ -18,17 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tawin.data.dataset import SPLITS
+from tawin.data.filtering import k_core_filter
 from tawin.data.io import load_dataset
-from tawin.data.prepare import (
-    PrepareConfig,
-    add_prepare_arguments,
-    build_samples,
-    format_summary,
-    k_core_filter,
-    prepare_dataset,
-    prepare_main,
-    split_sizes,
-)
+from tawin.data.prepare import PrepareConfig, add_prepare_arguments, format_summary, prepare_dataset, prepare_main
+from tawin.data.splitting import build_samples, split_sizes
 from tawin.errors import ConfigError, DataError
 
 SOURCES = ["amazon2018", "amazon2023", "csv"]
