@@ -226,6 +226,18 @@ def _check_k(k: int, n_items: int) -> None:
         raise ValueError(f"k={k!r} must be an integer in [1, N={n_items}]")
 
 
+def _above_and_tied(scores: torch.Tensor, positive: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
+    """What the top-K metrics need of each item, in sorted order (see :func:`_sorted_counts`).
+
+    Returns (is positive bool [B, N], g = #items scoring strictly above int64 [B, N],
+    t = size of its tie group, itself included, int64 [B, N], n⁺ int64 [B]).
+    """
+    scores, n_pos_B = _check_inputs(scores, positive)
+    _check_k(k, scores.shape[1])
+    counts = _sorted_counts(scores, positive)
+    return counts["pos"], scores.shape[1] - counts["le"], counts["le"] - counts["lt"], n_pos_B
+
+
 def recall_at_k(scores: torch.Tensor, positive: torch.Tensor, k: int) -> torch.Tensor:
     """Per-row Recall@K over the whole catalogue, ties averaged.
 
@@ -243,12 +255,9 @@ def recall_at_k(scores: torch.Tensor, positive: torch.Tensor, k: int) -> torch.T
     Returns:
         float64 [B] in [0, 1].
     """
-    scores, n_pos_B = _check_inputs(scores, positive)
-    _check_k(k, scores.shape[1])
-    counts = _sorted_counts(scores, positive)
-    above_BN, tie_BN = scores.shape[1] - counts["le"], counts["le"] - counts["lt"]
+    is_pos_BN, above_BN, tie_BN, n_pos_B = _above_and_tied(scores, positive, k)
     in_top_BN = (k - above_BN).clamp(min=0).minimum(tie_BN).to(torch.float64) / tie_BN
-    return torch.where(counts["pos"], in_top_BN, 0.0).sum(dim=1) / n_pos_B.to(torch.float64)
+    return torch.where(is_pos_BN, in_top_BN, 0.0).sum(dim=1) / n_pos_B.to(torch.float64)
 
 
 def ndcg_at_k(scores: torch.Tensor, positive: torch.Tensor, k: int) -> torch.Tensor:
@@ -259,24 +268,16 @@ def ndcg_at_k(scores: torch.Tensor, positive: torch.Tensor, k: int) -> torch.Ten
     above and t items (itself included) equal to it takes each rank g+1 … g+t with probability 1/t,
     contributing (D(min(g+t, K)) − D(min(g, K))) / t. With n⁺ = 1, NDCG@K ≤ Recall@K.
 
-    Args:
-        scores: float [B, N], one score per catalogue item.
-        positive: bool [B, N], ≥ 1 positive and ≥ 1 negative per row.
-        k: cutoff, 1 ≤ K ≤ N.
-
-    Returns:
-        float64 [B] in [0, 1].
+    Takes ``scores`` float [B, N], ``positive`` bool [B, N] and ``k`` as :func:`recall_at_k`
+    does, and returns float64 [B] in [0, 1].
     """
-    scores, n_pos_B = _check_inputs(scores, positive)
-    n_items = scores.shape[1]
-    _check_k(k, n_items)
-    ranks = torch.arange(1, n_items + 1, dtype=torch.float64, device=scores.device)
+    is_pos_BN, above_BN, tie_BN, n_pos_B = _above_and_tied(scores, positive, k)
+    n_items = above_BN.shape[1]
+    ranks = torch.arange(1, n_items + 1, dtype=torch.float64, device=above_BN.device)
     discount = 1.0 / torch.log2(ranks + 1.0)
     cum_discount = torch.cat([ranks.new_zeros(1), torch.cumsum(discount, dim=0)])  # D(0..N)
-    counts = _sorted_counts(scores, positive)
-    above_BN, tie_BN = n_items - counts["le"], counts["le"] - counts["lt"]
     gain_BN = (
         cum_discount[(above_BN + tie_BN).clamp(max=k)] - cum_discount[above_BN.clamp(max=k)]
     ) / tie_BN
-    dcg_B = torch.where(counts["pos"], gain_BN, 0.0).sum(dim=1)
+    dcg_B = torch.where(is_pos_BN, gain_BN, 0.0).sum(dim=1)
     return dcg_B / cum_discount[n_pos_B.clamp(max=k)]
