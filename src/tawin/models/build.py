@@ -34,7 +34,7 @@ from tawin.models.tokenizer import build_word_tokenizer
 class ModelConfig:
     name_or_path: str | None = None
     """Hugging Face model name or local folder; null builds the small default Qwen2 model."""
-    item_repr: Literal["sid", "title"] = "sid"
+    item_repr: ItemRepresentation = "sid"
     """How items are generated: semantic-ID tokens (added to the vocabulary) or title tokens."""
     hidden_size: int = 256
     """Default model only: width of the residual stream."""
