@@ -1,0 +1,188 @@
+"""Package layout: stage imports only point down, no cycles, files and functions stay small.
+
+The stages, lowest first: foundation (errors, config loading, checkpoint files, runtime and
+distributed set-up) → data → items → models → decoding/metrics → eval/baselines → training
+(sft, rl, their shared train_utils) → run/experiments → cli. A module may import its own stage
+or a lower one, never a later one; sft and rl never import each other. Every import counts,
+including those inside functions, since a lazy import still ties the two layers together.
+
+The checks read the source with ``ast`` and import nothing, so they run in well under a second.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "tawin"
+
+STAGES: dict[str, int] = {
+    # Foundation: imported from every stage, so they may import nothing above it.
+    "__init__": 0, "errors": 0, "config": 0, "checkpoint": 0, "runtime": 0, "distributed": 0,
+    "data": 1,
+    "items": 2,
+    "models": 3,
+    "decoding": 4, "metrics": 4,
+    "eval": 5, "baselines": 5,
+    "train_utils": 6, "sft": 6, "rl": 6,
+    "run": 7, "experiments": 7,
+    "cli": 8, "__main__": 8,
+}
+"""Stage of each top-level module or package of ``tawin``, keyed by its name under ``tawin.``."""
+
+SIBLINGS_THAT_NEVER_MEET = ("sft", "rl")
+"""Two training stages that must not import each other (shared pieces go to ``train_utils``)."""
+
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 80
+
+# Known exceptions, being fixed in files owned by other work in progress (#14). Each entry must
+# still be needed: an entry that no longer matches a violation fails the test, so the list only
+# shrinks. Empty it as the fixes land.
+ALLOWED_UPWARD_IMPORTS: set[tuple[str, str]] = set()
+"""(importing module, imported module) pairs exempt from the stage order."""
+ALLOWED_LONG_FUNCTIONS: set[tuple[str, str]] = {
+    ("tawin.rl.train", "train_rl"),  # being split by the RL loop rework
+}
+"""(module, function) pairs exempt from MAX_FUNCTION_LINES."""
+ALLOWED_LONG_FILES: set[str] = set()
+"""Modules exempt from MAX_FILE_LINES."""
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES: dict[str, Path] = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+TREES: dict[str, ast.Module] = {name: ast.parse(path.read_text(encoding="utf-8"), str(path)) for name, path in MODULES.items()}
+
+
+def stage_key(module: str) -> str:
+    """``tawin.eval.evaluate`` → ``eval``; the package itself → ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def imported_modules(module: str) -> list[tuple[str, int]]:
+    """The ``tawin`` modules that `module` imports anywhere in its file, with the line numbers.
+
+    ``from tawin.x import y`` names module ``tawin.x.y`` when that is a module, else ``tawin.x``.
+    """
+    package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(TREES[module]):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names if alias.name.split(".")[0] == "tawin"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the importing package
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source.split(".")[0] != "tawin":
+                continue
+            for alias in node.names:
+                submodule = f"{source}.{alias.name}"
+                found.append((submodule if submodule in MODULES else source, node.lineno))
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    return {module: {target for target, _ in imported_modules(module) if target in MODULES and target != module} for module in MODULES}
+
+
+def test_every_module_has_a_stage():
+    unknown = sorted({stage_key(m) for m in MODULES} - set(STAGES))
+    assert not unknown, f"tawin.{unknown} have no stage: add each to STAGES in {Path(__file__).name} at the stage it belongs to"
+
+
+def test_imports_only_point_down_the_stage_order():
+    violations, used = [], set()
+    for module in MODULES:
+        for target, line in imported_modules(module):
+            low, high = STAGES.get(stage_key(module)), STAGES.get(stage_key(target))
+            if low is None or high is None or high <= low:
+                continue
+            if (module, target) in ALLOWED_UPWARD_IMPORTS:
+                used.add((module, target))
+                continue
+            violations.append(f"{MODULES[module].relative_to(PACKAGE.parent)}:{line}: {module} (stage {low}) imports {target} (stage {high})")
+    assert not violations, "imports of a later stage; move the shared piece down to the lower stage:\n" + "\n".join(violations)
+    assert used == ALLOWED_UPWARD_IMPORTS, f"allow-list entries no longer needed, remove them: {sorted(ALLOWED_UPWARD_IMPORTS - used)}"
+
+
+def test_sft_and_rl_never_import_each_other():
+    crossings = [
+        f"{module} imports {target} (line {line})"
+        for module in MODULES
+        for target, line in imported_modules(module)
+        if {stage_key(module), stage_key(target)} == set(SIBLINGS_THAT_NEVER_MEET)
+    ]
+    assert not crossings, "sft and rl must not import each other; move the shared piece to tawin.train_utils:\n" + "\n".join(crossings)
+
+
+def test_no_import_cycle():
+    graph = import_graph()
+    state: dict[str, str] = {}  # "open" while on the depth-first path, "done" after
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = "open"
+        path.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                return path[path.index(target) :] + [target]
+            if target not in state:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        state[module] = "done"
+        path.pop()
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            cycle = visit(module)
+            assert cycle is None, "import cycle: " + " → ".join(cycle) + "; move what both need into a module of its own"
+
+
+def test_files_stay_under_the_line_limit():
+    long = {module: len(MODULES[module].read_text(encoding="utf-8").splitlines()) for module in MODULES}
+    over = {module: lines for module, lines in long.items() if lines > MAX_FILE_LINES and module not in ALLOWED_LONG_FILES}
+    assert not over, f"files over {MAX_FILE_LINES} lines; split them by what they do: {over}"
+    stale = sorted(m for m in ALLOWED_LONG_FILES if long.get(m, 0) <= MAX_FILE_LINES)
+    assert not stale, f"allow-list entries no longer needed, remove them: {stale}"
+
+
+def test_functions_stay_under_the_line_limit():
+    lengths = {
+        (module, node.name): node.end_lineno - node.lineno + 1
+        for module, tree in TREES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+    over = {f"{module}.{name}": lines for (module, name), lines in lengths.items() if lines > MAX_FUNCTION_LINES and (module, name) not in ALLOWED_LONG_FUNCTIONS}
+    assert not over, f"functions over {MAX_FUNCTION_LINES} lines; split them: {over}"
+    stale = sorted(entry for entry in ALLOWED_LONG_FUNCTIONS if lengths.get(entry, 0) <= MAX_FUNCTION_LINES)
+    assert not stale, f"allow-list entries no longer needed, remove them: {stale}"
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("from tawin.metrics import topk_metrics", "tawin.metrics"),
+        ("from tawin.items import embed", "tawin.items.embed"),
+        ("import tawin.data.io", "tawin.data.io"),
+        ("from . import raw", "tawin.data.raw"),
+        ("from .raw import read_source", "tawin.data.raw"),
+        ("from .. import errors", "tawin.errors"),
+    ],
+)
+def test_imports_resolve_to_modules(source, expected, monkeypatch):
+    """The resolver the checks rely on: package, submodule and relative imports."""
+    module = "tawin.data.prepare"
+    monkeypatch.setitem(TREES, module, ast.parse(source))
+    assert [target for target, _ in imported_modules(module)] == [expected]
