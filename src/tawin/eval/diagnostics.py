@@ -10,12 +10,15 @@ on a fixed seeded sample of ``diagnostics_rows`` rows, and report the row means 
     wpauc@K         = WPAUC(α, d), α = (K − 1)/n⁻, d = 1/n⁻: the window is the K-th ranked negative
     exact_recall@K  = Recall@K on the same exact scores (ties averaged)
 
-for K ∈ (1, 3, 5, 10). By Lemma 3.5, wpauc@K = exact_recall@K for tie-free scores; exact_recall@K
-can differ from the beam-search ``recall@K`` where beam search misses an item of the true top K.
+for K ∈ :data:`tawin.eval.config.REPORT_KS` (1, 3, 5, 10). By Lemma 3.5, wpauc@K = exact_recall@K
+for tie-free scores; exact_recall@K can differ from the beam-search ``recall@K`` where beam search
+misses an item of the true top K.
 ``diagnostics_rows`` (the number of rows used) is returned with them.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -24,12 +27,10 @@ from tqdm.auto import tqdm
 from tawin.data.sampling import sample_rows
 from tawin.decoding.scoring import DEFAULT_CHUNK_NODES, score_all_items
 from tawin.errors import ConfigError
-from tawin.eval.config import EvalConfig
+from tawin.eval.config import REPORT_KS, EvalConfig
 from tawin.metrics.auc import auc, partial_auc, recall_at_k, wpauc
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import Recommender
-
-DIAGNOSTIC_KS: tuple[int, ...] = (1, 3, 5, 10)
 
 
 @torch.no_grad()
@@ -58,19 +59,14 @@ def exact_scores(recommender: Recommender, encoded: EncodedSplit, rows: np.ndarr
 
 
 def _problems(config: EvalConfig, n_items: int) -> list[str]:
-    n_neg = n_items - 1
     problems = []
-    if not 2 <= config.opauc_group_size <= n_items:
+    if config.opauc_group_size is None:
         problems.append(
-            f"eval.opauc_group_size={config.opauc_group_size} must lie in [2, N={n_items}]: OPAUC's "
-            f"max_fpr = (G−1)/n⁻ needs at least one and at most n⁻={n_neg} negatives; use the RL group size (e.g. 16)"
+            "eval.opauc_group_size is null (= rl.group_size), which only the pipeline knows; pass the resolved "
+            "config, EvalConfig.resolved(group_size), so that OPAUC has its G"
         )
-    too_big = [k for k in DIAGNOSTIC_KS if k > n_neg]
-    if too_big:
-        problems.append(
-            f"wpauc@K for K={too_big} needs at least K negatives but the catalogue has n⁻={n_neg}; "
-            "run the diagnostics on a catalogue of more than 10 items"
-        )
+    # The catalogue rules apply whenever the diagnostics run, whatever the config's own flag says.
+    problems += replace(config, diagnostics=True).check_catalogue(n_items)
     if config.diagnostics_rows < 0:
         problems.append(f"eval.diagnostics_rows={config.diagnostics_rows} must be ≥ 0 (0 = all rows)")
     return problems
@@ -83,7 +79,7 @@ def diagnostics(recommender: Recommender, encoded: EncodedSplit, config: EvalCon
     batched by ``config.batch_size``.
 
     Returns:
-        {"auc", "opauc", "wpauc@K", "exact_recall@K" (K ∈ DIAGNOSTIC_KS): float in [0, 1],
+        {"auc", "opauc", "wpauc@K", "exact_recall@K" (K ∈ REPORT_KS): float in [0, 1],
          "diagnostics_rows": int}
     """
     n_items = recommender.codec.trie.n_items
@@ -91,7 +87,7 @@ def diagnostics(recommender: Recommender, encoded: EncodedSplit, config: EvalCon
     if problems:
         raise ConfigError("cannot run the diagnostics:\n" + "\n".join(f"  - {p}" for p in problems))
     rows = sample_rows(len(encoded), config.diagnostics_rows, config.sample_seed)
-    names = ["auc", "opauc"] + [f"{m}@{k}" for m in ("wpauc", "exact_recall") for k in DIAGNOSTIC_KS]
+    names = ["auc", "opauc"] + [f"{m}@{k}" for m in ("wpauc", "exact_recall") for k in REPORT_KS]
     if len(rows) == 0:
         return {**{name: float("nan") for name in names}, "diagnostics_rows": 0}
     scores_RN = exact_scores(recommender, encoded, rows, config.batch_size, progress=progress, desc="diagnostics")
@@ -100,6 +96,6 @@ def diagnostics(recommender: Recommender, encoded: EncodedSplit, config: EvalCon
     n_neg = n_items - 1
     per_row = [auc(scores_RN, positive_RN),
                partial_auc(scores_RN, positive_RN, max_fpr=(config.opauc_group_size - 1) / n_neg)]
-    per_row += [wpauc(scores_RN, positive_RN, alpha=(k - 1) / n_neg, d=1 / n_neg) for k in DIAGNOSTIC_KS]
-    per_row += [recall_at_k(scores_RN, positive_RN, k) for k in DIAGNOSTIC_KS]
+    per_row += [wpauc(scores_RN, positive_RN, alpha=(k - 1) / n_neg, d=1 / n_neg) for k in REPORT_KS]
+    per_row += [recall_at_k(scores_RN, positive_RN, k) for k in REPORT_KS]
     return {**{name: float(values.mean()) for name, values in zip(names, per_row)}, "diagnostics_rows": int(len(rows))}
