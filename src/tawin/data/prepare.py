@@ -165,7 +165,7 @@ def prepare_dataset(
         )
     if problems:
         raise ConfigError("cannot prepare the dataset: " + "; ".join(problems) + ".")
-    log = read_source(source, interactions, items, csv_format=config.csv_format(), skip_bad_lines=config.skip_bad_lines, progress=progress)
+    log = read_source(source, interactions, items, csv=config.csv_fields(), skip_bad_lines=config.skip_bad_lines, progress=progress)
     raw_files = {"interactions": Path(interactions).name, "items": Path(items).name if items is not None else None}
     prepared = prepare_log(log, config, name or default_name(interactions), source, raw_files)
     if out is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tawin.data.dataset import MAX_HISTORY
-from tawin.data.raw import CsvFormat
+from tawin.data.raw_reader import RecordFields
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -94,5 +94,8 @@ class PrepareConfig:
             problems.append(f"csv_time_unit={self.csv_time_unit!r} must be 's' or 'ms'")
         return problems
 
-    def csv_format(self) -> CsvFormat:
-        return CsvFormat(self.csv_user_column, self.csv_item_column, self.csv_time_column, self.csv_rating_column, self.csv_delimiter, self.csv_time_unit)
+    def csv_fields(self) -> RecordFields:
+        """Where the csv source finds each field; the item table shares the log's item column."""
+        per_second = 1000 if self.csv_time_unit == "ms" else 1
+        return RecordFields(self.csv_user_column, self.csv_item_column, self.csv_time_column, self.csv_rating_column,
+                            per_second, self.csv_item_column, self.csv_delimiter)

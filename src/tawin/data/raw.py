@@ -51,32 +51,19 @@ AMAZON2018 = RecordFields("reviewerID", "asin", "unixReviewTime", "overall", 1, 
 AMAZON2023 = RecordFields("user_id", "parent_asin", "timestamp", "rating", 1000, "parent_asin")
 
 
-@dataclass(frozen=True)
-class CsvFormat:
-    """Column names and conventions of a CSV interaction log (see PrepareConfig.csv_*)."""
-
-    user: str = "user"
-    item: str = "item"
-    timestamp: str = "timestamp"
-    rating: str = "rating"
-    delimiter: str = ","
-    time_unit: Literal["s", "ms"] = "s"
+CSV = RecordFields("user", "item", "timestamp", "rating", 1, "item", csv_delimiter=",")
+"""The default CSV layout; `tawin data prepare` builds its own from the csv_* settings of
+:class:`~tawin.data.prepare_config.PrepareConfig`. The item table shares the log's item column."""
 
 
-def csv_fields(columns: CsvFormat) -> RecordFields:
-    """The fields of a CSV log and item table; the item table shares the log's item column."""
-    per_second = 1000 if columns.time_unit == "ms" else 1
-    return RecordFields(columns.user, columns.item, columns.timestamp, columns.rating, per_second, columns.item, columns.delimiter)
-
-
-def source_fields(source: Source, csv_format: CsvFormat = CsvFormat()) -> RecordFields:
-    """The :class:`RecordFields` of a source name (see the module's field mapping)."""
+def source_fields(source: Source, csv: RecordFields = CSV) -> RecordFields:
+    """The :class:`RecordFields` of a source name (see the module's field mapping); `csv` for "csv"."""
     if source == "amazon2018":
         return AMAZON2018
     if source == "amazon2023":
         return AMAZON2023
     if source == "csv":
-        return csv_fields(csv_format)
+        return csv
     raise DataError(f"unknown source {source!r}; choose one of {list(SOURCE_NAMES)}.")
 
 
@@ -140,7 +127,7 @@ def read_source(
     interactions: str | Path,
     items: str | Path | None = None,
     *,
-    csv_format: CsvFormat = CsvFormat(),
+    csv: RecordFields = CSV,
     skip_bad_lines: bool = False,
     progress: bool = True,
 ) -> RawLog:
@@ -149,7 +136,7 @@ def read_source(
     Generators are lazy, so the metadata file is opened only once the reviews are in memory and
     only the items they mention are kept.
     """
-    fields = source_fields(source, csv_format)
+    fields = source_fields(source, csv)
     interactions = Path(interactions)
     stats = [ReadStats(str(interactions))]
     records = read_interactions(interactions, fields, stats[0], skip_bad_lines, progress)
