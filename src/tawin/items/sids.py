@@ -120,7 +120,7 @@ def _config_problems(config: SIDConfig) -> list[str]:
 
 
 def level_epsilons(config: SIDConfig) -> tuple[float, ...]:
-    """ε_l per level for :func:`fit_residual_kmeans` (0 = plain nearest-centroid assignment)."""
+    """ε_l per level for :func:`tawin.items.kmeans.fit_residual_kmeans` (0 = plain nearest-centroid assignment)."""
     balanced = {"none": (), "residual": range(1, config.levels), "all": range(config.levels)}[config.balanced_levels]
     return tuple(float(config.sinkhorn_epsilon) if level in balanced else 0.0 for level in range(config.levels))
 
