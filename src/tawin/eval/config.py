@@ -11,7 +11,7 @@ from typing import Literal
 
 from tawin.metrics.ranking import DEFAULT_KS
 
-EvalSplit = Literal["valid", "test"]
+EvalSplit = Literal["train", "valid", "test"]
 REPORT_KS: tuple[int, ...] = (1, 3, 5, 10)
 """Cut-offs K of the results tables (`tawin run`, experiment reports) and of WPAUC@K."""
 
@@ -19,7 +19,8 @@ REPORT_KS: tuple[int, ...] = (1, 3, 5, 10)
 @dataclass(frozen=True)
 class EvalConfig:
     split: EvalSplit = "test"
-    """Split to evaluate."""
+    """Split to evaluate. `train` scores rows the model trained on (in-sample): with `max_rows` and
+    `sample_seed` equal to `rl.max_rows`/`rl.sample_seed`, exactly the prompts RL trained on."""
     num_beams: int = 50
     """Beams of the constrained beam search = ranked items per row; must be ≥ max(ks)."""
     ks: tuple[int, ...] = DEFAULT_KS

@@ -212,15 +212,7 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
         progress.history.append({"step": progress.global_step, **stats})
         finished = progress.global_step == total_steps or progress.batches_drawn >= draws_total
         if run.dist.is_main and (progress.global_step % config.log_every == 0 or finished):
-            recent = progress.history[-config.log_every:]
-            summary = {k: sum(h[k] for h in recent) / len(recent) for k in recent[0] if k != "step"}
-            summary["train/tokens_per_s"] = window["tokens"] / max(1e-9, time.time() - window["start"])
-            log.write({"stage": "rl", "step": progress.global_step, "train/lr": scheduler.get_last_lr()[0], **summary})
-            bar.set_postfix(loss=f"{summary['train/loss']:.4f}", hit=f"{summary['rollout/target_in_group']:.2f}")
-            if not run.progress_bars:
-                run.log(f"rl step {progress.global_step}/{total_steps}: loss {summary['train/loss']:.4f}  "
-                        f"target in group {summary['rollout/target_in_group']:.2f}  [{time.time() - started:.0f}s]")
-            window = {"tokens": 0, "start": time.time()}
+            window = _log_steps(progress, config, log, run, bar, scheduler, window, total_steps, started)
         if config.eval_every and progress.global_step % config.eval_every == 0 and not finished:
             _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config, out)
             if config.patience and progress.bad_epochs >= config.patience:
@@ -233,6 +225,27 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
             break
     bar.close()
     metrics = _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config, out)
+    return {**_save_final(recommender, progress, metrics, config, run, out), "seconds": time.time() - started}
+
+
+def _log_steps(progress: Progress, config: RLConfig, log: JsonlLog, run: RunContext, bar, scheduler, window: dict,
+               total_steps: int, started: float) -> dict:
+    """One log record averaging the steps since the last one; returns the next token window."""
+    recent = progress.history[-config.log_every:]
+    summary = {k: sum(h[k] for h in recent) / len(recent) for k in recent[0] if k != "step"}
+    summary["train/tokens_per_s"] = window["tokens"] / max(1e-9, time.time() - window["start"])
+    log.write({"stage": "rl", "step": progress.global_step, "train/lr": scheduler.get_last_lr()[0], **summary})
+    bar.set_postfix(loss=f"{summary['train/loss']:.4f}", hit=f"{summary['rollout/target_in_group']:.2f}")
+    if not run.progress_bars:
+        elapsed = time.time() - started
+        eta = elapsed / max(1, progress.global_step) * (total_steps - progress.global_step)
+        run.log(f"rl step {progress.global_step}/{total_steps}: loss {summary['train/loss']:.4f}  "
+                f"target in group {summary['rollout/target_in_group']:.2f}  [{elapsed:.0f}s, ETA {eta:.0f}s]")
+    return {"tokens": 0, "start": time.time()}
+
+
+def _save_final(recommender: Recommender, progress: Progress, metrics: dict, config: RLConfig, run: RunContext, out: Path) -> dict:
+    """final/ = the last model, or with `select_best` the best one on valid (its step and metrics)."""
     result = {"steps": progress.global_step, "valid": metrics}
     if config.select_best and (out / "best" / "best.json").exists():
         best = json.loads((out / "best" / "best.json").read_text())
@@ -240,7 +253,7 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
         result = {"steps": progress.global_step, "valid": best["valid"], "best_step": best["step"]}
         run.log(f"rl: final/ is the step-{best['step']} checkpoint, the best on valid recall@{config.target_k}")
     save_best(out / "final", recommender, {"step": result.get("best_step", progress.global_step), "valid": result["valid"]}, run.dist)
-    return {**result, "seconds": time.time() - started}
+    return result
 
 
 def _draw_stats(batch: StepBatch, config: RLConfig) -> dict:
