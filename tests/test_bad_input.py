@@ -64,7 +64,7 @@ CONFIG_ERRORS = [
     (["--set", "sft.epochs=three"], r"sft\.epochs='three' must be an integer"),
     (["--set", "rl.tau=fast"], r"rl\.tau='fast' must be a number"),
     (["--set", "eval.ks=[1,2"], r"override 'eval\.ks=\[1,2': the value '\[1,2' is not valid YAML"),
-    (["--set", "eval.split=tset"], r"eval\.split='tset' is not one of \['valid', 'test'\] \(did you mean 'test'\?\)"),
+    (["--set", "eval.split=tset"], r"eval\.split='tset' is not one of \['train', 'valid', 'test'\] \(did you mean 'test'\?\)"),
     (["--set", "model.name_or_path=[1, 2]"], r"model\.name_or_path=\[1, 2\] must be a string or null"),
     (["--set", "eval.ks=[1,5,60]"], r"eval\.ks contains K=60 but eval\.num_beams=50.*raise eval\.num_beams to ≥ 60 or drop K"),
     (["--set", "rl.group_size=16", "--set", "rl.anchor=15"],
@@ -140,6 +140,14 @@ def test_broken_dataset_leaves_no_output(dataset, tmp_path, capsys):
     fails(["eval", "--dataset", str(broken), "--checkpoint", "popularity", "--out", str(out)], capsys,
           r"train\.parquet: row 1, field 'target' refers to item 99, which is not in items\.parquet")
     assert not (tmp_path / "deep").exists()
+
+
+def test_rule_that_needs_the_dataset_fails_before_training(dataset, tmp_path, capsys):
+    out = tmp_path / "fresh"  # the tiny catalogue has 4 items: too few negatives for WPAUC@10
+    fails(["run", "--dataset", str(dataset), "--set", "eval.diagnostics=true", "--out", str(out)], capsys,
+          r"invalid configuration for the dataset tiny: eval\.opauc_group_size=16 must lie in \[2, N=4\].*; "
+          r"wpauc@K for K=\[5, 10\] needs at least K negatives but the catalogue has n⁻=3")
+    assert not out.exists()
 
 
 def test_missing_checkpoint(dataset, tmp_path, capsys):

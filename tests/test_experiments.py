@@ -113,6 +113,20 @@ def test_every_problem_is_reported_at_once():
         parse_experiment({"methods": {"TAWin (σ*=2)": {"anchor": 2}, "TAWin": {"anchor": {"grid": [2]}}}})
 
 
+def test_each_anchor_meaning_has_one_spelling():
+    methods = {"fixed": {"anchor": 2}, "k-1": {"target_k": 5, "anchor": None}, "valid": {"anchor": {"best_on_valid": [1, 2]}},
+               "grid": {"anchor": {"grid": [0, 3]}}}
+    cells = expand_cells(parse_experiment({"base": {"rl": {"weighting": "tawin"}}, "methods": methods}))
+    modes = {cell.name: (cell.anchor_mode, cell.config.rl.anchor, cell.candidates) for cell in cells}
+    assert modes == {"fixed": ("config", 2, ()), "k-1": ("auto", 4, ()), "valid": ("best_on_valid", None, (1, 2)),
+                     "grid-a0": ("grid", 0, ()), "grid-a3": ("grid", 3, ())}
+    # The earlier spellings are refused, each with its replacement.
+    for method, hint in (({"anchor": "auto"}, "anchor: null"), ({"anchor": {"auto": "sweep", "candidates": [1]}}, "anchor: {best_on_valid: "),
+                         ({"sweep_anchor": True}, "anchor: {grid: "), ({"anchor": {"grid": [-1]}}, r"must be ≥ 0")):
+        with pytest.raises(ConfigError, match=re.escape(hint) if "≥" not in hint else hint):
+            parse_experiment({"methods": {"TAWin": method}})
+
+
 def test_slug_and_anchor_choice():
     assert slug("TAWin (σ*=2)") == "tawin-2" and slug("GRPO (random negatives)") == "grpo-random-negatives"
     assert choose_anchor({1: 0.10, 2: 0.12, 4: 0.12}, target_k=3) == 2  # tie → nearest K−1

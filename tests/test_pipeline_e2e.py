@@ -62,3 +62,12 @@ def test_eval_popularity_and_recommend(tmp_path, capsys):
     assert main(["eval", "--checkpoint", "popularity", "--out", str(out), "--set", "eval.max_rows=50", "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_rows"] == 50 and 0 <= metrics["recall@10"] <= 1
+
+
+def test_eval_popularity_and_the_popularity_baseline_agree(tmp_path, capsys):
+    """`tawin eval --checkpoint popularity` and `tawin baseline popularity` share one path: same test metrics."""
+    assert main(["eval", "--checkpoint", "popularity", "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
+    assert main(["baseline", "popularity", "--out", str(tmp_path / "baseline")]) == 0
+    from_eval = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "baseline" / "metrics.json").read_text()) == from_eval
+    assert from_eval["n_rows"] == 4533 and len((tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()) == 4533

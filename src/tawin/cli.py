@@ -111,12 +111,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    import torch
+    import numpy as np
 
+    from tawin.decoding.beam import constrained_beam_search
     from tawin.errors import DataError
     from tawin.models.batching import item_positions
     from tawin.models.prompt import encode_prompts, left_pad, render_prompt
-    from tawin.decoding.beam import constrained_beam_search
     from tawin.run.session import Session
 
     config = _load_pipeline_config(args)
@@ -133,7 +133,7 @@ def cmd_recommend(args) -> int:
     recommender = session.load(args.checkpoint)
     if args.k > len(items):
         raise UserError(f"--k {args.k} exceeds the catalogue's {len(items)} items; lower --k.")
-    positions = item_positions(items, __import__("numpy").array(history[-10:])).tolist()
+    positions = item_positions(items, np.array(history[-10:])).tolist()
     prompt = render_prompt(positions, recommender.codec.prompt_text)
     ids, mask = left_pad(encode_prompts(recommender.tokenizer, [prompt], config.model.max_prompt_tokens), recommender.codec.pad_id)
     result = constrained_beam_search(recommender.model, recommender.codec.on(session.device)[0], ids.to(session.device), mask.to(session.device), args.k)
@@ -208,11 +208,19 @@ def cmd_build_sids(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tawin.baselines.sequential import BaselineKind
-    from tawin.eval.config import EvalSplit
+    from tawin.experiments.cli import add_experiment_parser
 
     parser = argparse.ArgumentParser(prog="tawin", description="RL for LLM generative recommenders: GRPO, ReRe and TAWin (windowed partial AUC).")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_data_parsers(commands)
+    _add_model_parsers(commands)
+    add_experiment_parser(commands)
+    return parser
+
+
+def _add_data_parsers(commands) -> None:
+    """`tawin data import|prepare|show` and `tawin items build-sids`."""
+    from tawin.data.prepare import add_prepare_arguments, prepare_main
 
     data = commands.add_parser("data", help="import, prepare and inspect datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("import", help="MiniOneRec/ReRe files (.inter + index.json + CSVs) → canonical dataset folder")
@@ -220,14 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--name", help="dataset name (default: from the .inter file names)")
     p.set_defaults(func=cmd_data_import)
-    try:
-        from tawin.data.prepare import add_prepare_arguments, prepare_main
-
-        p = data.add_parser("prepare", help="raw reviews/logs → the paper's protocol → dataset folder (then: tawin items build-sids)")
-        add_prepare_arguments(p)
-        p.set_defaults(func=prepare_main)
-    except ImportError:  # pragma: no cover
-        pass
+    p = data.add_parser("prepare", help="raw reviews/logs → the paper's protocol → dataset folder (then: tawin items build-sids)")
+    add_prepare_arguments(p)
+    p.set_defaults(func=prepare_main)
     p = data.add_parser("show", help="summary of a dataset")
     p.add_argument("dataset", nargs="?", default="industrial")
     p.set_defaults(func=cmd_data_show)
@@ -240,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_build_sids)
+
+
+def _add_model_parsers(commands) -> None:
+    """`tawin sft|rl|run|eval|baseline|recommend`."""
+    from tawin.baselines.sequential import BaselineKind
+    from tawin.eval.config import EvalSplit
 
     for name, function, text in (("sft", cmd_sft, "supervised fine-tuning (next-item generation)"),
                                  ("rl", cmd_rl, "RL from an SFT checkpoint (GRPO / ReRe / TAWin)"),
@@ -276,14 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", required=True, help="item ids, oldest first, e.g. 117,118,130")
     p.add_argument("--k", type=int, default=10)
     p.set_defaults(func=cmd_recommend)
-
-    try:
-        from tawin.experiments.cli import add_experiment_parser
-
-        add_experiment_parser(commands)
-    except ImportError:
-        pass
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

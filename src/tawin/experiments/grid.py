@@ -42,7 +42,6 @@ rewrites the report.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -128,8 +127,7 @@ class Experiment:
     """Title of report.md."""
 
     def check(self) -> list[str]:
-        """Cross-field rules (folder names, labels, report Ks and labels, baselines, diagnostics),
-        and every cell's resolved config."""
+        """Cross-field rules (folder names, labels, report Ks and labels, baselines) and every cell's resolved config."""
         problems: list[str] = []
         folders: dict[str, str] = {}
         labels: dict[str, str] = {}
@@ -152,8 +150,6 @@ class Experiment:
         if sequential and max(self.base.eval.ks, default=0) > self.baseline.eval_top:
             problems.append(f"baseline.eval_top={self.baseline.eval_top} < max(base.eval.ks)={max(self.base.eval.ks)}: "
                             f"{sequential} could not be scored at every K; raise baseline.eval_top")
-        if self.diagnostics and importlib.util.find_spec("tawin.eval.diagnostics") is None:
-            problems.append("diagnostics: true needs tawin.eval.diagnostics, which this checkout lacks; set diagnostics: false")
         return problems
 
 
@@ -316,8 +312,8 @@ def _parse_anchor(anchor, where: str, problems: list[str]) -> tuple[AnchorMode, 
         if any(a < 0 for a in candidates):
             problems.append(f"{where}.{mode}={list(candidates)} must be ≥ 0 (σ* is a 0-based rank among the negatives)")
         return mode, candidates
-    legacy = [LEGACY_SPELLINGS[key] for key in (anchor if isinstance(anchor, dict) else [anchor]) if key in LEGACY_SPELLINGS]
-    problems.append(f"{where}={anchor!r}: " + (legacy[0] if legacy else "write an integer σ*, null (σ* = target_k − 1), "
+    legacy = "candidates" if isinstance(anchor, dict) and "candidates" in anchor else "auto" if anchor == "auto" else None
+    problems.append(f"{where}={anchor!r}: " + (LEGACY_SPELLINGS[legacy] if legacy else "write an integer σ*, null (σ* = target_k − 1), "
                                                 "{best_on_valid: [1, 2, 3]} or {grid: [0, 1, 2]}"))
     return "config", None
 
