@@ -1,31 +1,42 @@
 """Stage 1 — import the public formats in which the paper's splits circulate.
 
-* RecBole atomic ``.inter`` splits (``user_id:token  item_id_list:token_seq  item_id:token``),
-* MiniOneRec ``index.json`` (item id -> semantic-ID tokens) and ``item.json`` (title, description),
-* MiniOneRec CSVs (rows aligned with ``.inter`` valid/test rows; used to check the alignment),
-* ReRe CSVs (rows aligned too; they add unix-second timestamps and ASINs).
+:func:`import_dataset` tells the layouts apart (see :data:`LAYOUTS`):
 
-Layout expected under ``root`` (as in ``shared/data/<Dataset>``)::
+1. MiniOneRec's RecBole ``.inter`` splits with its ``index.json``/``item.json`` (as in
+   ``shared/data/<Dataset>``; this module)::
 
-    minionerec/inter/<Name>.{train,valid,test}.inter
-    minionerec/index/<Name>.index.json, <Name>.item.json
-    minionerec/{valid,test}/*.csv          (optional)
-    rere/{valid,test}/*.csv                (optional; timestamps and ASINs)
+       minionerec/inter/<Name>.{train,valid,test}.inter
+       minionerec/index/<Name>.index.json, <Name>.item.json
+       minionerec/{valid,test}/*.csv          (optional; checked to be row-aligned)
+       rere/{valid,test}/*.csv                (optional; timestamps and ASINs)
+
+2. ReRe CSV splits and 3. MiniOneRec CSV splits without ``.inter`` files
+   (:mod:`tawin.data.csv_import`), in SRC itself or in its ``rere/`` or ``minionerec/`` folder.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from tawin.data.dataset import SPLITS, Dataset, Interactions, ItemTable
-from tawin.data.sid_collisions import make_unique
+from tawin.data.csv_import import import_csv_splits
+from tawin.data.csv_splits import find_split_csvs, pick_file
+from tawin.data.dataset import SPLITS, Dataset, Interactions
+from tawin.data.minionerec_index import build_items, clean_description, read_index
 from tawin.errors import DataError
+
+LAYOUTS = (
+    "MiniOneRec RecBole splits: minionerec/inter/<Name>.{train,valid,test}.inter with minionerec/index/<Name>.index.json "
+    "and <Name>.item.json",
+    "ReRe CSV splits: train/, valid/ and test/ holding one CSV each (or train.csv, valid.csv, test.csv) with the columns "
+    "user_id, history_item_id, item_id, history_item_title, item_title (optionally item_asins, item_asin, timestamp), "
+    "optionally info/<name>.txt and index/<Name>.index.json + <Name>.item.json",
+    "MiniOneRec CSV splits: train/, valid/ and test/ CSVs with history_item_sid/item_sid columns, with "
+    "index/<Name>.index.json and <Name>.item.json",
+)
+"""The layouts `tawin data import` accepts; the CSV ones may sit in SRC, SRC/rere or SRC/minionerec."""
 
 INTER_HEADER = ["user_id:token", "item_id_list:token_seq", "item_id:token"]
 
@@ -71,29 +82,34 @@ def read_inter(path: Path) -> tuple[list[int], list[list[int]], list[int]]:
     return users, histories, targets
 
 
-def _read_json(path: Path) -> dict[int, object]:
-    """A MiniOneRec JSON map keyed by item id (``{"0": ...}``) with integer keys."""
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not valid JSON ({error}); re-download or re-create the file.") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: must hold a JSON object keyed by item id (e.g. {{\"0\": ...}}), not a {type(data).__name__}.")
-    bad = next((k for k in data if not str(k).isdigit()), None)
-    if bad is not None:
-        raise DataError(f"{path}: key {bad!r} is not an integer item id ≥ 0; every key must be an item id such as \"0\".")
-    return {int(k): v for k, v in data.items()}
+def import_dataset(root: str | Path, name: str | None = None) -> Dataset:
+    """Import whichever of :data:`LAYOUTS` `root` holds (the first that matches, in that order).
+
+    `name` picks the files when a folder holds several (a file-name prefix, e.g. the category).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "folder not found"
+        raise DataError(f"{root}: {what}; pass the folder that holds the dataset files ({'; '.join(LAYOUTS)}).")
+    if pick_file(root / "minionerec" / "inter", "*.train.inter", name) is not None:
+        return import_minionerec(root, name)
+    partial = []
+    for base in (root, root / "rere", root / "minionerec"):
+        files = find_split_csvs(base, name)
+        if len(files) == len(SPLITS):
+            return import_csv_splits(base, files, name, [base / "index", root / "index", root / "minionerec" / "index"])
+        if files:
+            missing = [split for split in SPLITS if split not in files]
+            partial.append(f"{base} has {', '.join(str(files[s].relative_to(base)) for s in files)} but no {' or '.join(missing)} split")
+    found = "; ".join(partial) if partial else "neither .inter files nor split CSVs"
+    listed = " ".join(f"({number}) {layout}." for number, layout in enumerate(LAYOUTS, start=1))
+    raise DataError(f"{root}: matches none of the accepted layouts (found {found}). Accepted: {listed} Arrange the files as one of these.")
 
 
 def _read_csv_rows(path: Path) -> list[dict]:
     csv.field_size_limit(sys.maxsize)
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def _single_csv(folder: Path) -> Path | None:
-    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
-    return files[0] if files else None
 
 
 def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
@@ -110,12 +126,7 @@ def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
     for path in (index_path, item_path):
         if not path.exists():
             raise DataError(f"{path}: file not found; MiniOneRec import needs {index_path.name} and {item_path.name}.")
-    sid_of = {}
-    for item, tokens in _read_json(index_path).items():
-        if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
-            raise DataError(f"{index_path}: item {item} has semantic ID {tokens!r}; each entry must be a list of token strings such as [\"<a_1>\", \"<b_2>\"].")
-        sid_of[item] = tuple(tokens)
-    info_of = {item: info if isinstance(info, dict) else {} for item, info in _read_json(item_path).items()}
+    sid_of, info_of = read_index(index_path, item_path)
     item_ids = sorted(set(sid_of) | set(info_of))
 
     splits: dict[str, Interactions] = {}
@@ -123,11 +134,11 @@ def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
     for split in SPLITS:
         users, histories, targets = read_inter(inter_dir / f"{name}.{split}.inter")
         timestamps: list[int | None] | None = None
-        minionerec_csv = _single_csv(root / "minionerec" / split)
+        minionerec_csv = pick_file(root / "minionerec" / split, "*.csv", name)
         if minionerec_csv is not None:
             rows = _read_csv_rows(minionerec_csv)
             _check_aligned(minionerec_csv, rows, histories, targets)
-        rere_csv = _single_csv(root / "rere" / split)
+        rere_csv = pick_file(root / "rere" / split, "*.csv", name)
         if rere_csv is not None:
             rows = _read_csv_rows(rere_csv)
             if len(rows) != len(targets):
@@ -147,22 +158,19 @@ def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
         _check_known(inter_dir / f"{name}.{split}.inter", histories, targets, sid_of, info_of)
         splits[split] = Interactions.from_lists(users, histories, targets, timestamps)
 
-    items = ItemTable(
-        item_id=np.asarray(item_ids, dtype=np.int64),
-        title=[info_of.get(i, {}).get("title", "") or "" for i in item_ids],
-        description=[_clean_description(info_of.get(i, {}).get("description")) for i in item_ids],
-        asin=[asin_of.get(i) for i in item_ids],
-        sid=[sid_of.get(i, ()) for i in item_ids],
+    items, report = build_items(
+        item_ids,
+        {i: info.get("title", "") for i, info in info_of.items()},
+        {i: clean_description(info.get("description")) for i, info in info_of.items()},
+        asin_of,
+        sid_of,
     )
-    # The dataset's own SIDs collide for a few duplicate listings; the same rule as for built
-    # SIDs gives every item a unique sequence (an extra disambiguation level).
-    unique_sids, report = make_unique(items.sid) if all(items.sid) else (items.sid, None)
     meta = {
         "description": f"{name}: imported from MiniOneRec .inter/index.json (+ ReRe CSV timestamps/ASINs)",
         "sid_source": "dataset",
-        "sid_collisions_resolved": None if report is None else report.__dict__,
+        "sid_collisions_resolved": report,
     }
-    return Dataset(name=name, items=items.with_sids(unique_sids), splits=splits, meta=meta)
+    return Dataset(name=name, items=items, splits=splits, meta=meta)
 
 
 def _check_known(path: Path, histories: list[list[int]], targets: list[int], sid_of: dict, info_of: dict) -> None:
@@ -174,19 +182,6 @@ def _check_known(path: Path, histories: list[list[int]], targets: list[int], sid
                     f"{path}: line {line_number}, field '{field}' refers to item {item}, which is in neither the .index.json nor "
                     "the .item.json file; add the item there or drop the line."
                 )
-
-
-def _clean_description(value) -> str | None:
-    """MiniOneRec stores descriptions as the string of a Python list; keep the plain text."""
-    if not value:
-        return None
-    if isinstance(value, str) and value.startswith("["):
-        try:
-            parts = ast.literal_eval(value)
-            return " ".join(str(p) for p in parts).strip() or None
-        except (ValueError, SyntaxError):
-            return value
-    return str(value)
 
 
 def _check_aligned(path: Path, rows: list[dict], histories: list[list[int]], targets: list[int]) -> None:
