@@ -169,12 +169,25 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_data_import(args) -> int:
-    from tawin.data.importers import import_minionerec
+    from tawin.data.importers import import_dataset
     from tawin.data.io import save_dataset
 
-    dataset = import_minionerec(args.source, args.name)
+    dataset = import_dataset(args.source, args.name)
     save_dataset(dataset, args.out)
     print(f"wrote {args.out}: {len(dataset.items)} items; " + ", ".join(f"{k} {len(v)} rows" for k, v in dataset.splits.items()))
+    if not all(dataset.items.sid):
+        print(f"the items have no semantic IDs yet: run `tawin items build-sids {args.out} --out <folder>`")
+    return 0
+
+
+def cmd_data_export(args) -> int:
+    from tawin.data.io import load_dataset
+    from tawin.data.rere_export import export_rere_csv
+    from tawin.run.config import dataset_path
+
+    dataset = load_dataset(dataset_path(args.dataset), allow_empty_splits=True, require_sids=False)
+    export_rere_csv(dataset, args.out, args.stem, with_index=not args.no_index)
+    print(f"wrote {args.out}: ReRe CSV splits ({', '.join(f'{k} {len(v)} rows' for k, v in dataset.splits.items())}) and info/ for {len(dataset.items)} items")
     return 0
 
 
@@ -219,15 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_data_parsers(commands) -> None:
-    """`tawin data import|prepare|show` and `tawin items build-sids`."""
+    """`tawin data import|export|prepare|show` and `tawin items build-sids`."""
     from tawin.data.prepare import add_prepare_arguments, prepare_main
 
     data = commands.add_parser("data", help="import, prepare and inspect datasets").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("import", help="MiniOneRec/ReRe files (.inter + index.json + CSVs) → canonical dataset folder")
-    p.add_argument("source", help="folder holding minionerec/ (and optionally rere/), e.g. ../shared/data/Industrial_and_Scientific")
+    p = data.add_parser("import", help="MiniOneRec .inter + index.json, ReRe CSV splits or MiniOneRec CSV splits → canonical dataset folder")
+    p.add_argument("source", help="folder holding minionerec/ (and optionally rere/), or train/ valid/ test/ CSV splits, e.g. ../shared/data/Industrial_and_Scientific")
     p.add_argument("--out", required=True, help="output dataset folder")
-    p.add_argument("--name", help="dataset name (default: from the .inter file names)")
+    p.add_argument("--name", help="dataset name, and the file-name prefix that picks files when a folder holds several (default: from the file names)")
     p.set_defaults(func=cmd_data_import)
+    p = data.add_parser("export", help="dataset folder → ReRe CSV splits (train/ valid/ test/ info/, plus index/ with the SIDs)")
+    p.add_argument("dataset", help="dataset folder (or shipped name)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--stem", help="file name of the CSVs (default: the dataset name); ReRe's scripts want <category>_…11")
+    p.add_argument("--no-index", action="store_true", help="write no index/ folder (SIDs, descriptions)")
+    p.set_defaults(func=cmd_data_export)
     p = data.add_parser("prepare", help="raw reviews/logs → the paper's protocol → dataset folder (then: tawin items build-sids)")
     add_prepare_arguments(p)
     p.set_defaults(func=prepare_main)
