@@ -23,6 +23,7 @@ from tawin.data.rere_export import export_rere_csv
 from tawin.errors import DataError
 
 from test_bad_input import fails
+from test_validation import tiny_dataset
 
 INDUSTRIAL = Path(__file__).resolve().parents[1] / "src" / "tawin" / "resources" / "datasets" / "industrial"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "Industrial_and_Scientific"
@@ -216,13 +217,15 @@ def test_industrial_round_trip_through_rere_csv(industrial, tmp_path):
 
 
 def test_cli_export_import_and_bad_line(tmp_path, capsys):
-    assert main(["data", "export", str(INDUSTRIAL), "--out", str(tmp_path / "csv"), "--stem", "Ind_5_2016-10-2018-11", "--no-index"]) == 0
-    assert not (tmp_path / "csv" / "index").exists() and (tmp_path / "csv" / "info" / "Ind_5_2016-10-2018-11.txt").is_file()
+    source = tiny_dataset(tmp_path / "tiny")
+    assert main(["data", "export", str(source), "--out", str(tmp_path / "csv"), "--stem", "Tiny_5_2016-10-2018-11", "--no-index"]) == 0
+    assert not (tmp_path / "csv" / "index").exists() and (tmp_path / "csv" / "info" / "Tiny_5_2016-10-2018-11.txt").is_file()
     assert main(["data", "import", str(tmp_path / "csv"), "--out", str(tmp_path / "imported")]) == 0
     assert "tawin items build-sids" in capsys.readouterr().out
     imported = load_dataset(tmp_path / "imported", require_sids=False)
-    assert imported.name == "Ind_5_2016-10-2018-11" and imported.items.sid == [()] * 3686
-    assert_same_splits(load_dataset(INDUSTRIAL), imported)
+    assert imported.name == "Tiny_5_2016-10-2018-11" and imported.items.sid == [()] * 4
+    assert imported.items.title == ["ten", "eleven", "twelve", "thirteen"]
+    assert_same_splits(load_dataset(source), imported)
     root = rere_folder(tmp_path / "bad")
     edit_line(root / TRAIN, 3, '"[10, 11]"', '"[10, 11"')
     fails(["data", "import", str(root), "--out", str(tmp_path / "never")], capsys, r"Toy_5_2016-10-2018-11\.csv: line 3, field 'history_item_id'")
