@@ -203,3 +203,16 @@ def test_held_out_rows_never_reach_sft(industrial_small, encoded, tiny_recommend
     sft_train.train_sft(tiny_recommender, industrial_small, encoded["train"], encoded["valid"], config, _context(tmp_path), rows=sft_rows)
     assert sorted(seen) == sorted(sft_rows.tolist())  # every SFT row once, no held-out row
     assert not set(seen) & set(rl_rows_.tolist())
+
+
+def test_holdout_setting_is_checked_and_in_the_resolved_config():
+    from tawin.config import load_config, to_dict
+    from tawin.errors import ConfigError
+    from tawin.run.config import PipelineConfig
+
+    config = load_config(PipelineConfig, overrides=["data.rl_holdout=0.2", "data.rl_holdout_order=random"])
+    assert to_dict(config)["data"] == {"dataset": "industrial", "rl_holdout": 0.2, "rl_holdout_order": "random"}
+    sft_rows, rl_rows_ = config.data.split_train_rows(100, config.seed)
+    assert len(rl_rows_) == 20 and not set(sft_rows) & set(rl_rows_)
+    with pytest.raises(ConfigError, match=r"data\.rl_holdout=1\.0 must lie in \[0, 1\)"):
+        load_config(PipelineConfig, overrides=["data.rl_holdout=1"])

@@ -53,6 +53,7 @@ from tawin.baselines.sequential import BaselineKind, SequentialBaselineConfig
 from tawin.config import build_config, merge_override, parse_override, validate
 from tawin.eval.config import REPORT_KS
 from tawin.errors import ConfigError
+from tawin.experiments.evals import NamedEval, parse_evals
 from tawin.experiments.report import SWEEP_KS
 from tawin.rl.config import RLConfig
 from tawin.run.config import PipelineConfig
@@ -125,6 +126,8 @@ class Experiment:
     """What report.md compares."""
     name: str = "experiment"
     """Title of report.md."""
+    evals: tuple[NamedEval, ...] = ()
+    """Further evaluations of every LLM cell (see :mod:`tawin.experiments.evals`)."""
 
     def check(self) -> list[str]:
         """Cross-field rules (folder names, labels, report Ks and labels, baselines) and every cell's resolved config."""
@@ -235,7 +238,8 @@ def parse_experiment(data: dict, where: str = "experiment") -> Experiment:
         # Cross-field rules run on whatever parsed, so one error lists every problem.
         experiment = Experiment(base, seeds or (0,), methods, tuple(b for b in baselines if b in get_args(BaselineName)),
                                 baseline or SequentialBaselineConfig(), diagnostics is True, tuple(diagnostics_seeds or ()),
-                                report or ReportSpec(), str(data.get("name", "experiment")))
+                                report or ReportSpec(), str(data.get("name", "experiment")),
+                                parse_evals(data.get("evals"), base.eval, problems))
         problems += [p for p in experiment.check() if p not in problems]
     if problems or base is None:
         raise ConfigError(f"invalid experiment in {where}: " + "; ".join(problems) + ".")

@@ -115,8 +115,10 @@ def bootstrap_statement(a_R, b_R, candidate: str, reference: str, k: int, n_seed
             f"one-sided p = {result['p_value']:.3f}; the interval {'excludes' if excludes else 'includes'} 0.")
 
 
-def paired_rows(out: Path, results: dict, candidate: str, reference: str, k: int) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """Per-row Recall@k of both labels on the rows every seed of both evaluated, averaged over seeds."""
+def paired_rows(out: Path, results: dict, candidate: str, reference: str, k: int,
+                evaluation: str = "") -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Per-row Recall@k of both labels on the rows every seed of both evaluated, averaged over
+    seeds; `evaluation` names a further evaluation (its eval_<name>/ predictions) instead of the main one."""
     from tawin.eval.evaluate import Predictions
     from tawin.metrics import per_row_topk
 
@@ -124,7 +126,7 @@ def paired_rows(out: Path, results: dict, candidate: str, reference: str, k: int
     for label in (candidate, reference):
         seeds = []
         for cell_id, entry in sorted(results["cells"].items()):
-            path = Path(out) / cell_id / "predictions.jsonl"
+            path = Path(out) / cell_id / (f"eval_{evaluation}" if evaluation else "") / "predictions.jsonl"
             if entry["label"] == label and path.exists():
                 predictions = Predictions.read_jsonl(path)
                 values = per_row_topk(predictions.items_RK, predictions.target_R, (k,))[f"recall@{k}"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tawin.checkpoint import atomic_write_json
 from tawin.config import to_dict
+from tawin.experiments.evals import eval_folder
 from tawin.experiments.grid import Cell, Experiment
 from tawin.run.config import PipelineConfig
 
@@ -85,6 +86,20 @@ def needs_diagnostics(out: Path, cell: Cell) -> bool:
     return cell.kind != "baseline" and cell.config.eval.diagnostics and path.exists() and "auc" not in json.loads(path.read_text())
 
 
+def missing_evals(out: Path, experiment: Experiment, cell: Cell) -> list:
+    """The named evaluations (``evals:``) a finished LLM cell still lacks."""
+    folder = Path(out) / cell.id
+    if cell.kind == "baseline" or not (folder / "metrics.json").exists():
+        return []
+    return [named for named in experiment.evals if not (eval_folder(folder, named.name) / "metrics.json").exists()]
+
+
+def needs_work(out: Path, experiment: Experiment, cell: Cell) -> bool:
+    """Unfinished, or finished but lacking diagnostics or a named evaluation its experiment asks for."""
+    finished = (Path(out) / cell.id / "metrics.json").exists()
+    return not finished or needs_diagnostics(out, cell) or bool(missing_evals(out, experiment, cell))
+
+
 def collect_results(out: Path, experiment: Experiment, cells: list[Cell], write: bool = False) -> dict:
     """results.json: every cell with a metrics.json, its resolved config and its cell.json."""
     entries = {}
@@ -102,6 +117,10 @@ def collect_results(out: Path, experiment: Experiment, cells: list[Cell], write:
             **(record.to_json() if record is not None else {}), "config": to_dict(config),
             "metrics": json.loads((folder / "metrics.json").read_text()),
         }
+        evals = {named.name: json.loads((eval_folder(folder, named.name) / "metrics.json").read_text())
+                 for named in experiment.evals if (eval_folder(folder, named.name) / "metrics.json").exists()}
+        if evals:
+            entries[cell.id]["evals"] = evals
     labels = list(dict.fromkeys(cell.label for cell in cells))
     results = {"name": experiment.name, "experiment": to_dict(experiment), "labels": labels,
                "n_cells": len(cells), "complete": len(entries) == len(cells), "cells": entries}

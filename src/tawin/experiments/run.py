@@ -17,12 +17,13 @@ from tqdm.auto import tqdm
 from tawin.experiments.grid import Cell, Experiment, expand_cells
 from tawin.experiments.pool import run_in_processes
 from tawin.experiments.report import write_report
-from tawin.experiments.results import collect_results, needs_diagnostics
+from tawin.experiments.results import collect_results, needs_work
+from tawin.experiments.topk_control import write_topk_control
 from tawin.experiments.worker import CellWorker
 from tawin.run.folder import RunFolder
 from tawin.run.session import Session
 
-EXTENDABLE = ("diagnostics", "diagnostics_seeds", "report")
+EXTENDABLE = ("diagnostics", "diagnostics_seeds", "report", "evals")
 """Experiment keys that may change on a finished folder: they add to its cells, never invalidate them."""
 
 
@@ -35,12 +36,12 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
     session = Session.open(experiment.base, progress)
     session.check(*(cell.config for cell in cells if cell.kind != "baseline"))
     with RunFolder(out, experiment, overwrite, kind="experiment", extendable=EXTENDABLE):
-        pending = [cell for cell in cells if not (out / cell.id / "metrics.json").exists() or needs_diagnostics(out, cell)]
+        pending = [cell for cell in cells if needs_work(out, experiment, cell)]
         for cell in cells:
             if cell not in pending:
                 log(f"skipped {cell.id}: metrics.json exists")
             elif (out / cell.id / "metrics.json").exists():
-                log(f"{cell.id}: finished; adding its diagnostics")
+                log(f"{cell.id}: finished; adding its diagnostics or further evaluations")
         bar = tqdm(total=len(cells), initial=len(cells) - len(pending), desc="experiment", unit="cell", disable=not progress, file=sys.stderr)
         say = (lambda text: tqdm.write(text, file=sys.stdout)) if progress else log
         started, finished = time.time(), 0
@@ -64,7 +65,7 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
             run_in_processes(experiment, out, pending, jobs, done)
         bar.close()
         results = collect_results(out, experiment, cells, write=True)
-        for path in write_report(out, results):
+        for path in write_report(out, results) + write_topk_control(out, results):
             say(f"wrote {path}")
     return results
 

@@ -17,11 +17,13 @@ from typing import Callable
 from tawin.checkpoint import atomic_write_json, seed_everything
 from tawin.data.dataset import Dataset
 from tawin.data.sampling import sample_rows
+from tawin.experiments.evals import eval_folder
 from tawin.experiments.grid import Cell, Experiment
 from tawin.experiments.results import (
     CellRecord,
     candidate_folder,
     cell_checkpoint,
+    missing_evals,
     needs_diagnostics,
     read_cell,
     seed_sft_folder,
@@ -61,6 +63,13 @@ class CellWorker:
             started = time.time()
             self.add_diagnostics(cell, folder, record)
             record.diagnostics_seconds = (record.diagnostics_seconds or 0) + time.time() - started
+            write_cell(folder, record)
+        for named in missing_evals(self.out, self.experiment, cell):
+            started = time.time()
+            self.log(f"{cell.id}: evaluating {named.name} on {named.eval.split}")
+            config = replace(cell.config, eval=named.eval)
+            eval_stage(self.session(config), config, cell_checkpoint(self.out, cell, record), eval_folder(folder, named.name))
+            record.seconds += time.time() - started
             write_cell(folder, record)
 
     def train_and_evaluate(self, cell: Cell, folder: Path, record: CellRecord) -> None:

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from tawin.data.dataset import Dataset
+from tawin.data.holdout import HoldoutOrder, holdout_rows
 from tawin.errors import ConfigError
 from tawin.eval.config import EvalConfig
 from tawin.models.build import ModelConfig
@@ -28,6 +31,22 @@ Stage = Literal["sft", "rl", "eval", "popularity"]
 class DataConfig:
     dataset: str = "industrial"
     """A shipped dataset name (`industrial`) or the path of a dataset folder."""
+    rl_holdout: float = 0.0
+    """Share of the train rows held out of SFT for RL to learn from (0 = both stages use every
+    train row), so RL trains on prompts the SFT model was never fitted on. Both stages read it, so
+    it sits here and lands in both resolved configs."""
+    rl_holdout_order: HoldoutOrder = "latest"
+    """Which rows are held out: `latest` = the most recent ones (train rows are in target-time
+    order), `random` = a uniform sample seeded by `seed` (recency without the time shift)."""
+
+    def check(self) -> list[str]:
+        if not 0 <= self.rl_holdout < 1:
+            return [f"data.rl_holdout={self.rl_holdout} must lie in [0, 1) (the share of train rows held out of SFT for RL; 0 = none)"]
+        return []
+
+    def split_train_rows(self, n_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(SFT rows, RL rows) of the train split under this hold-out."""
+        return holdout_rows(n_rows, self.rl_holdout, self.rl_holdout_order, seed)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,10 @@ def sft_stage(session: Session, config: PipelineConfig, out: Path) -> Path:
     recommender = build_recommender(config.model, session.dataset.items, seed=config.seed)
     recommender.model.to(session.device)
     tokens = config.model.max_prompt_tokens
-    result = train_sft(recommender, session.dataset, session.encoded(recommender, "train", tokens),
-                       session.encoded(recommender, "valid", tokens), config.sft, session.context(config, out))
+    train = session.encoded(recommender, "train", tokens)
+    sft_rows = config.data.split_train_rows(len(train), config.seed)[0] if config.data.rl_holdout else None
+    result = train_sft(recommender, session.dataset, train, session.encoded(recommender, "valid", tokens), config.sft,
+                       session.context(config, out), rows=sft_rows)
     if session.dist.is_main:
         atomic_write_json(out / "summary.json", result)
     session.dist.barrier()
@@ -43,8 +45,10 @@ def rl_stage(session: Session, config: PipelineConfig, init: Path, out: Path) ->
         return out / "final"
     recommender = session.load(init)
     tokens = config.model.max_prompt_tokens
-    result = train_rl(recommender, session.dataset, session.encoded(recommender, "train", tokens),
-                      session.encoded(recommender, "valid", tokens), config.rl, session.context(config, out))
+    train = session.encoded(recommender, "train", tokens)
+    rl_rows = config.data.split_train_rows(len(train), config.seed)[1] if config.data.rl_holdout else None
+    result = train_rl(recommender, session.dataset, train, session.encoded(recommender, "valid", tokens), config.rl,
+                      session.context(config, out), rows=rl_rows)
     if session.dist.is_main:
         atomic_write_json(out / "summary.json", result)
     session.dist.barrier()
