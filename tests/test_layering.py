@@ -1,7 +1,7 @@
 """Package layout: stage imports only point down, no cycles, files and functions stay small.
 
 The stages, lowest first: foundation (errors, config loading, checkpoint files, runtime and
-distributed set-up) → data → items → models → decoding/metrics → eval/baselines → training
+distributed set-up) → data → items → models → decoding/metrics → eval/baselines/tracking → training
 (sft, rl, their shared train_utils) → run/experiments → cli. A module may import its own stage
 or a lower one, never a later one; sft and rl never import each other. Every import counts,
 including those inside functions, since a lazy import still ties the two layers together.
@@ -26,6 +26,7 @@ STAGES: dict[str, int] = {
     "models": 3,
     "decoding": 4, "metrics": 4,
     "eval": 5, "baselines": 5,
+    "tracking": 5,  # experiment trackers: below training, whose log.jsonl records it forwards
     "train_utils": 6, "sft": 6, "rl": 6,
     "run": 7, "experiments": 7,
     "cli": 8, "__main__": 8,

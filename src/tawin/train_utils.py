@@ -19,6 +19,7 @@ from tawin.errors import UserError
 from tawin.models.batching import EncodedSplit, prompt_batch, sequence_batch
 from tawin.models.build import Recommender, save_recommender
 from tawin.runtime import autocast
+from tawin.tracking import active_run
 
 
 @dataclass
@@ -188,7 +189,11 @@ def save_best(folder: Path, recommender: Recommender, info: dict, dist=None) -> 
 
 
 class JsonlLog:
-    """Appends one JSON object per line; the file is the run's machine-readable log."""
+    """Appends one JSON object per line; the file is the run's machine-readable log.
+
+    When a tracker run is open for the file's folder (`report_to`, see :mod:`tawin.tracking`), each
+    record's namespaced scalars go there too, at the record's `step`: the trackers see what the file
+    holds, and the loops need not know about them."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -198,3 +203,6 @@ class JsonlLog:
         record = {"time": round(time.time(), 3), **record}
         with self.path.open("a") as stream:
             stream.write(json.dumps(record) + "\n")
+        tracker = active_run(self.path.parent)
+        if tracker is not None:
+            tracker.log_record(record)
