@@ -22,6 +22,7 @@ from tawin.models.build import ModelConfig
 from tawin.rl.config import RLConfig
 from tawin.runtime import Device, Precision
 from tawin.sft.config import SFTConfig
+from tawin.tracking import TrackerName, check_report_to
 
 SHIPPED = Path(__file__).resolve().parents[1] / "resources" / "datasets"
 Stage = Literal["sft", "rl", "eval", "popularity"]
@@ -64,6 +65,11 @@ class PipelineConfig:
     first steps pay minutes of compilation)."""
     stages: tuple[Stage, ...] = ("sft", "eval", "rl", "popularity")
     """What `tawin run` does, in order; `eval` evaluates every trained model on eval.split."""
+    report_to: tuple[TrackerName, ...] = ()
+    """Experiment trackers that receive every scalar of log.jsonl and every evaluation's metrics:
+    `tensorboard` (event files in <run folder>/tracking/tensorboard/), `wandb`, `mlflow`; empty or
+    [none] = log.jsonl only. One tracker run per trained model, named by its folder, with this
+    config as hyper-parameters (README "Tracking" lists the keys). Needs `pip install 'tawin[tracking]'`."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -76,7 +82,7 @@ class PipelineConfig:
         return self.eval.resolved(self.rl.group_size)
 
     def check(self) -> list[str]:
-        problems = []
+        problems = check_report_to(self.report_to)
         if self.threads < 0:
             problems.append(f"threads={self.threads} must be ≥ 0 (0 = torch's default)")
         if not self.stages:

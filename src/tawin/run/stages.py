@@ -20,6 +20,7 @@ from tawin.rl.train import train_rl
 from tawin.run.config import PipelineConfig
 from tawin.run.session import Session
 from tawin.sft.train import train_sft
+from tawin.tracking import log_evaluation, open_run
 
 
 def sft_stage(session: Session, config: PipelineConfig, out: Path) -> Path:
@@ -31,6 +32,7 @@ def sft_stage(session: Session, config: PipelineConfig, out: Path) -> Path:
     tokens = config.model.max_prompt_tokens
     train = session.encoded(recommender, "train", tokens)
     sft_rows = config.data.split_train_rows(len(train), config.seed)[0] if config.data.rl_holdout else None
+    open_run(config, out)  # report_to: the loop's log.jsonl records go to this model's tracker run too
     result = train_sft(recommender, session.dataset, train, session.encoded(recommender, "valid", tokens), config.sft,
                        session.context(config, out), rows=sft_rows)
     if session.dist.is_main:
@@ -47,6 +49,7 @@ def rl_stage(session: Session, config: PipelineConfig, init: Path, out: Path) ->
     tokens = config.model.max_prompt_tokens
     train = session.encoded(recommender, "train", tokens)
     rl_rows = config.data.split_train_rows(len(train), config.seed)[1] if config.data.rl_holdout else None
+    open_run(config, out)  # report_to: the loop's log.jsonl records go to this model's tracker run too
     result = train_rl(recommender, session.dataset, train, session.encoded(recommender, "valid", tokens), config.rl,
                       session.context(config, out), rows=rl_rows)
     if session.dist.is_main:
@@ -63,6 +66,7 @@ def eval_stage(session: Session, config: PipelineConfig, checkpoint: Path, out: 
     evaluation = config.resolved_eval
     encoded = session.encoded(recommender, evaluation.split, config.model.max_prompt_tokens)
     metrics = evaluate(recommender, session.dataset, encoded, evaluation, out, progress=session.progress, dist=session.dist)["metrics"]
+    log_evaluation(config, metrics, evaluation.split, out, checkpoint)
     session.dist.barrier()
     return metrics
 
@@ -76,5 +80,6 @@ def popularity_stage(session: Session, config: PipelineConfig, out: Path) -> dic
     if session.dist.is_main:
         predictions.write_jsonl(out / "predictions.jsonl")
         atomic_write_json(out / "metrics.json", metrics)
+        log_evaluation(config, metrics, evaluation.split, out)
     session.dist.barrier()
     return metrics
