@@ -42,6 +42,17 @@ def earlier(tmp_path) -> Path:
     return folder
 
 
+def fake_checkpoint(folder: Path) -> Path:
+    """A folder that passes the early checkpoint check (valid tawin.json, a readable but empty
+    model.safetensors) and fails when its weights are loaded, so nothing can train from it."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    (folder / "tawin.json").write_text('{"model": {}}')
+    save_file({}, str(folder / "model.safetensors"))
+    return folder
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -174,9 +185,7 @@ def test_out_is_a_file(dataset, tmp_path, capsys):
 
 def test_folder_with_a_different_config_is_refused(dataset, earlier, tmp_path, capsys):
     before = snapshot(earlier)
-    checkpoint = tmp_path / "checkpoint"
-    checkpoint.mkdir()
-    (checkpoint / "tawin.json").write_text("{}")  # passes the early checkpoint check
+    checkpoint = fake_checkpoint(tmp_path / "checkpoint")  # passes the early checkpoint check
     err = fails(["eval", "--dataset", str(dataset), "--checkpoint", str(checkpoint), "--out", str(earlier)], capsys,
                 r"earlier holds a sft with a different config \(changed: .*kind: 'sft' → 'eval'.*\)\. Rerun with the same config to resume, "
                 r"choose another --out folder, or pass --overwrite to replace it")
@@ -219,9 +228,7 @@ def test_run_folder_with_unreadable_config(dataset, earlier):
 
 def test_second_run_in_the_same_folder(dataset, tmp_path, capsys):
     out = tmp_path / "busy"
-    checkpoint = tmp_path / "checkpoint"
-    checkpoint.mkdir()
-    (checkpoint / "tawin.json").write_text("{}")  # passes the early checkpoint check
+    checkpoint = fake_checkpoint(tmp_path / "checkpoint")  # passes the early checkpoint check
     argv = ["eval", "--dataset", str(dataset), "--checkpoint", str(checkpoint), "--out", str(out)]
     config = load_config(PipelineConfig, None, [f"data.dataset={dataset}"])
     with RunFolder(out, config, kind="eval"):

@@ -1,8 +1,9 @@
-"""`tawin` command line: data, items, sft, rl, eval, recommend, run, experiment.
+"""`tawin` command line: data, items, config, sft, rl, eval, baseline, recommend, run, experiment.
 
 Every subcommand that trains or evaluates reads one YAML config (`--config`, sections `data`,
 `model`, `sft`, `rl`, `eval`; see `configs/`), then `--set section.field=value` overrides, then
-the subcommand's own flags. User mistakes exit with code 2 and one paragraph, no traceback.
+the subcommand's own flags. User mistakes exit with code 2 and one paragraph, no traceback. This
+module reads the command line; the commands' bodies are in :mod:`tawin.run.commands`.
 """
 
 from __future__ import annotations
@@ -13,159 +14,53 @@ import sys
 from pathlib import Path
 from typing import get_args
 
+from tawin import __version__
 from tawin.errors import UserError
 from tawin.runtime import quiet_libraries
 
 
-def _config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config (sections data, model, sft, rl, eval; see configs/)")
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings and action.nargs != "?") or action.required or "default" in text \
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return text
+        if isinstance(action, argparse._StoreTrueAction):
+            return f"{text} (default: off)"
+        return f"{text} (default: {'none' if action.default in (None, []) else '%(default)s'})"
+
+
+class Parser(argparse.ArgumentParser):
+    """ArgumentParser whose help shows defaults (subcommand parsers are made of this class too)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _command(name: str):
+    """The body of `tawin NAME`, imported when it runs (so that `tawin --help` stays fast)."""
+
+    def run(args) -> int:
+        from tawin.run import commands
+
+        return getattr(commands, name)(args)
+
+    return run
+
+
+def _config_arguments(parser: argparse.ArgumentParser, progress: bool = True) -> None:
+    parser.add_argument("--config", help="YAML config (sections data, model, sft, rl, eval; see configs/) (default: none, the built-in defaults)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override one config field (repeatable)")
-    parser.add_argument("--dataset", help="shorthand for --set data.dataset=… (a shipped name such as 'industrial', or a folder)")
-    parser.add_argument("--model", help="shorthand for --set model.name_or_path=… (any Hugging Face causal LM name or local folder)")
-    parser.add_argument("--seed", type=int, help="shorthand for --set seed=…")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
-
-
-def _load_pipeline_config(args) -> "PipelineConfig":
-    from tawin.config import load_config
-    from tawin.run.config import PipelineConfig
-
-    overrides = list(args.set)
-    if getattr(args, "dataset", None):
-        overrides.append(f"data.dataset={args.dataset}")
-    if getattr(args, "model", None):
-        overrides.append(f"model.name_or_path={args.model}")
-    if getattr(args, "seed", None) is not None:
-        overrides.append(f"seed={args.seed}")
-    for name, key in (("split", "eval.split"), ("beams", "eval.num_beams")):
-        if getattr(args, name, None) is not None:
-            overrides.append(f"{key}={getattr(args, name)}")
-    if getattr(args, "diagnostics", False):
-        overrides.append("eval.diagnostics=true")
-    return load_config(PipelineConfig, args.config, overrides)
-
-
-def cmd_run(args) -> int:
-    from tawin.run.pipeline import run_pipeline
-
-    config = _load_pipeline_config(args)
-    run_pipeline(config, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress)
-    return 0
-
-
-def cmd_sft(args) -> int:
-    from tawin.run.folder import RunFolder
-    from tawin.run.session import Session
-    from tawin.run.stages import sft_stage
-
-    config = _load_pipeline_config(args)
-    out = Path(args.out)
-    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
-    with RunFolder(out, config, args.overwrite, kind="sft"):
-        best = sft_stage(session, config, out)
-    print(f"best checkpoint: {best}")
-    return 0
-
-
-def cmd_rl(args) -> int:
-    from tawin.models.build import check_checkpoint
-    from tawin.run.folder import RunFolder
-    from tawin.run.session import Session
-    from tawin.run.stages import rl_stage
-
-    config = _load_pipeline_config(args)
-    check_checkpoint(args.init)  # before the output folder is touched
-    out = Path(args.out)
-    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
-    with RunFolder(out, config, args.overwrite, kind="rl"):
-        final = rl_stage(session, config, Path(args.init), out)
-    print(f"final checkpoint: {final}")
-    return 0
-
-
-def cmd_eval(args) -> int:
-    from tawin.metrics.ranking import DEFAULT_KS
-    from tawin.models.build import check_checkpoint
-    from tawin.run.folder import RunFolder
-    from tawin.run.pipeline import results_table
-    from tawin.run.session import Session
-    from tawin.run.stages import eval_stage, popularity_stage
-
-    config = _load_pipeline_config(args)
-    if args.checkpoint != "popularity":
-        check_checkpoint(args.checkpoint)  # before the output folder is touched
-    out = Path(args.out)
-    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
-    with RunFolder(out, config, args.overwrite, kind="eval"):
-        if args.checkpoint == "popularity":
-            metrics = popularity_stage(session, config, out)
-        else:
-            metrics = eval_stage(session, config, Path(args.checkpoint), out)
-    ks = tuple(k for k in DEFAULT_KS if f"recall@{k}" in metrics)
-    print(results_table({args.checkpoint: metrics}, ks))
-    extra = {k: v for k, v in metrics.items() if k.startswith(("auc", "opauc", "wpauc", "exact_"))}
-    if extra:
-        print("diagnostics (exact full-catalogue scores): " + ", ".join(f"{k}={v:.4f}" for k, v in extra.items()))
-    print(f"wrote {out / 'metrics.json'} and {out / 'predictions.jsonl'}")
-    return 0
-
-
-def cmd_recommend(args) -> int:
-    import numpy as np
-
-    from tawin.decoding.beam import constrained_beam_search
-    from tawin.errors import DataError
-    from tawin.models.batching import item_positions
-    from tawin.models.prompt import encode_prompts, left_pad, render_prompt
-    from tawin.run.session import Session
-
-    config = _load_pipeline_config(args)
-    try:
-        history = [int(x) for x in args.history.replace(",", " ").split()]
-    except ValueError:
-        raise UserError(f"--history {args.history!r} must be item ids separated by commas, e.g. --history 117,118,130") from None
-    session = Session.open(config, progress=False)
-    items = session.dataset.items
-    known = set(items.item_id.tolist())
-    unknown = [i for i in history if i not in known]
-    if unknown or not history:
-        raise DataError(f"--history: item(s) {unknown or '(none)'} not in the catalogue of {config.data.dataset} ({len(items)} items); pass 1–10 known item ids.")
-    recommender = session.load(args.checkpoint)
-    if args.k > len(items):
-        raise UserError(f"--k {args.k} exceeds the catalogue's {len(items)} items; lower --k.")
-    positions = item_positions(items, np.array(history[-10:])).tolist()
-    prompt = render_prompt(positions, recommender.codec.prompt_text)
-    ids, mask = left_pad(encode_prompts(recommender.tokenizer, [prompt], config.model.max_prompt_tokens), recommender.codec.pad_id)
-    result = constrained_beam_search(recommender.model, recommender.codec.on(session.device)[0], ids.to(session.device), mask.to(session.device), args.k)
-    print("history:")
-    for item in history[-10:]:
-        print(f"  {item:>6}  {items.title[positions[history[-10:].index(item)]][:90]}")
-    print(f"top-{args.k} next items:")
-    for rank, (position, score) in enumerate(zip(result.items_BK[0].tolist(), result.scores_BK[0].tolist()), start=1):
-        print(f"  {rank:>2}. {int(items.item_id[position]):>6}  logp={score:8.3f}  {items.title[position][:90]}")
-    return 0
-
-
-def cmd_baseline(args) -> int:
-    from tawin.baselines.popularity import evaluate_popularity
-    from tawin.baselines.sequential import SequentialBaselineConfig, run_baseline
-    from tawin.checkpoint import atomic_write_json
-    from tawin.config import load_config
-    from tawin.data.io import load_dataset
-    from tawin.run.config import dataset_path
-    from tawin.run.pipeline import results_table
-
-    config = load_config(SequentialBaselineConfig, args.config, args.set)
-    dataset = load_dataset(dataset_path(args.dataset))
-    if args.kind == "popularity":
-        result = {split: evaluate_popularity(dataset, split) for split in ("valid", "test")}
-    else:
-        result = run_baseline(args.kind, dataset, config)
-    out = Path(args.out)
-    atomic_write_json(out / "metrics.json", result["test"])
-    atomic_write_json(out / "result.json", {k: v for k, v in result.items() if k != "config"})
-    print(results_table({f"{args.kind} (test)": result["test"], f"{args.kind} (valid)": result["valid"]}))
-    return 0
+    parser.add_argument("--dataset", help="shorthand for --set data.dataset=… (a shipped name such as 'industrial', or a folder) "
+                                          "(default: the config's data.dataset, industrial)")
+    parser.add_argument("--model", help="shorthand for --set model.name_or_path=… (any Hugging Face causal LM name or local folder) "
+                                        "(default: the config's, null = the built-in small model)")
+    parser.add_argument("--seed", type=int, help="shorthand for --set seed=… (default: the config's seed, 0)")
+    if progress:
+        parser.add_argument("--no-progress", action="store_true", help="log lines (step/total, loss, ETA) instead of progress bars")
 
 
 def cmd_data_import(args) -> int:
@@ -192,19 +87,10 @@ def cmd_data_export(args) -> int:
 
 
 def cmd_data_show(args) -> int:
-    from tawin.data.io import load_dataset
+    from tawin.data.summary import dataset_summary
     from tawin.run.config import dataset_path
 
-    dataset = load_dataset(dataset_path(args.dataset), allow_empty_splits=True)
-    print(f"{dataset.name}: {len(dataset.items)} items, SID depth {len(dataset.items.sid[0])}")
-    for name, split in dataset.splits.items():
-        stamps = split.timestamp[split.timestamp >= 0]
-        span = ""
-        if len(stamps):
-            import datetime as dt
-
-            span = f", targets {dt.datetime.utcfromtimestamp(int(stamps.min())):%Y-%m-%d} → {dt.datetime.utcfromtimestamp(int(stamps.max())):%Y-%m-%d}"
-        print(f"  {name:5}: {len(split):6} rows, {len(set(split.user.tolist())):5} users, mean history {split.history_len.mean():.2f}{span}")
+    print(dataset_summary(dataset_path(args.dataset)))
     return 0
 
 
@@ -223,11 +109,17 @@ def cmd_build_sids(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from tawin.experiments.cli import add_experiment_parser
 
-    parser = argparse.ArgumentParser(prog="tawin", description="RL for LLM generative recommenders: GRPO, ReRe and TAWin (windowed partial AUC).")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="tawin", description="RL for LLM generative recommenders: GRPO, ReRe and TAWin (windowed partial AUC).")
+    parser.add_argument("--version", action="version", version=f"tawin {__version__}", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     _add_data_parsers(commands)
     _add_model_parsers(commands)
     add_experiment_parser(commands)
+    p = commands.add_parser("config", help="the resolved config").add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    p = p.add_parser("show", help="print the resolved config (defaults < --config < --set) as YAML, each field with its doc line")
+    p.add_argument("section", nargs="?", help="only this section: data, model, sft, rl or eval (default: everything)")
+    _config_arguments(p, progress=False)
+    p.set_defaults(func=_command("cmd_config_show"))
     return parser
 
 
@@ -250,17 +142,17 @@ def _add_data_parsers(commands) -> None:
     p = data.add_parser("prepare", help="raw reviews/logs → the paper's protocol → dataset folder (then: tawin items build-sids)")
     add_prepare_arguments(p)
     p.set_defaults(func=prepare_main)
-    p = data.add_parser("show", help="summary of a dataset")
-    p.add_argument("dataset", nargs="?", default="industrial")
+    p = data.add_parser("show", help="summary of a dataset: items, rows, users, history lengths, each split's time span")
+    p.add_argument("dataset", nargs="?", default="industrial", help="a shipped dataset name or a dataset folder (SIDs not needed)")
     p.set_defaults(func=cmd_data_show)
 
     items = commands.add_parser("items", help="semantic IDs").add_subparsers(dest="items_command", required=True)
     p = items.add_parser("build-sids", help="embed item text (all-MiniLM-L6-v2, offline) and quantise with residual k-means")
     p.add_argument("dataset", help="dataset folder (or shipped name)")
     p.add_argument("--out", required=True, help="output dataset folder with the new semantic IDs")
-    p.add_argument("--config", help="YAML with SIDConfig fields")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--config", help="YAML with SIDConfig fields (default: none, the built-in settings)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override one SIDConfig field (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_build_sids)
 
 
@@ -269,41 +161,46 @@ def _add_model_parsers(commands) -> None:
     from tawin.baselines.sequential import BaselineKind
     from tawin.eval.config import EvalSplit
 
-    for name, function, text in (("sft", cmd_sft, "supervised fine-tuning (next-item generation)"),
-                                 ("rl", cmd_rl, "RL from an SFT checkpoint (GRPO / ReRe / TAWin)"),
-                                 ("run", cmd_run, "the configured pipeline: SFT → eval → RL → eval → table")):
+    overwrite = ("replace a run whose config, dataset or checkpoint differs; the old contents are kept aside and put back "
+                 "if the new run fails before its first checkpoint or result")
+    for name, text in (("sft", "supervised fine-tuning (next-item generation)"), ("rl", "RL from an SFT checkpoint (GRPO / ReRe / TAWin)"),
+                       ("run", "the configured pipeline: SFT → eval → RL → eval → table")):
         p = commands.add_parser(name, help=text)
         _config_arguments(p)
         p.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
-        p.add_argument("--overwrite", action="store_true", help="replace a run with a different config in --out")
+        p.add_argument("--overwrite", action="store_true", help=overwrite)
         if name == "rl":
             p.add_argument("--init", required=True, help="SFT checkpoint folder (e.g. RUN/sft/best)")
-        p.set_defaults(func=function)
+        p.set_defaults(func=_command(f"cmd_{name}"))
 
     p = commands.add_parser("eval", help="full-catalogue constrained beam search: Recall@K, NDCG@K (+ AUC/OPAUC/WPAUC)")
     _config_arguments(p)
     p.add_argument("--checkpoint", required=True, help="model folder, or 'popularity' for the popularity baseline")
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", choices=get_args(EvalSplit))
-    p.add_argument("--beams", type=int, help="shorthand for --set eval.num_beams=…")
+    p.add_argument("--out", required=True, help="output folder: metrics.json, predictions.jsonl (rerun the same command to resume)")
+    p.add_argument("--split", choices=get_args(EvalSplit), help="shorthand for --set eval.split=… (default: the config's, test)")
+    p.add_argument("--beams", type=int, help="shorthand for --set eval.num_beams=… (default: the config's, 50)")
     p.add_argument("--diagnostics", action="store_true", help="exact scores of every item: auc, opauc, wpauc@K")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=cmd_eval)
+    p.add_argument("--overwrite", action="store_true", help=overwrite)
+    p.set_defaults(func=_command("cmd_eval"))
 
     p = commands.add_parser("baseline", help="classical baselines on the same split and metric code: popularity, sasrec, gru4rec")
-    p.add_argument("kind", choices=["popularity", *get_args(BaselineKind)])
-    p.add_argument("--dataset", default="industrial")
-    p.add_argument("--out", required=True)
-    p.add_argument("--config", help="YAML with SequentialBaselineConfig fields")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    p.set_defaults(func=cmd_baseline)
+    p.add_argument("kind", choices=["popularity", *get_args(BaselineKind)], help="which baseline")
+    p.add_argument("--dataset", default="industrial", help="a shipped dataset name or a dataset folder")
+    p.add_argument("--out", required=True, help="output folder: metrics.json (test), result.json (valid and test)")
+    p.add_argument("--config", help="YAML with SequentialBaselineConfig fields (sasrec, gru4rec) (default: none, the built-in settings)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override one SequentialBaselineConfig field (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help=overwrite)
+    p.set_defaults(func=_command("cmd_baseline"))
 
-    p = commands.add_parser("recommend", help="top-K items (with titles) for a history")
-    _config_arguments(p)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--history", required=True, help="item ids, oldest first, e.g. 117,118,130")
-    p.add_argument("--k", type=int, default=10)
-    p.set_defaults(func=cmd_recommend)
+    p = commands.add_parser("recommend", help="top-K items (with titles) for a history, or for every history of a JSONL file")
+    _config_arguments(p, progress=False)
+    p.add_argument("--checkpoint", required=True, help="model folder (e.g. RUN/rl/final)")
+    p.add_argument("--history", help="item ids, oldest first, e.g. 117,118,130 (or use --input)")
+    p.add_argument("--input", help="JSONL file, one history per line: [117, 118] or {\"user\": 7, \"history\": [117, 118]}")
+    p.add_argument("--output", help="JSONL file written with --input: each input line plus its items and scores")
+    p.add_argument("--k", type=int, default=10, help="items shown per history, cut from the --beams ranked ones")
+    p.add_argument("--beams", type=int, default=50, help="beams of the search = items ranked before the cut to K (at most the catalogue size)")
+    p.set_defaults(func=_command("cmd_recommend"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,14 +135,17 @@ def _describe(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def build_config(cls, data: dict, prefix: str, problems: list[str]):
+def build_config(cls, data: dict, prefix: str, problems: list[str], lenient: bool = False):
     """`cls` from a mapping, each value coerced to its field's type; None when anything is wrong.
 
     Unknown keys (with a did-you-mean suggestion) and values of the wrong type are appended to
     `problems`, each named by its dotted path under `prefix`; the ``check()`` rules are not run.
+    With `lenient`, a bad value leaves its field at the default instead, so that the ``check()``
+    rules can still run on the rest (see :func:`load_config`).
     """
     types_by_name = _field_types(cls)
     kwargs = {}
+    first = len(problems)
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else key
         if key not in types_by_name:
@@ -150,10 +153,22 @@ def build_config(cls, data: dict, prefix: str, problems: list[str]):
             hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(types_by_name))}"
             problems.append(f"{path}: unknown key ({hint})")
             continue
-        kwargs[key] = _coerce(value, types_by_name[key], path, problems)
-    if problems:
+        before = len(problems)
+        annotation = types_by_name[key]
+        if lenient and dataclasses.is_dataclass(annotation) and isinstance(value, dict):
+            kwargs[key] = build_config(annotation, value, path, problems, lenient=True)
+        else:
+            kwargs[key] = _coerce(value, annotation, path, problems)
+        if len(problems) > before and lenient and kwargs[key] is None:
+            del kwargs[key]
+    if len(problems) > first and not lenient:
         return None
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError):
+        if not lenient:
+            raise
+        return None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -205,9 +220,14 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | tupl
         except ConfigError as error:
             problems.append(str(error))
     where = f" in {path} and --set overrides" if path else ""
-    config = build_config(cls, data, "", problems)
+    config = build_config(cls, data, "", problems, lenient=True)
     if problems:
-        raise ConfigError(f"invalid configuration{where}: {_join(problems)} Fix these keys in the YAML file or the --set overrides.")
+        # Type problems do not hide the rules: those are checked on the rest of the config (a bad
+        # value stays at its default), leaving out any rule that names a field already reported.
+        bad = {problem.split("=")[0].split(":")[0].split("[")[0] for problem in problems}
+        named = re.compile("|".join(rf"(?<![\w.]){re.escape(name)}(?!\w)" for name in bad))
+        rules = [rule for rule in (validate(config) if config is not None else []) if not named.search(rule)]
+        raise ConfigError(f"invalid configuration{where}: {_join(problems + rules)} Fix these keys in the YAML file or the --set overrides.")
     problems = validate(config)
     if problems:
         raise ConfigError(f"invalid configuration{where}: {_join(problems)}")
@@ -251,3 +271,55 @@ def to_dict(config) -> dict:
         return value
     return convert(dataclasses.asdict(config))
 
+
+
+def field_docs(cls) -> dict[str, str]:
+    """Each field's docstring (the string literal right under it in the class body), on one line."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def render_config(config, section: str | None = None) -> str:
+    """The config as YAML that loads back, each field preceded by its doc line as a comment.
+
+    With `section` only that section (e.g. ``sft``); a name that is no section is a ConfigError."""
+    sections = {f.name for f in dataclasses.fields(config) if dataclasses.is_dataclass(getattr(config, f.name))}
+    if section is not None:
+        if section not in sections:
+            raise ConfigError(f"config show: {section!r} is not a config section; choose one of {sorted(sections)} or leave it out for the whole config.")
+        return "\n".join([f"{section}:  # {type(getattr(config, section)).__name__}", *_render(getattr(config, section), "  ")]) + "\n"
+    return "\n".join(_render(config, "")) + "\n"
+
+
+def _render(config, indent: str) -> list[str]:
+    docs = field_docs(type(config))
+    lines: list[str] = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name in docs:
+            lines.append(f"{indent}# {docs[field.name]}")
+        if dataclasses.is_dataclass(value):
+            lines += [f"{indent}{field.name}:  # {type(value).__name__}", *_render(value, indent + "  ")]
+        else:
+            # Dumped inside a one-element flow list, so that scalars and lists alike come out on one line.
+            shown = yaml.safe_dump([to_dict_value(value)], default_flow_style=True, width=10_000).strip()[1:-1]
+            lines.append(f"{indent}{field.name}: {shown}")
+    return lines
+
+
+def to_dict_value(value):
+    """A config value as plain YAML data (tuples become lists)."""
+    return [to_dict_value(v) for v in value] if isinstance(value, (tuple, list)) else value

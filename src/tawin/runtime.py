@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,12 @@ Precision = Literal["auto", "fp32", "bf16"]
 
 
 def pick_device(device: Device = "auto") -> torch.device:
+    """The torch device of a `device` setting; a ConfigError when `cuda` is asked for and torch finds none."""
+    if device == "cuda" and not torch.cuda.is_available():
+        from tawin.errors import ConfigError
+
+        why = "this torch build has no CUDA support" if torch.version.cuda is None else "torch finds no CUDA GPU (check the driver and CUDA_VISIBLE_DEVICES)"
+        raise ConfigError(f"device=cuda, but {why}; use device=auto (CUDA when present, else CPU) or device=cpu.")
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
@@ -65,3 +72,28 @@ def quiet_libraries() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+def progress(iterable, total: int, desc: str, bar: bool, log=None, unit: str = "batch", every_s: float = 30.0):
+    """`iterable` with a progress bar (`bar`), or else with a log line every `every_s` seconds.
+
+    Without a bar (``--no-progress``), `log` (default: print) receives
+    ``"<desc>: <unit> i/total [elapsed, ETA]"`` at most every `every_s` seconds, and once more at
+    the end when a line was printed; ``log=False`` is silence (e.g. on non-main processes).
+    """
+    if bar:
+        from tqdm.auto import tqdm
+
+        yield from tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
+        return
+    say = (lambda text: print(text, flush=True)) if log is None else log
+    started = last = time.time()
+    printed = False
+    for done, item in enumerate(iterable, start=1):
+        yield item
+        now = time.time()
+        if say is not False and (now - last >= every_s or (printed and done == total)):
+            elapsed = now - started
+            eta = elapsed / done * (total - done)
+            say(f"{desc}: {unit} {done}/{total} [{elapsed:.0f}s, ETA {eta:.0f}s]")
+            last, printed = now, True

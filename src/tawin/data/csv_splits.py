@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
 
-from tawin.data.dataset import SPLITS
+from tawin.data.dataset import MAX_TIMESTAMP, SPLITS
 from tawin.errors import DataError
 
 REQUIRED_COLUMNS = ("user_id", "history_item_id", "item_id")
@@ -104,6 +104,8 @@ def _timestamp(path: Path, line: int, text: str) -> int | None:
         return None
     if not (text.lstrip("-").isascii() and text.lstrip("-").isdigit()):
         raise _fail(path, line, "timestamp", text, "expected an integer (unix seconds) or a blank cell when unknown")
+    if int(text) > MAX_TIMESTAMP:
+        raise _fail(path, line, "timestamp", text, "it lies after the year 9999 in unix seconds; divide milliseconds by 1000")
     return int(text)
 
 

@@ -25,6 +25,8 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 Split = Literal["train", "valid", "test"]
 MAX_HISTORY = 10
 PAD_ITEM = -1
+MAX_TIMESTAMP = 253_402_300_799
+"""9999-12-31T23:59:59Z in unix seconds: the latest target time a dataset may hold (−1 = unknown)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tawin.data.csv_import import import_csv_splits
 from tawin.data.csv_splits import find_split_csvs, pick_file
-from tawin.data.dataset import SPLITS, Dataset, Interactions
+from tawin.data.dataset import MAX_TIMESTAMP, SPLITS, Dataset, Interactions
 from tawin.data.minionerec_index import build_items, clean_description, read_index
 from tawin.errors import DataError
 
@@ -151,6 +151,10 @@ def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
             except (TypeError, ValueError):
                 line = next(i for i, r in enumerate(rows, start=2) if not str(r["timestamp"]).lstrip("-").isdigit())
                 raise DataError(f"{rere_csv}: line {line}, field 'timestamp' = {rows[line - 2]['timestamp']!r} is not an integer (unix seconds).") from None
+            outside = next((i for i, t in enumerate(timestamps) if t > MAX_TIMESTAMP), None)
+            if outside is not None:
+                raise DataError(f"{rere_csv}: line {outside + 2}, field 'timestamp' = {timestamps[outside]} lies after the year 9999 in "
+                                "unix seconds; fix the line (divide milliseconds by 1000).")
             for row, history, target in zip(rows, histories, targets):
                 asin_of.setdefault(target, row["item_asin"])
                 for item, asin in zip(history, ast.literal_eval(row["item_asins"])):
@@ -188,5 +192,15 @@ def _check_aligned(path: Path, rows: list[dict], histories: list[list[int]], tar
     if len(rows) != len(targets):
         raise DataError(f"{path}: {len(rows)} rows but the .inter split has {len(targets)}; the files must be row-aligned.")
     for i, (row, history, target) in enumerate(zip(rows, histories, targets)):
-        if int(row["item_id"]) != target or [int(x) for x in ast.literal_eval(row["history_item_id"])] != history:
+        line = i + 2
+        try:
+            item = int(row["item_id"])
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: line {line}, field 'item_id' holds {row['item_id']!r}; item ids must be integers ≥ 0. Fix or drop the line.") from None
+        try:
+            listed = [int(x) for x in ast.literal_eval(row["history_item_id"])]
+        except (TypeError, ValueError, SyntaxError, MemoryError, RecursionError):
+            raise DataError(f"{path}: line {line}, field 'history_item_id' holds {row['history_item_id']!r}; expected a list of integer "
+                            "item ids such as [12, 7]. Fix or drop the line.") from None
+        if item != target or listed != history:
             raise DataError(f"{path}: row {i} (item_id {row['item_id']}) differs from the .inter row ({target}); the CSV and .inter splits are not aligned.")

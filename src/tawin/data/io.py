@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tawin.checkpoint import replace_folder
-from tawin.data.dataset import MAX_HISTORY, SPLITS, Dataset, Interactions, ItemTable
+from tawin.data.dataset import MAX_HISTORY, MAX_TIMESTAMP, SPLITS, Dataset, Interactions, ItemTable
 from tawin.errors import DataError
 
 ITEM_SCHEMA = pa.schema(
@@ -244,6 +244,25 @@ def _optional_strings(table: pa.Table, name: str, path: Path) -> list[str | None
     return _string_column(table, name, path) if name in table.column_names else [None] * table.num_rows
 
 
+def _check_timestamps(path: Path, timestamp: np.ndarray) -> None:
+    """Target times are unix seconds up to MAX_TIMESTAMP (a negative value or null = unknown)."""
+    bad = timestamp > MAX_TIMESTAMP
+    if bad.any():
+        first = _first(bad)
+        value = int(timestamp[first])
+        hint = " It looks like milliseconds: divide by 1000." if value // 1000 <= MAX_TIMESTAMP else ""
+        raise DataError(
+            f"{path}: row {first}, field 'timestamp' = {value} lies after the year 9999 in unix seconds "
+            f"({int(bad.sum())} such value(s)); write seconds since 1970-01-01 UTC, or null when unknown.{hint}"
+        )
+
+
+def raw_history_lengths(path: Path) -> np.ndarray:
+    """The history length of each row of a split file as stored, before loading keeps the latest MAX_HISTORY."""
+    column = pq.read_table(path, columns=["history"]).column("history").combine_chunks()
+    return pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def load_split(path: Path, known_items: set[int] | np.ndarray) -> Interactions:
     """Read and validate one split: ids ≥ 0, non-empty histories, every item in the catalogue."""
     # An empty split is legal on disk (a tiny `tawin data prepare` run can leave one); the stage
@@ -253,6 +272,7 @@ def load_split(path: Path, known_items: set[int] | np.ndarray) -> Interactions:
     target = _int_column(table, "target", path)
     if "timestamp" in table.column_names:
         timestamp = _int_column(table, "timestamp", path, allow_null=True, is_id=False)
+        _check_timestamps(path, timestamp)
     else:
         timestamp = np.full(len(user), -1, np.int64)
     history_column = table.column("history")

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
+from tawin.data.dataset import MAX_TIMESTAMP
 from tawin.errors import DataError
 
 _DECODE = json.JSONDecoder().decode
@@ -250,6 +251,9 @@ def read_interactions(path: Path, fields: RecordFields, stats: ReadStats, skip: 
         timestamp = _seconds(raw_time, fields.per_second)
         if timestamp is None:
             _bad(stats, line, f"field '{fields.time}' = {raw_time!r} is not a number", time_fix, skip)
+            continue
+        if not 0 <= timestamp <= MAX_TIMESTAMP:
+            _bad(stats, line, f"field '{fields.time}' = {raw_time!r} is not a time between 1970 and 9999 in {unit}", time_fix, skip)
             continue
         rating = _rating(record.get(fields.rating))
         if rating is _NOT_A_NUMBER:

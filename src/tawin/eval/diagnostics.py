@@ -22,7 +22,6 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from tawin.data.sampling import sample_rows
 from tawin.decoding.scoring import DEFAULT_CHUNK_NODES, score_all_items
@@ -31,6 +30,7 @@ from tawin.eval.config import REPORT_KS, EvalConfig
 from tawin.metrics.auc import auc, partial_auc, recall_at_k, wpauc
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import Recommender
+from tawin.runtime import progress as show_progress
 
 
 @torch.no_grad()
@@ -38,7 +38,8 @@ def exact_scores(recommender: Recommender, encoded: EncodedSplit, rows: np.ndarr
                  progress: bool = False, chunk_nodes: int = DEFAULT_CHUNK_NODES, desc: str = "exact scores") -> torch.Tensor:
     """Exact log π(Y_i | H_u) of every catalogue item for each of `rows` (indices into `encoded`).
 
-    The model is put in eval mode for the call. Memory per batch grows with `batch_size` × the
+    The model is put in eval mode for the call; `progress` shows a bar, else a log line comes every
+    30 s (these take minutes on a CPU). Memory per batch grows with `batch_size` × the
     trie's internal nodes (their keys/values are kept while deeper levels run).
 
     Returns:
@@ -50,7 +51,8 @@ def exact_scores(recommender: Recommender, encoded: EncodedSplit, rows: np.ndarr
     device = recommender.device
     trie = recommender.codec.on(device)[0]
     scores = []
-    for start in tqdm(range(0, len(rows), batch_size), desc=desc, disable=not progress, unit="batch", leave=False):
+    starts = range(0, len(rows), batch_size)
+    for start in show_progress(starts, len(starts), desc, bar=progress):
         index_B = torch.as_tensor(rows[start : start + batch_size], dtype=torch.long)
         ids_BL, mask_BL = prompt_batch(encoded, index_B)
         scores.append(score_all_items(model, trie, ids_BL.to(device), mask_BL.to(device), chunk_nodes).cpu())

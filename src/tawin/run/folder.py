@@ -1,9 +1,16 @@
 """Orchestration — an output folder: its saved config, its lock, and what `--overwrite` replaces.
 
-Every command that writes a folder enters a :class:`RunFolder` first. The resolved config is saved
-as ``config.yaml``; rerunning the same command on the same folder resumes (finished stages are
-skipped, interrupted ones continue from their last checkpoint); a folder holding a run with a
-different config is refused, naming the changed keys, unless ``--overwrite``.
+Every command that writes a folder enters a :class:`RunFolder` first. The folder's identity is the
+resolved config plus, where given, the provenance of its inputs (the dataset's and the checkpoint's
+content hashes, :mod:`tawin.run.provenance`); both are saved as ``config.yaml``. Rerunning the same
+command on the same folder resumes (finished stages are skipped, interrupted ones continue from
+their last checkpoint); a folder whose identity differs is refused, naming what changed, unless
+``--overwrite``. Settings that cannot change a result (:data:`RESULT_NEUTRAL`) never block a resume.
+
+``--overwrite`` replaces nothing up front: the old contents are moved aside into ``.replaced/``
+inside the folder, and put back if the new command fails (or is interrupted or killed) before it
+has written its first checkpoint or result (:data:`RESULT_FILES`); they are deleted once the new
+command finishes, or fails after that point (its output is then what a rerun resumes).
 """
 
 from __future__ import annotations
@@ -20,9 +27,28 @@ from tawin.checkpoint import atomic_write_text
 from tawin.config import to_dict
 from tawin.errors import UserError
 from tawin.run.config import DataConfig, dataset_path
+from tawin.run.provenance import describe, identity
 
-FolderKind = Literal["run", "sft", "rl", "eval", "experiment"]
+FolderKind = Literal["run", "sft", "rl", "eval", "baseline", "experiment"]
 """What wrote the folder: saved as the `kind` key of config.yaml, so a folder never resumes another command."""
+
+RESULT_NEUTRAL = ("sft.log_every", "sft.save_every", "rl.log_every", "rl.save_every", "report_to")
+"""Settings that change how often a run logs or saves, or where it reports, never what it computes
+(a resumed run is bit-identical to an uninterrupted one whatever they are): a change resumes."""
+
+REASONS = {
+    "threads": "the CPU thread count changes the order of float reductions, so the resumed part would not match",
+    "device": "another device computes floats differently, so the resumed part would not match",
+    "precision": "another precision computes different numbers",
+    "compile": "torch.compile fuses operations and changes float rounding",
+    "seed": "another seed draws other samples and initial weights",
+}
+"""Why a change of these settings is refused, said in the message."""
+
+RESULT_FILES = frozenset({"model.safetensors", "trainer.pt", "metrics.json", "summary.json", "results.json", "result.json"})
+"""Files that mark a checkpoint or a result: once a new run has written one, an overwrite is final."""
+
+ASIDE = ".replaced"
 
 
 class RunFolder:
@@ -31,22 +57,27 @@ class RunFolder:
     Entering checks before it writes anything: the dataset named by ``config.data`` must exist,
     ``--out`` must not be a file, no other process may hold the folder's lock, and a saved
     ``config.yaml`` must match (unless `overwrite`), except in the top-level keys named in
-    `extendable`: changes there add to the finished work rather than invalidate it, and the saved
-    config is updated. Only then is ``config.yaml`` written. If the
-    command then fails with a :class:`UserError` before producing anything else, the files this
-    folder added (and the folder, if it created it) are removed again: no partial output.
+    `extendable` (changes there add to the finished work rather than invalidate it) and in
+    :data:`RESULT_NEUTRAL`; the saved config is then updated. `provenance` (a mapping of input name
+    → ``{path, sha256}``) is part of the identity, paths excepted. Only then is ``config.yaml``
+    written. If the command then fails before producing anything else, the files this folder added
+    (and the folder, if it created it) are removed again: no partial output. With `overwrite`, see
+    the module docstring.
     """
 
-    def __init__(self, path: Path, config, overwrite: bool = False, kind: FolderKind = "run", extendable: tuple[str, ...] = ()):
+    def __init__(self, path: Path, config, overwrite: bool = False, kind: FolderKind = "run", extendable: tuple[str, ...] = (),
+                 provenance: dict | None = None):
         self.path = Path(path)
         self.config = config
         self.overwrite = overwrite
         self.kind = kind
         self.extendable = extendable
+        self.provenance = provenance
         self._lock = None
         self._created = False
         self._before: set[str] = set()
         self._created_root: Path | None = None
+        self._aside: Path | None = None
 
     def __enter__(self) -> "RunFolder":
         if int(os.environ.get("RANK", "0")) != 0:
@@ -57,6 +88,8 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"--out {self.path} is a file, not a folder; choose another --out folder or remove the file.")
         resolved = {"kind": self.kind, **to_dict(self.config)}
+        if self.provenance is not None:
+            resolved["provenance"] = self.provenance
         self._created = not self.path.exists()
         self._created_root = next((p for p in [*reversed(self.path.parents), self.path] if not p.exists()), None)
         self._before = {child.name for child in self.path.iterdir()} if not self._created else set()
@@ -71,9 +104,7 @@ class RunFolder:
                     raise UserError(f"--out {self.path}: cannot create the folder ({error.strerror}); choose a writable location.") from None
                 self._acquire()
             if self._previous_differs(resolved):  # checked again under the lock
-                for child in self.path.iterdir():
-                    if child.name != ".lock":
-                        shutil.rmtree(child) if child.is_dir() else child.unlink()
+                self._set_aside()
             atomic_write_text(self.path / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
         except BaseException:
             self._release(failed=True)
@@ -93,6 +124,7 @@ class RunFolder:
             self._lock = None
             raise UserError(f"{self.path}: another tawin process is writing into this folder right now (it holds {lock_path}). "
                             "Wait for it to finish or choose another --out folder.") from None
+        self._recover()
 
     def _previous_differs(self, resolved: dict) -> bool:
         """True when a saved run with another config may be replaced; raises when it may not."""
@@ -108,48 +140,120 @@ class RunFolder:
                 return True
             raise UserError(f"{saved} is not a readable tawin config, so {self.path} cannot be resumed safely. "
                             "Choose another --out folder, or pass --overwrite to replace its contents.")
-        if previous == resolved:
-            return False
-        changed = _diff_keys(previous, resolved)
-        if all(key.split(".")[0] in self.extendable for key in changed):
+        changed = _diff_keys(identity(previous), identity(resolved))
+        changed = {key for key in changed if key.split(".")[0] not in self.extendable and not _neutral(key)}
+        if not changed:
             return False
         if not self.overwrite:
-            changed = sorted(changed, key=lambda key: (key != "kind", key))
-            shown = ", ".join(f"{key}: {_show(_lookup(previous, key))} → {_show(_lookup(resolved, key))}" for key in changed[:8])
-            more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
-            raise UserError(f"{self.path} holds a {previous.get('kind', 'run')} with a different config (changed: {shown}{more}). "
-                            "Rerun with the same config to resume, choose another --out folder, or pass --overwrite to replace it.")
+            raise UserError(self._refusal(previous, resolved, changed))
         return True
 
+    def _refusal(self, previous: dict, resolved: dict, changed: set[str]) -> str:
+        what = previous.get("kind", "run")
+        if "provenance" not in previous and self.provenance is not None and all(key.startswith("provenance.") for key in changed):
+            return (f"{self.path} holds a {what} written before tawin recorded what a result is made from (its config.yaml has no "
+                    "provenance: dataset and checkpoint hashes), so it cannot be shown to match this command's inputs. "
+                    "Pass --overwrite to redo it, or choose another --out folder.")
+        ordered = sorted(changed, key=lambda key: (key != "kind", key))
+        shown = ", ".join(_change(previous, resolved, key) for key in ordered[:8])
+        more = f" and {len(ordered) - 8} more" if len(ordered) > 8 else ""
+        return (f"{self.path} holds a {what} with a different config (changed: {shown}{more}). "
+                "Rerun with the same config to resume, choose another --out folder, or pass --overwrite to replace it.")
+
+    # --- --overwrite: the old contents wait in .replaced/ until the new run has a checkpoint --------------
+
+    def _set_aside(self) -> None:
+        aside = self.path / ASIDE
+        aside.mkdir()
+        for child in self.path.iterdir():
+            if child.name not in (".lock", ASIDE):
+                os.replace(child, aside / child.name)
+        self._aside = aside
+
+    def _has_results(self) -> bool:
+        """Whether the folder (outside .replaced/ and hidden staging folders) holds a checkpoint or result."""
+        for entry in self.path.rglob("*"):
+            parts = entry.relative_to(self.path).parts
+            if entry.name in RESULT_FILES and not any(part.startswith(".") for part in parts):
+                return True
+        return False
+
+    def _put_back(self) -> None:
+        """Replace the folder's contents by what --overwrite set aside."""
+        aside = self.path / ASIDE
+        for child in self.path.iterdir():
+            if child.name not in (".lock", ASIDE):
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        for child in aside.iterdir():
+            os.replace(child, self.path / child.name)
+        aside.rmdir()
+
+    def _recover(self) -> None:
+        """Finish what a killed --overwrite left (under the lock): keep its new run if that got as far as
+        a checkpoint, else put the old run back."""
+        aside = self.path / ASIDE
+        if self._aside is not None or not aside.is_dir():
+            return
+        if self._has_results():
+            shutil.rmtree(aside)
+        else:
+            self._put_back()
+        self._before = {child.name for child in self.path.iterdir()}
+
     def _release(self, failed: bool) -> None:
-        if failed and self._lock is not None and self.path.is_dir():
-            # No partial output: while this command wrote nothing but config.yaml and .lock, put
-            # the folder back as it was (it still holds the lock, so no other run is inside).
-            present = {child.name for child in self.path.iterdir()}
-            added = present - self._before
-            if added <= {"config.yaml", ".lock"}:
-                for name in added:
-                    (self.path / name).unlink(missing_ok=True)
-                if self._created:
-                    folder = self.path
-                    while True:  # also the parent folders that this run created
-                        try:
-                            folder.rmdir()
-                        except OSError:
-                            break
-                        if folder == self._created_root:
-                            break
-                        folder = folder.parent
+        if self._lock is not None and self.path.is_dir():
+            if self._aside is not None:
+                if failed and not self._has_results():
+                    self._put_back()
+                else:
+                    shutil.rmtree(self._aside, ignore_errors=True)
+                self._aside = None
+            if failed:
+                self._remove_additions()
         if self._lock is not None:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
 
+    def _remove_additions(self) -> None:
+        """No partial output: while this command wrote nothing but config.yaml and .lock, put the folder
+        back as it was (it still holds the lock, so no other run is inside)."""
+        present = {child.name for child in self.path.iterdir()}
+        added = present - self._before
+        if not added <= {"config.yaml", ".lock"}:
+            return
+        for name in added:
+            (self.path / name).unlink(missing_ok=True)
+        if self._created:
+            folder = self.path
+            while True:  # also the parent folders that this run created
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+                if folder == self._created_root:
+                    break
+                folder = folder.parent
+
     def __exit__(self, exc_type, exc, traceback) -> None:
-        self._release(failed=exc_type is not None and issubclass(exc_type, UserError))
+        self._release(failed=exc_type is not None)
 
 
 _UNSET = object()
+
+
+def _neutral(key: str) -> bool:
+    return any(key == name or key.endswith("." + name) for name in RESULT_NEUTRAL)
+
+
+def _change(previous: dict, resolved: dict, key: str) -> str:
+    """One changed key for the refusal: old → new, with the reason where a setting's effect is not obvious."""
+    if key.startswith("provenance.") and key.endswith(".sha256"):
+        name = key[: -len(".sha256")]
+        return f"{name}: {describe(_lookup(previous, name))} → {describe(_lookup(resolved, name))}"
+    text = f"{key}: {_show(_lookup(previous, key))} → {_show(_lookup(resolved, key))}"
+    reason = REASONS.get(key.removeprefix("base."))  # experiments keep the pipeline's settings under `base`
+    return f"{text} ({reason})" if reason else text
 
 
 def _lookup(tree, dotted: str):

@@ -2,20 +2,24 @@
 
 dataset → SFT → evaluation of SFT → RL → evaluation of RL → popularity → ``results.md`` and
 ``results.json`` (every method's metrics, each stage's wall-clock and peak RSS). Rerunning the same
-command on the same folder resumes: finished stages are skipped (see :mod:`tawin.run.stages`).
+command on the same folder resumes: finished stages are skipped (see :mod:`tawin.run.stages`), and
+keep the cost recorded when they ran (results.json's ``stages``, marked ``earlier``).
 """
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tawin.checkpoint import atomic_write_json, atomic_write_text
+from tawin.checkpoint import atomic_write_json, atomic_write_text, check_resumable
 from tawin.eval.config import REPORT_KS
+from tawin.models.pretrained import check_model_source
 from tawin.run.config import PipelineConfig
 from tawin.run.folder import RunFolder
+from tawin.run.provenance import dataset_provenance
 from tawin.run.session import Session
 from tawin.run.stages import eval_stage, popularity_stage, rl_stage, sft_stage
 
@@ -24,28 +28,52 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
     """`tawin run`: the configured stages, resumable, then a results table; returns method → metrics."""
     out = Path(out)
     started = time.time()
-    timer = StageTimer()
+    if config.model.name_or_path is not None:
+        check_model_source(config.model.name_or_path)  # an unknown model fails before the folder is touched
+    timer = StageTimer(previous=_recorded_costs(out))
     session = timer.run("load data", Session.open, config, progress)  # a bad dataset fails before the folder is touched
-    with RunFolder(out, config, overwrite, kind="run"):
+    with RunFolder(out, config, overwrite, kind="run", provenance={"dataset": dataset_provenance(config.data.dataset)}):
+        for stage in ("sft", "rl"):
+            check_resumable(out / stage / "last")
         results: dict[str, dict] = {}
         sft_best = out / "sft" / "best"
         if "sft" in config.stages:
-            sft_best = timer.run("sft", sft_stage, session, config, out / "sft")
+            sft_best = timer.run("sft", sft_stage, session, config, out / "sft", done=_finished(out / "sft", "best"))
             if "eval" in config.stages:
-                results["SFT"] = timer.run("eval sft", eval_stage, session, config, sft_best, out / "eval" / "sft")
+                results["SFT"] = timer.run("eval sft", eval_stage, session, config, sft_best, out / "eval" / "sft",
+                                           done=_evaluated(out / "eval" / "sft"))
         if "rl" in config.stages:
-            rl_final = timer.run("rl", rl_stage, session, config, sft_best, out / "rl")
+            rl_final = timer.run("rl", rl_stage, session, config, sft_best, out / "rl", done=_finished(out / "rl", "final"))
             if "eval" in config.stages:
-                results[rl_label(config)] = timer.run("eval rl", eval_stage, session, config, rl_final, out / "eval" / "rl")
+                results[rl_label(config)] = timer.run("eval rl", eval_stage, session, config, rl_final, out / "eval" / "rl",
+                                                      done=_evaluated(out / "eval" / "rl"))
         if "popularity" in config.stages:
             results["Popularity"] = timer.run("popularity", popularity_stage, session, config, out / "eval" / "popularity")
-        total = time.time() - started
+        total = time.time() - started + timer.carried_seconds
         if session.dist.is_main:
             report = render_report(config, results, timer, total)
             atomic_write_text(out / "results.md", report)
             atomic_write_json(out / "results.json", {"results": results, "stages": timer.records, "total_seconds": round(total, 1)})
             log(report)
     return results
+
+
+def _finished(folder: Path, checkpoint: str) -> bool:
+    """Whether a training stage finished earlier (the markers its stage function skips on)."""
+    return (folder / "summary.json").exists() and (folder / checkpoint / "tawin.json").exists()
+
+
+def _evaluated(folder: Path) -> bool:
+    return (folder / "metrics.json").exists() and (folder / "predictions.jsonl").exists()
+
+
+def _recorded_costs(out: Path) -> dict[str, dict]:
+    """Stage → its cost record in an earlier results.json of `out` (empty when there is none to trust)."""
+    try:
+        records = json.loads((out / "results.json").read_text())["stages"]
+        return {record["stage"]: record for record in records if isinstance(record.get("seconds"), (int, float))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def rl_label(config: PipelineConfig) -> str:
@@ -87,17 +115,30 @@ def peak_rss_mb() -> float:
 
 @dataclass
 class StageTimer:
-    """Wall-clock and peak RSS of each stage, in the order they ran."""
+    """Wall-clock and peak RSS of each stage, in the order they ran.
 
+    A stage that was already done (`done`) and has a record from an earlier run in `previous`
+    keeps that record (marked ``earlier: true``): its cost is what it took then, not the moment
+    this rerun took to skip it."""
+
+    previous: dict = field(default_factory=dict)
     records: list = field(default_factory=list)
 
-    def run(self, name: str, function, *args, **kwargs):
+    def run(self, name: str, function, *args, done: bool = False, **kwargs):
         started = time.time()
         result = function(*args, **kwargs)
-        self.records.append({"stage": name, "seconds": round(time.time() - started, 1), "peak_rss_mb": round(peak_rss_mb())})
+        if done and name in self.previous:
+            self.records.append({**self.previous[name], "earlier": True})
+        else:
+            self.records.append({"stage": name, "seconds": round(time.time() - started, 1), "peak_rss_mb": round(peak_rss_mb())})
         return result
+
+    @property
+    def carried_seconds(self) -> float:
+        """The seconds of the stages whose cost comes from an earlier run."""
+        return sum(record["seconds"] for record in self.records if record.get("earlier"))
 
     def table(self) -> str:
         lines = ["| stage | wall-clock (s) | peak RSS so far (MB) |", "|---|---:|---:|"]
-        lines += [f"| {r['stage']} | {r['seconds']:.1f} | {r['peak_rss_mb']} |" for r in self.records]
+        lines += [f"| {r['stage']}{' (earlier run)' if r.get('earlier') else ''} | {r['seconds']:.1f} | {r['peak_rss_mb']} |" for r in self.records]
         return "\n".join(lines)

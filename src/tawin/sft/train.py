@@ -46,7 +46,7 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
     log = JsonlLog(out / "log.jsonl")
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
     item_token_V = recommender.codec.item_token_mask(model.get_input_embeddings().num_embeddings) if config.history_loss_weight > 0 else None
-    started = time.time()
+    started, first_step = time.time(), progress.global_step
 
     while progress.epoch < config.epochs and progress.bad_epochs < config.patience:
         batches = [rows_R[b] for b in length_bucketed_batches(train.prompt_len_R[rows_R], config.batch_size,
@@ -68,6 +68,11 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
                           "train/loss": round(float(loss.detach()), 5), "train/lr": scheduler.get_last_lr()[0], "train/tokens_per_s": round(rate)}
                 log.write(record)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", tok_s=f"{rate:.0f}")
+                if not run.progress_bars:  # --no-progress: a log line instead of the bar
+                    elapsed, total = time.time() - started, config.epochs * steps_per_epoch
+                    eta = elapsed / max(1, progress.global_step - first_step) * (total - progress.global_step)
+                    run.log(f"sft step {progress.global_step}/{total}: loss {float(loss.detach()):.4f}  {rate:.0f} tokens/s  "
+                            f"[{elapsed:.0f}s, ETA {eta:.0f}s]")
                 window_tokens, window_start = 0, time.time()
             if progress.global_step % config.save_every == 0 and step + 1 < steps_per_epoch:
                 save_training_state(out / "last", recommender, optimizer, scheduler, progress, run.dist)

@@ -1,0 +1,68 @@
+"""Orchestration — `tawin baseline popularity|sasrec|gru4rec --out DIR` in a run folder.
+
+The folder follows the rules of every other command (:class:`~tawin.run.folder.RunFolder`): its
+``config.yaml`` records the method, the dataset and (SASRec/GRU4Rec) the resolved
+:class:`~tawin.baselines.sequential.SequentialBaselineConfig`, plus the dataset's content hash; a
+folder holding another baseline, or the same one with other settings or data, is refused unless
+``--overwrite``; a finished folder (``metrics.json`` and ``result.json``) is not recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tawin.baselines.popularity import evaluate_popularity
+from tawin.baselines.sequential import SequentialBaselineConfig, run_baseline
+from tawin.checkpoint import atomic_write_json
+from tawin.data.io import load_dataset
+from tawin.errors import ConfigError
+from tawin.run.config import dataset_path
+from tawin.run.folder import RunFolder
+from tawin.run.provenance import dataset_provenance
+
+Method = Literal["popularity", "sasrec", "gru4rec"]
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """What a baseline folder's result depends on (saved as its config.yaml)."""
+
+    method: Method
+    """popularity (no settings), sasrec or gru4rec."""
+    dataset: str
+    """A shipped dataset name or a dataset folder."""
+    sequential: SequentialBaselineConfig | None = None
+    """SASRec/GRU4Rec settings; null for popularity."""
+
+
+def baseline_run(method: Method, dataset: str, sequential: SequentialBaselineConfig | None, settings_given: bool) -> BaselineRun:
+    """The run's settings, checked: popularity takes none, the others a valid config."""
+    if method == "popularity":
+        if settings_given:
+            raise ConfigError("tawin baseline popularity has no settings (it ranks items by their train frequency): drop --config and --set.")
+        sequential = None
+    else:
+        sequential = (sequential or SequentialBaselineConfig()).validate()
+    if not dataset:
+        raise ConfigError("--dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder.")
+    dataset_path(dataset)  # a missing dataset fails before the folder is touched
+    return BaselineRun(method, dataset, sequential)
+
+
+def run_baseline_folder(run: BaselineRun, out: Path, overwrite: bool = False) -> dict:
+    """Train (SASRec/GRU4Rec) and evaluate on valid and test into `out`; returns {"valid": metrics, "test": metrics, …}."""
+    out = Path(out)
+    data = load_dataset(dataset_path(run.dataset))  # a bad dataset fails before the folder is touched
+    with RunFolder(out, run, overwrite, kind="baseline", provenance={"dataset": dataset_provenance(run.dataset)}):
+        if (out / "metrics.json").exists() and (out / "result.json").exists():
+            return json.loads((out / "result.json").read_text())
+        if run.method == "popularity":
+            result = {split: evaluate_popularity(data, split) for split in ("valid", "test")}
+        else:
+            result = {k: v for k, v in run_baseline(run.method, data, run.sequential).items() if k != "config"}
+        atomic_write_json(out / "result.json", result)
+        atomic_write_json(out / "metrics.json", result["test"])  # written last: the folder's done-marker
+    return result

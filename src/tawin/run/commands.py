@@ -1,0 +1,198 @@
+"""Orchestration — the body of each `tawin` subcommand that trains, evaluates or recommends.
+
+:mod:`tawin.cli` reads the command line and calls these with the parsed arguments. Each command
+checks everything it can before it touches ``--out`` (config, dataset, checkpoint, model name),
+then works inside a :class:`~tawin.run.folder.RunFolder` whose identity includes the provenance
+of its inputs (:mod:`tawin.run.provenance`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from tawin.errors import ConfigError, UserError
+
+KEPT_MODEL_SETTINGS = ("model.max_prompt_tokens",)
+"""The `model.*` settings that a command loading a checkpoint still uses (prompt truncation)."""
+
+
+def load_pipeline_config(args, command: str) -> "PipelineConfig":
+    """Defaults < ``--config`` < ``--set`` < the shorthand flags, validated as a whole."""
+    from tawin.config import load_config
+    from tawin.run.config import PipelineConfig
+
+    overrides = list(args.set)
+    if getattr(args, "dataset", None) is not None:
+        overrides.append(f"data.dataset={args.dataset}")
+    if getattr(args, "model", None) is not None:
+        overrides.append(f"model.name_or_path={args.model}")
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"seed={args.seed}")
+    if command == "eval":
+        if args.split is not None:
+            overrides.append(f"eval.split={args.split}")
+        if args.beams is not None:
+            overrides.append(f"eval.num_beams={args.beams}")
+        if args.diagnostics:
+            overrides.append("eval.diagnostics=true")
+    config = load_config(PipelineConfig, args.config, overrides)
+    if command in ("eval", "rl", "recommend"):
+        _refuse_model_settings(args, command)
+    return config
+
+
+def _refuse_model_settings(args, command: str) -> None:
+    """`--set model.*` and `--model` do nothing where the model comes from a checkpoint: refuse them."""
+    given = ["--model"] if getattr(args, "model", None) is not None else []
+    given += [text.split("=", 1)[0].strip() for text in args.set if text.strip().startswith("model.")]
+    ignored = [name for name in given if name not in KEPT_MODEL_SETTINGS]
+    if ignored:
+        raise ConfigError(f"{', '.join(ignored)}: `tawin {command}` builds no model; it loads one, and the checkpoint's tawin.json fixes "
+                          "its architecture, name_or_path and item representation (of the model settings only model.max_prompt_tokens, "
+                          "the prompt truncation, applies). Drop these overrides, or train a model with them (`tawin sft --set model.…`).")
+
+
+def with_checkpoint_model(config, checkpoint: Path):
+    """`config` with the model section the checkpoint was saved with (what is actually used), keeping
+    the prompt truncation of `config`; the checkpoint is checked first (UserError if unreadable)."""
+    from tawin.models.build import check_checkpoint, checkpoint_config
+
+    check_checkpoint(checkpoint)
+    return replace(config, model=replace(checkpoint_config(checkpoint), max_prompt_tokens=config.model.max_prompt_tokens))
+
+
+def cmd_run(args) -> int:
+    from tawin.run.pipeline import run_pipeline
+
+    config = load_pipeline_config(args, "run")
+    run_pipeline(config, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress)
+    return 0
+
+
+def cmd_sft(args) -> int:
+    from tawin.checkpoint import check_resumable
+    from tawin.models.pretrained import check_model_source
+    from tawin.run.folder import RunFolder
+    from tawin.run.provenance import dataset_provenance
+    from tawin.run.session import Session
+    from tawin.run.stages import sft_stage
+
+    config = load_pipeline_config(args, "sft")
+    if config.model.name_or_path is not None:
+        check_model_source(config.model.name_or_path)  # an unknown model fails before the folder is touched
+    out = Path(args.out)
+    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
+    with RunFolder(out, config, args.overwrite, kind="sft", provenance={"dataset": dataset_provenance(config.data.dataset)}):
+        check_resumable(out / "last")
+        best = sft_stage(session, config, out)
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def cmd_rl(args) -> int:
+    from tawin.checkpoint import check_resumable
+    from tawin.run.folder import RunFolder
+    from tawin.run.provenance import checkpoint_provenance, dataset_provenance
+    from tawin.run.session import Session
+    from tawin.run.stages import rl_stage
+
+    config = with_checkpoint_model(load_pipeline_config(args, "rl"), Path(args.init))  # before the output folder is touched
+    out = Path(args.out)
+    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
+    provenance = {"dataset": dataset_provenance(config.data.dataset), "init": checkpoint_provenance(args.init)}
+    with RunFolder(out, config, args.overwrite, kind="rl", provenance=provenance):
+        check_resumable(out / "last")
+        final = rl_stage(session, config, Path(args.init), out)
+    print(f"final checkpoint: {final}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from tawin.metrics.ranking import DEFAULT_KS
+    from tawin.run.folder import RunFolder
+    from tawin.run.pipeline import results_table
+    from tawin.run.provenance import checkpoint_provenance, dataset_provenance
+    from tawin.run.session import Session
+    from tawin.run.stages import eval_stage, popularity_stage
+
+    config = load_pipeline_config(args, "eval")
+    popularity = args.checkpoint == "popularity"
+    if not popularity:
+        config = with_checkpoint_model(config, Path(args.checkpoint))  # before the output folder is touched
+    out = Path(args.out)
+    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
+    provenance = {"dataset": dataset_provenance(config.data.dataset), "checkpoint": checkpoint_provenance(args.checkpoint)}
+    with RunFolder(out, config, args.overwrite, kind="eval", provenance=provenance):
+        if popularity:
+            metrics = popularity_stage(session, config, out)
+        else:
+            metrics = eval_stage(session, config, Path(args.checkpoint), out)
+    ks = tuple(k for k in DEFAULT_KS if f"recall@{k}" in metrics)
+    print(results_table({args.checkpoint: metrics}, ks))
+    extra = {k: v for k, v in metrics.items() if k.startswith(("auc", "opauc", "wpauc", "exact_"))}
+    if extra:
+        print("diagnostics (exact full-catalogue scores): " + ", ".join(f"{k}={v:.4f}" for k, v in extra.items()))
+    print(f"wrote {out / 'metrics.json'} and {out / 'predictions.jsonl'}")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from tawin.errors import DataError
+    from tawin.run.recommend import Recommender, history_problem, recommend_file
+    from tawin.run.session import Session
+
+    if (args.history is None) == (args.input is None) or (args.input is None) != (args.output is None):
+        raise UserError("pass either --history ITEMS (one history, printed) or --input FILE.jsonl --output FILE.jsonl (many, written).")
+    if args.k < 1 or args.beams < 1:
+        raise UserError(f"--k {args.k} and --beams {args.beams} must both be ≥ 1 (--k items are shown out of the --beams ranked).")
+    history = None
+    if args.history is not None:
+        try:
+            history = [int(x) for x in args.history.replace(",", " ").split()]
+        except ValueError:
+            raise UserError(f"--history {args.history!r} must be item ids separated by commas, e.g. --history 117,118,130") from None
+    config = load_pipeline_config(args, "recommend")
+    session = Session.open(config, progress=False)
+    problem = history_problem(session.dataset, history) if history is not None else None
+    if problem:
+        raise DataError(f"--history: {problem}")
+    config = with_checkpoint_model(config, Path(args.checkpoint))
+    recommender = Recommender(session.load(args.checkpoint), session.dataset, args.beams, max_prompt_tokens=config.model.max_prompt_tokens)
+    if args.k > recommender.beams:
+        raise UserError(f"--k {args.k} exceeds the {recommender.beams} ranked items (--beams {args.beams}, catalogue "
+                        f"{len(session.dataset.items)} items); lower --k or raise --beams.")
+    if history is None:
+        written = recommend_file(recommender, Path(args.input), Path(args.output), args.k)
+        print(f"wrote {args.output}: the top {args.k} of {recommender.beams} ranked items for each of {written} histories")
+        return 0
+    ranked = recommender.recommend([history], args.k)[0]
+    title_of = dict(zip(session.dataset.items.item_id.tolist(), session.dataset.items.title))
+    print("history:")
+    for item in ranked.history:
+        print(f"  {item:>6}  {title_of[item][:90]}")
+    print(f"top-{args.k} next items (of {recommender.beams} beams):")
+    for rank, (item, score, title) in enumerate(zip(ranked.items, ranked.scores, ranked.titles), start=1):
+        print(f"  {rank:>2}. {item:>6}  logp={score:8.3f}  {title[:90]}")
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from tawin.baselines.sequential import SequentialBaselineConfig
+    from tawin.config import load_config
+    from tawin.run.baseline import baseline_run, run_baseline_folder
+    from tawin.run.pipeline import results_table
+
+    settings_given = bool(args.set) or args.config is not None
+    sequential = load_config(SequentialBaselineConfig, args.config, args.set) if args.kind != "popularity" else None
+    run = baseline_run(args.kind, args.dataset, sequential, settings_given)
+    result = run_baseline_folder(run, Path(args.out), overwrite=args.overwrite)
+    print(results_table({f"{args.kind} (test)": result["test"], f"{args.kind} (valid)": result["valid"]}))
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from tawin.config import render_config
+
+    print(render_config(load_pipeline_config(args, "config"), args.section), end="")
+    return 0
