@@ -154,7 +154,7 @@ class RunFolder:
             return (f"{self.path} holds a {what} written before tawin recorded what a result is made from (its config.yaml has no "
                     "provenance: dataset and checkpoint hashes), so it cannot be shown to match this command's inputs. "
                     "Pass --overwrite to redo it, or choose another --out folder.")
-        ordered = sorted(changed, key=lambda key: (key != "kind", key))
+        ordered = sorted(changed, key=lambda key: (key != "kind", not key.startswith("provenance."), key))
         shown = ", ".join(_change(previous, resolved, key) for key in ordered[:8])
         more = f" and {len(ordered) - 8} more" if len(ordered) > 8 else ""
         return (f"{self.path} holds a {what} with a different config (changed: {shown}{more}). "
