@@ -33,11 +33,13 @@ def run_in_processes(experiment: Experiment, out: Path, pending: list[Cell], job
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(experiment, out, jobs, os.getpid()))
     try:
-        sfts = [pool.submit(_worker_sft, first_of_seed[seed]) for seed in sorted(first_of_seed)]
+        sfts = {pool.submit(_worker_sft, first_of_seed[seed]): seed for seed in sorted(first_of_seed)}
         running = [pool.submit(_worker_cell, cell) for cell in pending if cell.kind == "baseline"]
-        for future in sfts:
+        # A seed's cells are queued as soon as its SFT checkpoint exists, so no worker idles
+        # while another seed's SFT is still training.
+        for future in as_completed(sfts):
             future.result()  # re-raises a worker's error here
-        running += [pool.submit(_worker_cell, cell) for cell in llm_cells]
+            running += [pool.submit(_worker_cell, cell) for cell in llm_cells if cell.seed == sfts[future]]
         for future in as_completed(running):
             done(*future.result())
     except BaseException:
