@@ -4,7 +4,12 @@ Launch any command with ``accelerate launch --num_processes N -m tawin …`` (or
 --nproc_per_node N -m tawin …``). Batch sizes in the configs are GLOBAL: each optimizer step takes
 the same rows as a single process would, every process computes its contiguous share, DDP
 all-reduces the gradients, and the loss is normalised by the global token count so the update
-equals the single-process one. Evaluation deals whole batches to processes round-robin (each
+equals the single-process one: to float32 rounding in fp32. Under bf16 autocast (which
+``precision: auto`` picks on CPUs with bf16 units, e.g. AVX512-BF16) each process's weight
+gradients leave the bf16 matmuls rounded to bf16 before DDP adds them in float32, and
+round(a) + round(b) is not round(a + b): the update then agrees with one process's only to bf16
+rounding (about 2^-8 of each gradient), even in one process summing two halves of a batch.
+Evaluation deals whole batches to processes round-robin (each
 batch is computed exactly as in one process) and merges predictions on rank 0, which alone writes
 files. A single process uses no process group at all.
 """
