@@ -11,7 +11,8 @@ Command (defaults; must finish in < 10 min on 2 CPU cores)::
 
 About 6–8 CPU-minutes of work. On a 2-core machine shared with other jobs, 2 threads per op can
 wait on a descheduled thread at every op: the same run took 9.5 min at load ~4 and 17 min at load
-~10, and ``--threads 1`` took 5 min with faster, steadier timings for both sides.
+~10, and ``--threads 1`` took 5 min with faster, steadier timings for both sides. Like the tawin
+CLI, the script sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it (``_common``).
 
 Both sides decode with the same random-weight Qwen2 model (the default ``ModelConfig()`` and a
 larger one, hidden 512 × 8 layers, MLP 1024), in fp32 and in bf16 (the model cast to bfloat16),
@@ -45,14 +46,13 @@ information only. The JSON summary is printed last.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
-import sys
 import time
-import warnings
 from dataclasses import dataclass
+
+from _common import DATASET, benchmark_parser, common_problems, count_parameters, device_name, log, sample_split, setup, timed
 
 import numpy as np
 import torch
@@ -64,7 +64,6 @@ from tawin.items.trie import ItemTrie
 from tawin.models.batching import EncodedSplit, encode_split, prompt_batch
 from tawin.models.build import ModelConfig, Recommender, build_recommender
 
-DATASET = "src/tawin/resources/datasets/industrial"
 MODELS: dict[str, ModelConfig] = {
     "default": ModelConfig(),
     "large": ModelConfig(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=8, intermediate_size=1024),
@@ -165,35 +164,24 @@ def items_of_sequences(trie: ItemTrie, sequences_NKT: torch.Tensor, eos_id: int)
     return torch.tensor(items).view(sequences_NKT.shape[:2])
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def timed(fn):
-    """(fn(), wall seconds, CPU seconds of this process summed over its threads).
-
-    Both decoders return CPU tensors, so the GPU's queued work is finished inside the timed span."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    value = fn()
-    return value, time.perf_counter() - wall, time.process_time() - cpu
-
-
 def run_case(case: Case, recommender: Recommender, trie: ItemTrie, encoded: EncodedSplit, chunks: list[torch.Tensor], args) -> dict:
     """Alternate ours/HF over the chunks (one pair per repeat): rows/s, speedup and the identity check."""
     ours_seconds, hf_seconds, ours_cpu, hf_cpu, same_rows, score_diff = [], [], [], [], [], 0.0
     for chunk in chunks:
         ours_index, hf_index = chunk[: case.ours_rows], chunk[: case.hf_rows]
-        (ours_items, ours_scores), seconds, cpu = timed(lambda: ours_decode(recommender, trie, encoded, ours_index, case.beams, args.batch))
+        (ours_items, ours_scores), seconds, cpu = timed(lambda: ours_decode(recommender, trie, encoded, ours_index, case.beams, args.batch),
+                                                        recommender.device)
         ours_seconds.append(seconds)
         ours_cpu.append(cpu)
-        (hf_sequences, hf_scores), seconds, cpu = timed(lambda: hf_decode(recommender, encoded, hf_index, case.beams, args.hf_batch))
+        (hf_sequences, hf_scores), seconds, cpu = timed(lambda: hf_decode(recommender, encoded, hf_index, case.beams, args.hf_batch),
+                                                        recommender.device)
         hf_seconds.append(seconds)
         hf_cpu.append(cpu)
         hf_items = items_of_sequences(recommender.codec.trie, hf_sequences, recommender.codec.eos_id)
         same_rows += (hf_items == ours_items[: case.hf_rows]).all(dim=1).tolist()
         score_diff = max(score_diff, float((hf_scores - ours_scores[: case.hf_rows]).abs().max()))
-        print(f"  {case.model} K={case.beams} {case.dtype}: ours {len(ours_index)} rows {ours_seconds[-1]:.2f}s, "
-              f"HF {len(hf_index)} rows {hf_seconds[-1]:.2f}s", file=sys.stderr, flush=True)
+        log(f"  {case.model} K={case.beams} {case.dtype}: ours {len(ours_index)} rows {ours_seconds[-1]:.2f}s, "
+            f"HF {len(hf_index)} rows {hf_seconds[-1]:.2f}s")
     ours_n = [len(c[: case.ours_rows]) for c in chunks]
     hf_n = [len(c[: case.hf_rows]) for c in chunks]
     ours_rate = [n / s for n, s in zip(ours_n, ours_seconds)]
@@ -217,33 +205,27 @@ def run_case(case: Case, recommender: Recommender, trie: ItemTrie, encoded: Enco
     }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None):
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--rows", type=int, default=256, help="prompt pool: real Industrial test rows (default 256)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating ours/HF runs per case; medians over them (default 5)")
     parser.add_argument("--hf-rows", type=int, default=6, help="rows HF decodes per run for the default fp32 model at 16 beams (default 6)")
     parser.add_argument("--batch", type=int, default=64, help="rows per call of our beam search (default 64)")
     parser.add_argument("--hf-batch", type=int, default=4, help="rows per HF generate call (default 4)")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), help="default: all (--quick: default only)")
     parser.add_argument("--beams", nargs="+", type=int, default=[16, 50])
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
-    parser.add_argument("--seed", type=int, default=0, help="seed of the row sample and the model weights")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                        help="where both sides decode (default cpu); on cuda bf16 costs no more than fp32 per row")
     parser.add_argument("--quick", action="store_true", help="smoke test: --rows 16 --repeats 2 --hf-rows 1, default model")
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.repeats, args.hf_rows = 16, 2, 1
         args.models = args.models or ["default"]
     args.models = args.models or list(MODELS)
-    problems = [f"--{name.replace('_', '-')}={getattr(args, name)} must be ≥ {low}"
-                for name, low in (("rows", 1), ("repeats", 1), ("hf_rows", 1), ("batch", 1), ("hf_batch", 1), ("threads", 1))
-                if getattr(args, name) < low]
+    problems = common_problems(args) + [
+        f"--{name.replace('_', '-')}={getattr(args, name)} must be ≥ {low}"
+        for name, low in (("rows", 1), ("repeats", 1), ("hf_rows", 1), ("batch", 1), ("hf_batch", 1)) if getattr(args, name) < low]
     if args.rows < args.repeats:
         problems.append(f"--rows={args.rows} must be ≥ --repeats={args.repeats} so every repeat has a chunk of rows")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        problems.append("--device=cuda but torch sees no CUDA GPU; drop --device or run on a GPU machine")
     if problems:
         parser.error("; ".join(problems))
     return args
@@ -251,17 +233,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    # fp32 means fp32 on both sides: TF32 matmuls would break the identity check's near-ties.
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    # transformers 5.24 deprecates the `past_key_values` argument that beam.py passes; once is enough.
-    warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+    device = setup(args)  # fp32 means fp32 on both sides: TF32 matmuls would break the identity check's near-ties
     started = time.perf_counter()
     dataset = load_dataset(DATASET)
-    test = dataset.splits["test"]
-    pool = np.sort(np.random.default_rng(args.seed).choice(len(test), size=min(args.rows, len(test)), replace=False))
-    rows = test.take(pool)
+    rows = sample_split(dataset, "test", args.rows, args.seed)
     chunks = [torch.from_numpy(c) for c in np.array_split(np.arange(len(rows)), args.repeats)]
     results = []
     default_params = count_parameters(build_recommender(MODELS["default"], dataset.items).model)
@@ -286,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
         "prompt_rows": len(rows),
         "repeats": args.repeats,
         "threads": args.threads,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": device_name(device),
         "torch": torch.__version__,
         "note": "rows_per_s = median over repeats; speedup = median of per-repeat ours/HF ratios; HF decodes "
                 "rows_hf_per_run rows of each chunk, ours rows_ours_per_run; identity (HF top-K items equal ours, "

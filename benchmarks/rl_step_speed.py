@@ -6,13 +6,14 @@ after warm-up; < 10 min on 2 CPU cores; the JSON summary is printed last.
 
 Command (defaults; needs the ``bench`` extra, ``pip install -e '.[bench]'``, i.e. trl==1.16.0)::
 
-    python benchmarks/rl_step_speed.py             # --steps 5 --warmup 1 --threads 2
-    python benchmarks/rl_step_speed.py --quick     # smoke test: 8 prompts, 2 steps
-    python benchmarks/rl_step_speed.py --profile   # also torch.profiler's top ops of one of our steps
+    python benchmarks/rl_step_speed.py                 # --steps 5 --warmup 1 --threads 2
+    python benchmarks/rl_step_speed.py --quick         # smoke test: 8 prompts, 2 steps
+    python benchmarks/rl_step_speed.py --profile       # also torch.profiler's top ops of one of our steps
+    python benchmarks/rl_step_speed.py --device cuda   # both sides on the GPU (fp32, TF32 off)
 
 The work of one step, identical on both sides:
 
-* model: the default ``ModelConfig()`` (random-weight Qwen2, fp32, CPU), built once, saved with
+* model: the default ``ModelConfig()`` (random-weight Qwen2, fp32, ``--device``), built once, saved with
   ``save_pretrained`` and loaded twice, so both sides start from the same weights (TRL builds its
   frozen reference from the saved folder, ours is a deep copy);
 * prompts: the same ``--prompts`` (32) real Industrial train rows every step (a seeded sample),
@@ -25,9 +26,10 @@ The work of one step, identical on both sides:
 * update: backward, clip the global gradient norm to 0.3, ``torch.optim.AdamW(lr=1e-4,
   weight_decay=0)`` — the same optimizer class and settings, passed to TRL through ``optimizers``.
 
-Ours: exactly the body of :func:`tawin.rl.train.train_rl` for one step — ``prompt_batch`` →
-``make_rollout(..., "beam", 16, ...)`` → ``rl_step_loss`` → ``check_finite`` → backward → clip →
-AdamW step → scheduler step, with ``RLConfig(negatives="beam", reward="binary",
+Ours: the library's RL step, the calls :func:`tawin.rl.train.train_rl` makes for one step
+(``_common.LibraryRLStep``): ``prompt_batch`` → :func:`tawin.rl.rollout.make_rollout` (``"beam"``,
+G = 16) → :func:`tawin.rl.train.rl_step_loss` → :func:`tawin.train_utils.optimizer_step` (NaN
+guard, backward, clip, AdamW, scheduler), with ``RLConfig(negatives="beam", reward="binary",
 weighting="none", loss="grpo")``. TAWin weighting is off because TRL has no equivalent; it costs
 a few tensor ops on [B, G].
 
@@ -45,26 +47,27 @@ completions feeds exactly one optimizer step), ``num_iterations=1``, ``num_gener
 ``beta=0.001``, ``gradient_checkpointing=False`` (GRPOConfig turns it on by default; it only trades
 time for memory and ours does not use it), ``shuffle_dataset=False`` over a dataset of exactly the
 32 rows (each step sees all of them), constant learning rate, no logging, saving or evaluation,
-``report_to=[]``, ``use_cpu=True``, ``bf16=False``. The micro-batch (``--trl-micro-batch``) is
-TRL's fastest one measured here: CPU seconds of a TRL step at 16 / 32 / 64 / 128 / 512
-completions per micro-batch were 14.6 / 12.1 / 12.6 / 13.3 / 15.6 (2 threads, shared machine).
+``report_to=[]``, ``use_cpu`` unless ``--device cuda``, ``bf16=False``. The micro-batch
+(``--trl-micro-batch``) is TRL's fastest one measured here: CPU seconds of a TRL step at 16 / 32 /
+64 / 128 / 512 completions per micro-batch were 14.6 / 12.1 / 12.6 / 13.3 / 15.6 (2 threads,
+shared machine).
 
 Protocol. Both run in one process and alternate step by step: a ``TrainerCallback`` runs one of
 our steps at every TRL ``on_step_end``, so load from other jobs on the machine hits both sides
 alike. A TRL step is timed from the end of the previous callback to its ``on_step_end`` (data
 loading, rollout, reward, reference and policy passes, backward, clip, step, TRL bookkeeping); our
-step is timed around the loop body. The first ``--warmup`` steps of each side are not timed.
-Reported: median seconds per step → steps/s, ``ratio`` = ours/TRL steps/s, and the median of the
-per-step ratios (adjacent pairs, so slow drifts in machine load cancel). ``same_first_rollout``
-checks that both sides' first rollout (identical weights) found the same 16 items for every prompt.
-The CPU seconds of each step (``time.process_time``, all threads) are reported too: they depend
-less on how much of the machine other jobs take.
+step is timed around the library step. On a GPU each clock read waits for the queued work first.
+The first ``--warmup`` steps of each side are not timed. Reported: median seconds per step →
+steps/s, ``ratio`` = ours/TRL steps/s, and the median of the per-step ratios (adjacent pairs, so
+slow drifts in machine load cancel). ``same_first_rollout`` checks that both sides' first rollout
+(identical weights) found the same 16 items for every prompt. The CPU seconds of each step
+(``time.process_time``, all threads) are reported too: they depend less on how much of the
+machine other jobs take.
 
 Threads. ``torch.set_num_threads(--threads)``, and ``OMP_WAIT_POLICY=PASSIVE`` unless the
-environment sets it. On the shared 2-core machine this was built on (load ≈ 10), OpenMP's default
-spin-waiting workers lose their core at every parallel region and each small op then waits a
-scheduler slice: clip + AdamW of this model took 6.7 s instead of 40 ms, and the benchmark
-measured 1.9× in 9.3 min instead of ≈ 6× in 5.7 min, for reasons unrelated to either trainer.
+environment sets it (``_common``). Without it, on the shared 2-core machine this was built on
+(load ≈ 10), the benchmark measured 1.9× in 9.3 min instead of ≈ 6× in 5.7 min, for reasons
+unrelated to either trainer.
 
 Results (this machine, 2 threads, shared, defaults; see the JSON for the rest): ours ≈ 4.5–7 s
 per step, TRL ≈ 25–47 s; ratio 5.1–6.5× over runs at TRL micro-batches 32–512 (5.1–5.7× at 32).
@@ -74,44 +77,32 @@ policy + reference log-probs ≈ 2 s, backward ≈ 2 s, clip + AdamW ≈ 0.05 s.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
-from importlib.metadata import version
 
-# On a machine shared with other jobs, OpenMP workers that spin-wait at every parallel region lose
-# their core to other processes and each small op then waits a scheduler slice (measured here:
-# AdamW + clip 6.7 s instead of 40 ms at 2 threads). Sleeping waiters avoid it; it must be set
-# before torch loads OpenMP, and an explicit OMP_WAIT_POLICY in the environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from _common import (DATASET, LibraryRLStep, benchmark_parser, common_problems, count_parameters, device_name, log,
+                     sample_split, setup, synchronize, versions)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM  # noqa: E402
+import torch
+from transformers import AutoModelForCausalLM
 
-from tawin.data.io import load_dataset  # noqa: E402
-from tawin.decoding.beam import constrained_beam_search  # noqa: E402
-from tawin.items.codec import ItemCodec  # noqa: E402
-from tawin.models.batching import EncodedSplit, encode_split, prompt_batch  # noqa: E402
-from tawin.models.build import ModelConfig, build_recommender  # noqa: E402
-from tawin.models.prompt import encode_prompts, left_pad, render_prompt  # noqa: E402
-from tawin.rl.config import RLConfig  # noqa: E402
-from tawin.rl.rollout import make_rollout  # noqa: E402
-from tawin.rl.train import rl_step_loss  # noqa: E402
-from tawin.train_utils import check_finite, warmup_cosine  # noqa: E402
+from tawin.data.io import load_dataset
+from tawin.decoding.beam import constrained_beam_search
+from tawin.items.codec import ItemCodec
+from tawin.models.batching import EncodedSplit, encode_split, prompt_batch
+from tawin.models.build import ModelConfig, build_recommender
+from tawin.models.prompt import encode_prompts, left_pad, render_prompt
+from tawin.rl.config import RLConfig
 
-DATASET = "src/tawin/resources/datasets/industrial"
 GROUP = 16
 """G: beams (negatives) per prompt."""
 RL = RLConfig(negatives="beam", reward="binary", weighting="none", loss="grpo", group_size=GROUP,
-              kl_beta=1e-3, lr=1e-4, max_grad_norm=0.3, weight_decay=0.0)
+              kl_beta=1e-3, lr=1e-4, max_grad_norm=0.3, weight_decay=0.0, warmup_ratio=0.0)
 """Our side's settings; TRL's GRPOConfig below mirrors each of them."""
 TRL_MICRO_BATCH = 32
 """TRL's per-device micro-batch (completions); the fastest of 16…512 for TRL here (module docstring)."""
@@ -134,41 +125,19 @@ class Timings:
 
 
 class OurStep:
-    """One step of `train_rl`'s body on fixed prompts: rollout → loss → backward → clip → step."""
+    """The library's RL step (:class:`_common.LibraryRLStep`) on the same fixed prompts every step."""
 
     def __init__(self, policy: torch.nn.Module, codec: ItemCodec, encoded: EncodedSplit, total_steps: int):
-        self.policy, self.codec, self.encoded = policy, codec, encoded
-        self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(policy.parameters(), lr=RL.lr, weight_decay=RL.weight_decay)
-        self.scheduler = warmup_cosine(self.optimizer, 0, total_steps)
-        self.float_mask = getattr(policy.config, "_attn_implementation", "sdpa") not in ("sdpa", "flash_attention_2", "flex_attention")
+        self.library_step = LibraryRLStep(policy, codec, RL, total_steps)
+        self.policy, self.encoded = policy, encoded
         self.index_B = torch.arange(len(encoded))
-        self.step = 0
 
     def __call__(self) -> tuple[dict[str, float], torch.Tensor]:
-        """Run one step; (seconds per phase, the rollout's items [B, G])."""
-        marks = [time.perf_counter()]
-        generator = torch.Generator().manual_seed(1_000_003 + self.step)
+        """Run one step; (seconds per phase, the rollout's items [B, G] on the CPU)."""
+        generator = torch.Generator().manual_seed(1_000_003 + self.library_step.step)
         ids_BL, mask_BL = prompt_batch(self.encoded, self.index_B)
-        self.policy.eval()
-        rollout = make_rollout(self.policy, self.codec, ids_BL, mask_BL, self.encoded.target_R[self.index_B],
-                               RL.negatives, RL.group_size, generator)
-        self.policy.train()
-        marks.append(time.perf_counter())
-        loss, _ = rl_step_loss(self.policy, self.reference, rollout, RL, False, self.float_mask)
-        check_finite(loss.detach(), "loss", self.step, "rl")
-        marks.append(time.perf_counter())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        marks.append(time.perf_counter())
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), RL.max_grad_norm)
-        check_finite(grad_norm, "gradient norm", self.step, "rl")
-        self.optimizer.step()
-        self.scheduler.step()
-        self.step += 1
-        marks.append(time.perf_counter())
-        names = ("rollout", "loss_forward", "backward", "clip_and_step")
-        return {name: b - a for name, a, b in zip(names, marks, marks[1:])}, rollout.items_BG
+        phases, rollout = self.library_step(ids_BL, mask_BL, self.encoded.target_R[self.index_B], generator)
+        return phases.as_dict(), rollout.items_BG.cpu()
 
 
 def beam_rollout_func(codec: ItemCodec, tokenizer, max_prompt_tokens: int, timings: Timings):
@@ -180,7 +149,9 @@ def beam_rollout_func(codec: ItemCodec, tokenizer, max_prompt_tokens: int, timin
             raise RuntimeError(f"expected each prompt {GROUP} times in a row (TRL's RepeatSampler), got {len(prompts)} prompts")
         ids = encode_prompts(tokenizer, prompts[::GROUP], max_prompt_tokens)
         ids_BL, mask_BL = left_pad(ids, codec.pad_id)
-        items_BG = constrained_beam_search(trainer.model, codec.trie, ids_BL, mask_BL, GROUP).items_BK
+        device = next(trainer.model.parameters()).device
+        trie = codec.on(device)[0]
+        items_BG = constrained_beam_search(trainer.model, trie, ids_BL.to(device), mask_BL.to(device), GROUP).items_BK.cpu()
         if timings.trl_first_items is None:
             timings.trl_first_items = items_BG.clone()
         tokens_nT = codec.target_table_NL[items_BG.reshape(-1)].tolist()
@@ -202,7 +173,7 @@ def hit_reward(completions: list, target: list[int], item: list[int], **_) -> li
 
 
 def build_trl(model_dir: str, output_dir: str, texts: list[str], targets: list[int], tokenizer, codec: ItemCodec,
-              max_prompt_tokens: int, total_steps: int, micro_batch: int, timings: Timings):
+              max_prompt_tokens: int, total_steps: int, micro_batch: int, timings: Timings, device: torch.device):
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -233,7 +204,7 @@ def build_trl(model_dir: str, output_dir: str, texts: list[str], targets: list[i
         report_to=[],
         log_completions=False,
         disable_tqdm=True,
-        use_cpu=True,
+        use_cpu=device.type == "cpu",
         bf16=False,
         fp16=False,
         dataloader_num_workers=0,
@@ -254,7 +225,7 @@ def build_trl(model_dir: str, output_dir: str, texts: list[str], targets: list[i
     return trainer
 
 
-def make_alternator(ours: OurStep, timings: Timings, profile: bool):
+def make_alternator(ours: OurStep, timings: Timings, profile: bool, device: torch.device):
     """A TrainerCallback that times each TRL step and then runs (and times) one of our steps."""
     from transformers import TrainerCallback
 
@@ -264,9 +235,11 @@ def make_alternator(ours: OurStep, timings: Timings, profile: bool):
             self.profile_table: list[dict] | None = None
 
         def restart(self):
+            synchronize(device)
             self.trl_started, self.trl_cpu_started = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kwargs):
+            synchronize(device)
             timings.trl.append(time.perf_counter() - self.trl_started)
             timings.trl_cpu.append(time.process_time() - self.trl_cpu_started)
             cpu = time.process_time()
@@ -276,7 +249,7 @@ def make_alternator(ours: OurStep, timings: Timings, profile: bool):
             timings.ours_phases.append(phases)
             if timings.ours_first_items is None:
                 timings.ours_first_items = items_BG.clone()
-            print(f"  step {state.global_step}: TRL {timings.trl[-1]:.2f}s  ours {timings.ours[-1]:.2f}s", file=sys.stderr, flush=True)
+            log(f"  step {state.global_step}: TRL {timings.trl[-1]:.2f}s  ours {timings.ours[-1]:.2f}s")
             if profile and state.global_step == state.max_steps:
                 self.profile_table = profile_ours(ours)
             self.restart()
@@ -298,23 +271,21 @@ def profile_ours(ours: OurStep, top: int = 15) -> list[dict]:
              "calls": e.count} for e in rows]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None):
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--prompts", type=int, default=32, help="prompts per step: real Industrial train rows (default 32)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per side after warm-up; medians over them (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per side first (default 1)")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--trl-micro-batch", type=int, default=TRL_MICRO_BATCH,
                         help=f"TRL's per_device_train_batch_size; gradient accumulation makes up the prompts × {GROUP} "
                              f"completions of one optimizer step (default {TRL_MICRO_BATCH}, TRL's fastest measured)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the row sample and the model weights")
     parser.add_argument("--profile", action="store_true", help="profile one extra step of ours with torch.profiler")
     parser.add_argument("--quick", action="store_true", help="smoke test: --prompts 8 --steps 2 --warmup 1")
     args = parser.parse_args(argv)
     if args.quick:
         args.prompts, args.steps, args.warmup = 8, 2, 1
-    problems = [f"--{name}={getattr(args, name)} must be ≥ {low}"
-                for name, low in (("prompts", 1), ("steps", 1), ("warmup", 0), ("threads", 1)) if getattr(args, name) < low]
+    problems = common_problems(args) + [f"--{name}={getattr(args, name)} must be ≥ {low}"
+                                        for name, low in (("prompts", 1), ("steps", 1), ("warmup", 0)) if getattr(args, name) < low]
     completions = args.prompts * GROUP
     args.trl_micro_batch = min(args.trl_micro_batch, completions)
     if args.trl_micro_batch < 1 or completions % args.trl_micro_batch:
@@ -325,7 +296,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def summarize(args: argparse.Namespace, timings: Timings, parameters: int, seconds: float) -> dict:
+def summarize(args, timings: Timings, parameters: int, seconds: float, device: torch.device) -> dict:
     """The JSON summary: medians over the timed steps (warm-up dropped), ratios, settings, versions."""
     ours_s, trl_s = timings.ours[args.warmup:], timings.trl[args.warmup:]
     phases = {name: round(statistics.median(p[name] for p in timings.ours_phases[args.warmup:]), 4) for name in timings.ours_phases[0]}
@@ -335,7 +306,7 @@ def summarize(args: argparse.Namespace, timings: Timings, parameters: int, secon
         "benchmark": "one RL step: tawin loop vs TRL GRPOTrainer(rollout_func = our constrained beams)",
         "dataset": DATASET,
         "model": {"config": "ModelConfig() default Qwen2", "parameters": parameters,
-                  "dtype": "float32", "device": "cpu"},
+                  "dtype": "float32", "device": device_name(device)},
         "prompts_per_step": args.prompts,
         "group_size": GROUP,
         "completions_per_step": args.prompts * GROUP,
@@ -363,7 +334,7 @@ def summarize(args: argparse.Namespace, timings: Timings, parameters: int, secon
         "trl_settings": {"per_device_train_batch_size": args.trl_micro_batch, "gradient_accumulation_steps": accumulation,
                          "steps_per_generation": accumulation, "num_iterations": 1, "num_generations": GROUP,
                          "beta": RL.kl_beta, "loss_type": "grpo", "gradient_checkpointing": False, "rollout_func": True},
-        "versions": {name: version(name) for name in ("torch", "transformers", "trl", "accelerate", "datasets")},
+        "versions": versions("torch", "transformers", "trl", "accelerate", "datasets"),
         "seconds_total": round(seconds, 1),
     }
 
@@ -375,14 +346,11 @@ def main(argv: list[str] | None = None) -> dict:
         import trl  # noqa: F401
     except ImportError as error:
         sys.exit(f"{error}: this benchmark needs the bench extra (trl==1.16.0): pip install -e '.[bench]'")
-    torch.set_num_threads(args.threads)
+    device = setup(args)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func's "experimental" warning, stated above
-    # transformers 5.24 deprecates the `past_key_values` argument that beam.py passes; once is enough.
-    warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
     started = time.perf_counter()
     dataset = load_dataset(DATASET)
-    train = dataset.splits["train"]
-    rows = train.take(np.sort(np.random.default_rng(args.seed).choice(len(train), size=args.prompts, replace=False)))
+    rows = sample_split(dataset, "train", args.prompts, args.seed)
     model_config = ModelConfig()
     recommender = build_recommender(model_config, dataset.items, seed=args.seed)
     codec, tokenizer = recommender.codec, recommender.tokenizer
@@ -392,15 +360,15 @@ def main(argv: list[str] | None = None) -> dict:
     timings = Timings()
     with tempfile.TemporaryDirectory() as model_dir, tempfile.TemporaryDirectory() as output_dir:
         recommender.model.save_pretrained(model_dir)
-        ours = OurStep(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), codec, encoded, total_steps)
+        ours = OurStep(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device), codec, encoded, total_steps)
         trainer = build_trl(model_dir, output_dir, texts, encoded.target_R.tolist(), tokenizer, codec,
-                            model_config.max_prompt_tokens, total_steps, args.trl_micro_batch, timings)
-        alternate = make_alternator(ours, timings, args.profile)
+                            model_config.max_prompt_tokens, total_steps, args.trl_micro_batch, timings, device)
+        alternate = make_alternator(ours, timings, args.profile, device)
         trainer.add_callback(alternate)
         alternate.restart()
         trainer.train()
 
-    summary = summarize(args, timings, sum(p.numel() for p in ours.policy.parameters()), time.perf_counter() - started)
+    summary = summarize(args, timings, count_parameters(ours.policy), time.perf_counter() - started, device)
     if alternate.profile_table is not None:
         summary["profile_ours_top_ops"] = alternate.profile_table
     print(json.dumps(summary, indent=2))
