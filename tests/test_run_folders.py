@@ -258,11 +258,14 @@ def test_settings_that_cannot_change_a_result_do_not_block_a_resume(small, tmp_p
 
 def test_eval_and_rl_refuse_model_settings_they_would_ignore(small, ckpt_a, tmp_path, capsys):
     fails(evaluation(ckpt_a, tmp_path / "e", small, "--set", "model.hidden_size=64"), capsys,
-          r"model\.hidden_size: `tawin eval` builds no model; it loads one, and the checkpoint's tawin\.json fixes its architecture")
+          rf"model\.hidden_size=64 \(the checkpoint has 32\): `tawin eval` builds no model; it loads {ckpt_a}, whose tawin\.json fixes")
     fails(["rl", "--init", str(ckpt_a), "--out", str(tmp_path / "r"), "--dataset", str(small), "--model", "Qwen/Qwen2.5-0.5B"], capsys,
-          r"--model: `tawin rl` builds no model")
+          r"model\.name_or_path='Qwen/Qwen2\.5-0\.5B' \(the checkpoint has None\): `tawin rl` builds no model")
+    fails(evaluation("popularity", tmp_path / "e", small, "--set", "model.num_layers=2"), capsys,
+          r"model\.num_layers: the popularity baseline uses no model; drop these overrides")
     assert not (tmp_path / "e").exists() and not (tmp_path / "r").exists()
-    ok(evaluation(ckpt_a, tmp_path / "e", small, "--set", "model.max_prompt_tokens=64"), capsys)  # prompt truncation applies
+    tiny = [arg for override in TINY_OVERRIDES for arg in ("--set", override)]  # the checkpoint's own values: consistent, accepted
+    ok(evaluation(ckpt_a, tmp_path / "e", small, *tiny, "--set", "model.max_prompt_tokens=64"), capsys)  # prompt truncation applies
     model = yaml.safe_load((tmp_path / "e" / "config.yaml").read_text())["model"]
     assert model["hidden_size"] == 32 and model["num_layers"] == 2 and model["max_prompt_tokens"] == 64  # what was used
 

@@ -36,30 +36,35 @@ def load_pipeline_config(args, command: str) -> "PipelineConfig":
             overrides.append(f"eval.num_beams={args.beams}")
         if args.diagnostics:
             overrides.append("eval.diagnostics=true")
-    config = load_config(PipelineConfig, args.config, overrides)
-    if command in ("eval", "rl", "recommend"):
-        _refuse_model_settings(args, command)
-    return config
+    return load_config(PipelineConfig, args.config, overrides)
 
 
-def _refuse_model_settings(args, command: str) -> None:
-    """`--set model.*` and `--model` do nothing where the model comes from a checkpoint: refuse them."""
-    given = ["--model"] if getattr(args, "model", None) is not None else []
-    given += [text.split("=", 1)[0].strip() for text in args.set if text.strip().startswith("model.")]
-    ignored = [name for name in given if name not in KEPT_MODEL_SETTINGS]
-    if ignored:
-        raise ConfigError(f"{', '.join(ignored)}: `tawin {command}` builds no model; it loads one, and the checkpoint's tawin.json fixes "
-                          "its architecture, name_or_path and item representation (of the model settings only model.max_prompt_tokens, "
-                          "the prompt truncation, applies). Drop these overrides, or train a model with them (`tawin sft --set model.…`).")
-
-
-def with_checkpoint_model(config, checkpoint: Path):
+def with_checkpoint_model(args, config, checkpoint: str | Path, command: str):
     """`config` with the model section the checkpoint was saved with (what is actually used), keeping
-    the prompt truncation of `config`; the checkpoint is checked first (UserError if unreadable)."""
+    the prompt truncation of `config`; the checkpoint is checked first (UserError if unreadable).
+
+    `--model` and `--set model.*` cannot change a model that is loaded rather than built: one that
+    differs from the checkpoint's value (or any, for the popularity baseline) is a ConfigError."""
     from tawin.models.build import check_checkpoint, checkpoint_config
 
-    check_checkpoint(checkpoint)
-    return replace(config, model=replace(checkpoint_config(checkpoint), max_prompt_tokens=config.model.max_prompt_tokens))
+    saved = None
+    if str(checkpoint) != "popularity":
+        check_checkpoint(checkpoint)
+        saved = checkpoint_config(checkpoint)
+    given = (["name_or_path"] if getattr(args, "model", None) is not None else []) + \
+        [text.split("=", 1)[0].strip()[len("model."):] for text in args.set if text.strip().startswith("model.")]
+    ignored = [name for name in dict.fromkeys(given) if f"model.{name}" not in KEPT_MODEL_SETTINGS
+               and (saved is None or getattr(config.model, name) != getattr(saved, name))]
+    if ignored and saved is None:
+        raise ConfigError(f"{', '.join(f'model.{name}' for name in ignored)}: the popularity baseline uses no model; drop these overrides.")
+    if ignored:
+        shown = ", ".join(f"model.{name}={getattr(config.model, name)!r} (the checkpoint has {getattr(saved, name)!r})" for name in ignored)
+        raise ConfigError(f"{shown}: `tawin {command}` builds no model; it loads {checkpoint}, whose tawin.json fixes the architecture, "
+                          "name_or_path and item representation (of the model settings only model.max_prompt_tokens, the prompt "
+                          "truncation, applies). Drop these overrides, or train a model with them (`tawin sft --set model.…`).")
+    if saved is None:
+        return config
+    return replace(config, model=replace(saved, max_prompt_tokens=config.model.max_prompt_tokens))
 
 
 def cmd_run(args) -> int:
@@ -97,7 +102,7 @@ def cmd_rl(args) -> int:
     from tawin.run.session import Session
     from tawin.run.stages import rl_stage
 
-    config = with_checkpoint_model(load_pipeline_config(args, "rl"), Path(args.init))  # before the output folder is touched
+    config = with_checkpoint_model(args, load_pipeline_config(args, "rl"), args.init, "rl")  # before the output folder is touched
     out = Path(args.out)
     session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
     provenance = {"dataset": dataset_provenance(config.data.dataset), "init": checkpoint_provenance(args.init)}
@@ -116,10 +121,8 @@ def cmd_eval(args) -> int:
     from tawin.run.session import Session
     from tawin.run.stages import eval_stage, popularity_stage
 
-    config = load_pipeline_config(args, "eval")
+    config = with_checkpoint_model(args, load_pipeline_config(args, "eval"), args.checkpoint, "eval")  # before the output folder is touched
     popularity = args.checkpoint == "popularity"
-    if not popularity:
-        config = with_checkpoint_model(config, Path(args.checkpoint))  # before the output folder is touched
     out = Path(args.out)
     session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
     provenance = {"dataset": dataset_provenance(config.data.dataset), "checkpoint": checkpoint_provenance(args.checkpoint)}
@@ -157,7 +160,7 @@ def cmd_recommend(args) -> int:
     problem = history_problem(session.dataset, history) if history is not None else None
     if problem:
         raise DataError(f"--history: {problem}")
-    config = with_checkpoint_model(config, Path(args.checkpoint))
+    config = with_checkpoint_model(args, config, args.checkpoint, "recommend")
     recommender = Recommender(session.load(args.checkpoint), session.dataset, args.beams, max_prompt_tokens=config.model.max_prompt_tokens)
     if args.k > recommender.beams:
         raise UserError(f"--k {args.k} exceeds the {recommender.beams} ranked items (--beams {args.beams}, catalogue "
