@@ -12,6 +12,7 @@ The checks read the source with ``ast`` and import nothing, so they run in well 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,12 @@ def test_imports_resolve_to_modules(source, expected, monkeypatch):
     module = "tawin.data.prepare"
     monkeypatch.setitem(TREES, module, ast.parse(source))
     assert [target for target, _ in imported_modules(module)] == [expected]
+
+
+def test_readme_layout_table_lists_every_module():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `(tawin/[\w/]+\.py)` \|", layout, flags=re.MULTILINE))
+    package = Path(__file__).resolve().parents[1] / "src"
+    modules = {str(p.relative_to(package)) for p in (package / "tawin").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    assert listed == modules, f"README Layout: missing {sorted(modules - listed)}, not in the tree {sorted(listed - modules)}"
