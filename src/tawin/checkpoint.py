@@ -98,21 +98,22 @@ def staging_folder(target: Path) -> Path:
 def check_resumable(folder: Path) -> None:
     """A UserError when the resumable checkpoint `folder` (``last/``) exists but cannot be read back:
     a torn or corrupt ``trainer.pt`` (every entry's CRC is checked) or ``model.safetensors``."""
-    folder = Path(folder)
-    state, weights = folder / "trainer.pt", folder / "model.safetensors"
-    if not state.exists():
+    folder = existing_folder(folder)  # what a resume would read, the copy set aside by a torn replace included
+    if folder is None or not (folder / "trainer.pt").exists():
         return
-    fix = (f"Delete {folder} to restart this stage from its beginning (the other checkpoints stay), "
-           "or pass --overwrite to start the whole run again.")
+    state, weights = folder / "trainer.pt", folder / "model.safetensors"
+    fix = f"Delete {folder} to restart this stage from its beginning (the other checkpoints stay), or choose another --out folder."
     try:
         with zipfile.ZipFile(state) as archive:
             broken = archive.testzip()
+    except FileNotFoundError:
+        return  # replaced meanwhile (another process set it aside for --overwrite): nothing to resume
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise UserError(f"{state}: the resumable checkpoint is not readable ({error}). {fix}") from None
     if broken is not None:
         raise UserError(f"{state}: the resumable checkpoint is corrupt (entry {broken} fails its CRC check). {fix}")
     problem = safetensors_problem(weights)
-    if problem:
+    if problem and state.exists():
         raise UserError(f"{weights}: {problem}. {fix}")
 
 
