@@ -29,15 +29,7 @@ def sft_stage(session: Session, config: PipelineConfig, out: Path) -> Path:
         return out / "best"  # finished earlier: resuming a pipeline skips it
     recommender = build_recommender(config.model, session.dataset.items, seed=config.seed)
     recommender.model.to(session.device)
-    tokens = config.model.max_prompt_tokens
-    train = session.encoded(recommender, "train", tokens)
-    sft_rows = config.data.split_train_rows(len(train), config.seed)[0] if config.data.rl_holdout else None
-    open_run(config, out)  # report_to: the loop's log.jsonl records go to this model's tracker run too
-    result = train_sft(recommender, session.dataset, train, session.encoded(recommender, "valid", tokens), config.sft,
-                       session.context(config, out), rows=sft_rows)
-    if session.dist.is_main:
-        atomic_write_json(out / "summary.json", result)
-    session.dist.barrier()
+    _train(session, config, out, recommender, train_sft, config.sft, holdout_part=0)
     return out / "best"
 
 
@@ -45,17 +37,24 @@ def rl_stage(session: Session, config: PipelineConfig, init: Path, out: Path) ->
     """RL from the checkpoint `init`; returns the final checkpoint folder."""
     if (out / "summary.json").exists() and (out / "final" / "tawin.json").exists():
         return out / "final"
-    recommender = session.load(init)
+    _train(session, config, out, session.load(init), train_rl, config.rl, holdout_part=1)
+    return out / "final"
+
+
+def _train(session: Session, config: PipelineConfig, out: Path, recommender, loop, stage_config, holdout_part: int) -> None:
+    """Run a training loop (`train_sft` or `train_rl`) on its train rows, then write summary.json.
+
+    `holdout_part` picks the loop's rows under `data.rl_holdout`: 0 = the rows SFT keeps, 1 = the
+    rows held out for RL; without a hold-out both loops see every train row."""
     tokens = config.model.max_prompt_tokens
     train = session.encoded(recommender, "train", tokens)
-    rl_rows = config.data.split_train_rows(len(train), config.seed)[1] if config.data.rl_holdout else None
+    rows = config.data.split_train_rows(len(train), config.seed)[holdout_part] if config.data.rl_holdout else None
     open_run(config, out)  # report_to: the loop's log.jsonl records go to this model's tracker run too
-    result = train_rl(recommender, session.dataset, train, session.encoded(recommender, "valid", tokens), config.rl,
-                      session.context(config, out), rows=rl_rows)
+    result = loop(recommender, session.dataset, train, session.encoded(recommender, "valid", tokens), stage_config,
+                  session.context(config, out), rows=rows)
     if session.dist.is_main:
         atomic_write_json(out / "summary.json", result)
     session.dist.barrier()
-    return out / "final"
 
 
 def eval_stage(session: Session, config: PipelineConfig, checkpoint: Path, out: Path) -> dict:
