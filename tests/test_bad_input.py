@@ -16,13 +16,12 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from tawin.cli import main
 from tawin.config import load_config
 from tawin.errors import UserError
 from tawin.run.config import PipelineConfig
 from tawin.run.folder import RunFolder
 
-from test_validation import rewrite, tiny_dataset
+from conftest import fails, fake_checkpoint, minionerec_folder, rewrite, snapshot, tiny_dataset
 
 EARLIER_CONFIG = {"kind": "sft", "seed": 123, "data": {"dataset": "somewhere"}}
 
@@ -40,33 +39,6 @@ def earlier(tmp_path) -> Path:
     (folder / "config.yaml").write_text(yaml.safe_dump(EARLIER_CONFIG))
     (folder / "sft" / "best" / "model.safetensors").write_bytes(bytes(range(256)))
     return folder
-
-
-def fake_checkpoint(folder: Path) -> Path:
-    """A folder that passes the early checkpoint check (valid tawin.json, a readable but empty
-    model.safetensors) and fails when its weights are loaded, so nothing can train from it."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True)
-    (folder / "tawin.json").write_text('{"model": {}}')
-    save_file({}, str(folder / "model.safetensors"))
-    return folder
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def fails(argv: list[str], capsys, pattern: str) -> str:
-    """Run the CLI; assert exit 2, `pattern` in stderr, no traceback and nothing on stdout."""
-    code = main(argv)
-    out, err = capsys.readouterr()
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in err
-    assert err.startswith("tawin: error: ") and err.count("\n") == 1, err
-    assert re.search(pattern, err), err
-    assert out == ""
-    return err
 
 
 CONFIG_ERRORS = [
@@ -243,8 +215,6 @@ def test_data_show_missing_dataset(tmp_path, capsys):
 
 
 def test_data_import_bad_inter_leaves_no_output(tmp_path, capsys):
-    from test_validation import minionerec_folder
-
     root = minionerec_folder(tmp_path / "src", "1\t10\t11\n2\t10 eleven\t12\n")
     out = tmp_path / "imported"
     fails(["data", "import", str(root), "--out", str(out)], capsys,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from tawin.data.dataset import Interactions, ItemTable
 from tawin.decoding.beam import BeamResult, constrained_beam_search
@@ -25,25 +25,13 @@ from tawin.items.trie import ItemTrie, UnknownPrefixError
 from tawin.models.batching import encode_split, prompt_batch
 from tawin.models.build import ModelConfig, Recommender, build_recommender
 
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, hf_beam_search, spread_weights
 
 TINY = ModelConfig(**TINY_MODEL)
 N_ITEMS = 60
-WEIGHT_STD = 0.3
-"""Std of the re-drawn weights: logits spread out enough that rankings have no near-ties."""
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def spread_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Re-draw every matrix ~ N(0, WEIGHT_STD²) (norm scales stay 1) and switch to eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() >= 2:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * WEIGHT_STD)
-    return model.eval()
 
 
 def synthetic_items(n_items: int = N_ITEMS, seed: int = 0) -> ItemTable:
@@ -64,27 +52,6 @@ def encoded_rows(recommender: Recommender, items: ItemTable, n_rows: int, seed: 
     histories = [rng.choice(items.item_id, size=rng.integers(1, 7), replace=False).tolist() for _ in range(n_rows)]
     split = Interactions.from_lists(list(range(n_rows)), histories, rng.choice(items.item_id, size=n_rows).tolist())
     return encode_split(split, items, recommender.codec, recommender.tokenizer, max_prompt_tokens=128)
-
-
-def hf_beam_search(recommender: Recommender, ids_BL: torch.Tensor, mask_BL: torch.Tensor, beams: int):
-    """HF generate constrained by the same trie: (items [B, K], scores [B, K])."""
-    trie, codec = recommender.codec.trie, recommender.codec
-    width = ids_BL.shape[1]
-    config = GenerationConfig(
-        num_beams=beams, num_return_sequences=beams, max_new_tokens=trie.max_depth, do_sample=False,
-        length_penalty=0.0, early_stopping=True, pad_token_id=codec.pad_id, eos_token_id=codec.eos_id,
-        output_scores=True, return_dict_in_generate=True,
-    )
-    with torch.no_grad():
-        out = recommender.model.generate(
-            input_ids=ids_BL, attention_mask=mask_BL, generation_config=config,
-            prefix_allowed_tokens_fn=lambda batch_id, input_ids: trie.allowed_tokens(input_ids[width:].tolist()),
-        )
-    items = []
-    for tokens in out.sequences[:, width:].tolist():
-        end = tokens.index(codec.eos_id) + 1
-        items.append(int(trie.leaf_item_T[trie.walk(tokens[:end])]))
-    return torch.tensor(items).view(-1, beams), out.sequences_scores.view(-1, beams)
 
 
 def assert_valid_beams(result: BeamResult, recommender: Recommender) -> None:

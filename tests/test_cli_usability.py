@@ -21,9 +21,7 @@ import yaml
 import tawin
 from tawin.cli import build_parser, main
 
-from conftest import SHIPPED, TINY_MODEL
-from test_bad_input import fails
-from test_validation import rewrite, tiny_dataset
+from conftest import SHIPPED, TINY_MODEL, fails, rewrite, tiny_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 HISTORY = [117, 118, 130]

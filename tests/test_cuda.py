@@ -21,8 +21,7 @@ from tawin.decoding.scoring import score_all_items
 from tawin.models.batching import encode_split, prompt_batch
 from tawin.models.build import ModelConfig, build_recommender, load_recommender
 
-from conftest import TINY_MODEL, TINY_OVERRIDES
-from test_beam_search import hf_beam_search, spread_weights
+from conftest import TINY_MODEL, TINY_OVERRIDES, hf_beam_search, spread_weights
 
 pytestmark = [
     pytest.mark.cuda,

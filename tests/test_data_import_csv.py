@@ -22,11 +22,10 @@ from tawin.data.io import load_dataset, save_dataset
 from tawin.data.rere_export import export_rere_csv
 from tawin.errors import DataError
 
-from test_bad_input import fails
-from test_validation import tiny_dataset
+from conftest import MINIONEREC_COLUMNS, REPO, fails, tiny_dataset, write_csv
 
-INDUSTRIAL = Path(__file__).resolve().parents[1] / "src" / "tawin" / "resources" / "datasets" / "industrial"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "Industrial_and_Scientific"
+INDUSTRIAL = REPO / "src" / "tawin" / "resources" / "datasets" / "industrial"
+SHARED = REPO.parent / "shared" / "data" / "Industrial_and_Scientific"
 TITLES = {10: "Glue, 8 oz", 11: "Duct 'Tape'", 12: "Drill", 13: "Saw"}
 ASINS = {10: "B010", 11: "B011", 12: "B012", 13: "B013"}
 SAMPLES = {  # split: [(user, history, target, timestamp)]
@@ -34,17 +33,7 @@ SAMPLES = {  # split: [(user, history, target, timestamp)]
     "valid": [("AXK9", [10, 11], 12, 300)],
     "test": [("B77Q", [10, 11, 12], 13, "")],
 }
-MINIONEREC_COLUMNS = ["user_id", "history_item_title", "item_title", "history_item_id", "item_id", "history_item_sid", "item_sid"]
 SIDS = {10: ["<a_1>", "<b_1>"], 11: ["<a_1>", "<b_2>"], 12: ["<a_2>", "<b_1>"], 13: ["<a_2>", "<b_2>"]}
-
-
-def write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def rere_row(user: str, history: list[int], target: int, timestamp) -> dict:

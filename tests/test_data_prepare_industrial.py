@@ -41,7 +41,9 @@ from tawin.data.dataset import SPLITS
 from tawin.data.io import load_dataset
 from tawin.data.prepare import PrepareConfig, prepare_dataset
 
-INDUSTRIAL = Path(__file__).parents[1] / "src" / "tawin" / "resources" / "datasets" / "industrial"
+from conftest import REPO
+
+INDUSTRIAL = REPO / "src" / "tawin" / "resources" / "datasets" / "industrial"
 BASE = int(datetime(2006, 1, 1, tzinfo=timezone.utc).timestamp())
 STEP = 600  # seconds between consecutive synthetic reviews
 

@@ -31,16 +31,9 @@ from tawin.experiments.report import (
     write_report,
 )
 
-from conftest import REPO, TINY_MODEL
+from conftest import REPO, TINY_BASE
 
 CONFIGS = REPO / "configs" / "experiments"
-TINY_BASE = {
-    "threads": 1,
-    "model": dict(TINY_MODEL),
-    "sft": {"epochs": 1, "max_train_rows": 128, "eval_rows": 8, "eval_beams": 10, "batch_size": 32, "warmup_steps": 2},
-    "rl": {"max_steps": 2, "batch_size": 4, "group_size": 8, "eval_rows": 4},
-    "eval": {"max_rows": 16, "num_beams": 10, "batch_size": 16, "ks": [1, 3, 5, 10], "diagnostics_rows": 4},
-}
 
 
 # --- schema -------------------------------------------------------------------------------------

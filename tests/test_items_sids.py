@@ -27,7 +27,9 @@ from tawin.items.embed import EMBED_DIM, embed_items, item_texts, model_path
 from tawin.items.kmeans import fit_residual_kmeans, kmeans
 from tawin.items.sids import SIDConfig, build_semantic_ids, build_sids_for_dataset, codes_to_tokens, level_epsilons, require_valid
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from conftest import REPO
+
+SHARED = REPO.parent / "shared"
 TOYS = SHARED / "data" / "Toys_and_Games" / "rere" / "info" / "Toys_and_Games_5_2016-10-2018-11.txt"
 INDUSTRIAL = Path(tawin.__file__).resolve().parent / "resources" / "datasets" / "industrial"
 TOYS_SUBSET = 3000  # embedding all 11,252 Toys titles takes > 60 s on 2 cores: see the slow test

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "tawin"
+from conftest import REPO
+
+PACKAGE = REPO / "src" / "tawin"
 
 STAGES: dict[str, int] = {
     # Foundation: imported from every stage, so they may import nothing above it.
@@ -189,9 +191,9 @@ def test_imports_resolve_to_modules(source, expected, monkeypatch):
 
 
 def test_readme_layout_table_lists_every_module():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `(tawin/[\w/]+\.py)` \|", layout, flags=re.MULTILINE))
-    package = Path(__file__).resolve().parents[1] / "src"
+    package = REPO / "src"
     modules = {str(p.relative_to(package)) for p in (package / "tawin").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
     assert listed == modules, f"README Layout: missing {sorted(modules - listed)}, not in the tree {sorted(listed - modules)}"

@@ -23,9 +23,7 @@ import yaml
 
 from tawin.cli import main
 
-from conftest import TINY_OVERRIDES
-from test_bad_input import fails, fake_checkpoint, snapshot
-from test_validation import rewrite
+from conftest import TINY_OVERRIDES, fails, fake_checkpoint, rewrite, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,8 +4,6 @@ beam search, handles items of different lengths, and wpauc@K = exact_recall@K (L
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -22,10 +20,10 @@ from tawin.items.trie import ItemTrie
 from tawin.models.batching import encode_split, prompt_batch
 from tawin.models.build import ModelConfig, build_recommender
 
-from conftest import TINY_MODEL
+from conftest import REPO, TINY_MODEL
 
 TINY = ModelConfig(**TINY_MODEL)
-INDUSTRIAL = Path(__file__).resolve().parents[1] / "src/tawin/resources/datasets/industrial"
+INDUSTRIAL = REPO / "src/tawin/resources/datasets/industrial"
 N_ITEMS = 40
 
 

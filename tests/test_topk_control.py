@@ -7,8 +7,7 @@ import json
 
 import yaml
 
-from conftest import REPO
-from test_experiments import TINY_BASE
+from conftest import REPO, TINY_BASE
 
 from tawin.experiments.grid import expand_cells, load_experiment
 

@@ -15,8 +15,7 @@ import yaml
 
 from tawin.cli import main
 
-from test_bad_input import fails, fake_checkpoint, snapshot
-from test_validation import rewrite, tiny_dataset
+from conftest import fails, fake_checkpoint, rewrite, snapshot, tiny_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -135,8 +134,7 @@ def test_timestamp_out_of_range(tmp_path, capsys):
 
 
 def test_not_a_number_in_a_minionerec_csv_id_column(tmp_path, capsys):
-    from test_data_import_csv import MINIONEREC_COLUMNS, write_csv
-    from test_validation import minionerec_folder
+    from conftest import MINIONEREC_COLUMNS, minionerec_folder, write_csv
 
     root = minionerec_folder(tmp_path / "src")
     write_csv(root / "minionerec" / "train" / "Toy.csv", MINIONEREC_COLUMNS, [

@@ -7,53 +7,23 @@ The `.inter` importer's errors carry line numbers instead of rows.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tawin.data.dataset import MAX_HISTORY, Dataset, Interactions, ItemTable
+from tawin.data.dataset import MAX_HISTORY
 from tawin.data.importers import import_minionerec, read_inter
-from tawin.data.io import load_dataset, save_dataset
+from tawin.data.io import load_dataset
 from tawin.errors import DataError
 
-SIDS = [("<a_1>", "<b_1>"), ("<a_1>", "<b_2>"), ("<a_2>", "<b_1>"), ("<a_2>", "<b_2>")]
-
-
-def tiny_dataset(folder: Path) -> Path:
-    """Items 10..13; train rows: [10]→11, [10, 11]→12; valid: [10, 11]→12; test: [10, 11, 12]→13."""
-    items = ItemTable(np.array([10, 11, 12, 13], dtype=np.int64), ["ten", "eleven", "twelve", "thirteen"],
-                      [None] * 4, [None] * 4, list(SIDS))
-    splits = {
-        "train": Interactions.from_lists([1, 2], [[10], [10, 11]], [11, 12], [100, 200]),
-        "valid": Interactions.from_lists([1], [[10, 11]], [12]),
-        "test": Interactions.from_lists([1], [[10, 11, 12]], [13]),
-    }
-    return save_dataset(Dataset("tiny", items, splits), folder)
+from conftest import minionerec_folder, rewrite, tiny_dataset, write_inter
 
 
 @pytest.fixture()
 def dataset(tmp_path) -> Path:
     return tiny_dataset(tmp_path / "tiny")
-
-
-def rewrite(folder: Path, file: str, **columns) -> None:
-    """Replace (or add) columns of `folder/file`; a value of None drops the column."""
-    path = folder / file
-    table = pq.read_table(path)
-    for name, values in columns.items():
-        if values is None:
-            table = table.drop_columns([name])
-            continue
-        array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
-        if name in table.column_names:
-            table = table.set_column(table.column_names.index(name), name, array)
-        else:
-            table = table.append_column(name, array)
-    pq.write_table(table, path)
 
 
 def test_valid_tiny_dataset_loads(dataset):
@@ -269,14 +239,6 @@ def test_bad_dataset_json(dataset, text, pattern):
 
 # ------------------------------------------------------------------------------ .inter importer
 
-HEADER = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
-
-
-def write_inter(path: Path, body: str, header: str = HEADER) -> Path:
-    path.write_text(header + body)
-    return path
-
-
 def test_read_inter_valid(tmp_path):
     users, histories, targets = read_inter(write_inter(tmp_path / "x.inter", "1\t10 11\t12\r\n2\t10\t11\n"))
     assert (users, histories, targets) == ([1, 2], [[10, 11], [10]], [12, 11])
@@ -328,16 +290,6 @@ def test_inter_empty_history(tmp_path):
 def test_inter_missing_file(tmp_path):
     with pytest.raises(DataError, match=r"x\.inter: file not found; expected a RecBole \.inter split"):
         read_inter(tmp_path / "x.inter")
-
-
-def minionerec_folder(root: Path, train_body: str = "1\t10\t11\n") -> Path:
-    (root / "minionerec" / "inter").mkdir(parents=True)
-    (root / "minionerec" / "index").mkdir(parents=True)
-    for split in ("train", "valid", "test"):
-        write_inter(root / "minionerec" / "inter" / f"Toy.{split}.inter", train_body if split == "train" else "1\t10 11\t12\n")
-    (root / "minionerec" / "index" / "Toy.index.json").write_text(json.dumps({str(i): list(s) for i, s in zip(range(10, 14), SIDS)}))
-    (root / "minionerec" / "index" / "Toy.item.json").write_text(json.dumps({str(i): {"title": f"item {i}"} for i in range(10, 14)}))
-    return root
 
 
 def test_import_minionerec_valid(tmp_path):
