@@ -6,7 +6,7 @@
 #      folder under CHECKPOINTS (a model.safetensors.xz is unpacked first): the objective
 #      diagnostics that cost ~1.25 CPU-s per row on the CPU, and the beam-search metrics again,
 #      to set beside the CPU's.
-#   2. tests/test_cuda.py (pytest -m cuda): decoding and exact scores on CUDA equal the CPU's and
+#   2. tests/integration/test_cuda.py (pytest -m cuda): decoding and exact scores on CUDA equal the CPU's and
 #      HF generate's; `tawin run` in bf16 autocast and under torch.compile.
 #   3. benchmarks/decode_speed.py --device cuda on the default model.
 #
@@ -54,7 +54,7 @@ EOF
 fi
 
 echo "== 2. CUDA tests"
-timeout "${TESTS_S:-150}" $PY -m pytest tests/test_cuda.py -m cuda -q -p no:cacheprovider --durations=6 -W ignore::FutureWarning 2>&1 | tee "$OUT/tests.log"
+timeout "${TESTS_S:-150}" $PY -m pytest tests/integration/test_cuda.py -m cuda -q -p no:cacheprovider --durations=6 -W ignore::FutureWarning 2>&1 | tee "$OUT/tests.log"
 
 echo "== 3. decode speed"
 timeout "${DECODE_S:-120}" $PY benchmarks/decode_speed.py --device cuda --models default --hf-rows 16 --threads 4 \

@@ -31,7 +31,7 @@ appearance (D3 shuffles them with ``random.seed(42)``); the extension stops at t
 interaction (D3: at 1996); titles are HTML-unescaped with whitespace collapsed and their words
 counted with ``str.split()`` (D3 replaces only ``&quot;``/``&amp;``, strips quotes, counts
 ``split(" ")`` and also drops one-character titles).
-None of these changes the Industrial split (``tests/test_data_prepare_industrial.py``).
+None of these changes the Industrial split (``tests/unit/data/test_data_prepare_industrial.py``).
 
 Steps 1–4 live in :mod:`tawin.data.filtering`, steps 5–7 in :mod:`tawin.data.splitting` and the
 settings in :mod:`tawin.data.prepare_config`; this module runs them and writes the result.
