@@ -47,6 +47,17 @@ class Rollout:
                        self.tokens_BGT[keep_B], self.token_mask_BGT[keep_B], scores, found)
 
 
+def concat_groups(rollouts: list[Rollout], prompt_ids_BL: torch.Tensor, prompt_mask_BL: torch.Tensor, n_groups: int) -> Rollout:
+    """The first `n_groups` groups of `rollouts`, in order, with their prompts re-batched as given
+    (`prompt_*_BL` hold those groups' prompts, one row each, padded to their own longest)."""
+    def joined(name: str):
+        parts = [getattr(r, name) for r in rollouts]
+        return None if parts[0] is None else torch.cat(parts)[:n_groups]
+
+    return Rollout(prompt_ids_BL, prompt_mask_BL, joined("items_BG"), joined("is_target_BG"), joined("tokens_BGT"),
+                   joined("token_mask_BGT"), joined("rollout_scores_BG"), joined("target_found_B"))
+
+
 def inject_target(items_BG: torch.Tensor, target_B: torch.Tensor) -> torch.Tensor:
     """Put each row's target in place of its last candidate where the group lacks it.
 

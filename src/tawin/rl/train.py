@@ -38,7 +38,7 @@ from tawin.rl.advantages import group_advantages
 from tawin.rl.config import RLConfig
 from tawin.rl.loss import select_loss
 from tawin.rl.rewards import binary_reward, rank_reward
-from tawin.rl.rollout import Rollout, group_logprobs, make_rollout
+from tawin.rl.rollout import Rollout, concat_groups, group_logprobs, make_rollout
 from tawin.rl.tawin import tawin_weights, weight_entropy
 from tawin.runtime import autocast, maybe_compile
 from tawin.train_utils import (JsonlLog, Progress, RunContext, load_weights_into, optimizer_step, save_best, save_training_state,
@@ -138,11 +138,7 @@ def draw_step_batch(policy, recommender: Recommender, train: EncodedSplit, rows_
     if len(rows_B) == 0:  # nothing informative within the cap: train on the last draw (KL term only)
         return StepBatch(rollout, index_B, draws, drawn, informative, found, tokens)
     ids_BL, mask_BL = prompt_batch(train, rows_B)
-    pieces = [r for _, r in kept]
-    scores = None if pieces[0].rollout_scores_BG is None else torch.cat([r.rollout_scores_BG for r in pieces])[: len(rows_B)]
-    cat = lambda name: torch.cat([getattr(r, name) for r in pieces])[: len(rows_B)]  # noqa: E731
-    rollout = Rollout(ids_BL.to(run.device), mask_BL.to(run.device), cat("items_BG"), cat("is_target_BG"), cat("tokens_BGT"),
-                      cat("token_mask_BGT"), scores)
+    rollout = concat_groups([r for _, r in kept], ids_BL.to(run.device), mask_BL.to(run.device), len(rows_B))
     return StepBatch(rollout, rows_B, draws, drawn, informative, found, tokens)
 
 
