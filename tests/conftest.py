@@ -220,3 +220,12 @@ def hf_beam_search(recommender, ids_BL: torch.Tensor, mask_BL: torch.Tensor, bea
         end = tokens.index(codec.eos_id) + 1
         items.append(int(trie.leaf_item_T[trie.walk(tokens[:end])]))
     return torch.tensor(items).view(-1, beams), out.sequences_scores.view(-1, beams)
+
+
+@pytest.fixture()
+def encoded(industrial_small, tiny_recommender):
+    """The train and valid splits of `industrial_small`, encoded for `tiny_recommender` (RL tests)."""
+    from tawin.models.batching import encode_split
+
+    r = tiny_recommender
+    return {name: encode_split(industrial_small.splits[name], industrial_small.items, r.codec, r.tokenizer, 512) for name in ("train", "valid")}

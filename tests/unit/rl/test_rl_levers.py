@@ -10,7 +10,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tawin.models.batching import encode_split
 from tawin.rl.advantages import group_advantages
 from tawin.rl.config import RLConfig
 from tawin.rl.rewards import binary_reward, rank_reward
@@ -19,12 +18,6 @@ from tawin.rl.train import draw_step_batch, informative_groups, mix_into_referen
 from tawin.train_utils import Progress, RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture()
-def encoded(industrial_small, tiny_recommender):
-    r = tiny_recommender
-    return {name: encode_split(industrial_small.splits[name], industrial_small.items, r.codec, r.tokenizer, 512) for name in ("train", "valid")}
 
 
 def _context(tmp_path):

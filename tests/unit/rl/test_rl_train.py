@@ -7,17 +7,11 @@ import json
 import pytest
 import torch
 
-from tawin.models.batching import encode_split, prompt_batch, sequence_batch
+from tawin.models.batching import prompt_batch, sequence_batch
 from tawin.rl.config import RLConfig
 from tawin.rl.rollout import group_logprobs, make_rollout
 from tawin.rl.train import train_rl
 from tawin.sft.train import RunContext
-
-
-@pytest.fixture()
-def encoded(industrial_small, tiny_recommender):
-    r = tiny_recommender
-    return {name: encode_split(industrial_small.splits[name], industrial_small.items, r.codec, r.tokenizer, 512) for name in ("train", "valid")}
 
 
 def test_group_logprobs_match_separate_sequences(encoded, tiny_recommender):
