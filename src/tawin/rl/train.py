@@ -275,6 +275,7 @@ def _evaluate_valid(recommender, dataset, valid, rows, progress, log, run, confi
     if config.select_best or config.patience:
         score = metrics[f"recall@{config.target_k}"]
         if score > progress.best_metric:
+            # Progress's SFT-named fields serve RL too: best_epoch holds the best step, bad_epochs the evaluations without a gain.
             progress.best_metric, progress.best_epoch, progress.bad_epochs = score, progress.global_step, 0
             if config.select_best:
                 save_best(out / "best", recommender, {"step": progress.global_step, "valid": metrics}, run.dist)
