@@ -133,7 +133,7 @@ def load_grid(config_path: Path, overrides: list[str]):
     import yaml
 
     from tawin.config import merge_override, parse_override
-    from tawin.experiments.grid import parse_experiment
+    from tawin.experiments.parse import parse_experiment
 
     base = yaml.safe_load(config_path.read_text()) or {}
     for text in overrides:

@@ -9,7 +9,8 @@ import yaml
 
 from conftest import REPO, TINY_BASE
 
-from tawin.experiments.grid import expand_cells, load_experiment
+from tawin.experiments.grid import expand_cells
+from tawin.experiments.parse import load_experiment
 
 
 def test_shipped_topk_control_config_trains_and_scores_the_same_prompts():

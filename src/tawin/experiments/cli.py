@@ -37,7 +37,7 @@ def add_experiment_parser(commands) -> None:
 def cmd_experiment(args) -> int:
     # Imported here: the CLI imports this module for every command, so torch & co. stay lazy.
     from tawin.errors import ConfigError
-    from tawin.experiments.grid import load_experiment
+    from tawin.experiments.parse import load_experiment
     from tawin.experiments.run import run_experiment
 
     if args.jobs < 1:

@@ -12,6 +12,7 @@ An experiment file (see ``configs/experiments/``)::
       TAWin (K−1): {weighting: tawin, target_k: 5, anchor: null}
       TAWin (valid): {weighting: tawin, target_k: 3, anchor: {best_on_valid: [1, 2, 3]}}
       TAWin: {weighting: tawin, anchor: {grid: [0, 1, 2, 3, 4, 6, 8]}}
+      SFT (all train rows): {sft_only: true, data: {rl_holdout: 0}}   # its own SFT: seed_S/sft-rl-holdout-0/
     baselines: [sasrec, gru4rec, popularity]
     baseline: {max_epochs: 50}      # SequentialBaselineConfig overrides for sasrec/gru4rec
     diagnostics: true               # eval.diagnostics for every LLM cell (AUC, OPAUC, WPAUC@K)
@@ -32,6 +33,11 @@ A TAWin method's σ* (``anchor``) has one spelling per meaning, recorded as the 
 * ``anchor: {grid: [0, 1, 2, 3, 4, 6, 8]}`` — one cell per σ* (folder ``<method>-a<σ*>``, label
   ``<method> (σ*=a)``), plotted as the anchor sweep of report.md (``grid``).
 
+A method's ``data`` overrides base.data's train-row hold-out (``rl_holdout``, ``rl_holdout_order``):
+its cells then start from (or evaluate) an SFT checkpoint of their own, ``seed_S/sft-<overrides>/``,
+trained once per seed for every method that shares those overrides. That is how one experiment
+holds both RL on rows held out of SFT and the SFT trained on every train row that it must beat.
+
 Seeds, anchors and the resolved configs are all validated before any work starts, and every
 problem is reported in one :class:`~tawin.errors.ConfigError`. ``diagnostics``,
 ``diagnostics_seeds`` and ``report`` may change on a finished experiment folder: a rerun then adds
@@ -44,19 +50,16 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Literal, get_args
-
-import yaml
+from typing import Literal
 
 from tawin.baselines.sequential import BaselineKind, SequentialBaselineConfig
-from tawin.config import build_config, merge_override, parse_override, validate
+from tawin.config import build_config, validate
 from tawin.eval.config import REPORT_KS
 from tawin.errors import ConfigError
-from tawin.experiments.evals import NamedEval, parse_evals
+from tawin.experiments.evals import NamedEval
 from tawin.experiments.report import SWEEP_KS
 from tawin.rl.config import RLConfig
-from tawin.run.config import PipelineConfig
+from tawin.run.config import DataConfig, PipelineConfig
 
 BaselineName = Literal[BaselineKind, "popularity"]
 BASELINE_LABELS: dict[BaselineName, str] = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "popularity": "Popularity"}
@@ -64,20 +67,14 @@ AnchorMode = Literal["config", "auto", "best_on_valid", "grid"]
 ANCHOR_LISTS: tuple[AnchorMode, ...] = ("best_on_valid", "grid")
 """The modes written as `anchor: {<mode>: [σ*, …]}`."""
 CellKind = Literal["sft", "rl", "baseline"]
-LEGACY_SPELLINGS = {
-    "anchors": "the σ* list of an anchor grid sits in its method now: anchor: {grid: [0, 1, 2]}",
-    "sweep_anchor": "one cell per σ* is now written anchor: {grid: [0, 1, 2]}",
-    "auto": "σ* = target_k − 1 is now written anchor: null",
-    "candidates": "choosing σ* on valid is now written anchor: {best_on_valid: [1, 2, 3]}",
-}
-
-
 @dataclass(frozen=True)
 class Method:
     label: str
     """Display name in tables and plots (the YAML key)."""
     sft_only: bool = False
     """Evaluate the seed's SFT checkpoint instead of training RL."""
+    data: dict = field(default_factory=dict)
+    """DataConfig overrides on top of base.data (the train-row hold-out only; see the module docstring)."""
     rl: dict = field(default_factory=dict)
     """RLConfig overrides on top of base.rl (anchor excluded for best_on_valid and grid)."""
     anchor_mode: AnchorMode = "config"
@@ -92,6 +89,9 @@ class ReportSpec:
     """Method label the relative gains and the bootstrap compare against (e.g. ReRe)."""
     candidate: str | None = None
     """Method label of the goal line and the paired bootstrap (e.g. TAWin (σ*=2))."""
+    sft_reference: str | None = None
+    """Method label of the SFT run RL must beat (e.g. SFT on every train row, where RL trains on
+    rows held out of SFT): report.md adds the paired bootstrap of candidate − it."""
     goal_k: int = 3
     """K of the goal's Recall@K and of the bootstrap's per-row Recall@K."""
     goal_ratio: float = 1.045
@@ -141,7 +141,7 @@ class Experiment:
             if labels.setdefault(cell.label, cell.name) != cell.name:
                 problems.append(f"two cells are labelled {cell.label!r} (folders {labels[cell.label]!r} and {cell.name!r}); rename a method")
         labels |= {m.label: "" for m in self.methods}  # a method whose RL config failed still counts
-        for role in ("reference", "candidate"):
+        for role in ("reference", "candidate", "sft_reference"):
             value = getattr(self.report, role)
             if value is not None and value not in labels:
                 problems.append(f"report.{role}={value!r} is not a method or baseline label ({sorted(labels)})")
@@ -174,76 +174,28 @@ class Cell:
     anchor_mode: AnchorMode = "config"
     candidates: tuple[int, ...] = ()
     """The σ* candidates of a best_on_valid cell."""
+    sft: str = "sft"
+    """Folder under seed_S/ of the SFT run the cell evaluates or starts from (see :func:`sft_folder_name`)."""
 
     @property
     def id(self) -> str:
         return f"seed_{self.seed}/{self.name}"
 
 
+METHOD_DATA_KEYS = ("rl_holdout", "rl_holdout_order")
+"""The base.data fields a method may override: they choose the SFT rows, never the dataset."""
+
+
+def sft_folder_name(data: DataConfig, base: DataConfig) -> str:
+    """`sft` for base.data; `sft-<field>-<value>…` for a method's other hold-out (one SFT each)."""
+    changed = [f"{key}-{getattr(data, key):g}" if isinstance(getattr(data, key), float) else f"{key}-{getattr(data, key)}"
+               for key in METHOD_DATA_KEYS if getattr(data, key) != getattr(base, key)]
+    return "sft" if not changed else slug("sft-" + "-".join(changed))
+
+
 def slug(label: str) -> str:
     """Folder-safe name: lowercase ASCII letters/digits joined by '-' ("TAWin (σ*=2)" → "tawin-2")."""
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "method"
-
-
-def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
-    """Read an experiment YAML, apply ``--set`` overrides and validate every cell.
-
-    An override whose first key is a top-level experiment key (``seeds=[0]``,
-    ``report.goal_k=5``) applies to the experiment; any other (``rl.max_steps=2``) to ``base``.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: experiment file not found; see configs/experiments/ for examples.")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error}).") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping with base, seeds and methods.")
-    for text in overrides:
-        keys, value = parse_override(text)
-        merge_override(data, keys if keys[0] in EXPERIMENT_KEYS else ["base", *keys], value)
-    return parse_experiment(data, where=str(path))
-
-
-def parse_experiment(data: dict, where: str = "experiment") -> Experiment:
-    """Build and validate an :class:`Experiment` from a mapping (the parsed YAML)."""
-    problems: list[str] = []
-    if unknown := sorted(set(data) - set(EXPERIMENT_KEYS)):
-        problems.append(f"unknown top-level key(s) {unknown}; valid keys: {list(EXPERIMENT_KEYS)}")
-        problems += [f"{key}: {LEGACY_SPELLINGS[key]}" for key in unknown if key in LEGACY_SPELLINGS]
-    base_data = data.get("base") or {}
-    if isinstance(base_data, dict) and "seed" in base_data:
-        problems.append("base.seed: give the seeds as the top-level list `seeds: [0, 1, 2]` instead")
-        base_data = {k: v for k, v in base_data.items() if k != "seed"}
-    base = _typed(PipelineConfig, base_data, "base", problems)
-    seeds = _int_list(data.get("seeds", [0]), "seeds", problems, unique=True, non_empty=True)
-    baselines = _list(data.get("baselines", []), "baselines", problems)
-    if bad := [b for b in baselines if b not in get_args(BaselineName)]:
-        problems.append(f"baselines: {bad} not among {list(get_args(BaselineName))}")
-    baseline = _typed(SequentialBaselineConfig, data.get("baseline") or {}, "baseline", problems)
-    try:
-        baseline = baseline.validate() if baseline is not None else None
-    except ConfigError as error:
-        problems.append(f"baseline: {error}")
-    report = _typed(ReportSpec, data.get("report") or {}, "report", problems)
-    diagnostics = data.get("diagnostics", False)
-    if not isinstance(diagnostics, bool):
-        problems.append(f"diagnostics={diagnostics!r} must be true or false")
-    diagnostics_seeds = _int_list(data.get("diagnostics_seeds", []), "diagnostics_seeds", problems, unique=True)
-    if seeds and diagnostics_seeds and not set(diagnostics_seeds) <= set(seeds):
-        problems.append(f"diagnostics_seeds={list(diagnostics_seeds)} must be among seeds={list(seeds)}")
-    methods = _parse_methods(data.get("methods"), problems)
-    if base is not None:
-        # Cross-field rules run on whatever parsed, so one error lists every problem.
-        experiment = Experiment(base, seeds or (0,), methods, tuple(b for b in baselines if b in get_args(BaselineName)),
-                                baseline or SequentialBaselineConfig(), diagnostics is True, tuple(diagnostics_seeds or ()),
-                                report or ReportSpec(), str(data.get("name", "experiment")),
-                                parse_evals(data.get("evals"), base.eval, problems))
-        problems += [p for p in experiment.check() if p not in problems]
-    if problems or base is None:
-        raise ConfigError(f"invalid experiment in {where}: " + "; ".join(problems) + ".")
-    return experiment
 
 
 def _typed(cls, data, prefix: str, problems: list[str]):
@@ -257,71 +209,6 @@ def _typed(cls, data, prefix: str, problems: list[str]):
     return built
 
 
-def _int_list(value, name: str, problems: list[str], unique: bool = False, non_empty: bool = False) -> tuple[int, ...]:
-    values = value if isinstance(value, (list, tuple)) else [value]
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in values):
-        problems.append(f"{name}={value!r} must be a list of integers")
-        return ()
-    if non_empty and not values:
-        problems.append(f"{name} must list at least one value")
-    if unique and len(set(values)) != len(values):
-        problems.append(f"{name}={list(values)} repeats a value")
-    return tuple(values)
-
-
-def _list(value, name: str, problems: list[str]) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, (list, tuple)):
-        problems.append(f"{name}={value!r} must be a list")
-        return []
-    return list(value)
-
-
-def _parse_methods(raw, problems: list[str]) -> tuple[Method, ...]:
-    if not isinstance(raw, dict) or not raw:
-        problems.append("methods must map each method's display name to its RL overrides (or null for SFT only)")
-        return ()
-    methods = []
-    for label, spec in raw.items():
-        label, where = str(label), f"methods[{label}]"
-        spec = {"sft_only": True} if spec is None else spec
-        if not isinstance(spec, dict):
-            problems.append(f"{where}={spec!r} must be a mapping of RL overrides, or null for SFT only")
-            continue
-        spec = dict(spec)
-        if "sweep_anchor" in spec:
-            problems.append(f"{where}.sweep_anchor: {LEGACY_SPELLINGS['sweep_anchor']}")
-            spec.pop("sweep_anchor")
-        if spec.pop("sft_only", False):
-            if spec:
-                problems.append(f"{where}: sft_only takes no RL overrides (got {sorted(spec)})")
-            methods.append(Method(label, sft_only=True))
-            continue
-        mode, candidates = _parse_anchor(spec.get("anchor"), f"{where}.anchor", problems)
-        if mode in ANCHOR_LISTS or "anchor" in spec and candidates is None:
-            spec.pop("anchor")  # a list of σ* (or a spelling already reported) is no RL override
-        methods.append(Method(label, rl=spec, anchor_mode=mode, candidates=candidates or ()))
-    return tuple(methods)
-
-
-def _parse_anchor(anchor, where: str, problems: list[str]) -> tuple[AnchorMode, tuple[int, ...] | None]:
-    """(mode, σ* list) of a method's `anchor`: an integer or null stays an RL override (`config`);
-    `{best_on_valid: […]}` and `{grid: […]}` are lists of σ*. A σ* list of None: not understood."""
-    if anchor is None or isinstance(anchor, int) and not isinstance(anchor, bool):
-        return "config", ()
-    if isinstance(anchor, dict) and len(anchor) == 1 and next(iter(anchor)) in ANCHOR_LISTS:
-        mode = next(iter(anchor))
-        candidates = _int_list(anchor[mode], f"{where}.{mode}", problems, unique=True, non_empty=True)
-        if any(a < 0 for a in candidates):
-            problems.append(f"{where}.{mode}={list(candidates)} must be ≥ 0 (σ* is a 0-based rank among the negatives)")
-        return mode, candidates
-    legacy = "candidates" if isinstance(anchor, dict) and "candidates" in anchor else "auto" if anchor == "auto" else None
-    problems.append(f"{where}={anchor!r}: " + (LEGACY_SPELLINGS[legacy] if legacy else "write an integer σ*, null (σ* = target_k − 1), "
-                                                "{best_on_valid: [1, 2, 3]} or {grid: [0, 1, 2]}"))
-    return "config", None
-
-
 def expand_cells(experiment: Experiment, problems: list[str] | None = None) -> list[Cell]:
     """Every cell, seed-major in report order: methods (anchor grids expanded), then baselines.
 
@@ -331,18 +218,19 @@ def expand_cells(experiment: Experiment, problems: list[str] | None = None) -> l
     problems = [] if problems is None else problems
     base = experiment.base
     problems += [f"base: {p}" for p in validate(base) if not p.startswith("rl.")]
-    specs: list[tuple] = []  # (folder, label, method, kind, rl or None, anchor mode, candidates): the same for every seed
+    specs: list[tuple] = []  # (folder, label, method, kind, rl or None, anchor mode, candidates, data): the same for every seed
     for method in experiment.methods:
-        specs += _method_specs(method, base, problems)
+        data = _resolve_data(base.data, method, problems)
+        specs += [(*spec, data) for spec in _method_specs(method, base, problems)]
     for baseline in experiment.baselines:
-        specs.append((baseline, BASELINE_LABELS[baseline], BASELINE_LABELS[baseline], "baseline", None, "config", ()))
+        specs.append((baseline, BASELINE_LABELS[baseline], BASELINE_LABELS[baseline], "baseline", None, "config", (), base.data))
     cells = []
     for seed in experiment.seeds:
         diagnose = experiment.diagnostics and (not experiment.diagnostics_seeds or seed in experiment.diagnostics_seeds)
         seeded = replace(base, seed=seed, eval=replace(base.eval, diagnostics=diagnose))
-        for name, label, method, kind, rl, mode, candidates in specs:
-            config = seeded if rl is None else replace(seeded, rl=rl)
-            cells.append(Cell(seed, name, label, method, kind, config, mode, candidates))
+        for name, label, method, kind, rl, mode, candidates, data in specs:
+            config = replace(seeded if rl is None else replace(seeded, rl=rl), data=data)
+            cells.append(Cell(seed, name, label, method, kind, config, mode, candidates, sft_folder_name(data, base.data)))
     if raise_now and problems:
         raise ConfigError("invalid experiment: " + "; ".join(problems) + ".")
     return cells
@@ -371,6 +259,18 @@ def _method_specs(method: Method, base: PipelineConfig, problems: list[str]) -> 
     if rl.weighting == "tawin" and rl.anchor is None:  # σ* = target_k − 1, recorded as such
         return [(name, method.label, method.label, "rl", replace(rl, anchor=rl.resolved_anchor), "auto", ())]
     return [(name, method.label, method.label, "rl", rl, "config", ())]
+
+
+def _resolve_data(base_data: DataConfig, method: Method, problems: list[str]) -> DataConfig:
+    """base.data with the method's hold-out overrides, typed and checked (base.data where they fail)."""
+    if not method.data:
+        return base_data
+    where = f"methods[{method.label}].data"
+    data = _typed(DataConfig, {**{f.name: getattr(base_data, f.name) for f in dataclasses.fields(DataConfig)}, **method.data}, where, problems)
+    if data is None:
+        return base_data
+    problems += [f"{where}: {p}" for p in data.check()]
+    return data
 
 
 def _resolve_rl(base_rl: RLConfig, method: Method, problems: list[str]) -> RLConfig | None:

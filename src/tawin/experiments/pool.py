@@ -29,17 +29,18 @@ def run_in_processes(experiment: Experiment, out: Path, pending: list[Cell], job
                      done: Callable[[Cell, float], None]) -> None:
     """Run `pending` in `jobs` spawned processes; `done(cell, seconds)` is called here as each finishes."""
     llm_cells = [cell for cell in pending if cell.kind != "baseline"]
-    first_of_seed = {cell.seed: cell for cell in reversed(llm_cells)}  # every LLM cell of a seed shares its SFT config
+    # One SFT run per (seed, SFT folder): the first cell that names it trains it.
+    first_of_sft = {(cell.seed, cell.sft): cell for cell in reversed(llm_cells)}
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(experiment, out, jobs, os.getpid()))
     try:
-        sfts = {pool.submit(_worker_sft, first_of_seed[seed]): seed for seed in sorted(first_of_seed)}
+        sfts = {pool.submit(_worker_sft, first_of_sft[key]): key for key in sorted(first_of_sft)}
         running = [pool.submit(_worker_cell, cell) for cell in pending if cell.kind == "baseline"]
-        # A seed's cells are queued as soon as its SFT checkpoint exists, so no worker idles
-        # while another seed's SFT is still training.
+        # A seed's cells are queued as soon as their SFT checkpoint exists, so no worker idles
+        # while another SFT is still training.
         for future in as_completed(sfts):
             future.result()  # re-raises a worker's error here
-            running += [pool.submit(_worker_cell, cell) for cell in llm_cells if cell.seed == sfts[future]]
+            running += [pool.submit(_worker_cell, cell) for cell in llm_cells if (cell.seed, cell.sft) == sfts[future]]
         for future in as_completed(running):
             done(*future.result())
     except BaseException:
@@ -82,7 +83,7 @@ def _exit_with_parent(parent_pid: int, poll_seconds: float = 1.0) -> None:
 
 
 def _worker_sft(cell: Cell) -> None:
-    _WORKER.sft(cell.config)
+    _WORKER.sft(cell.config, cell.sft)
 
 
 def _worker_cell(cell: Cell) -> tuple[Cell, float]:

@@ -8,8 +8,8 @@ Summaries are pure functions of the results mapping (see :func:`tawin.experiment
 
 The paired bootstrap (:func:`tawin.metrics.paired_bootstrap`) resamples eval rows: per-row
 Recall@K is read from each seed's predictions.jsonl and averaged over seeds per row, so the
-interval reflects row sampling (the spread over seeds is the ± in the tables). Plots use
-matplotlib's Agg backend: comparison.png, diagnostics.png, anchor_sweep.png.
+interval reflects row sampling (the spread over seeds is the ± in the tables). The plots
+(comparison.png, diagnostics.png, anchor_sweep.png) are drawn by :mod:`tawin.experiments.plots`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,7 @@ import numpy as np
 
 from tawin.eval.config import REPORT_KS
 
-SWEEP_KS: tuple[int, ...] = (1, 3, 5)
-"""Recall@K curves of the anchor sweep: each should peak near σ* = K − 1."""
-DIAGNOSTICS = (("auc", "AUC"), ("opauc", "OPAUC")) + tuple((f"wpauc@{k}", f"WPAUC@{k}") for k in REPORT_KS)
-Stats = tuple[float, float, int]  # (mean, std, number of seeds)
+from tawin.experiments.plots import DIAGNOSTICS, SWEEP_KS, Stats, plot_anchor_sweep, plot_comparison, plot_diagnostics
 
 
 def summarize(results: dict) -> dict[str, dict[str, Stats]]:
@@ -206,8 +203,10 @@ def anchor_choices(results: dict) -> str:
     return "\n".join(lines)
 
 
-def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | None = None) -> str:
-    """report.md as a string; `paired` = :func:`paired_rows` output for the bootstrap section."""
+def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | None = None,
+                  paired_sft: tuple[np.ndarray, np.ndarray, int] | None = None) -> str:
+    """report.md as a string; `paired` / `paired_sft` = :func:`paired_rows` output for the candidate
+    against report.reference / report.sft_reference."""
     spec = results.get("experiment", {}).get("report", {})
     evaluation = results.get("experiment", {}).get("base", {}).get("eval", {})
     ks = tuple(spec.get("ks", REPORT_KS))
@@ -220,7 +219,7 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
              f"{'' if results.get('complete', True) else ' (incomplete: rerun the same command to finish)'}; "
              f"split `{evaluation.get('split', 'test')}`, rows per cell {_counts(n_rows)}, {evaluation.get('num_beams', '?')} beams over the full catalogue.", ""]
     if summary:
-        lines += [f"## Recall@K and NDCG@K (mean ± std over seeds)", "", comparison_table(summary, ks), "", "![comparison](comparison.png)", ""]
+        lines += ["## Recall@K and NDCG@K (mean ± std over seeds)", "", comparison_table(summary, ks), "", "![comparison](comparison.png)", ""]
     if reference in summary:
         lines += [f"## Relative gain over {reference} (mean vs mean)", "", gains_table(summary, reference, ks), ""]
     if reference and candidate:
@@ -230,6 +229,13 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
             lines += [bootstrap_statement(*paired[:2], candidate, reference, k, paired[2], spec.get("bootstrap_resamples", 10000)), ""]
         else:
             lines += [f"Not available: no common eval rows in predictions.jsonl of {candidate} and {reference} yet.", ""]
+    if (sft_reference := spec.get("sft_reference")) and candidate:
+        lines += [f"## Against {sft_reference}", ""]
+        if sft_reference in summary and candidate in summary:
+            lines += [gains_table({label: summary[label] for label in (sft_reference, candidate)}, sft_reference, ks), ""]
+        lines += [bootstrap_statement(*paired_sft[:2], candidate, sft_reference, k, paired_sft[2], spec.get("bootstrap_resamples", 10000))
+                  if paired_sft is not None else f"Not available: no common eval rows of {candidate} and {sft_reference} yet.", ""]
+    lines += evals_sections(results, ks)
     if table := diagnostics_table(summary):
         rows = sorted({e["metrics"]["diagnostics_rows"] for e in results["cells"].values() if "diagnostics_rows" in e["metrics"]})
         lines += ["## Diagnostics (exact full-catalogue scores; SFT = before RL)", "",
@@ -245,6 +251,23 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
     if cost := cost_table(results):
         lines += ["## Cost (wall-clock per cell; a seed's shared SFT counts in the first cell that needed it)", "", cost, ""]
     return "\n".join(lines)
+
+
+def evaluation_view(results: dict, evaluation: str) -> dict:
+    """`results` with each cell's metrics replaced by those of its evaluation `evaluation` (cells without it dropped)."""
+    cells = {cell_id: {**entry, "metrics": entry["evals"][evaluation]}
+             for cell_id, entry in results["cells"].items() if evaluation in entry.get("evals", {})}
+    return {**results, "cells": cells}
+
+
+def evals_sections(results: dict, ks=REPORT_KS) -> list[str]:
+    """One Recall/NDCG table per further evaluation (``evals:``), e.g. the valid split beside test."""
+    lines = []
+    for named in results.get("experiment", {}).get("evals", []):
+        if summary := summarize(evaluation_view(results, named["name"])):
+            lines += [f"## Evaluation `{named['name']}`: split `{named['eval']['split']}`, "
+                      f"{named['eval']['num_beams']} beams (mean ± std over seeds)", "", comparison_table(summary, ks), ""]
+    return lines
 
 
 def _counts(values: list[int]) -> str:
@@ -271,91 +294,6 @@ def cost_table(results: dict) -> str:
     return "\n".join(["| method | mean s (train + eval) | cells | mean s (diagnostics) | cells |", "|---|---:|---:|---:|---:|"] + rows)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _grouped_bars(ax, summary: dict, keys: list[str], names: list[str]) -> None:
-    width = 0.8 / max(1, len(summary))
-    x = np.arange(len(keys))
-    for i, (label, stats) in enumerate(summary.items()):
-        means = [stats[k][0] if k in stats else np.nan for k in keys]
-        errors = [0 if k not in stats or math.isnan(stats[k][1]) else stats[k][1] for k in keys]
-        ax.bar(x + (i - (len(summary) - 1) / 2) * width, means, width, yerr=errors, capsize=2, label=label)
-    ax.set_xticks(x, names)
-    ax.grid(axis="y", alpha=0.3)
-
-
-def _legend_below(ax, n: int) -> None:
-    ax.legend(fontsize=8, ncol=min(4, max(1, n)), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
-
-
-def plot_comparison(summary: dict, path: Path, ks=REPORT_KS, title: str = "") -> None:
-    """Grouped bars of Recall@K per method with ± std error bars."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(min(14, max(7, 2 + 0.3 * len(ks) * len(summary))), 4.8))
-    _grouped_bars(ax, summary, [f"recall@{k}" for k in ks], [f"Recall@{k}" for k in ks])
-    ax.set_ylabel("mean over seeds (± std)")
-    ax.set_title(title or "Recall@K by method")
-    _legend_below(ax, len(summary))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_diagnostics(summary: dict, path: Path) -> None:
-    """Grouped bars in three panels, each on its own scale: AUC, OPAUC (both zoomed to their
-    values, since methods differ in the second or third decimal) and WPAUC@K (near Recall@K)."""
-    plt = _pyplot()
-    rows = {label: stats for label, stats in summary.items() if "auc" in stats}
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1, 3]})
-    for ax, group in zip(axes, (DIAGNOSTICS[:1], DIAGNOSTICS[1:2], DIAGNOSTICS[2:])):
-        _grouped_bars(ax, rows, [k for k, _ in group], [n for _, n in group])
-    for ax, (key, _) in zip(axes[:2], DIAGNOSTICS[:2]):
-        values = [stats[key][0] for stats in rows.values() if key in stats]
-        if values:
-            spread = max(max(values) - min(values), 1e-3 * max(abs(v) for v in values), 1e-4)
-            ax.set_ylim(bottom=min(values) - spread, top=max(values) + spread)
-    axes[0].set_ylabel("mean over seeds (± std)")
-    _legend_below(axes[2], len(rows))
-    fig.suptitle("Diagnostics on exact full-catalogue scores (SFT = before RL)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_anchor_sweep(sweeps: dict, path: Path, ks=SWEEP_KS, before_rl: dict[int, float] | None = None) -> None:
-    """Recall@K against σ* (mean ± std band), with the theory's σ* = K − 1 dotted and, where
-    given, each Recall@K of the SFT checkpoint before RL (`before_rl`: K → mean) dashed."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(sweeps), figsize=(6.5 * len(sweeps), 4.2), squeeze=False)
-    for ax, (method, points) in zip(axes[0], sweeps.items()):
-        anchors = np.array(list(points))
-        for i, k in enumerate(ks):
-            stats = [points[a].get(f"recall@{k}", (np.nan, np.nan, 0)) for a in anchors]
-            mean = np.array([s[0] for s in stats])
-            std = np.nan_to_num(np.array([s[1] for s in stats]))
-            line, = ax.plot(anchors, mean, marker="o", label=f"Recall@{k}")
-            ax.fill_between(anchors, mean - std, mean + std, alpha=0.15, color=line.get_color())
-            ax.axvline(k - 1, linestyle=":", color=line.get_color(), alpha=0.8)
-            if before_rl and k in before_rl:
-                ax.axhline(before_rl[k], linestyle="--", color=line.get_color(), alpha=0.6, label=f"Recall@{k}, SFT only")
-        ax.set_xticks(anchors)
-        ax.set_xlabel("anchor σ* (0-based rank among the group's negatives)")
-        ax.set_ylabel("mean over seeds (± std)")
-        ax.set_title(f"{method}: Recall@K vs σ* (dotted: σ* = K − 1)" + (", dashed: before RL" if before_rl else ""))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def write_report(out: Path, results: dict) -> list[Path]:
     """Write report.md and the plots that have data into `out`; returns the paths written."""
     from tawin.checkpoint import atomic_write_text
@@ -364,7 +302,9 @@ def write_report(out: Path, results: dict) -> list[Path]:
     spec = results.get("experiment", {}).get("report", {})
     reference, candidate = spec.get("reference"), spec.get("candidate")
     paired = paired_rows(out, results, candidate, reference, spec.get("goal_k", 3)) if reference and candidate else None
-    atomic_write_text(out / "report.md", render_report(results, paired))
+    sft_reference = spec.get("sft_reference")
+    paired_sft = paired_rows(out, results, candidate, sft_reference, spec.get("goal_k", 3)) if sft_reference and candidate else None
+    atomic_write_text(out / "report.md", render_report(results, paired, paired_sft))
     written = [out / "report.md"]
     summary = summarize(results)
     if summary:

@@ -53,9 +53,9 @@ def write_cell(folder: Path, record: CellRecord) -> None:
     atomic_write_json(Path(folder) / "cell.json", record.to_json())
 
 
-def seed_sft_folder(out: Path, seed: int) -> Path:
-    """The SFT run that every LLM cell of `seed` starts from."""
-    return Path(out) / f"seed_{seed}" / "sft"
+def seed_sft_folder(out: Path, seed: int, name: str = "sft") -> Path:
+    """The SFT run that the LLM cells of `seed` start from (`name`: the cell's :attr:`Cell.sft`)."""
+    return Path(out) / f"seed_{seed}" / name
 
 
 def candidate_folder(out: Path, cell: Cell, anchor: int) -> Path:
@@ -74,7 +74,7 @@ def resolved_config(cell: Cell, record: CellRecord | None) -> PipelineConfig:
 def cell_checkpoint(out: Path, cell: Cell, record: CellRecord | None) -> Path:
     """The checkpoint an LLM cell evaluated: the seed's SFT, the chosen candidate's RL, or the cell's RL."""
     if cell.kind == "sft":
-        return seed_sft_folder(out, cell.seed) / "best"
+        return seed_sft_folder(out, cell.seed, cell.sft) / "best"
     if cell.anchor_mode == "best_on_valid":
         return candidate_folder(out, cell, resolved_config(cell, record).rl.anchor) / "rl" / "final"
     return Path(out) / cell.id / "rl" / "final"

@@ -22,17 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from tawin.checkpoint import atomic_write_json, atomic_write_text
-from tawin.experiments.report import SWEEP_KS, _pyplot, anchor_sweep, comparison_table, mean_std, paired_rows, summarize, sweep_peaks
+from tawin.experiments.plots import SWEEP_KS, _pyplot
+from tawin.experiments.report import anchor_sweep, comparison_table, evaluation_view, mean_std, paired_rows, summarize, sweep_peaks
 from tawin.metrics.bootstrap import paired_bootstrap
 
 IN_SAMPLE = "in_sample"
-
-
-def view(results: dict, evaluation: str) -> dict:
-    """`results` with each cell's metrics replaced by those of its evaluation `evaluation` (cells without it dropped)."""
-    cells = {cell_id: {**entry, "metrics": entry["evals"][evaluation]}
-             for cell_id, entry in results["cells"].items() if evaluation in entry.get("evals", {})}
-    return {**results, "cells": cells}
 
 
 def _means(summary: dict, label: str | None, ks) -> dict:
@@ -42,7 +36,7 @@ def _means(summary: dict, label: str | None, ks) -> dict:
 
 def topk_summary(results: dict, ks=SWEEP_KS) -> dict | None:
     """summary.json's mapping, or None when the experiment has no anchor grid evaluated in-sample."""
-    inside, main = view(results, IN_SAMPLE), results
+    inside, main = evaluation_view(results, IN_SAMPLE), results
     sweeps_in, sweeps_main = anchor_sweep(inside), anchor_sweep(main)
     if not sweeps_in:
         return None
@@ -93,7 +87,7 @@ def _bootstrap_lines(out: Path, results: dict, method: str, reference: str | Non
 
 
 def render_topk_control(out: Path, results: dict, summary: dict) -> str:
-    inside = view(results, IN_SAMPLE)
+    inside = evaluation_view(results, IN_SAMPLE)
     method = next(iter(anchor_sweep(inside)))
     reference = results.get("experiment", {}).get("report", {}).get("reference")
     split = results.get("experiment", {}).get("base", {}).get("eval", {}).get("split", "test")

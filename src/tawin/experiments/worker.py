@@ -77,12 +77,12 @@ class CellWorker:
         """An LLM cell: its checkpoint (the seed's SFT, or RL on it), then the beam-search evaluation."""
         started = time.time()
         if cell.kind == "sft":
-            checkpoint = self.sft(cell.config)
+            checkpoint = self.sft(cell.config, cell.sft)
         elif cell.anchor_mode == "best_on_valid":
             record.settings = self.best_on_valid(cell)
             checkpoint = cell_checkpoint(self.out, cell, record)
         else:
-            checkpoint = self.rl(cell.config, folder / "rl")
+            checkpoint = self.rl(cell.config, folder / "rl", cell.sft)
         record.seconds += time.time() - started
         write_cell(folder, record)  # cell.json before metrics.json: metrics.json marks the cell done
         started = time.time()
@@ -105,19 +105,19 @@ class CellWorker:
         log_evaluation(cell.config, found, evaluation.split, folder, cell_checkpoint(self.out, cell, record))
         atomic_write_json(folder / "metrics.json", {**json.loads((folder / "metrics.json").read_text()), **found})
 
-    def sft(self, config: PipelineConfig) -> Path:
-        """The seed's shared SFT checkpoint (trained, resumed, or reused when finished)."""
-        folder = seed_sft_folder(self.out, config.seed)
+    def sft(self, config: PipelineConfig, name: str = "sft") -> Path:
+        """The seed's shared SFT checkpoint `seed_S/<name>/` (trained, resumed, or reused when finished)."""
+        folder = seed_sft_folder(self.out, config.seed, name)
         if (folder / "summary.json").exists() and (folder / "best").exists():
             return folder / "best"
         self.log(f"seed_{config.seed}: SFT → {folder}")
         return sft_stage(self.session(config), config, folder)
 
-    def rl(self, config: PipelineConfig, folder: Path) -> Path:
-        """RL with `config` from the seed's SFT checkpoint (trained, resumed, or reused when finished)."""
+    def rl(self, config: PipelineConfig, folder: Path, sft: str = "sft") -> Path:
+        """RL with `config` from the seed's SFT checkpoint `sft` (trained, resumed, or reused when finished)."""
         if (folder / "summary.json").exists() and (folder / "final").exists():
             return folder / "final"
-        init = self.sft(config)
+        init = self.sft(config, sft)
         self.log(f"seed_{config.seed}: RL {rl_label(config)} → {folder}")
         return rl_stage(self.session(config), config, init, folder)
 
@@ -130,7 +130,7 @@ class CellWorker:
         for anchor in cell.candidates:
             config = replace(cell.config, rl=replace(cell.config.rl, anchor=anchor))
             candidate = candidate_folder(self.out, cell, anchor)
-            final = self.rl(config, candidate / "rl")
+            final = self.rl(config, candidate / "rl", cell.sft)
             valid = replace(config, eval=replace(config.eval, split="valid", diagnostics=False))
             scores[anchor] = eval_stage(self.session(valid), valid, final, candidate / "valid")[f"recall@{k}"]
         best = choose_anchor(scores, k)

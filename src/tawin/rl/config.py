@@ -69,6 +69,10 @@ class RLConfig:
     Logged as rollout/informative_share (of the groups drawn) and rollout/draws."""
     max_draws_per_step: int = 4
     """Cap on the prompt batches drawn per step under `informative_batches` (1 = no redraws)."""
+    latest_share: float = 0.0
+    """RL draws its prompts from only the latest ⌈share · rows⌉ of its train rows (0 = all of
+    them). Train rows are in the temporal order of their targets, so this aims RL at the behaviour
+    nearest in time to valid and test; SFT still trains on every row (unlike `data.rl_holdout`)."""
     max_rows: int = 0
     """RL trains on a fixed seeded sample of this many of its train rows (0 = all of them); with
     `eval.split: train`, `eval.max_rows` and `eval.sample_seed` equal to these, evaluation scores
@@ -154,6 +158,8 @@ class RLConfig:
                             "set rl.inject_target=false or use beam/sample negatives")
         if not 0 < self.ref_sync_alpha <= 1:
             problems.append(f"rl.ref_sync_alpha={self.ref_sync_alpha} must lie in (0, 1]")
+        if not 0 <= self.latest_share <= 1:
+            problems.append(f"rl.latest_share={self.latest_share} must lie in [0, 1] (the latest share of the train rows RL uses; 0 = all)")
         if self.sft_loss_weight < 0:
             problems.append(f"rl.sft_loss_weight={self.sft_loss_weight} must be ≥ 0 (0 = no SFT term)")
         if (self.select_best or self.patience) and not self.eval_every:

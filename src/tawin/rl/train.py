@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +145,11 @@ def draw_step_batch(policy, recommender: Recommender, train: EncodedSplit, rows_
 
 def rl_rows(n_train: int, config: RLConfig, rows: np.ndarray | None) -> torch.Tensor:
     """The train-row indices RL draws from: `rows` (e.g. the rows held out from SFT) or all of them,
-    then the fixed seeded sample of `rl.max_rows` of those."""
+    then the latest `rl.latest_share` of those (rows are in target-time order), then the fixed
+    seeded sample of `rl.max_rows` of those."""
     rows_R = torch.arange(n_train) if rows is None else torch.as_tensor(rows, dtype=torch.long)
+    if config.latest_share:
+        rows_R = rows_R.sort().values[len(rows_R) - math.ceil(config.latest_share * len(rows_R)):]
     if config.max_rows:
         rows_R = rows_R[torch.from_numpy(sample_rows(len(rows_R), config.max_rows, config.sample_seed))]
     return rows_R

@@ -13,7 +13,8 @@ import yaml
 from tawin.errors import ConfigError
 from tawin.experiments.results import collect_results
 from tawin.experiments.worker import choose_anchor
-from tawin.experiments.grid import expand_cells, load_experiment, parse_experiment, slug
+from tawin.experiments.grid import expand_cells, slug
+from tawin.experiments.parse import load_experiment, parse_experiment
 from tawin.experiments.report import (
     anchor_sweep,
     bootstrap_statement,
@@ -39,7 +40,7 @@ CONFIGS = REPO / "configs" / "experiments"
 def test_shipped_compare_config_expands_to_the_paper_grid():
     experiment = load_experiment(CONFIGS / "industrial-compare.yaml")
     cells = expand_cells(experiment)
-    assert experiment.seeds == (0, 1, 2) and len(cells) == 3 * (6 + 3)
+    assert experiment.seeds == (0, 1, 2) and len(cells) == 3 * (9 + 3)
     by_label = {cell.label: cell for cell in cells if cell.seed == 0}
     assert by_label["SFT only"].kind == "sft"
     random, rere = by_label["GRPO (random negatives)"].config.rl, by_label["ReRe"].config.rl
@@ -50,7 +51,15 @@ def test_shipped_compare_config_expands_to_the_paper_grid():
     assert {cell.seed for cell in cells if cell.config.eval.diagnostics} == {0}
     assert all(cell.config.eval.diagnostics for cell in cells if cell.seed == 0)
     assert {c.name for c in cells if c.kind == "baseline"} == {"sasrec", "gru4rec", "popularity"}
-    assert len({c.config.sft for c in cells}) == 1  # one SFT recipe: the per-seed checkpoint is shared
+    assert len({c.config.sft for c in cells}) == 1  # one SFT recipe, on two row sets:
+    assert {c.sft for c in cells} == {"sft", "sft-rl-holdout-0-2"}
+    # The recipe: every RL method on the latest 20% of the train rows, from SFT on all of them;
+    # the controls use every row, or the latest 20% held out of their own SFT.
+    held_out, every_row = by_label["TAWin (σ*=2), RL rows held out of SFT"], by_label["TAWin (σ*=2), RL on every train row"]
+    assert all(c.config.rl.latest_share == 0.2 and c.sft == "sft" for c in by_label.values() if c.kind == "rl" and c not in (held_out, every_row))
+    assert every_row.config.rl.latest_share == 0 and every_row.sft == "sft" and every_row.config.data.rl_holdout == 0
+    assert held_out.config.data.rl_holdout == 0.2 and held_out.sft == by_label["SFT on the earliest 80%"].sft == "sft-rl-holdout-0-2"
+    assert experiment.report.sft_reference == "SFT only" and [e.eval.split for e in experiment.evals] == ["valid"]
 
 
 def test_shipped_anchor_sweep_config_covers_each_anchor():
