@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from tawin.checkpoint import seed_everything
-from tawin.config import to_dict
 from tawin.data.dataset import Dataset, Split
 from tawin.data.io import load_dataset
 from tawin.distributed import Dist, init_distributed
@@ -119,4 +118,5 @@ class Session:
 
 
 def _runtime_fields(config: PipelineConfig) -> dict:
-    return {"data": to_dict(config.data), "device": config.device, "precision": config.precision, "threads": config.threads}
+    # data.dataset only: the train-row hold-out picks rows of the same loaded dataset.
+    return {"dataset": config.data.dataset, "device": config.device, "precision": config.precision, "threads": config.threads}
