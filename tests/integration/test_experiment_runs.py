@@ -81,6 +81,58 @@ def test_experiment_runs_resumes_and_redoes_only_a_missing_cell(tmp_path, capsys
     assert "different config (changed: base.rl.lr" in capsys.readouterr().err
 
 
+def test_methods_with_their_own_hold_out_train_and_start_from_their_own_sft(tmp_path, capsys, industrial_small, monkeypatch):
+    import tawin.experiments.worker as worker
+    import tawin.run.stages as stages
+    from tawin.cli import main
+    from tawin.data.holdout import holdout_rows
+    from tawin.data.io import save_dataset
+
+    seen = []  # (stage, folder, rows) of every training loop the cells ran
+
+    def recording(stage, loop):
+        def wrapper(recommender, dataset, train, valid, config, run, rows=None):
+            seen.append((stage, Path(run.output_dir).relative_to(out).as_posix(), None if rows is None else rows.tolist()))
+            return loop(recommender, dataset, train, valid, config, run, rows=rows)
+        return wrapper
+
+    monkeypatch.setattr(stages, "train_sft", recording("sft", stages.train_sft))
+    monkeypatch.setattr(stages, "train_rl", recording("rl", stages.train_rl))
+    inits = []  # (RL folder, the checkpoint it started from)
+    rl_stage = worker.rl_stage
+
+    def recording_rl_stage(session, config, init, folder):
+        inits.append((Path(folder).relative_to(out).as_posix(), Path(init).relative_to(out).as_posix()))
+        return rl_stage(session, config, init, folder)
+
+    monkeypatch.setattr(worker, "rl_stage", recording_rl_stage)
+    data = save_dataset(industrial_small, tmp_path / "data")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "tiny", "base": {**TINY_BASE, "data": {"dataset": str(data), "rl_holdout": 0.25}}, "seeds": [0],
+        "methods": {"SFT on 75%": None, "SFT on every row": {"sft_only": True, "data": {"rl_holdout": 0}},
+                    "TAWin, held out": {"weighting": "tawin"},
+                    "TAWin, latest 25% seen": {"weighting": "tawin", "latest_share": 0.25, "data": {"rl_holdout": 0}}},
+        "evals": {"valid": {"split": "valid"}},
+        "report": {"reference": "TAWin, latest 25% seen", "candidate": "TAWin, held out", "sft_reference": "SFT on every row",
+                   "bootstrap_resamples": 200},
+    }, allow_unicode=True))
+    out = tmp_path / "out"
+    assert main(["experiment", str(config), "--out", str(out), "--no-progress"]) == 0
+    n_train = len(industrial_small.splits["train"])
+    sft_rows, held_rows = (rows.tolist() for rows in holdout_rows(n_train, 0.25, "latest", 0))
+    # Two SFT runs, each once, on its own rows; each RL cell starts from its method's SFT.
+    assert sorted(seen) == sorted([("sft", "seed_0/sft", sft_rows), ("sft", "seed_0/sft-rl-holdout-0", None),
+                                   ("rl", "seed_0/tawin-held-out/rl", held_rows), ("rl", "seed_0/tawin-latest-25-seen/rl", None)])
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] and results["cells"]["seed_0/sft-on-every-row"]["config"]["data"]["rl_holdout"] == 0
+    assert sorted(inits) == [("seed_0/tawin-held-out/rl", "seed_0/sft/best"), ("seed_0/tawin-latest-25-seen/rl", "seed_0/sft-rl-holdout-0/best")]
+    assert all(entry["evals"]["valid"]["n_rows"] == 16 for entry in results["cells"].values())
+    report = (out / "report.md").read_text()
+    assert "## Against SFT on every row" in report and "TAWin, held out − SFT on every row" in report
+    assert "## Evaluation `valid`: split `valid`" in report
+
+
 def test_diagnostics_from_the_start_are_timed_apart(tmp_path, capsys, industrial_small):
     from tawin.cli import main
     from tawin.data.io import save_dataset

@@ -127,6 +127,46 @@ def test_each_anchor_meaning_has_one_spelling():
             parse_experiment({"methods": {"TAWin": method}})
 
 
+def test_a_methods_own_hold_out_gets_its_own_sft_folder_per_seed():
+    experiment = parse_experiment({
+        "base": {"data": {"rl_holdout": 0.2}}, "seeds": [0, 1],
+        "methods": {"SFT on 80%": None, "SFT on every row": {"sft_only": True, "data": {"rl_holdout": 0}},
+                    "TAWin": {"weighting": "tawin"}, "TAWin, random hold-out": {"weighting": "tawin", "data": {"rl_holdout_order": "random"}},
+                    "TAWin, every row": {"weighting": "tawin", "data": {"rl_holdout": 0.0}}},
+        "report": {"candidate": "TAWin", "sft_reference": "SFT on every row"}})
+    cells = {(c.seed, c.label): c for c in expand_cells(experiment)}
+    assert cells[0, "SFT on 80%"].sft == cells[0, "TAWin"].sft == "sft"
+    assert cells[0, "SFT on every row"].sft == cells[0, "TAWin, every row"].sft == "sft-rl-holdout-0"
+    assert cells[1, "TAWin, random hold-out"].sft == "sft-rl-holdout-order-random"
+    assert cells[0, "SFT on every row"].config.data.rl_holdout == 0 and cells[0, "TAWin"].config.data.rl_holdout == 0.2
+    assert cells[1, "TAWin, random hold-out"].config.data.rl_holdout_order == "random" and cells[1, "TAWin, random hold-out"].config.seed == 1
+    from tawin.experiments.results import cell_checkpoint, seed_sft_folder
+
+    assert cell_checkpoint("out", cells[1, "SFT on every row"], None) == seed_sft_folder("out", 1, "sft-rl-holdout-0") / "best"
+    # The dataset is shared by every cell; a bad hold-out and an unknown report label are named.
+    with pytest.raises(ConfigError) as error:
+        parse_experiment({"methods": {"A": {"sft_only": True, "data": {"dataset": "other", "rl_holdout": 1.5}}},
+                          "report": {"sft_reference": "B"}})
+    for expected in ("methods[A].data: ['dataset'] cannot differ between methods", "methods[A].data: data.rl_holdout=1.5",
+                     "report.sft_reference='B' is not a method"):
+        assert expected in str(error.value), expected
+
+
+def test_report_against_the_sft_reference_and_further_evaluations():
+    results = synthetic_results()
+    for entry in results["cells"].values():
+        entry["evals"] = {"valid": {k: v / 2 if k != "n_rows" else v for k, v in entry["metrics"].items()}}
+    results["experiment"]["evals"] = [{"name": "valid", "eval": {"split": "valid", "num_beams": 20}}]
+    results["experiment"]["report"]["sft_reference"] = "SFT only"
+    report = render_report(results, paired_sft=(np.ones(10), np.zeros(10), 3))
+    against = report.split("## Against SFT only")[1]
+    assert "TAWin (σ*=2) − SFT only = +1.0000" in against and "excludes 0" in against
+    assert "| TAWin (σ*=2) |" in against.split("Paired bootstrap")[0]
+    valid = report.split("## Evaluation `valid`: split `valid`, 20 beams")[1]
+    rere_valid = np.mean([0.10, 0.12, 0.11]) * 1.1 / 2  # the valid metrics, not test's
+    assert f"| ReRe | {rere_valid:.4f} ±" in valid
+
+
 def test_slug_and_anchor_choice():
     assert slug("TAWin (σ*=2)") == "tawin-2" and slug("GRPO (random negatives)") == "grpo-random-negatives"
     assert choose_anchor({1: 0.10, 2: 0.12, 4: 0.12}, target_k=3) == 2  # tie → nearest K−1

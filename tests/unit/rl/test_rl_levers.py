@@ -113,6 +113,23 @@ def test_fixed_row_sample_is_the_eval_sample(encoded):
     assert set(rl_rows(256, config, held).tolist()) <= set(held.tolist())
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(16, 400), st.floats(0.01, 1.0), st.booleans())
+def test_latest_share_keeps_the_latest_rows_of_rls_own(n_rows, share, held_out):
+    import math
+
+    from tawin.data.holdout import holdout_rows
+
+    rows = holdout_rows(n_rows, 0.5, "random", 0)[1] if held_out else None  # RL's rows: held out of SFT, or all
+    own_R = torch.arange(n_rows) if rows is None else torch.as_tensor(rows)
+    kept_R = rl_rows(n_rows, RLConfig(latest_share=share), rows)
+    # The latest ⌈share · rows⌉ of RL's own rows (row positions are target-time order), in order.
+    assert kept_R.tolist() == own_R.tolist()[len(own_R) - math.ceil(share * len(own_R)):]
+    assert rl_rows(n_rows, RLConfig(latest_share=0.0), rows).tolist() == own_R.tolist()
+    # then the seeded sample of rl.max_rows is drawn from those only
+    assert set(rl_rows(n_rows, RLConfig(latest_share=share, max_rows=5), rows).tolist()) <= set(kept_R.tolist())
+
+
 def test_reference_sync_moves_the_reference_by_exactly_alpha(tiny_recommender):
     import copy
 
@@ -156,9 +173,9 @@ def test_patience_stops_early(industrial_small, encoded, tiny_recommender, tmp_p
 
 def test_lever_settings_are_checked():
     problems = RLConfig(inject_target=True, negatives="random", weighting="none", ref_sync_alpha=0, sft_loss_weight=-1,
-                        select_best=True, max_draws_per_step=0).check()
+                        select_best=True, max_draws_per_step=0, latest_share=1.5).check()
     text = " ".join(problems)
-    for field in ("inject_target", "ref_sync_alpha", "sft_loss_weight", "eval_every", "max_draws_per_step"):
+    for field in ("inject_target", "ref_sync_alpha", "sft_loss_weight", "eval_every", "max_draws_per_step", "latest_share"):
         assert field in text
 
 
