@@ -249,7 +249,10 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
     if choices := anchor_choices(results):
         lines += ["## Anchors chosen automatically", "", choices, ""]
     if cost := cost_table(results):
-        lines += ["## Cost (wall-clock per cell; a seed's shared SFT counts in the first cell that needed it)", "", cost, ""]
+        lines += ["## Cost (wall-clock per cell)", "",
+                  "A seed's shared SFT counts in the first cell that needed it when the cells run in one process; "
+                  "with `--jobs N` the SFT runs train first and count in no cell (each one's `seconds` is in its "
+                  "seed_S/sft*/summary.json).", "", cost, ""]
     return "\n".join(lines)
 
 
