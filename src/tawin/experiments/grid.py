@@ -67,6 +67,8 @@ AnchorMode = Literal["config", "auto", "best_on_valid", "grid"]
 ANCHOR_LISTS: tuple[AnchorMode, ...] = ("best_on_valid", "grid")
 """The modes written as `anchor: {<mode>: [σ*, …]}`."""
 CellKind = Literal["sft", "rl", "baseline"]
+
+
 @dataclass(frozen=True)
 class Method:
     label: str
@@ -188,8 +190,8 @@ METHOD_DATA_KEYS = ("rl_holdout", "rl_holdout_order")
 
 def sft_folder_name(data: DataConfig, base: DataConfig) -> str:
     """`sft` for base.data; `sft-<field>-<value>…` for a method's other hold-out (one SFT each)."""
-    changed = [f"{key}-{getattr(data, key):g}" if isinstance(getattr(data, key), float) else f"{key}-{getattr(data, key)}"
-               for key in METHOD_DATA_KEYS if getattr(data, key) != getattr(base, key)]
+    values = {key: getattr(data, key) for key in METHOD_DATA_KEYS if getattr(data, key) != getattr(base, key)}
+    changed = [f"{key}-{value:g}" if isinstance(value, float) else f"{key}-{value}" for key, value in values.items()]
     return "sft" if not changed else slug("sft-" + "-".join(changed))
 
 
@@ -266,7 +268,7 @@ def _resolve_data(base_data: DataConfig, method: Method, problems: list[str]) ->
     if not method.data:
         return base_data
     where = f"methods[{method.label}].data"
-    data = _typed(DataConfig, {**{f.name: getattr(base_data, f.name) for f in dataclasses.fields(DataConfig)}, **method.data}, where, problems)
+    data = _with_overrides(base_data, method.data, where, problems)
     if data is None:
         return base_data
     problems += [f"{where}: {p}" for p in data.check()]
@@ -275,6 +277,9 @@ def _resolve_data(base_data: DataConfig, method: Method, problems: list[str]) ->
 
 def _resolve_rl(base_rl: RLConfig, method: Method, problems: list[str]) -> RLConfig | None:
     """base.rl with the method's overrides, typed like a YAML rl section (unknown keys reported)."""
-    data = {f.name: getattr(base_rl, f.name) for f in dataclasses.fields(RLConfig)}
-    data.update(method.rl)
-    return _typed(RLConfig, data, f"methods[{method.label}]", problems)
+    return _with_overrides(base_rl, method.rl, f"methods[{method.label}]", problems)
+
+
+def _with_overrides(base, overrides: dict, prefix: str, problems: list[str]):
+    """A config section `base` with `overrides` applied, typed like a YAML section (None and problems where they do not fit)."""
+    return _typed(type(base), {**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, **overrides}, prefix, problems)

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from tawin.eval.config import REPORT_KS
-
 from tawin.experiments.plots import DIAGNOSTICS, SWEEP_KS, Stats, plot_anchor_sweep, plot_comparison, plot_diagnostics
 
 

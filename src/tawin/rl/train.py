@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tawin.data.dataset import Dataset
+from tawin.data.holdout import holdout_rows
 from tawin.data.sampling import sample_rows
 from tawin.decoding.tree import needs_float_mask
 from tawin.errors import ConfigError
@@ -148,8 +148,8 @@ def rl_rows(n_train: int, config: RLConfig, rows: np.ndarray | None) -> torch.Te
     then the latest `rl.latest_share` of those (rows are in target-time order), then the fixed
     seeded sample of `rl.max_rows` of those."""
     rows_R = torch.arange(n_train) if rows is None else torch.as_tensor(rows, dtype=torch.long)
-    if config.latest_share:
-        rows_R = rows_R.sort().values[len(rows_R) - math.ceil(config.latest_share * len(rows_R)):]
+    if config.latest_share:  # the same "latest ⌈share · rows⌉" as data.rl_holdout's `latest` hold-out
+        rows_R = rows_R.sort().values[torch.from_numpy(holdout_rows(len(rows_R), config.latest_share, "latest")[1])]
     if config.max_rows:
         rows_R = rows_R[torch.from_numpy(sample_rows(len(rows_R), config.max_rows, config.sample_seed))]
     return rows_R
