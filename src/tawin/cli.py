@@ -9,14 +9,13 @@ module reads the command line; the commands' bodies are in :mod:`tawin.run.comma
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import get_args
 
 from tawin import __version__
 from tawin.errors import UserError
-from tawin.runtime import quiet_libraries
+from tawin.runtime import quiet_libraries, use_openmp_settings
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -66,7 +65,9 @@ def _config_arguments(parser: argparse.ArgumentParser, progress: bool = True) ->
 def cmd_data_import(args) -> int:
     from tawin.data.importers import import_dataset
     from tawin.data.io import save_dataset
+    from tawin.data.out_folder import check_dataset_out
 
+    check_dataset_out(Path(args.out), Path(args.source), args.overwrite)  # before reading: a refusal comes at once
     dataset = import_dataset(args.source, args.name)
     save_dataset(dataset, args.out)
     print(f"wrote {args.out}: {len(dataset.items)} items; " + ", ".join(f"{k} {len(v)} rows" for k, v in dataset.splits.items()))
@@ -130,8 +131,12 @@ def _add_data_parsers(commands) -> None:
     data = commands.add_parser("data", help="import, prepare and inspect datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("import", help="MiniOneRec .inter + index.json, ReRe CSV splits or MiniOneRec CSV splits → canonical dataset folder")
     p.add_argument("source", help="folder holding minionerec/ (and optionally rere/), or train/ valid/ test/ CSV splits, e.g. ../shared/data/Industrial_and_Scientific")
-    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--out", required=True, help="output dataset folder: new, empty, or a tawin dataset folder "
+                   "(replaced); any other folder needs --overwrite, and never SOURCE or a folder above it")
     p.add_argument("--name", help="dataset name, and the file-name prefix that picks files when a folder holds several (default: from the file names)")
+    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out folder that is "
+                   "not a tawin dataset folder; they are kept aside until the new dataset is written, put back if "
+                   "writing fails")
     p.set_defaults(func=cmd_data_import)
     p = data.add_parser("export", help="dataset folder → ReRe CSV splits (train/ valid/ test/ info/, plus index/ with the SIDs)")
     p.add_argument("dataset", help="dataset folder (or shipped name)")
@@ -158,7 +163,7 @@ def _add_data_parsers(commands) -> None:
 
 def _add_model_parsers(commands) -> None:
     """`tawin sft|rl|run|eval|baseline|recommend`."""
-    from tawin.baselines.sequential import BaselineKind
+    from tawin.baselines import BaselineKind
     from tawin.eval.config import EvalSplit
 
     overwrite = ("replace a run whose config, dataset or checkpoint differs; the old contents are kept aside and put back "
@@ -186,6 +191,9 @@ def _add_model_parsers(commands) -> None:
     p = commands.add_parser("baseline", help="classical baselines on the same split and metric code: popularity, sasrec, gru4rec")
     p.add_argument("kind", choices=["popularity", *get_args(BaselineKind)], help="which baseline")
     p.add_argument("--dataset", default="industrial", help="a shipped dataset name or a dataset folder")
+    p.add_argument("--latest-train-rows", type=int, default=0, metavar="N",
+                   help="train on the latest N train rows only, as data.latest_train_rows does for the LLM "
+                   "(default 0: all)")
     p.add_argument("--out", required=True, help="output folder: metrics.json (test), result.json (valid and test)")
     p.add_argument("--config", help="YAML with SequentialBaselineConfig fields (sasrec, gru4rec) (default: none, the built-in settings)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override one SequentialBaselineConfig field (repeatable)")
@@ -197,27 +205,39 @@ def _add_model_parsers(commands) -> None:
     p.add_argument("--checkpoint", required=True, help="model folder (e.g. RUN/rl/final)")
     p.add_argument("--history", help="item ids, oldest first, e.g. 117,118,130 (or use --input)")
     p.add_argument("--input", help="JSONL file, one history per line: [117, 118] or {\"user\": 7, \"history\": [117, 118]}")
-    p.add_argument("--output", help="JSONL file written with --input: each input line plus its items and scores")
+    p.add_argument("--output", help="JSONL file written with --input: each input line plus its items and scores; checked "
+                   "before the model loads, written only once every history is ranked, never the --input file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file (without it, one is refused)")
     p.add_argument("--k", type=int, default=10, help="items shown per history, cut from the --beams ranked ones")
     p.add_argument("--beams", type=int, default=50, help="beams of the search = items ranked before the cut to K (at most the catalogue size)")
     p.set_defaults(func=_command("cmd_recommend"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Sleeping (not spinning) OpenMP workers: on a shared or busy CPU, spinning threads lose their
-    # core at every small op and a step can run 10× slower. Set it explicitly to override.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    quiet_libraries()
-    try:
-        return int(args.func(args) or 0)
-    except UserError as error:
-        print(f"tawin: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("tawin: interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
-        return 130
+    use_openmp_settings()  # before torch loads, which nothing has imported yet
+    from tawin.run.interrupts import catching_interrupts, interrupt_received, raise_if_interrupted, report_interrupt
+
+    # Entered before building the parser, whose imports take seconds: Ctrl-C during them, or one
+    # that a library swallows or turns into another error, still ends the command in one line.
+    with catching_interrupts():
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            quiet_libraries()
+            code = int(args.func(args) or 0)
+            raise_if_interrupted()
+            return code
+        except UserError as error:
+            if interrupt_received():
+                return report_interrupt()
+            print(f"tawin: error: {error}", file=sys.stderr)
+            return error.exit_code
+        except KeyboardInterrupt:
+            return report_interrupt()
+        except BaseException:
+            if interrupt_received():  # the interrupt surfaced as another error (e.g. an import cut short)
+                return report_interrupt()
+            raise
 
 
 if __name__ == "__main__":

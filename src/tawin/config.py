@@ -191,6 +191,67 @@ def merge_override(data: dict, keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
+def read_yaml(path: str | Path) -> Any:
+    """The data of the YAML file `path`, for every YAML file a command reads.
+
+    A ConfigError naming the file when it is no UTF-8 text, no valid YAML, or writes a key twice in
+    one mapping: plain ``yaml.safe_load`` keeps the last and silently drops the first (a second
+    ``sft:`` block would discard every setting of the first).
+    """
+    path = Path(path)
+    try:
+        loader = yaml.SafeLoader(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; pass a UTF-8 YAML file.") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror}); pass a readable YAML file.") from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        repeated = _repeated_keys(node, "", set())
+        if repeated:
+            raise ConfigError(f"{path}: {_join(repeated)} YAML keeps only the last occurrence and silently drops the "
+                              "others; merge each repeated key into one entry (or delete the ones you do not mean).")
+        return loader.construct_document(node)
+    except yaml.YAMLError as error:
+        shown = " ".join(str(error).split())
+        raise ConfigError(f"{path}: not valid YAML ({shown}). Fix the syntax at the line shown.") from None
+    finally:
+        loader.dispose()
+
+
+def _repeated_keys(node: yaml.Node, where: str, visited: set[int]) -> list[str]:
+    """"`sft.epochs` is written twice (lines 3 and 7)" for each key repeated in a mapping of the tree."""
+    if id(node) in visited:  # an alias may point back into its own anchor
+        return []
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        return [found for index, item in enumerate(node.value)
+                for found in _repeated_keys(item, f"{where}[{index}]", visited)]
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    lines: dict[tuple[str, str], list[int]] = {}
+    inner: list[str] = []
+    for key, value in node.value:
+        # Keys merged in with `<<` may be overridden on purpose: only keys written here count.
+        written = isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge"
+        if written:
+            lines.setdefault((key.tag, key.value), []).append(key.start_mark.line + 1)
+        inner += _repeated_keys(value, _dotted(where, key.value) if written else where, visited)
+    problems = []
+    for (_, name), found in lines.items():
+        if len(found) > 1:
+            times = "twice" if len(found) == 2 else f"{len(found)} times"
+            shown = ", ".join(map(str, found[:-1])) + f" and {found[-1]}"
+            problems.append(f"`{_dotted(where, name)}` is written {times} (lines {shown})")
+    return problems + inner
+
+
+def _dotted(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
 def load_config(cls, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict | None = None):
     """Build `cls` from defaults, an optional YAML file and ``key=value`` overrides.
 
@@ -203,12 +264,7 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | tupl
         if not path.is_file():
             what = "is a folder, not a YAML file" if path.exists() else "config file not found"
             raise ConfigError(f"{path}: {what}; pass an existing YAML file with --config (see configs/ for examples).")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())}). Fix the syntax at the line shown.") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a text file; pass a UTF-8 YAML config.") from None
+        loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of config sections (e.g. `sft:` then indented fields), not a {type(loaded).__name__}.")
         data = _deep_merge(data, loaded)

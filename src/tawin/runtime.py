@@ -1,22 +1,46 @@
-"""Device and precision choices shared by every stage."""
+"""Device and precision choices shared by every stage.
+
+torch is imported inside the functions that use it: the CLI reads these Literals while it builds
+its parser, before it has chosen the OpenMP settings that must be in place when torch loads.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
 
 
+OPENMP_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE"}
+"""The OpenMP wait policy of every tawin command: workers sleep at the end of a parallel region
+instead of spinning. Spinning workers keep their core busy between ops; beside another busy
+process, every small op of decoding or of an RL step then waits for a worker whose core the other
+process holds (measured: evaluation 8× and RL steps 40× slower beside one busy process, against
+about 2× with sleeping workers; see `benchmarks/load_speed.py`)."""
+
+
+def use_openmp_settings() -> None:
+    """Put :data:`OPENMP_SETTINGS` in the environment unless the user set an OpenMP wait variable.
+
+    libgomp reads them once, when torch loads it: call this before anything imports torch."""
+    if not any(name in os.environ for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+        os.environ.update(OPENMP_SETTINGS)
+
+
 def pick_device(device: Device = "auto") -> torch.device:
     """The torch device of a `device` setting; a ConfigError when `cuda` is asked for and torch finds none."""
+    import torch
+
     if device == "cuda" and not torch.cuda.is_available():
         from tawin.errors import ConfigError
 
@@ -42,6 +66,8 @@ def use_bf16(precision: Precision, device: torch.device) -> bool:
     if precision == "bf16":
         return True
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.is_bf16_supported()
     return cpu_supports_bf16()
 
@@ -50,6 +76,8 @@ def autocast(device: torch.device, bf16: bool):
     """bf16 autocast where chosen; float32 master weights stay untouched."""
     if not bf16:
         return contextlib.nullcontext()
+    import torch
+
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
@@ -60,7 +88,11 @@ def maybe_compile(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
     module with unchanged keys; decoding keeps the plain module, whose cache-carrying calls
     change shape every step. `dynamic=True` because batch and prompt widths vary.
     """
-    return torch.compile(module, dynamic=True) if enabled else module
+    if not enabled:
+        return module
+    import torch
+
+    return torch.compile(module, dynamic=True)
 
 
 def quiet_libraries() -> None:
@@ -68,6 +100,11 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*requires_grad=True to a scalar.*")
+    if "transformers" not in sys.modules:
+        # Read when transformers loads: importing it here would cost `tawin --help` a second.
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        return
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

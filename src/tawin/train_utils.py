@@ -13,11 +13,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from tawin.checkpoint import atomic_write_json, existing_folder, replace_folder, rng_state, set_rng_state, staging_folder
+from tawin.checkpoint import (atomic_write_json, check_intact, existing_folder, rng_state, save_torch, set_rng_state,
+                              writing_checkpoint)
 from tawin.distributed import Dist
 from tawin.errors import UserError
 from tawin.models.batching import EncodedSplit, prompt_batch, sequence_batch
-from tawin.models.build import Recommender, save_recommender
+from tawin.models.build import DAMAGED_FIX, Recommender, save_recommender
 from tawin.runtime import autocast
 from tawin.tracking import active_run
 
@@ -37,7 +38,8 @@ class RunContext:
 
 
 def sft_loss(model, codec, encoded: EncodedSplit, index_B: torch.Tensor, bf16: bool, dist: Dist,
-             history_weight: float = 0.0, item_token_V: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+             history_weight: float = 0.0, item_token_V: torch.Tensor | None = None,
+             label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
     """Cross-entropy over the target item's tokens (EOS included), averaged over the GLOBAL batch.
 
     With `history_weight` > 0 (semantic IDs only; `item_token_V` marks the item tokens) the item
@@ -45,7 +47,8 @@ def sft_loss(model, codec, encoded: EncodedSplit, index_B: torch.Tensor, bf16: b
     trains every position of a sequence; their token losses count `history_weight` times a
     target token's. Each process sums the loss of its share of `index_B` and divides by the
     global batch's weighted token count (× world size, since DDP averages gradients), so the
-    update equals one process's. Returns (loss, tokens processed here).
+    update equals one process's. With `label_smoothing` ε > 0 each token's loss is the cross-entropy
+    against (1 − ε)·one-hot + ε/V (V = the vocabulary). Returns (loss, tokens processed here).
     """
     device = next(model.parameters()).device
     global_weight = float(codec.target_len_N[encoded.target_R[index_B]].sum())
@@ -61,13 +64,15 @@ def sft_loss(model, codec, encoded: EncodedSplit, index_B: torch.Tensor, bf16: b
             position_ids=batch.position_ids_BT.to(device),
         ).logits.float()
     labels_BT = batch.labels_BT.to(device)
-    loss_sum = F.cross_entropy(logits_BTV.flatten(0, 1), labels_BT.flatten(), ignore_index=-100, reduction="sum")
+    loss_sum = F.cross_entropy(logits_BTV.flatten(0, 1), labels_BT.flatten(), ignore_index=-100, reduction="sum",
+                               label_smoothing=label_smoothing)
     if history_weight > 0:
         width = batch.prompt_width
         next_ids_BL = batch.input_ids_BT[:, 1:width]
         history_labels_BL = torch.where(item_token_V[next_ids_BL], next_ids_BL, -100).to(device)
         loss_sum = loss_sum + history_weight * F.cross_entropy(
-            logits_BTV[:, : width - 1].flatten(0, 1), history_labels_BL.flatten(), ignore_index=-100, reduction="sum")
+            logits_BTV[:, : width - 1].flatten(0, 1), history_labels_BL.flatten(), ignore_index=-100, reduction="sum",
+            label_smoothing=label_smoothing)
     return loss_sum * dist.world_size / global_weight, int(batch.attention_mask_BT.sum())
 
 
@@ -133,13 +138,13 @@ def save_training_state(folder: Path, recommender: Recommender, optimizer, sched
     if dist is not None and not dist.is_main:
         dist.barrier()
         return
-    staging = staging_folder(folder)
-    save_recommender(recommender, staging)
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(), "progress": {k: v for k, v in progress.__dict__.items() if k != "extra"}}
-    if extra:
-        state["extra"] = extra
-    torch.save(state, staging / "trainer.pt")
-    replace_folder(staging, folder)
+    with writing_checkpoint(folder) as staging:
+        save_recommender(recommender, staging)
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                 "progress": {k: v for k, v in progress.__dict__.items() if k != "extra"}}
+        if extra:
+            state["extra"] = extra
+        save_torch(state, staging / "trainer.pt")
     if dist is not None:
         dist.barrier()
 
@@ -163,9 +168,11 @@ def resume(out: Path, recommender: Recommender, optimizer, scheduler) -> Progres
 
 
 def load_weights_into(recommender: Recommender, folder: Path) -> None:
-    """Put the weights saved in `folder` (a checkpoint of the same model) into `recommender`."""
+    """Put the weights saved in `folder` (a checkpoint of the same model, checked against its manifest)
+    into `recommender`."""
     from safetensors.torch import load_file
 
+    check_intact(folder, DAMAGED_FIX)
     recommender.model.load_state_dict(load_file(str(Path(folder) / "model.safetensors")), strict=False)
 
 
@@ -180,10 +187,9 @@ def load_training_state(folder: Path, recommender: Recommender, optimizer, sched
 
 def save_best(folder: Path, recommender: Recommender, info: dict, dist=None) -> None:
     if dist is None or dist.is_main:
-        staging = staging_folder(folder)
-        save_recommender(recommender, staging)
-        atomic_write_json(staging / "best.json", info)
-        replace_folder(staging, folder)
+        with writing_checkpoint(folder) as staging:
+            save_recommender(recommender, staging)
+            atomic_write_json(staging / "best.json", info)
     if dist is not None:
         dist.barrier()
 

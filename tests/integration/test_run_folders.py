@@ -272,3 +272,34 @@ def test_eval_and_rl_refuse_model_settings_they_would_ignore(small, ckpt_a, tmp_
 def test_an_empty_dataset_name_is_an_error(tmp_path, capsys):
     fails(["eval", "--checkpoint", "popularity", "--dataset", "", "--out", str(tmp_path / "e")], capsys, r"data\.dataset is empty")
     assert not (tmp_path / "e").exists()
+
+
+# ------------------------------------------------------------------ a folder written before a setting existed
+
+
+def test_a_setting_added_later_at_its_default_resumes_and_other_values_are_refused(small, ckpt_a, tmp_path, capsys):
+    """A config.yaml from a version without `sft.label_smoothing` (a stand-in for any field added later)
+    resumes when the command sets that field to its default, and is refused with another value."""
+    out = tmp_path / "eval"
+    ok(evaluation(ckpt_a, out, small), capsys)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["sft"]["label_smoothing"]  # unset in the old folder; the command leaves it at its default
+    (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    ok(evaluation(ckpt_a, out, small), capsys)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["sft"]["label_smoothing"] == 0.0  # the resumed folder records the setting from now on
+    del saved["sft"]["label_smoothing"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    fails(evaluation(ckpt_a, out, small, "--set", "sft.label_smoothing=0.1"), capsys,
+          r"different config \(changed: sft\.label_smoothing: \(unset\) → 0\.1\)")
+
+
+def test_a_baseline_folder_from_before_latest_train_rows_resumes(small, tmp_path, capsys):
+    out = tmp_path / "popularity"
+    ok(["baseline", "popularity", "--dataset", str(small), "--out", str(out)], capsys)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["latest_train_rows"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    ok(["baseline", "popularity", "--dataset", str(small), "--out", str(out)], capsys)
+    fails(["baseline", "popularity", "--dataset", str(small), "--out", str(out), "--latest-train-rows", "8"], capsys,
+          r"changed: latest_train_rows: 0 → 8")

@@ -156,3 +156,25 @@ def test_every_problem_of_the_config_at_once(dataset, tmp_path, capsys):
         assert problem in err
     assert "K=60" not in err  # the rule naming the bad eval.num_beams is left out: it would judge the default 50
     assert not (tmp_path / "out").exists()
+
+
+def test_a_search_wider_than_the_catalogue_is_refused_before_training(tmp_path, capsys):
+    """`sft.eval_beams` (and `eval.num_beams`, `rl.group_size`) above the catalogue size used to end
+    the first valid evaluation in a ValueError traceback, after the training epoch."""
+    from conftest import TINY_OVERRIDES, fails, tiny_dataset
+
+    data = tiny_dataset(tmp_path / "data")
+    out = tmp_path / "sft"
+    sets = [arg for item in TINY_OVERRIDES for arg in ("--set", item)]
+    fails(["sft", "--dataset", str(data), "--out", str(out), "--no-progress", *sets], capsys,
+          r"sft\.eval_beams=20 exceeds the catalogue's 4 items .*set sft\.eval_beams ≤ 4")
+    assert not out.exists()
+    from conftest import TINY_MODEL
+    from tawin.data.io import load_dataset
+    from tawin.models.build import ModelConfig, build_recommender, save_recommender
+
+    checkpoint = tmp_path / "ckpt"
+    save_recommender(build_recommender(ModelConfig(**TINY_MODEL), load_dataset(data).items), checkpoint)
+    fails(["eval", "--checkpoint", str(checkpoint), "--dataset", str(data), "--out", str(tmp_path / "eval"), "--beams", "5",
+           "--set", "eval.ks=[1,3]"], capsys,
+          r"eval\.num_beams=5 exceeds the catalogue's 4 items")

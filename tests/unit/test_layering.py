@@ -2,7 +2,7 @@
 
 The stages, lowest first: foundation (errors, config loading, checkpoint files, runtime and
 distributed set-up) → data → items → models → decoding/metrics → eval/baselines/tracking → training
-(sft, rl, their shared train_utils) → run/experiments → cli. A module may import its own stage
+(sft, rl, their shared train_utils) → run/experiments/integrations → cli. A module may import its own stage
 or a lower one, never a later one; sft and rl never import each other. Every import counts,
 including those inside functions, since a lazy import still ties the two layers together.
 
@@ -23,7 +23,7 @@ PACKAGE = REPO / "src" / "tawin"
 
 STAGES: dict[str, int] = {
     # Foundation: imported from every stage, so they may import nothing above it.
-    "__init__": 0, "errors": 0, "config": 0, "checkpoint": 0, "runtime": 0, "distributed": 0,
+    "__init__": 0, "errors": 0, "config": 0, "checkpoint": 0, "runtime": 0, "distributed": 0, "lazy": 0,
     "data": 1,
     "items": 2,
     "models": 3,
@@ -32,6 +32,7 @@ STAGES: dict[str, int] = {
     "tracking": 5,  # experiment trackers: below training, whose log.jsonl records it forwards
     "train_utils": 6, "sft": 6, "rl": 6,
     "run": 7, "experiments": 7,
+    "integrations": 7,  # tawin inside other trainers (TRL): uses rl, models and decoding; nothing imports it
     "cli": 8, "__main__": 8,
 }
 """Stage of each top-level module or package of ``tawin``, keyed by its name under ``tawin.``."""

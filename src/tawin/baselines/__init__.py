@@ -4,21 +4,20 @@
 trained and evaluated by :mod:`tawin.baselines.sequential` (full-catalogue ranking, no masking).
 """
 
-from tawin.baselines.popularity import evaluate_popularity, popularity_ranking
-from tawin.baselines.sequential import (
-    BaselineKind,
-    SequentialBaselineConfig,
-    evaluate_baseline,
-    run_baseline,
-    train_baseline,
-)
+from typing import Literal
 
-__all__ = [
-    "BaselineKind",
-    "SequentialBaselineConfig",
-    "evaluate_baseline",
-    "evaluate_popularity",
-    "popularity_ranking",
-    "run_baseline",
-    "train_baseline",
-]
+from tawin.lazy import lazy_exports
+
+BaselineKind = Literal["sasrec", "gru4rec"]
+"""The trained sequential baselines (popularity needs no training and is not one of them)."""
+
+_EXPORTS = {
+    "evaluate_popularity": "popularity",
+    "popularity_ranking": "popularity",
+    "SequentialBaselineConfig": "sequential",
+    "evaluate_baseline": "sequential",
+    "run_baseline": "sequential",
+    "train_baseline": "sequential",
+}
+__all__ = sorted([*_EXPORTS, "BaselineKind"])
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tawin.baselines import BaselineKind
 from tawin.baselines.gru4rec import GRU4Rec
 from tawin.baselines.sasrec import SASRec
 from tawin.data.dataset import PAD_ITEM, Dataset, Interactions
 from tawin.errors import ConfigError
 from tawin.metrics.ranking import topk_metrics
 
-BaselineKind = Literal["sasrec", "gru4rec"]
 TrainPositions = Literal["last", "all"]
 DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10, 20)
 

@@ -9,10 +9,14 @@ The columns and what is read are in :mod:`tawin.data.csv_splits`. The catalogue 
 * otherwise the titles in the CSVs, completed by ReRe's ``info/<name>.txt`` when present. Such a
   catalogue has no semantic IDs: build them with ``tawin items build-sids``.
 
-Every item id names one title and one ASIN across all files; a second value is an error naming
-both places. User ids become integers: decimal ids are kept, MiniOneRec's ``A<int>`` lose the
-``A``, any other ids (ReRe's reviewer ids) are numbered 0.. in order of first appearance
-(train, then valid, then test).
+Every item id names one title and one ASIN across all files, and one ASIN names one item id; a
+second value is an error naming both places. With a catalogue file, an item the CSVs name that is
+not in it is an error; without one, every id the CSVs name is an item, with the title and ASIN of
+its cells (an id seen only in histories included: a sequence's first item need never be a
+target). An id that repeats another item's ASIN is refused rather than added as a copy of it;
+titles may repeat (the Amazon data has duplicate listings). User ids become integers: decimal ids
+are kept, MiniOneRec's ``A<int>`` lose the ``A``, any other ids (ReRe's reviewer ids) are
+numbered 0.. in order of first appearance (train, then valid, then test).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tawin.data.csv_splits import CsvFlavour, CsvSplit, pick_file, read_csv_split, read_info_txt
+from tawin.data.csv_splits import ASIN_COLUMNS, CsvFlavour, CsvSplit, pick_file, read_csv_split, read_info_txt
 from tawin.data.dataset import SPLITS, Dataset, Interactions
 from tawin.data.minionerec_index import build_items, clean_description, find_index, read_index
 from tawin.errors import DataError
@@ -56,6 +60,27 @@ def _merge(split: CsvSplit, cells, value_of: dict, origin_of: dict, what: str, f
             raise DataError(
                 f"{split.path}: line {line}, field '{field}' gives item {item} the {what} {value[:80]!r}, but {origin_of[item]} "
                 f"gives it {value_of[item][:80]!r}; an item id must have one {what}. {hint}"
+            )
+
+
+def _check_one_item_per_asin(split: CsvSplit, cells, item_of: dict[str, tuple[int, str]]) -> None:
+    """An ASIN names one product, so two item ids with one ASIN are a wrong id, not two items.
+
+    Without a catalogue file the CSV cells are the catalogue, and an id seen only in a history is a
+    real item (the first item of a user's sequence need never be a target); but an id whose cells
+    repeat another item's ASIN would enter the catalogue as a copy of that item. `item_of` maps each
+    ASIN to (item, where it was first seen).
+    """
+    for line, _, item, field, asin in cells:
+        if not asin:
+            continue
+        here = f"line {line} of {split.path.parent.name}/{split.path.name}"
+        first_item, origin = item_of.setdefault(asin, (item, here))
+        if first_item != item:
+            raise DataError(
+                f"{split.path}: line {line}, field '{field}' gives item {item} the ASIN {asin!r}, but {origin} gives "
+                f"that ASIN to item {first_item}; an ASIN names one item, so one of the two item ids is wrong. "
+                "Correct the id on one of the two lines (or drop the line)."
             )
 
 
@@ -114,12 +139,15 @@ def _catalogue(base: Path, splits: dict[str, CsvSplit], name: str | None, index:
         title_of = read_info_txt(info_txt)
         known, origin_of = set(title_of), dict.fromkeys(title_of, info_txt.name) | {"catalogue": info_txt.name}
     asin_of: dict = {}
+    item_of_asin: dict = {}
     for split in splits.values():
         if known is not None:
             _check_known(split, known, origin_of["catalogue"])
         _merge(split, _cells(split, split.history_title, split.target_title, ("history_item_title", "item_title")),
                title_of, origin_of, "title", RENUMBER_FIX)
-        _merge(split, _cells(split, split.history_asin, split.target_asin, ("item_asins", "item_asin")), asin_of, {}, "ASIN", "")
+        asins = (split, split.history_asin, split.target_asin, ASIN_COLUMNS)
+        _merge(split, _cells(*asins), asin_of, {}, "ASIN", "")
+        _check_one_item_per_asin(split, _cells(*asins), item_of_asin)
     if known is None:
         known = {item for split in splits.values() for item in split.target + [i for h in split.history for i in h]}
     return sorted(known), title_of, description_of, asin_of, sid_of

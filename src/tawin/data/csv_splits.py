@@ -40,6 +40,9 @@ TITLE_COLUMNS = ("history_item_title", "item_title")
 ASIN_COLUMNS = ("item_asins", "item_asin")
 RERE_COLUMNS = ("user_id", "item_asins", "item_asin", "history_item_id", "item_id", "history_item_title", "item_title", "timestamp")
 """The ReRe columns tawin writes (ratings and history timestamps, which it does not hold, are left out)."""
+ENCODING = "utf-8-sig"
+"""How every CSV, ``.inter`` and info file is read: UTF-8, with or without the byte-order mark that
+Excel and Windows editors put first (plain ``utf-8`` would glue it to the first column's name)."""
 
 
 class CsvFlavour(StrEnum):
@@ -123,6 +126,30 @@ def _flavour(path: Path, header: list[str]) -> CsvFlavour:
     return flavour
 
 
+def check_header(path: Path, header: list[str]) -> None:
+    """A column name may appear once: a CSV reader keeps only one of two same-named columns (the last),
+    so which one was meant would be a guess."""
+    position_of: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if name in position_of:
+            raise DataError(
+                f"{path}: line 1, the header names the column '{name}' twice (columns {position_of[name]} and "
+                f"{position}); only one of them could be read. Rename or remove one of the two columns."
+            )
+        position_of[name] = position
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """Every row of a CSV as a dict keyed by its header (names stripped and checked by :func:`check_header`)."""
+    csv.field_size_limit(sys.maxsize)
+    with path.open(newline="", encoding=ENCODING, errors="replace") as handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in reader.fieldnames or []]
+        check_header(path, header)
+        reader.fieldnames = header
+        return list(reader)
+
+
 def _parse_row(path: Path, line: int, row: dict[str, str], out: dict[str, list]) -> None:
     """Append one CSV row to the column lists in `out` (keys as in :class:`CsvSplit`)."""
     user = row["user_id"].strip()
@@ -161,9 +188,10 @@ def read_csv_split(path: str | Path) -> CsvSplit:
     if not path.is_file():
         raise DataError(f"{path}: file not found; expected a split CSV with the columns {list(REQUIRED_COLUMNS + TITLE_COLUMNS)}.")
     csv.field_size_limit(sys.maxsize)
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+    with path.open(newline="", encoding=ENCODING, errors="replace") as handle:
         reader = csv.reader(handle)
         header = [c.strip() for c in next(reader, [])]
+        check_header(path, header)
         flavour = _flavour(path, header)
         names = ["user", "history", "target", "line"]
         names += ["history_title", "target_title"] if all(c in header for c in TITLE_COLUMNS) else []
@@ -190,7 +218,7 @@ def read_csv_split(path: str | Path) -> CsvSplit:
 def read_info_txt(path: Path) -> dict[int, str]:
     """ReRe's ``info/<name>.txt``: ``title \\t item_id`` a line → {item id: title}."""
     titles: dict[int, str] = {}
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding=ENCODING, errors="replace") as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

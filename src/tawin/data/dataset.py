@@ -23,6 +23,8 @@ import numpy as np
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 Split = Literal["train", "valid", "test"]
+ItemRepresentation = Literal["sid", "title"]
+"""Which column of the catalogue a model generates: the semantic-ID tokens or the title's tokens."""
 MAX_HISTORY = 10
 PAD_ITEM = -1
 MAX_TIMESTAMP = 253_402_300_799

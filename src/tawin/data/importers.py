@@ -17,12 +17,10 @@
 from __future__ import annotations
 
 import ast
-import csv
-import sys
 from pathlib import Path
 
 from tawin.data.csv_import import import_csv_splits
-from tawin.data.csv_splits import find_split_csvs, pick_file
+from tawin.data.csv_splits import ENCODING, find_split_csvs, pick_file, read_csv_rows
 from tawin.data.dataset import MAX_TIMESTAMP, SPLITS, Dataset, Interactions
 from tawin.data.minionerec_index import build_items, clean_description, read_index
 from tawin.errors import DataError
@@ -52,7 +50,7 @@ def read_inter(path: Path) -> tuple[list[int], list[list[int]], list[int]]:
     histories: list[list[int]] = []
     targets: list[int] = []
     names = ("user_id", "item_id_list", "item_id")
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open(encoding=ENCODING, errors="replace") as handle:
         header = handle.readline().rstrip("\r\n").split("\t")
         if header != INTER_HEADER:
             raise DataError(f"{path}: line 1 header is {header}; expected {INTER_HEADER} (tab-separated). Fix the header line.")
@@ -106,12 +104,6 @@ def import_dataset(root: str | Path, name: str | None = None) -> Dataset:
     raise DataError(f"{root}: matches none of the accepted layouts (found {found}). Accepted: {listed} Arrange the files as one of these.")
 
 
-def _read_csv_rows(path: Path) -> list[dict]:
-    csv.field_size_limit(sys.maxsize)
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
     """Build a canonical :class:`Dataset` from a MiniOneRec/ReRe data folder (see module doc)."""
     root = Path(root)
@@ -136,11 +128,11 @@ def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
         timestamps: list[int | None] | None = None
         minionerec_csv = pick_file(root / "minionerec" / split, "*.csv", name)
         if minionerec_csv is not None:
-            rows = _read_csv_rows(minionerec_csv)
+            rows = read_csv_rows(minionerec_csv)
             _check_aligned(minionerec_csv, rows, histories, targets)
         rere_csv = pick_file(root / "rere" / split, "*.csv", name)
         if rere_csv is not None:
-            rows = _read_csv_rows(rere_csv)
+            rows = read_csv_rows(rere_csv)
             if len(rows) != len(targets):
                 raise DataError(f"{rere_csv}: {len(rows)} rows but the .inter split has {len(targets)}; the files must be row-aligned.")
             missing = [c for c in ("timestamp", "item_asin", "item_asins") if rows and c not in rows[0]]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tawin.checkpoint import replace_folder
 from tawin.data.dataset import MAX_HISTORY, MAX_TIMESTAMP, SPLITS, Dataset, Interactions, ItemTable
-from tawin.errors import DataError
+from tawin.data.out_folder import replace_contents
+from tawin.errors import DataError, UserError
 
 ITEM_SCHEMA = pa.schema(
     [
@@ -44,50 +42,59 @@ REQUIRED_SPLIT_COLUMNS = ("user", "history", "target")
 
 
 def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
-    """Write `dataset` to `folder` atomically (a temporary sibling folder, then a rename)."""
+    """Write `dataset` to `folder`: into a hidden folder first, then in place of the old contents, which
+    are put back if that fails (:func:`tawin.data.out_folder.replace_contents`).
+
+    Whether an existing `folder` may be replaced is the caller's rule (`tawin data import`:
+    :func:`tawin.data.out_folder.check_dataset_out`). An OSError (a read-only or full disk, a file
+    in the way) is a UserError naming the folder.
+    """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        items = dataset.items
+        replace_contents(folder, lambda staging: _write_dataset_files(dataset, staging))
+    except OSError as error:
+        reason = error.strerror or error
+        raise UserError(f"--out {folder}: cannot write the dataset there ({reason}); choose an --out folder you can "
+                        "write to, on a disk with free space. Its old contents, if any, are as they were.") from None
+    return folder
+
+
+def _write_dataset_files(dataset: Dataset, staging: Path) -> None:
+    """items.parquet, one parquet file per split and dataset.json, into the empty folder `staging`."""
+    items = dataset.items
+    table = pa.table(
+        {
+            "item_id": pa.array(items.item_id, pa.int64()),
+            "title": pa.array(items.title, pa.string()),
+            "description": pa.array(items.description, pa.string()),
+            "asin": pa.array(items.asin, pa.string()),
+            "sid": pa.array([list(s) for s in items.sid], pa.list_(pa.string())),
+        },
+        schema=ITEM_SCHEMA,
+    )
+    pq.write_table(table, staging / "items.parquet", compression="zstd", compression_level=19)
+    for name, split in dataset.splits.items():
+        histories = [split.history(i) for i in range(len(split))]
+        stamps = [None if t < 0 else int(t) for t in split.timestamp]
         table = pa.table(
             {
-                "item_id": pa.array(items.item_id, pa.int64()),
-                "title": pa.array(items.title, pa.string()),
-                "description": pa.array(items.description, pa.string()),
-                "asin": pa.array(items.asin, pa.string()),
-                "sid": pa.array([list(s) for s in items.sid], pa.list_(pa.string())),
+                "row": pa.array(split.row, pa.int64()),
+                "user": pa.array(split.user, pa.int64()),
+                "history": pa.array(histories, pa.list_(pa.int64())),
+                "target": pa.array(split.target, pa.int64()),
+                "timestamp": pa.array(stamps, pa.int64()),
             },
-            schema=ITEM_SCHEMA,
+            schema=SPLIT_SCHEMA,
         )
-        pq.write_table(table, staging / "items.parquet", compression="zstd", compression_level=19)
-        for name, split in dataset.splits.items():
-            histories = [split.history(i) for i in range(len(split))]
-            stamps = [None if t < 0 else int(t) for t in split.timestamp]
-            table = pa.table(
-                {
-                    "row": pa.array(split.row, pa.int64()),
-                    "user": pa.array(split.user, pa.int64()),
-                    "history": pa.array(histories, pa.list_(pa.int64())),
-                    "target": pa.array(split.target, pa.int64()),
-                    "timestamp": pa.array(stamps, pa.int64()),
-                },
-                schema=SPLIT_SCHEMA,
-            )
-            pq.write_table(table, staging / f"{name}.parquet", compression="zstd", compression_level=19)
-        meta = dict(dataset.meta)
-        meta.update(
-            name=dataset.name,
-            n_items=len(dataset.items),
-            rows={name: len(split) for name, split in dataset.splits.items()},
-            format="tawin-dataset/1",
-        )
-        (staging / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-        replace_folder(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder
+        pq.write_table(table, staging / f"{name}.parquet", compression="zstd", compression_level=19)
+    meta = dict(dataset.meta)
+    meta.update(
+        name=dataset.name,
+        n_items=len(dataset.items),
+        rows={name: len(split) for name, split in dataset.splits.items()},
+        format="tawin-dataset/1",
+    )
+    (staging / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def _read_table(path: Path, required: tuple[str, ...], allow_empty: bool = False) -> pa.Table:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tawin.data.csv_splits import pick_file
+from tawin.data.csv_splits import ENCODING, pick_file
 from tawin.data.dataset import ItemTable
 from tawin.data.sid_collisions import make_unique
 from tawin.errors import DataError
@@ -25,7 +25,7 @@ from tawin.errors import DataError
 def read_id_json(path: Path) -> dict[int, object]:
     """A MiniOneRec JSON map keyed by item id (``{"0": ...}``) with integer keys."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding=ENCODING))  # a BOM is accepted, as in the CSVs
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: not valid JSON ({error}); re-download or re-create the file.") from None
     if not isinstance(data, dict):

@@ -10,10 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import get_args
 
-import yaml
-
 from tawin.baselines.sequential import SequentialBaselineConfig
-from tawin.config import merge_override, parse_override
+from tawin.config import merge_override, parse_override, read_yaml
 from tawin.errors import ConfigError
 from tawin.experiments.evals import parse_evals
 from tawin.experiments.grid import (
@@ -46,10 +44,7 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: experiment file not found; see configs/experiments/ for examples.")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error}).") from None
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping with base, seeds and methods.")
     for text in overrides:

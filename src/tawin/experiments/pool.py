@@ -5,21 +5,26 @@ runs the cells that start from those checkpoints. Each worker process holds one
 :class:`~tawin.experiments.worker.CellWorker` and its share of the CPU threads. On an error or
 Ctrl-C the workers are stopped at once rather than left to finish their cells (finished cells and
 the last checkpoints stay, so a rerun resumes), and a worker whose parent dies (SIGKILL, a closed
-terminal) stops itself too.
+terminal) stops itself too. Workers ignore Ctrl-C, which a terminal sends to every process of the
+group: the parent alone reacts, so the command ends in its one line.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
+from tqdm import tqdm  # the base class: its lock serves tqdm.auto's bars too
+
 from tawin.experiments.grid import Cell, Experiment
 from tawin.experiments.worker import CellWorker
+from tawin.run.interrupts import sigint_blocked
 
 _WORKER: CellWorker | None = None
 """The worker process's CellWorker, made by `_start_worker`."""
@@ -33,14 +38,21 @@ def run_in_processes(experiment: Experiment, out: Path, pending: list[Cell], job
     first_of_sft = {(cell.seed, cell.sft): cell for cell in reversed(llm_cells)}
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(experiment, out, jobs, os.getpid()))
+
+    def submit(function, cell: Cell):
+        # A submit may start a worker process: it inherits SIGINT blocked, so that Ctrl-C (sent to
+        # the whole process group) reaches this process alone, which stops the workers below.
+        with sigint_blocked():
+            return pool.submit(function, cell)
+
     try:
-        sfts = {pool.submit(_worker_sft, first_of_sft[key]): key for key in sorted(first_of_sft)}
-        running = [pool.submit(_worker_cell, cell) for cell in pending if cell.kind == "baseline"]
+        sfts = {submit(_worker_sft, first_of_sft[key]): key for key in sorted(first_of_sft)}
+        running = [submit(_worker_cell, cell) for cell in pending if cell.kind == "baseline"]
         # A seed's cells are queued as soon as their SFT checkpoint exists, so no worker idles
         # while another SFT is still training.
         for future in as_completed(sfts):
             future.result()  # re-raises a worker's error here
-            running += [pool.submit(_worker_cell, cell) for cell in llm_cells if (cell.seed, cell.sft) == sfts[future]]
+            running += [submit(_worker_cell, cell) for cell in llm_cells if (cell.seed, cell.sft) == sfts[future]]
         for future in as_completed(running):
             done(*future.result())
     except BaseException:
@@ -52,6 +64,12 @@ def run_in_processes(experiment: Experiment, out: Path, pending: list[Cell], job
             process.terminate()
         for process in workers:
             process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        # The pool's manager thread closes its pipes once it sees the workers gone; at interpreter
+        # exit Python writes to them unless that has finished ("Exception ignored … Bad file descriptor").
+        pool.shutdown(wait=True)
         raise
     pool.shutdown()
 
@@ -63,6 +81,10 @@ def _start_worker(experiment: Experiment, out: Path, jobs: int, parent_pid: int)
     from tawin.runtime import quiet_libraries
 
     global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops this worker on Ctrl-C (see run_in_processes)
+    # The parent stops a worker with SIGTERM, which skips its exit handlers: tqdm's default
+    # multiprocessing lock would stay registered, and be reported as a leaked semaphore.
+    tqdm.set_lock(threading.RLock())
     _exit_with_parent(parent_pid)
     quiet_libraries()  # a spawned worker does not inherit the parent's logging settings
     if experiment.base.threads == 0 and not torch.cuda.is_available():

@@ -35,6 +35,9 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
     # The dataset is loaded and every cell checked against it before the folder is touched.
     session = Session.open(experiment.base, progress)
     session.check(*(cell.config for cell in cells if cell.kind != "baseline"))
+    for cell in cells:
+        if cell.kind != "baseline":
+            session.check_searches(cell.config, ("sft", "eval", "rl"))
     with RunFolder(out, experiment, overwrite, kind="experiment", extendable=EXTENDABLE):
         pending = [cell for cell in cells if needs_work(out, experiment, cell)]
         for cell in cells:

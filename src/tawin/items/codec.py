@@ -8,15 +8,12 @@ trie and evaluation all read the same `target_ids`, so what is trained is exactl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
-from tawin.data.dataset import ItemTable
+from tawin.data.dataset import ItemRepresentation, ItemTable
 from tawin.errors import ConfigError
 from tawin.items.trie import ItemTrie
-
-ItemRepresentation = Literal["sid", "title"]
 
 
 @dataclass

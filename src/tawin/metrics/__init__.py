@@ -1,20 +1,22 @@
 """Stage metrics: ranked-list Top-K metrics, catalogue-wide AUC / partial AUC / WPAUC, and the
 paired bootstrap used to compare systems. Every function is pure (arrays/tensors in, values out).
+The names below load on first use, so that the cut-offs in :mod:`tawin.metrics.ranking` are
+read without importing torch.
 """
 
-from tawin.metrics.auc import auc, ndcg_at_k, partial_auc, recall_at_k, wpauc
-from tawin.metrics.bootstrap import paired_bootstrap
-from tawin.metrics.ranking import DEFAULT_KS, hit_matrix, per_row_topk, topk_metrics
+from tawin.lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_KS",
-    "auc",
-    "hit_matrix",
-    "ndcg_at_k",
-    "paired_bootstrap",
-    "partial_auc",
-    "per_row_topk",
-    "recall_at_k",
-    "topk_metrics",
-    "wpauc",
-]
+_EXPORTS = {
+    "auc": "auc",
+    "ndcg_at_k": "auc",
+    "partial_auc": "auc",
+    "recall_at_k": "auc",
+    "wpauc": "auc",
+    "paired_bootstrap": "bootstrap",
+    "DEFAULT_KS": "ranking",
+    "hit_matrix": "ranking",
+    "per_row_topk": "ranking",
+    "topk_metrics": "ranking",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -17,88 +17,21 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from tawin.checkpoint import follow_umask, safetensors_problem
+from tawin.checkpoint import check_intact, follow_umask, safetensors_problem
 from tawin.config import build_config, validate
 from tawin.data.dataset import ItemTable
 from tawin.errors import ConfigError, UserError
-from tawin.items.codec import ItemCodec, ItemRepresentation
+from tawin.items.codec import ItemCodec
+from tawin.models.config import ModelConfig
+from tawin.models.dropout import apply_dropout
 from tawin.models.pretrained import apply_lora, has_lora, load_causal_lm, load_tokenizer, merged_state_dict, set_neutral_generation_config
 from tawin.models.prompt import PROMPT_TEMPLATE
+from tawin.models.semantic_init import init_item_embeddings
 from tawin.models.tokenizer import build_word_tokenizer
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name_or_path: str | None = None
-    """Hugging Face model name or local folder; null builds the small default Qwen2 model."""
-    item_repr: ItemRepresentation = "sid"
-    """How items are generated: semantic-ID tokens (added to the vocabulary) or title tokens."""
-    hidden_size: int = 256
-    """Default model only: width of the residual stream."""
-    num_layers: int = 4
-    """Default model only: transformer blocks."""
-    num_heads: int = 4
-    """Default model only: attention heads (head size = hidden_size / num_heads)."""
-    num_kv_heads: int = 4
-    """Default model only: key/value heads (grouped-query attention when < num_heads)."""
-    intermediate_size: int = 512
-    """Default model only: MLP width."""
-    max_prompt_tokens: int = 512
-    """Prompts are truncated from the left (oldest history first) to this many tokens."""
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    """Parameter dtype. Training keeps float32 master weights and uses autocast for bf16."""
-    trust_remote_code: bool = False
-    """Passed to Hugging Face loaders for models that ship their own code."""
-    lora_r: int = 0
-    """LoRA rank r of the adapters on `lora_target_modules` (PEFT); 0 = full fine-tuning. Pretrained
-    models only. In SID mode the token embeddings and head train in full too (new code tokens)."""
-    lora_alpha: int = 16
-    """LoRA scale α: the update is ΔW = B·A·α/r."""
-    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    """Names of the linear layers that get adapters (e.g. add gate_proj, up_proj, down_proj for the MLP)."""
-    lora_dropout: float = 0.0
-    """Dropout on the adapters' input during training (probability, in [0, 1))."""
-
-    def check(self) -> list[str]:
-        problems = []
-        if self.name_or_path is not None and not self.name_or_path.strip():
-            problems.append("model.name_or_path is empty; name a Hugging Face model or folder, or use null for the built-in small model")
-        if self.name_or_path is None and self.item_repr == "title":
-            problems.append("model.item_repr=title needs a pretrained tokenizer; set model.name_or_path (e.g. smollm2 or Qwen/Qwen2.5-0.5B) or use item_repr=sid")
-        if self.lora_r < 0:
-            problems.append(f"model.lora_r={self.lora_r} must be ≥ 0 (0 = full fine-tuning)")
-        elif self.lora_r > 0:
-            if self.name_or_path is None:
-                problems.append(f"model.lora_r={self.lora_r} adapts a pretrained model, but model.name_or_path is null (the default model starts random "
-                                "and must train in full); set model.name_or_path or lora_r=0")
-            if self.lora_alpha <= 0:
-                problems.append(f"model.lora_alpha={self.lora_alpha} must be > 0")
-            if not self.lora_target_modules:
-                problems.append("model.lora_target_modules is empty; list the linear layers to adapt, e.g. [q_proj, v_proj]")
-            if not 0 <= self.lora_dropout < 1:
-                problems.append(f"model.lora_dropout={self.lora_dropout} must lie in [0, 1)")
-        return problems + self._architecture_problems()
-
-    def _architecture_problems(self) -> list[str]:
-        problems = []
-        if self.name_or_path is None:
-            if min(self.num_heads, self.num_kv_heads) < 1:
-                pass  # reported below
-            elif self.hidden_size % self.num_heads:
-                problems.append(f"model.hidden_size={self.hidden_size} must be divisible by model.num_heads={self.num_heads}; change one of them")
-            elif self.num_heads % self.num_kv_heads:
-                problems.append(f"model.num_heads={self.num_heads} must be divisible by model.num_kv_heads={self.num_kv_heads}; change one of them")
-            for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
-                if getattr(self, name) < 1:
-                    problems.append(f"model.{name}={getattr(self, name)} must be ≥ 1")
-        if self.max_prompt_tokens < 8:
-            problems.append(f"model.max_prompt_tokens={self.max_prompt_tokens} must be ≥ 8")
-        return problems
 
 
 @dataclass
@@ -135,10 +68,12 @@ def build_recommender(config: ModelConfig, items: ItemTable, seed: int = 0) -> R
             pad_token_id=tokenizer.pad_token_id,
         )
         model = Qwen2ForCausalLM(model_config)
+        apply_dropout(model, config)
+        init_item_embeddings(config.item_embedding_init, model, tokenizer, items, codes, seed)
     else:
         tokenizer, model = _load_pretrained(config)
-        if config.item_repr == "sid":
-            add_item_tokens(tokenizer, model, items)
+        added = add_item_tokens(tokenizer, model, items) if config.item_repr == "sid" else []
+        init_item_embeddings(config.item_embedding_init, model, tokenizer, items, added, seed)  # before LoRA wraps them
         model = _maybe_lora(model, config)
     codec = ItemCodec.build(items, tokenizer, config.item_repr)
     return Recommender(model, tokenizer, codec, config)
@@ -160,13 +95,13 @@ def _maybe_lora(model, config: ModelConfig):
                       train_embeddings=config.item_repr == "sid")
 
 
-def add_item_tokens(tokenizer, model, items: ItemTable) -> int:
-    """Add missing semantic-ID tokens to a pretrained tokenizer and resize the embeddings."""
+def add_item_tokens(tokenizer, model, items: ItemTable) -> list[str]:
+    """Add missing semantic-ID tokens to a pretrained tokenizer and resize the embeddings; returns those added."""
     codes = sorted({token for sid in items.sid for token in sid})
-    added = tokenizer.add_tokens([c for c in codes if c not in tokenizer.get_vocab()])
-    if added:
+    missing = [c for c in codes if c not in tokenizer.get_vocab()]
+    if tokenizer.add_tokens(missing):
         model.resize_token_embeddings(len(tokenizer))
-    return added
+    return missing
 
 
 def save_recommender(recommender: Recommender, folder: Path) -> None:
@@ -182,13 +117,16 @@ def save_recommender(recommender: Recommender, folder: Path) -> None:
 
 
 CHECKPOINT_FIX = "Pass a folder written by `tawin sft` or `tawin rl` (e.g. RUN/sft/best), or rerun the stage that wrote it."
+DAMAGED_FIX = ("Restore the checkpoint folder from a copy, or retrain it: rerun the command that wrote it with a fresh "
+               "--out folder (for a last/ folder: delete it and rerun that command to restart its stage).")
 
 
 def check_checkpoint(folder: str | Path) -> Path:
     """`folder` if it holds a readable tawin checkpoint, else a UserError naming the file and the fix.
 
     Cheap enough to run before any output folder is touched: ``tawin.json`` is parsed and checked
-    field by field, and the weights' safetensors header and size are checked (not the tensors)."""
+    field by field, the weights' safetensors header and size are checked, and then each file against
+    the checkpoint's ``manifest.json`` (its sha256; a folder without one: the weights must be finite)."""
     folder = Path(folder)
     if not (folder / "tawin.json").exists():
         raise UserError(f"{folder}: not a tawin checkpoint (no tawin.json). Pass a folder written by `tawin sft` or `tawin rl` (e.g. RUN/sft/best).")
@@ -198,6 +136,7 @@ def check_checkpoint(folder: str | Path) -> Path:
         problem = safetensors_problem(path)
         if problem:
             raise UserError(f"{path}: {problem}; the checkpoint's weights cannot be loaded. {CHECKPOINT_FIX}")
+    check_intact(folder, DAMAGED_FIX)
     return folder
 
 
@@ -229,6 +168,8 @@ def load_recommender(folder: str | Path, items: ItemTable) -> Recommender:
         reason = " ".join(str(error).split())[:400]
         raise UserError(f"{folder}: the checkpoint could not be loaded ({type(error).__name__}: {reason}). {CHECKPOINT_FIX}") from None
     set_neutral_generation_config(model, tokenizer)
+    if config.name_or_path is None:  # the extra dropouts live in tawin.json, not in config.json
+        apply_dropout(model, config)
     # LoRA checkpoints hold merged weights; fresh adapters (ΔW = 0) go on top for further training.
     model = _maybe_lora(model, config)
     codec = ItemCodec.build(items, tokenizer, config.item_repr)

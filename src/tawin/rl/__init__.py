@@ -1,31 +1,26 @@
-"""Stage: RL — the pure math of GRPO / ReRe / TAWin training (rewards, advantages, weights, losses).
+"""Stage: RL — GRPO / ReRe / TAWin training.
 
-``rewards`` (binary and ReRe rank rewards) → ``advantages`` (GRPO group advantages, Lemma 3.1) →
-``tawin`` (TAWin weights of the negatives) → ``loss`` (GRPO / DAPO / GSPO surrogates). Everything
-here is tensors in, tensors out; no model or transformers import.
+The pure math: ``rewards`` (binary and ReRe rank rewards) → ``advantages`` (GRPO group
+advantages, Lemma 3.1) → ``tawin`` (TAWin weights of the negatives) → ``loss`` (GRPO / DAPO /
+GSPO surrogates), tensors in and tensors out. ``rollout`` (the policy's groups of candidates) and
+``train`` (the loop) use the model. The names below load on first use, so that reading
+:mod:`tawin.rl.config` does not import torch.
 """
 
-from tawin.rl.advantages import group_advantages
-from tawin.rl.loss import LossOutput, PolicyLoss, select_loss
-from tawin.rl.rewards import binary_reward, rank_reward
-from tawin.rl.tawin import (
-    apply_weights,
-    check_tawin_settings,
-    tawin_raw_weights,
-    tawin_weights,
-    weight_entropy,
-)
+from tawin.lazy import lazy_exports
 
-__all__ = [
-    "LossOutput",
-    "PolicyLoss",
-    "apply_weights",
-    "binary_reward",
-    "check_tawin_settings",
-    "group_advantages",
-    "rank_reward",
-    "select_loss",
-    "tawin_raw_weights",
-    "tawin_weights",
-    "weight_entropy",
-]
+_EXPORTS = {
+    "group_advantages": "advantages",
+    "LossOutput": "loss",
+    "PolicyLoss": "loss",
+    "select_loss": "loss",
+    "binary_reward": "rewards",
+    "rank_reward": "rewards",
+    "apply_weights": "tawin",
+    "check_tawin_settings": "tawin",
+    "tawin_raw_weights": "tawin",
+    "tawin_weights": "tawin",
+    "weight_entropy": "tawin",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

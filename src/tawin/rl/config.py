@@ -117,17 +117,7 @@ class RLConfig:
         if self.anchor is not None and self.anchor < 0:
             problems.append(f"rl.anchor={self.anchor} must be ≥ 0, or null for target_k − 1")
         if self.weighting == "tawin":
-            if self.tau <= 0:
-                problems.append(f"rl.tau={self.tau} must be > 0; use a large tau (e.g. 1e4) for uniform weights or weighting=none")
-            anchor = self.resolved_anchor
-            if (self.anchor is None or self.anchor >= 0) and self.target_k >= 1 and not 0 <= anchor <= self.group_size - 2:
-                source = f"rl.anchor={anchor}" if self.anchor is not None else f"rl.anchor={anchor} (= target_k − 1 with rl.target_k={self.target_k})"
-                problems.append(
-                    f"{source} lies outside the group's G−1={self.group_size - 1} negatives (ranks 0..{self.group_size - 2}); "
-                    f"lower rl.anchor/rl.target_k to ≤ {self.group_size - 2} or raise rl.group_size to ≥ {anchor + 2}"
-                )
-            if not 0 < self.budget <= self.group_size - 1:
-                problems.append(f"rl.budget={self.budget} must lie in (0, G−1={self.group_size - 1}]; 1 suits one positive per group")
+            problems += self._tawin_problems()
         if self.reward == "rank" and self.negatives != "beam":
             problems.append(f"rl.reward=rank is ReRe's beam-position penalty and needs rl.negatives=beam (got {self.negatives}); set rl.negatives=beam or rl.reward=binary")
         if self.lr <= 0:
@@ -170,4 +160,29 @@ class RLConfig:
         for name in ("log_every", "save_every"):
             if getattr(self, name) < 1:
                 problems.append(f"rl.{name}={getattr(self, name)} must be ≥ 1 (steps)")
+        return problems
+
+    def _tawin_problems(self) -> list[str]:
+        """The rules of the TAWin weights: τ, σ* and target_k inside the group, the budget."""
+        problems = []
+        if self.tau <= 0:
+            problems.append(f"rl.tau={self.tau} must be > 0; use a large tau (e.g. 1e4) for uniform weights or weighting=none")
+        anchor = self.resolved_anchor
+        if (self.anchor is None or self.anchor >= 0) and self.target_k >= 1 and not 0 <= anchor <= self.group_size - 2:
+            source = f"rl.anchor={anchor}" if self.anchor is not None else f"rl.anchor={anchor} (= target_k − 1 with rl.target_k={self.target_k})"
+            problems.append(
+                f"{source} lies outside the group's G−1={self.group_size - 1} negatives (ranks 0..{self.group_size - 2}); "
+                f"lower rl.anchor/rl.target_k to ≤ {self.group_size - 2} or raise rl.group_size to ≥ {anchor + 2}"
+            )
+        if self.anchor is not None and self.target_k > self.group_size - 1 >= 1:
+            # With σ* given, target_k still names the Recall@K that TAWin targets (and that
+            # select_best and best_on_valid pick by): its window must lie inside the group too.
+            k, g = self.target_k, self.group_size
+            problems.append(
+                f"rl.target_k={k} must be ≤ G−1={g - 1}: TAWin targets Recall@K through the window at rank "
+                f"K−1={k - 1} among the group's G−1 negatives (ranks 0..{g - 2}); lower rl.target_k to ≤ {g - 1} "
+                f"or raise rl.group_size to ≥ {k + 1}"
+            )
+        if not 0 < self.budget <= self.group_size - 1:
+            problems.append(f"rl.budget={self.budget} must lie in (0, G−1={self.group_size - 1}]; 1 suits one positive per group")
         return problems

@@ -13,6 +13,9 @@ Logged per step (namespaced): train/loss, train/kl, train/clip_fraction, train/s
 rollout/reward, rollout/target_in_group (the policy's own groups, before any injection),
 rollout/informative_share (groups with a non-zero advantage among those drawn), rollout/draws
 (prompt batches drawn), tawin/weight_entropy, train/tokens_per_s; eval/recall@K on valid.
+
+RL trains without dropout (:func:`~tawin.models.dropout.disable_dropout`, as TRL does), whatever
+the model's `*_dropout` settings that SFT used; the checkpoints it writes keep those settings.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tawin.errors import ConfigError
 from tawin.eval.evaluate import beam_predictions
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import Recommender
+from tawin.models.dropout import disable_dropout
 from tawin.rl.advantages import group_advantages
 from tawin.rl.config import RLConfig
 from tawin.rl.loss import select_loss
@@ -160,6 +164,7 @@ def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, va
     """RL on the train rows `rows` (None = every train row); returns steps, valid metrics, seconds."""
     out = Path(run.output_dir)
     policy = recommender.model.to(run.device)
+    disable_dropout(policy)  # the ratio π/π_old must compare the log-probs of one deterministic policy
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     if config.batch_size % run.dist.world_size:
         raise ConfigError(f"rl.batch_size={config.batch_size} must be divisible by the {run.dist.world_size} processes so every "

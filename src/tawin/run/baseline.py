@@ -1,7 +1,8 @@
 """Orchestration — `tawin baseline popularity|sasrec|gru4rec --out DIR` in a run folder.
 
 The folder follows the rules of every other command (:class:`~tawin.run.folder.RunFolder`): its
-``config.yaml`` records the method, the dataset and (SASRec/GRU4Rec) the resolved
+``config.yaml`` records the method, the dataset, the train rows kept (``--latest-train-rows``, as
+``data.latest_train_rows`` does for the LLM) and (SASRec/GRU4Rec) the resolved
 :class:`~tawin.baselines.sequential.SequentialBaselineConfig`, plus the dataset's content hash; a
 folder holding another baseline, or the same one with other settings or data, is refused unless
 ``--overwrite``; a finished folder (``metrics.json`` and ``result.json``) is not recomputed.
@@ -17,6 +18,7 @@ from typing import Literal
 from tawin.baselines.popularity import evaluate_popularity
 from tawin.baselines.sequential import SequentialBaselineConfig, run_baseline
 from tawin.checkpoint import atomic_write_json
+from tawin.data.holdout import keep_latest_train_rows
 from tawin.data.io import load_dataset
 from tawin.errors import ConfigError
 from tawin.run.config import dataset_path
@@ -34,11 +36,14 @@ class BaselineRun:
     """popularity (no settings), sasrec or gru4rec."""
     dataset: str
     """A shipped dataset name or a dataset folder."""
+    latest_train_rows: int = 0
+    """Train on the latest N train rows only (0 = all); valid and test unchanged."""
     sequential: SequentialBaselineConfig | None = None
     """SASRec/GRU4Rec settings; null for popularity."""
 
 
-def baseline_run(method: Method, dataset: str, sequential: SequentialBaselineConfig | None, settings_given: bool) -> BaselineRun:
+def baseline_run(method: Method, dataset: str, sequential: SequentialBaselineConfig | None, settings_given: bool,
+                 latest_train_rows: int = 0) -> BaselineRun:
     """The run's settings, checked: popularity takes none, the others a valid config."""
     if method == "popularity":
         if settings_given:
@@ -48,14 +53,18 @@ def baseline_run(method: Method, dataset: str, sequential: SequentialBaselineCon
         sequential = (sequential or SequentialBaselineConfig()).validate()
     if not dataset:
         raise ConfigError("--dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder.")
+    if latest_train_rows < 0:
+        raise ConfigError(f"--latest-train-rows {latest_train_rows} must be ≥ 0 "
+                          "(the latest train rows kept; 0 = all of them).")
     dataset_path(dataset)  # a missing dataset fails before the folder is touched
-    return BaselineRun(method, dataset, sequential)
+    return BaselineRun(method, dataset, latest_train_rows, sequential)
 
 
 def run_baseline_folder(run: BaselineRun, out: Path, overwrite: bool = False) -> dict:
     """Train (SASRec/GRU4Rec) and evaluate on valid and test into `out`; returns {"valid": metrics, "test": metrics, …}."""
     out = Path(out)
-    data = load_dataset(dataset_path(run.dataset))  # a bad dataset fails before the folder is touched
+    # A bad dataset fails before the folder is touched.
+    data = keep_latest_train_rows(load_dataset(dataset_path(run.dataset)), run.latest_train_rows)
     with RunFolder(out, run, overwrite, kind="baseline", provenance={"dataset": dataset_provenance(run.dataset)}):
         if (out / "metrics.json").exists() and (out / "result.json").exists():
             return json.loads((out / "result.json").read_text())

@@ -90,6 +90,7 @@ def cmd_sft(args) -> int:
     session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
     with RunFolder(out, config, args.overwrite, kind="sft", provenance={"dataset": dataset_provenance(config.data.dataset)}):
         check_resumable(out / "last")
+        session.check_searches(config, ("sft",))
         best = sft_stage(session, config, out)
     print(f"best checkpoint: {best}")
     return 0
@@ -108,6 +109,7 @@ def cmd_rl(args) -> int:
     provenance = {"dataset": dataset_provenance(config.data.dataset), "init": checkpoint_provenance(args.init)}
     with RunFolder(out, config, args.overwrite, kind="rl", provenance=provenance):
         check_resumable(out / "last")
+        session.check_searches(config, ("rl",))
         final = rl_stage(session, config, Path(args.init), out)
     print(f"final checkpoint: {final}")
     return 0
@@ -130,6 +132,7 @@ def cmd_eval(args) -> int:
         if popularity:
             metrics = popularity_stage(session, config, out)
         else:
+            session.check_searches(config, ("eval",))
             metrics = eval_stage(session, config, Path(args.checkpoint), out)
     ks = tuple(k for k in DEFAULT_KS if f"recall@{k}" in metrics)
     print(results_table({args.checkpoint: metrics}, ks))
@@ -142,35 +145,33 @@ def cmd_eval(args) -> int:
 
 def cmd_recommend(args) -> int:
     from tawin.errors import DataError
-    from tawin.run.recommend import Recommender, history_problem, recommend_file
-    from tawin.run.session import Session
+    from tawin.run.recommend import check_records, history_problem, output_file, read_histories, recommend_file
 
     if (args.history is None) == (args.input is None) or (args.input is None) != (args.output is None):
         raise UserError("pass either --history ITEMS (one history, printed) or --input FILE.jsonl --output FILE.jsonl (many, written).")
     if args.k < 1 or args.beams < 1:
         raise UserError(f"--k {args.k} and --beams {args.beams} must both be ≥ 1 (--k items are shown out of the --beams ranked).")
-    history = None
-    if args.history is not None:
-        try:
-            history = [int(x) for x in args.history.replace(",", " ").split()]
-        except ValueError:
-            raise UserError(f"--history {args.history!r} must be item ids separated by commas, e.g. --history 117,118,130") from None
-    config = load_pipeline_config(args, "recommend")
-    session = Session.open(config, progress=False)
-    problem = history_problem(session.dataset, history) if history is not None else None
-    if problem:
-        raise DataError(f"--history: {problem}")
-    config = with_checkpoint_model(args, config, args.checkpoint, "recommend")
-    recommender = Recommender(session.load(args.checkpoint), session.dataset, args.beams, max_prompt_tokens=config.model.max_prompt_tokens)
-    if args.k > recommender.beams:
-        raise UserError(f"--k {args.k} exceeds the {recommender.beams} ranked items (--beams {args.beams}, catalogue "
-                        f"{len(session.dataset.items)} items); lower --k or raise --beams.")
-    if history is None:
-        written = recommend_file(recommender, Path(args.input), Path(args.output), args.k)
-        print(f"wrote {args.output}: the top {args.k} of {recommender.beams} ranked items for each of {written} histories")
+    if args.input is not None:
+        source, target = Path(args.input), Path(args.output)
+        records = read_histories(source)
+        with output_file(target, source, args.overwrite) as stream:  # checked before the model loads
+            recommender = _recommender(args, lambda dataset: check_records(dataset, records, source))
+            written = recommend_file(recommender, records, stream, args.k, warn=_warn_on_stderr)
+        print(f"wrote {target}: the top {args.k} of {recommender.beams} ranked items for each of {written} histories")
         return 0
-    ranked = recommender.recommend([history], args.k)[0]
-    title_of = dict(zip(session.dataset.items.item_id.tolist(), session.dataset.items.title))
+    try:
+        history = [int(x) for x in args.history.replace(",", " ").split()]
+    except ValueError:
+        raise UserError(f"--history {args.history!r} must be item ids separated by commas, e.g. --history 117,118,130") from None
+
+    def check_history(dataset) -> None:
+        problem = history_problem(dataset, history)
+        if problem:
+            raise DataError(f"--history: {problem}")
+
+    recommender = _recommender(args, check_history)
+    ranked = recommender.recommend([history], args.k, warn=_warn_on_stderr)[0]
+    title_of = dict(zip(recommender.dataset.items.item_id.tolist(), recommender.dataset.items.title))
     print("history:")
     for item in ranked.history:
         print(f"  {item:>6}  {title_of[item][:90]}")
@@ -178,6 +179,29 @@ def cmd_recommend(args) -> int:
     for rank, (item, score, title) in enumerate(zip(ranked.items, ranked.scores, ranked.titles), start=1):
         print(f"  {rank:>2}. {item:>6}  logp={score:8.3f}  {title[:90]}")
     return 0
+
+
+def _recommender(args, check_histories) -> "Recommender":
+    """`tawin recommend`'s model and catalogue; `check_histories(dataset)` runs before the model loads."""
+    from tawin.run.recommend import Recommender
+    from tawin.run.session import Session
+
+    config = load_pipeline_config(args, "recommend")
+    session = Session.open(config, progress=False)
+    check_histories(session.dataset)
+    config = with_checkpoint_model(args, config, args.checkpoint, "recommend")
+    recommender = Recommender(session.load(args.checkpoint), session.dataset, args.beams,
+                              max_prompt_tokens=config.model.max_prompt_tokens)
+    if args.k > recommender.beams:
+        raise UserError(f"--k {args.k} exceeds the {recommender.beams} ranked items (--beams {args.beams}, catalogue "
+                        f"{len(session.dataset.items)} items); lower --k or raise --beams.")
+    return recommender
+
+
+def _warn_on_stderr(note: str) -> None:
+    import sys
+
+    print(f"tawin: warning: {note}", file=sys.stderr)
 
 
 def cmd_baseline(args) -> int:
@@ -188,7 +212,7 @@ def cmd_baseline(args) -> int:
 
     settings_given = bool(args.set) or args.config is not None
     sequential = load_config(SequentialBaselineConfig, args.config, args.set) if args.kind != "popularity" else None
-    run = baseline_run(args.kind, args.dataset, sequential, settings_given)
+    run = baseline_run(args.kind, args.dataset, sequential, settings_given, args.latest_train_rows)
     result = run_baseline_folder(run, Path(args.out), overwrite=args.overwrite)
     print(results_table({f"{args.kind} (test)": result["test"], f"{args.kind} (valid)": result["valid"]}))
     return 0

@@ -18,7 +18,7 @@ from tawin.data.dataset import Dataset
 from tawin.data.holdout import HoldoutOrder, holdout_rows
 from tawin.errors import ConfigError
 from tawin.eval.config import EvalConfig
-from tawin.models.build import ModelConfig
+from tawin.models.config import ModelConfig
 from tawin.rl.config import RLConfig
 from tawin.runtime import Device, Precision
 from tawin.sft.config import SFTConfig
@@ -39,11 +39,19 @@ class DataConfig:
     rl_holdout_order: HoldoutOrder = "latest"
     """Which rows are held out: `latest` = the most recent ones (train rows are in target-time
     order), `random` = a uniform sample seeded by `seed` (recency without the time shift)."""
+    latest_train_rows: int = 0
+    """Keep only the latest N train rows (train rows are in target-time order; 0 = all) for every
+    stage that learns from train: SFT, RL (the hold-out splits the kept rows), popularity and an
+    experiment's baselines (`tawin baseline --latest-train-rows N` for one on its own). Valid and
+    test are unchanged: a small-data run. `sft.max_train_rows` keeps the first N, for SFT only."""
 
     def check(self) -> list[str]:
         problems = [] if self.dataset.strip() else ["data.dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder"]
         if not 0 <= self.rl_holdout < 1:
             problems.append(f"data.rl_holdout={self.rl_holdout} must lie in [0, 1) (the share of train rows held out of SFT for RL; 0 = none)")
+        if self.latest_train_rows < 0:
+            problems.append(f"data.latest_train_rows={self.latest_train_rows} must be ≥ 0 "
+                            "(the latest train rows kept; 0 = all)")
         return problems
 
     def split_train_rows(self, n_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +107,17 @@ class PipelineConfig:
         return problems
 
     def check_dataset(self, dataset: Dataset) -> list[str]:
-        """The rules that need the dataset (today: the diagnostics against the catalogue size)."""
+        """The rules that need the dataset (the diagnostics against the catalogue size)."""
         return self.resolved_eval.check_catalogue(len(dataset.items))
+
+    def search_problems(self, n_items: int, stages: tuple[Stage, ...]) -> list[str]:
+        """A beam search or a group of `stages` that would need more distinct items than the N =
+        `n_items` of the catalogue (checked once the folder is known to be this run's, so that a
+        refusal about the folder itself comes first)."""
+        searches = {"sft": [("sft.eval_beams", self.sft.eval_beams)], "eval": [("eval.num_beams", self.resolved_eval.num_beams)],
+                    "rl": [("rl.group_size", self.rl.group_size)]}
+        return [f"{name}={value} exceeds the catalogue's {n_items} items (a search returns distinct items); set {name} ≤ {n_items}"
+                for stage in stages for name, value in searches.get(stage, []) if value > n_items]
 
 
 def dataset_path(name_or_path: str) -> Path:

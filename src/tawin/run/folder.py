@@ -10,11 +10,14 @@ their last checkpoint); a folder whose identity differs is refused, naming what 
 ``--overwrite`` replaces nothing up front: the old contents are moved aside into ``.replaced/``
 inside the folder, and put back if the new command fails (or is interrupted or killed) before it
 has written its first checkpoint or result (:data:`RESULT_FILES`); they are deleted once the new
-command finishes, or fails after that point (its output is then what a rerun resumes).
+command finishes, or fails after that point (its output is then what a rerun resumes). Ctrl-C waits
+for these moves to finish (:func:`~tawin.run.interrupts.deferred_interrupts`), so that a folder
+never holds half of each run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -24,9 +27,10 @@ from typing import Literal
 import yaml
 
 from tawin.checkpoint import atomic_write_text
-from tawin.config import to_dict
-from tawin.errors import UserError
+from tawin.config import read_yaml, to_dict, to_dict_value
+from tawin.errors import ConfigError, UserError
 from tawin.run.config import DataConfig, dataset_path
+from tawin.run.interrupts import deferred_interrupts
 from tawin.run.provenance import describe, identity
 
 FolderKind = Literal["run", "sft", "rl", "eval", "baseline", "experiment"]
@@ -132,8 +136,8 @@ class RunFolder:
         if not saved.is_file():
             return False
         try:
-            previous = yaml.safe_load(saved.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError):
+            previous = read_yaml(saved)
+        except ConfigError:
             previous = None
         if not isinstance(previous, dict):
             if self.overwrite:
@@ -142,6 +146,7 @@ class RunFolder:
                             "Choose another --out folder, or pass --overwrite to replace its contents.")
         changed = _diff_keys(identity(previous), identity(resolved))
         changed = {key for key in changed if key.split(".")[0] not in self.extendable and not _neutral(key)}
+        changed -= _added_at_default(previous, resolved, changed, self.config)
         if not changed:
             return False
         if not self.overwrite:
@@ -162,6 +167,7 @@ class RunFolder:
 
     # --- --overwrite: the old contents wait in .replaced/ until the new run has a checkpoint --------------
 
+    @deferred_interrupts()  # Ctrl-C waits for these moves: half-moved contents would mix two runs
     def _set_aside(self) -> None:
         aside = self.path / ASIDE
         aside.mkdir()
@@ -188,6 +194,7 @@ class RunFolder:
             os.replace(child, self.path / child.name)
         aside.rmdir()
 
+    @deferred_interrupts()
     def _recover(self) -> None:
         """Finish what a killed --overwrite left (under the lock): keep its new run if that got as far as
         a checkpoint, else put the old run back."""
@@ -200,6 +207,7 @@ class RunFolder:
             self._put_back()
         self._before = {child.name for child in self.path.iterdir()}
 
+    @deferred_interrupts()
     def _release(self, failed: bool) -> None:
         if self._lock is not None and self.path.is_dir():
             if self._aside is not None:
@@ -240,6 +248,31 @@ class RunFolder:
 
 
 _UNSET = object()
+
+
+def _added_at_default(previous: dict, resolved: dict, changed: set[str], config) -> set[str]:
+    """The changed keys that the saved config lacks and that this command sets to the field's
+    default: settings added by a later tawin version, whose default does what the earlier version
+    did, so that a folder written before them still resumes."""
+    defaults = _defaults(config)
+    return {key for key in changed if _lookup(previous, key) is _UNSET
+            and _lookup(defaults, key) is not _UNSET and _lookup(defaults, key) == _lookup(resolved, key)}
+
+
+def _defaults(config) -> dict:
+    """The default of each field of a config dataclass, as the nested dict of config.yaml (a field
+    without a default, e.g. a baseline's method, is left out unless it holds a config itself)."""
+    tree = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.default is not dataclasses.MISSING:
+            tree[field.name] = to_dict_value(field.default)
+        elif field.default_factory is not dataclasses.MISSING:
+            made = field.default_factory()
+            tree[field.name] = to_dict(made) if dataclasses.is_dataclass(made) else to_dict_value(made)
+        elif dataclasses.is_dataclass(value):
+            tree[field.name] = _defaults(value)
+    return tree
 
 
 def _neutral(key: str) -> bool:

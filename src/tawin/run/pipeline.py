@@ -19,6 +19,7 @@ from tawin.eval.config import REPORT_KS
 from tawin.models.pretrained import check_model_source
 from tawin.run.config import PipelineConfig
 from tawin.run.folder import RunFolder
+from tawin.run.interrupts import raise_if_interrupted
 from tawin.run.provenance import dataset_provenance
 from tawin.run.session import Session
 from tawin.run.stages import eval_stage, popularity_stage, rl_stage, sft_stage
@@ -35,6 +36,7 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
     with RunFolder(out, config, overwrite, kind="run", provenance={"dataset": dataset_provenance(config.data.dataset)}):
         for stage in ("sft", "rl"):
             check_resumable(out / stage / "last")
+        session.check_searches(config, config.stages)
         results: dict[str, dict] = {}
         sft_best = out / "sft" / "best"
         if "sft" in config.stages:
@@ -125,6 +127,7 @@ class StageTimer:
     records: list = field(default_factory=list)
 
     def run(self, name: str, function, *args, done: bool = False, **kwargs):
+        raise_if_interrupted()  # an interrupt that a library swallowed stops the run before its next stage
         started = time.time()
         result = function(*args, **kwargs)
         if done and name in self.previous:

@@ -20,13 +20,14 @@ import torch
 
 from tawin.checkpoint import seed_everything
 from tawin.data.dataset import Dataset, Split
+from tawin.data.holdout import keep_latest_train_rows
 from tawin.data.io import load_dataset
 from tawin.distributed import Dist, init_distributed
 from tawin.errors import ConfigError
 from tawin.items.codec import ItemCodec
 from tawin.models.batching import EncodedSplit, encode_split
 from tawin.models.build import Recommender, load_recommender
-from tawin.run.config import PipelineConfig, dataset_path
+from tawin.run.config import PipelineConfig, Stage, dataset_path
 from tawin.runtime import pick_device, use_bf16
 from tawin.train_utils import RunContext
 
@@ -82,7 +83,8 @@ class Session:
         the dataset breaks, before anything is trained or written."""
         device, bf16 = setup_runtime(config)
         dist = init_distributed(device)
-        dataset = load_dataset(dataset_path(config.data.dataset))
+        # Every stage (SFT, RL, popularity, an experiment's baselines) reads train through here.
+        dataset = keep_latest_train_rows(load_dataset(dataset_path(config.data.dataset)), config.data.latest_train_rows)
         session = cls(dataset, device, bf16, dist, progress and dist.is_main, _runtime_fields(config))
         session.check(config)
         return session
@@ -93,6 +95,12 @@ class Session:
         for config in configs:
             assert _runtime_fields(config) == self.runtime, "a session serves configs of one dataset and runtime only"
             problems += [p for p in config.check_dataset(self.dataset) if p not in problems]
+        if problems:
+            raise ConfigError(f"invalid configuration for the dataset {self.dataset.name}: " + "; ".join(problems) + ".")
+
+    def check_searches(self, config: PipelineConfig, stages: tuple[Stage, ...]) -> None:
+        """A ConfigError when a search of `stages` needs more items than the catalogue holds."""
+        problems = config.search_problems(len(self.dataset.items), stages)
         if problems:
             raise ConfigError(f"invalid configuration for the dataset {self.dataset.name}: " + "; ".join(problems) + ".")
 
@@ -118,5 +126,6 @@ class Session:
 
 
 def _runtime_fields(config: PipelineConfig) -> dict:
-    # data.dataset only: the train-row hold-out picks rows of the same loaded dataset.
-    return {"dataset": config.data.dataset, "device": config.device, "precision": config.precision, "threads": config.threads}
+    # Not the train-row hold-out: it picks rows of the same loaded dataset.
+    return {"dataset": config.data.dataset, "latest_train_rows": config.data.latest_train_rows, "device": config.device,
+            "precision": config.precision, "threads": config.threads}

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tawin.data.dataset import Dataset
-from tawin.data.sampling import sample_rows
+from tawin.data.sampling import maximal_windows, sample_rows
 from tawin.eval.evaluate import beam_predictions
 from tawin.models.batching import EncodedSplit, length_bucketed_batches
 from tawin.models.build import Recommender
@@ -24,20 +24,19 @@ from tawin.runtime import maybe_compile
 from tawin.sft.config import SFTConfig
 from tawin.train_utils import JsonlLog, RunContext, optimizer_step, save_best, save_training_state, sft_loss, start_or_resume
 
-__all__ = ["RunContext", "sft_loss", "train_sft"]
+__all__ = ["RunContext", "sft_loss", "sft_rows", "train_sft"]
 
 
 def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
               config: SFTConfig, run: RunContext, rows: np.ndarray | None = None) -> dict:
-    """SFT on the train rows `rows` (row indices of `train`; None = all of them, e.g. fewer when
-    some are held out for RL), then the first `sft.max_train_rows` of those."""
+    """SFT on the train rows :func:`sft_rows` picks from `rows` (row indices of `train`; None = all
+    of them, e.g. fewer when some are held out for RL)."""
     out = Path(run.output_dir)
     model = recommender.model.to(run.device)
     model.train()
     trained = maybe_compile(run.dist.wrap(model), run.compile)
-    rows_R = torch.arange(len(train)) if rows is None else torch.as_tensor(rows, dtype=torch.long)
-    n_rows = len(rows_R) if config.max_train_rows <= 0 else min(len(rows_R), config.max_train_rows)
-    rows_R = rows_R[:n_rows]
+    rows_R = sft_rows(train, config, rows)
+    n_rows = len(rows_R)
     steps_per_epoch = -(-n_rows // config.batch_size)
     optimizer, scheduler, progress, resumed = start_or_resume(out, recommender, model.parameters(), config.lr, config.weight_decay,
                                                               config.warmup_steps, config.epochs * steps_per_epoch)
@@ -46,6 +45,7 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
     log = JsonlLog(out / "log.jsonl")
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
     item_token_V = recommender.codec.item_token_mask(model.get_input_embeddings().num_embeddings) if config.history_loss_weight > 0 else None
+    log_train_rows(train, rows_R, recommender.codec.target_len_N, item_token_V, progress.global_step, log, run)
     started, first_step = time.time(), progress.global_step
 
     while progress.epoch < config.epochs and progress.bad_epochs < config.patience:
@@ -57,7 +57,7 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
         for step in range(progress.step_in_epoch, steps_per_epoch):
             index_B = batches[step]
             loss, n_tokens = sft_loss(trained, recommender.codec, train, index_B, run.bf16, run.dist,
-                                      config.history_loss_weight, item_token_V)
+                                      config.history_loss_weight, item_token_V, config.label_smoothing)
             optimizer_step(loss, model.parameters(), optimizer, scheduler, config.max_grad_norm, progress.global_step, "sft")
             progress.step_in_epoch, progress.global_step = step + 1, progress.global_step + 1
             window_tokens += n_tokens
@@ -80,7 +80,7 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
 
         predictions = beam_predictions(recommender, dataset, valid, valid_rows, config.eval_beams, 32,
                                        progress=run.progress_bars, desc="sft valid", dist=run.dist)
-        metrics = predictions.metrics((1, 5, 10))
+        metrics = predictions.metrics((1, 3, 5, 10))
         improved = metrics["ndcg@10"] > progress.best_metric
         progress.history.append({"epoch": progress.epoch + 1, **{f"valid/{k}": v for k, v in metrics.items()}})
         if run.dist.is_main:
@@ -97,3 +97,30 @@ def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, v
 
     return {"best_epoch": progress.best_epoch, "best_valid_ndcg@10": progress.best_metric, "history": progress.history,
             "seconds": time.time() - started}
+
+
+def sft_rows(train: EncodedSplit, config: SFTConfig, rows: np.ndarray | None = None) -> torch.Tensor:
+    """The train-row indices SFT trains on, in order: `rows` (None = all), the first
+    `sft.max_train_rows` of those, then (`sft.dedupe_windows`) their unique maximal sequences."""
+    rows_R = torch.arange(len(train)) if rows is None else torch.as_tensor(rows, dtype=torch.long)
+    if config.max_train_rows > 0:
+        rows_R = rows_R[: config.max_train_rows]
+    if config.dedupe_windows:
+        split = train.rows.take(rows_R.numpy())
+        kept_K = maximal_windows(split.history_RH, split.history_len, split.target, split.user)
+        rows_R = rows_R[torch.from_numpy(kept_K)]
+    return rows_R
+
+
+def log_train_rows(train: EncodedSplit, rows_R: torch.Tensor, target_len_N: torch.Tensor,
+                   item_token_V: torch.Tensor | None, step: int, log: JsonlLog, run: RunContext) -> None:
+    """Record what one epoch trains on: rows, tokens processed (prompts + target items with EOS) and
+    tokens in the loss (target items, plus the history's item tokens when they have a loss weight)."""
+    target_tokens = int(target_len_N[train.target_R[rows_R]].sum())
+    tokens = int(train.prompt_len_R[rows_R].sum()) + target_tokens
+    history_tokens = 0 if item_token_V is None else int(item_token_V[train.prompt_ids_RL[rows_R]].sum())
+    loss_tokens = target_tokens + history_tokens
+    if run.dist.is_main:
+        log.write({"stage": "sft", "step": step, "train/rows": len(rows_R), "train/tokens_per_epoch": tokens,
+                   "train/loss_tokens_per_epoch": loss_tokens})
+    run.log(f"sft: {len(rows_R)} train rows, {tokens} tokens per epoch ({loss_tokens} in the loss)")
