@@ -1,11 +1,11 @@
 """Benchmarks — what the speed scripts share: process set-up, the row sample, timing, and the
 library's RL step as the benchmarks (and `gpu_paper.py`'s probe) run it.
 
-Import this module before torch: it sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets
-it. On a machine shared with other jobs, OpenMP workers that spin-wait at every parallel region
-lose their core to other processes, and each small op then waits a scheduler slice (measured
-here: clip + AdamW of the default model took 6.7 s instead of 40 ms at 2 threads). The `tawin`
-CLI does the same.
+Import this module before torch: it puts the CLI's OpenMP settings
+(:data:`tawin.runtime.OPENMP_SETTINGS`) in place unless the environment sets its own. On a machine
+shared with other jobs, OpenMP workers that spin-wait long at every parallel region lose their
+core to other processes, and each small op then waits a scheduler slice (measured here: clip +
+AdamW of the default model took 6.7 s instead of 40 ms at 2 threads).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import warnings
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from tawin.runtime import use_openmp_settings  # imports no torch
+
+use_openmp_settings()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -18,7 +18,8 @@ child process, side by side in one run:
 - cli: the CLI as it is (it chooses the OpenMP wait policy unless the environment does);
 - spin: GOMP_SPINCOUNT=300000, libgomp's default spin when no policy is set, which is what the CLI
   ran with before it chose its own (it set the policy after torch had loaded);
-- more with --variant NAME=ENV[,ENV...] (e.g. --variant passive=OMP_WAIT_POLICY=PASSIVE).
+- more with --variant NAME=VAR=VALUE[,VAR=VALUE...]; `set:FIELD=VALUE` adds a config override
+  (e.g. --variant spin30k=GOMP_SPINCOUNT=30000 --variant one-thread=set:threads=1).
 
 The checkpoint: --checkpoint, or a default-model SFT on 512 train rows made in a temporary folder
 (how well it ranks does not change what a beam-search step costs).
@@ -47,10 +48,13 @@ VARIANTS = {"cli": {}, "spin": {"GOMP_SPINCOUNT": "300000"}}
 
 def tawin(args: list[str], env: dict[str, str]) -> float:
     """Wall seconds of `python -m tawin ARGS` in a child with `env` added (the OpenMP variables of
-    this process removed first, so that only the variant's settings apply)."""
-    child = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env
+    this process removed first, so that only the variant's settings apply); the variant's `set:`
+    entries become `--set` overrides of the command."""
+    child = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    child |= {k: v for k, v in env.items() if not k.startswith("set:")}
+    sets = [arg for k, v in env.items() if k.startswith("set:") for arg in ("--set", f"{k[4:]}={v}")]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "tawin", *args], env=child, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "tawin", *args, *sets], env=child, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"tawin {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return time.perf_counter() - started
@@ -94,7 +98,7 @@ def rl_step_seconds(checkpoint: str, steps: int, env: dict[str, str], work: Path
     """Median seconds between consecutive RL step records of `tawin rl` (start-up excluded)."""
     out = fresh(work / "rl")
     tawin(["rl", "--config", str(DEMO), "--init", checkpoint, "--out", str(out), "--no-progress",
-           "--set", f"rl.max_steps={steps}", "--set", "rl.log_every=1", "--set", "rl.eval_every=0"], env)
+           "--set", f"rl.max_steps={steps}", "--set", "rl.log_every=1", "--set", "rl.eval_every=0", "--set", "rl.eval_rows=16"], env)
     times = [json.loads(line)["time"] for line in (out / "log.jsonl").read_text().splitlines()
              if '"train/loss"' in line]
     return statistics.median(b - a for a, b in zip(times, times[1:]))

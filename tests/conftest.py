@@ -18,10 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+from tawin.runtime import use_openmp_settings
+
+use_openmp_settings()  # the CLI's OpenMP settings, before torch loads (tawin.runtime does not import it)
+
+import torch  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported: see tawin.cli.main
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", category=FutureWarning)
 

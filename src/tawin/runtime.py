@@ -21,12 +21,15 @@ Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
 
 
-OPENMP_SETTINGS = {"OMP_WAIT_POLICY": "PASSIVE"}
-"""The OpenMP wait policy of every tawin command: workers sleep at the end of a parallel region
-instead of spinning. Spinning workers keep their core busy between ops; beside another busy
-process, every small op of decoding or of an RL step then waits for a worker whose core the other
-process holds (measured: evaluation 8× and RL steps 40× slower beside one busy process, against
-about 2× with sleeping workers; see `benchmarks/load_speed.py`)."""
+OPENMP_SETTINGS = {"GOMP_SPINCOUNT": "5000"}
+"""How long an idle OpenMP worker spins before it sleeps, for every tawin command: 5,000 spins
+(tens of microseconds) instead of libgomp's 300,000. A worker that spins long keeps its core busy
+between ops; beside another busy process, every small op of decoding or of an RL step then waits
+for a worker whose core the other process holds. Measured beside one busy process on 2 cores
+(`benchmarks/load_speed.py`, `benchmarks/results/load_speed.json`): libgomp's default 7.3×
+slower evaluation and 14× slower RL steps; 5,000 spins 2.1× and 2.3×, at the default's idle speed
+(within 4%); sleeping at once (`OMP_WAIT_POLICY=PASSIVE`) 1.5× and 1.2× but 27% and 58% slower
+when the machine is idle. torch's Linux wheels use libgomp; other OpenMP runtimes ignore it."""
 
 
 def use_openmp_settings() -> None:
