@@ -120,7 +120,7 @@ if [ "$DRY_RUN" = 1 ]; then
   rl_step_args+=(--rl-step-note "skipped in the dry run: TRL's CPU step alone takes ~30 s")
 else
   say "== rl_step_speed.py --device cuda (≤ $RL_STEP_S s)"
-  timeout "$RL_STEP_S" $PY benchmarks/rl_step_speed.py --device cuda --threads 4 > "$OUT_DIR/rl_step.json" 2>> "$OUT_DIR/run.log"
+  timeout "$RL_STEP_S" $PY benchmarks/rl_step_speed.py --device cuda --threads 4 --no-hf-generate > "$OUT_DIR/rl_step.json" 2>> "$OUT_DIR/run.log"
   rl_step_args+=(--rl-step-rc "$?")
 fi
 if [ -f "$OUT_DIR/results.json" ]; then
