@@ -27,7 +27,7 @@ from tawin.data.sampling import sample_rows
 from tawin.decoding.scoring import DEFAULT_CHUNK_NODES, score_all_items
 from tawin.errors import ConfigError
 from tawin.eval.config import REPORT_KS, EvalConfig
-from tawin.metrics.auc import auc, partial_auc, recall_at_k, wpauc
+from tawin.metrics.catalogue_auc import auc, partial_auc, recall_at_k, wpauc
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import Recommender
 from tawin.runtime import progress as show_progress

@@ -7,11 +7,11 @@ read without importing torch.
 from tawin.lazy import lazy_exports
 
 _EXPORTS = {
-    "auc": "auc",
-    "ndcg_at_k": "auc",
-    "partial_auc": "auc",
-    "recall_at_k": "auc",
-    "wpauc": "auc",
+    "auc": "catalogue_auc",
+    "ndcg_at_k": "catalogue_auc",
+    "partial_auc": "catalogue_auc",
+    "recall_at_k": "catalogue_auc",
+    "wpauc": "catalogue_auc",
     "paired_bootstrap": "bootstrap",
     "DEFAULT_KS": "ranking",
     "hit_matrix": "ranking",
