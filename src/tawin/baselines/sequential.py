@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Literal, get_args
 
 import numpy as np
@@ -48,19 +48,23 @@ class SequentialBaselineConfig:
     lr 3e-3 → 0.1101 (epoch 12), 1 block → 0.1097, dropout 0.5 → ≤ 0.1103 and slower.
     GRU4Rec: 2 layers at lr 1e-3 → 0.0915 (epoch 40), 2 layers at lr 3e-3 → 0.0965, 1 layer at
     lr 3e-3 → 0.1107 (epoch 20). SASRec is flat across these, so lr 3e-3 (half the epochs) and
-    one GRU layer were chosen.
+    one GRU layer were chosen. Width × dropout ({64, 128} × {0.2, 0.3, 0.5}, lr 3e-3,
+    `benchmarks/tune_baselines.py`, 2 threads, 2026-12-07) chose each kind's `hidden` and
+    `dropout` (:data:`TUNED`): SASRec 128/0.3 → 0.1101 (64/0.3 0.1100, 128/0.5 0.1089),
+    GRU4Rec 64/0.5 → 0.1153 (64/0.3 0.1107, 128/0.5 0.1124).
     """
 
-    hidden: int = 64
-    """d, width of item embeddings and of the encoder."""
+    hidden: int | None = None
+    """d, width of item embeddings and of the encoder; null = the kind's tuned width (:data:`TUNED`)."""
+    dropout: float | None = None
+    """Dropout probability on embeddings, attention and residual branches, in [0, 1); null = the
+    kind's tuned value (:data:`TUNED`)."""
     n_layers: int = 2
     """SASRec transformer blocks."""
     gru_layers: int = 1
     """GRU4Rec stacked GRU layers (2 layers, with dropout between them, scored lower on valid)."""
     n_heads: int = 1
     """Attention heads per SASRec block; must divide ``hidden``. Ignored by GRU4Rec."""
-    dropout: float = 0.3
-    """Dropout probability on embeddings, attention and residual branches, in [0, 1)."""
     lr: float = 3e-3
     """AdamW learning rate η."""
     weight_decay: float = 0.01
@@ -87,13 +91,15 @@ class SequentialBaselineConfig:
     def validate(self) -> "SequentialBaselineConfig":
         """Check every field; raise one :class:`ConfigError` listing all problems and their fixes."""
         problems = []
-        for name in ("hidden", "n_layers", "gru_layers", "n_heads", "batch_size", "max_epochs", "patience", "early_stop_k", "eval_top", "eval_batch_size"):
+        for name in ("n_layers", "gru_layers", "n_heads", "batch_size", "max_epochs", "patience", "early_stop_k", "eval_top", "eval_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 problems.append(f"{name}={value!r} must be an integer >= 1; set a positive value.")
+        if self.hidden is not None and (not isinstance(self.hidden, int) or self.hidden < 1):
+            problems.append(f"hidden={self.hidden!r} must be an integer >= 1 (or null for the kind's tuned width).")
         if isinstance(self.hidden, int) and isinstance(self.n_heads, int) and self.n_heads >= 1 and self.hidden % self.n_heads:
             problems.append(f"hidden={self.hidden} must be divisible by n_heads={self.n_heads}; pick n_heads among the divisors of hidden.")
-        if not 0.0 <= self.dropout < 1.0:
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout={self.dropout!r} must lie in [0, 1); 0.2-0.5 works for these baselines.")
         if not self.lr > 0:
             problems.append(f"lr={self.lr!r} must be > 0; 1e-3 is the usual AdamW value.")
@@ -108,6 +114,18 @@ class SequentialBaselineConfig:
         if problems:
             raise ConfigError("Invalid SequentialBaselineConfig:\n  - " + "\n  - ".join(problems))
         return self
+
+
+TUNED: dict[str, dict[str, float]] = {"sasrec": {"hidden": 128, "dropout": 0.3}, "gru4rec": {"hidden": 64, "dropout": 0.5}}
+"""Each kind's width and dropout chosen on valid (see :class:`SequentialBaselineConfig`), used where those are null."""
+
+
+def for_kind(config: SequentialBaselineConfig, kind: BaselineKind) -> SequentialBaselineConfig:
+    """`config` with its null `hidden`/`dropout` set to the kind's tuned values."""
+    if kind not in TUNED:
+        raise ConfigError(f"kind={kind!r} is not a baseline; choose one of {list(get_args(BaselineKind))}.")
+    tuned = {name: value for name, value in TUNED[kind].items() if getattr(config, name) is None}
+    return replace(config, **tuned).validate()
 
 
 def item_columns(catalogue_N: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -188,14 +206,15 @@ def evaluate_baseline(
     ks: tuple[int, ...] = DEFAULT_KS,
     top: int = 50,
     batch_size: int = 1024,
+    rows: np.ndarray | None = None,
 ) -> tuple[dict, np.ndarray]:
-    """Rank the whole catalogue for every row of `split` and score it with `topk_metrics`.
+    """Rank the whole catalogue for `rows` of `split` (indices; None = every row) and score it with `topk_metrics`.
 
     Returns the metrics dict (``recall@K``, ``ndcg@K``, ``n_rows``) and the ranked item ids,
     int64 [R, top], best first. History items stay in the ranking.
     """
     catalogue_N = dataset.items.item_id
-    interactions = dataset.split(split)
+    interactions = dataset.split(split) if rows is None else dataset.split(split).take(rows)
     ranked_columns_RB = rank_catalogue(model, encode_split(interactions, catalogue_N), max((top, *ks)), batch_size)
     ranked_items_RB = catalogue_N[ranked_columns_RB.numpy()].astype(np.int64)
     return topk_metrics(ranked_items_RB, interactions.target, ks=ks), ranked_items_RB
@@ -212,7 +231,7 @@ def train_baseline(
     Returns the model (best-epoch weights, in eval mode) and one dict per epoch with
     ``epoch``, ``train/loss``, ``valid/recall@K``, ``valid/ndcg@K`` and ``time/epoch_s``.
     """
-    config.validate()
+    config = for_kind(config, kind)
     torch.manual_seed(config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
     catalogue_N = dataset.items.item_id
@@ -264,23 +283,31 @@ def run_baseline(
     config: SequentialBaselineConfig = SequentialBaselineConfig(),
     ks: tuple[int, ...] = DEFAULT_KS,
     log: Callable[[str], None] | None = print,
+    evaluate_on: dict[str, np.ndarray | None] | None = None,
 ) -> dict:
-    """Train, then evaluate the best model on valid and test.
+    """Train, then evaluate the best model on each split of `evaluate_on` (split → row indices
+    scored, None = every row; default: every row of valid and test). Early stopping always uses
+    every valid row.
 
-    Returns ``{"valid": metrics, "test": metrics, "epochs": epochs run, "best_epoch": e,
-    "seconds": wall time of training and evaluation, "config": the resolved config as a dict}``.
+    Returns ``{split: metrics for each evaluated split, "epochs": epochs run, "best_epoch": e,
+    "train_rows": rows of the train split learnt from, "seconds": wall time of training and
+    evaluation, "config": the resolved config as a dict}``.
     """
     started = time.perf_counter()
+    config = for_kind(config, kind)
     model, history = train_baseline(kind, dataset, config, log=log)
     k = config.early_stop_k
+    evaluate_on = {"valid": None, "test": None} if evaluate_on is None else evaluate_on
     results = {
-        split: evaluate_baseline(model, dataset, split, ks, top=config.eval_top, batch_size=config.eval_batch_size)[0]
-        for split in ("valid", "test")
+        split: evaluate_baseline(model, dataset, split, ks, top=config.eval_top, batch_size=config.eval_batch_size,
+                                 rows=rows)[0]
+        for split, rows in evaluate_on.items()
     }
     best_epoch = max(history, key=lambda record: record[f"valid/ndcg@{k}"])["epoch"]
     return {
         **results,
         "epochs": len(history),
+        "train_rows": len(dataset.split("train")),
         "best_epoch": best_epoch,
         "seconds": time.perf_counter() - started,
         "config": asdict(config),
