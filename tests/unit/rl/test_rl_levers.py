@@ -221,7 +221,7 @@ def test_holdout_setting_is_checked_and_in_the_resolved_config():
     from tawin.run.config import PipelineConfig
 
     config = load_config(PipelineConfig, overrides=["data.rl_holdout=0.2", "data.rl_holdout_order=random"])
-    assert to_dict(config)["data"] == {"dataset": "industrial", "rl_holdout": 0.2, "rl_holdout_order": "random"}
+    assert to_dict(config)["data"] == {"dataset": "industrial", "rl_holdout": 0.2, "rl_holdout_order": "random", "latest_train_rows": 0}
     sft_rows, rl_rows_ = config.data.split_train_rows(100, config.seed)
     assert len(rl_rows_) == 20 and not set(sft_rows) & set(rl_rows_)
     with pytest.raises(ConfigError, match=r"data\.rl_holdout=1\.0 must lie in \[0, 1\)"):
