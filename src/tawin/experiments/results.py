@@ -18,6 +18,7 @@ from tawin.config import to_dict
 from tawin.experiments.evals import eval_folder
 from tawin.experiments.grid import Cell, Experiment
 from tawin.run.config import PipelineConfig
+from tawin.run.done import stage_done
 
 
 @dataclass
@@ -82,21 +83,22 @@ def cell_checkpoint(out: Path, cell: Cell, record: CellRecord | None) -> Path:
 
 def needs_diagnostics(out: Path, cell: Cell) -> bool:
     """A finished LLM cell whose config asks for diagnostics that its metrics.json does not hold."""
-    path = Path(out) / cell.id / "metrics.json"
-    return cell.kind != "baseline" and cell.config.eval.diagnostics and path.exists() and "auc" not in json.loads(path.read_text())
+    folder = Path(out) / cell.id
+    return (cell.kind != "baseline" and cell.config.eval.diagnostics and stage_done(folder, "cell")
+            and "auc" not in json.loads((folder / "metrics.json").read_text()))
 
 
 def missing_evals(out: Path, experiment: Experiment, cell: Cell) -> list:
     """The named evaluations (``evals:``) a finished LLM cell still lacks."""
     folder = Path(out) / cell.id
-    if cell.kind == "baseline" or not (folder / "metrics.json").exists():
+    if cell.kind == "baseline" or not stage_done(folder, "cell"):
         return []
-    return [named for named in experiment.evals if not (eval_folder(folder, named.name) / "metrics.json").exists()]
+    return [named for named in experiment.evals if not stage_done(eval_folder(folder, named.name), "cell")]
 
 
 def needs_work(out: Path, experiment: Experiment, cell: Cell) -> bool:
     """Unfinished, or finished but lacking diagnostics or a named evaluation its experiment asks for."""
-    finished = (Path(out) / cell.id / "metrics.json").exists()
+    finished = stage_done(Path(out) / cell.id, "cell")
     return not finished or needs_diagnostics(out, cell) or bool(missing_evals(out, experiment, cell))
 
 
@@ -105,7 +107,7 @@ def collect_results(out: Path, experiment: Experiment, cells: list[Cell], write:
     entries = {}
     for cell in cells:
         folder = Path(out) / cell.id
-        if not (folder / "metrics.json").exists():
+        if not stage_done(folder, "cell"):
             continue
         record = read_cell(folder)
         config = resolved_config(cell, record)
@@ -118,7 +120,7 @@ def collect_results(out: Path, experiment: Experiment, cells: list[Cell], write:
             "metrics": json.loads((folder / "metrics.json").read_text()),
         }
         evals = {named.name: json.loads((eval_folder(folder, named.name) / "metrics.json").read_text())
-                 for named in experiment.evals if (eval_folder(folder, named.name) / "metrics.json").exists()}
+                 for named in experiment.evals if stage_done(eval_folder(folder, named.name), "cell")}
         if evals:
             entries[cell.id]["evals"] = evals
     labels = list(dict.fromkeys(cell.label for cell in cells))

@@ -20,6 +20,7 @@ from tawin.experiments.report import write_report
 from tawin.experiments.results import collect_results, needs_work
 from tawin.experiments.topk_control import write_topk_control
 from tawin.experiments.worker import CellWorker
+from tawin.run.done import stage_done
 from tawin.run.folder import RunFolder
 from tawin.run.session import Session
 
@@ -43,7 +44,7 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
         for cell in cells:
             if cell not in pending:
                 log(f"skipped {cell.id}: metrics.json exists")
-            elif (out / cell.id / "metrics.json").exists():
+            elif stage_done(out / cell.id, "cell"):
                 log(f"{cell.id}: finished; adding its diagnostics or further evaluations")
         bar = tqdm(total=len(cells), initial=len(cells) - len(pending), desc="experiment", unit="cell", disable=not progress, file=sys.stderr)
         say = (lambda text: tqdm.write(text, file=sys.stdout)) if progress else log

@@ -30,6 +30,7 @@ from tawin.experiments.results import (
     write_cell,
 )
 from tawin.run.config import PipelineConfig
+from tawin.run.done import stage_done
 from tawin.run.pipeline import rl_label
 from tawin.run.session import Session
 from tawin.run.stages import eval_stage, popularity_stage, rl_stage, sft_stage
@@ -55,7 +56,7 @@ class CellWorker:
         folder = self.out / cell.id
         # A redone cell (e.g. its metrics.json deleted) adds to the seconds it had already spent.
         record = read_cell(folder) or CellRecord()
-        if not (folder / "metrics.json").exists():
+        if not stage_done(folder, "cell"):
             if cell.kind == "baseline":
                 self.baseline(cell, folder, record)
             else:
@@ -108,14 +109,14 @@ class CellWorker:
     def sft(self, config: PipelineConfig, name: str = "sft") -> Path:
         """The seed's shared SFT checkpoint `seed_S/<name>/` (trained, resumed, or reused when finished)."""
         folder = seed_sft_folder(self.out, config.seed, name)
-        if (folder / "summary.json").exists() and (folder / "best").exists():
+        if stage_done(folder, "sft"):
             return folder / "best"
         self.log(f"seed_{config.seed}: SFT → {folder}")
         return sft_stage(self.session(config), config, folder)
 
     def rl(self, config: PipelineConfig, folder: Path, sft: str = "sft") -> Path:
         """RL with `config` from the seed's SFT checkpoint `sft` (trained, resumed, or reused when finished)."""
-        if (folder / "summary.json").exists() and (folder / "final").exists():
+        if stage_done(folder, "rl"):
             return folder / "final"
         init = self.sft(config, sft)
         self.log(f"seed_{config.seed}: RL {rl_label(config)} → {folder}")

@@ -22,6 +22,7 @@ from tawin.data.holdout import keep_latest_train_rows
 from tawin.data.io import load_dataset
 from tawin.errors import ConfigError
 from tawin.run.config import dataset_path
+from tawin.run.done import stage_done
 from tawin.run.folder import RunFolder
 from tawin.run.provenance import dataset_provenance
 
@@ -66,7 +67,7 @@ def run_baseline_folder(run: BaselineRun, out: Path, overwrite: bool = False) ->
     # A bad dataset fails before the folder is touched.
     data = keep_latest_train_rows(load_dataset(dataset_path(run.dataset)), run.latest_train_rows)
     with RunFolder(out, run, overwrite, kind="baseline", provenance={"dataset": dataset_provenance(run.dataset)}):
-        if (out / "metrics.json").exists() and (out / "result.json").exists():
+        if stage_done(out, "baseline"):
             return json.loads((out / "result.json").read_text())
         if run.method == "popularity":
             result = {split: evaluate_popularity(data, split) for split in ("valid", "test")}

@@ -25,7 +25,7 @@ from tawin.sft.config import SFTConfig
 from tawin.tracking import TrackerName, check_report_to
 
 SHIPPED = Path(__file__).resolve().parents[1] / "resources" / "datasets"
-Stage = Literal["sft", "rl", "eval", "popularity"]
+Stage = Literal["sft", "rl", "eval", "popularity", "sasrec", "gru4rec"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,12 @@ class PipelineConfig:
     """`torch.compile` the model's training forward in SFT and RL (worth it on GPUs; on CPU the
     first steps pay minutes of compilation)."""
     stages: tuple[Stage, ...] = ("sft", "eval", "rl", "popularity")
-    """What `tawin run` does, in order; `eval` evaluates every trained model on eval.split."""
+    """What `tawin run` does, run in this order whatever the list's: sft, rl, popularity, sasrec,
+    gru4rec; `eval` evaluates every trained LLM on eval.split. The classical baselines `popularity`,
+    `sasrec` and `gru4rec` learn from the same train rows as the LLM and are scored on the same
+    eval rows and Ks, each as a row of the results table (folders eval/<name>/). SASRec and GRU4Rec
+    train with the SequentialBaselineConfig defaults and the run's `seed`, on the CPU (a few
+    CPU-minutes each on Industrial); tune them with `tawin baseline`."""
     report_to: tuple[TrackerName, ...] = ()
     """Experiment trackers that receive every scalar of log.jsonl and every evaluation's metrics:
     `tensorboard` (event files in <run folder>/tracking/tensorboard/), `wandb`, `mlflow`; empty or

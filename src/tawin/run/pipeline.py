@@ -1,9 +1,10 @@
 """Orchestration — `tawin run`: the configured stages in order, then the results table and costs.
 
-dataset → SFT → evaluation of SFT → RL → evaluation of RL → popularity → ``results.md`` and
-``results.json`` (every method's metrics, each stage's wall-clock and peak RSS). Rerunning the same
-command on the same folder resumes: finished stages are skipped (see :mod:`tawin.run.stages`), and
-keep the cost recorded when they ran (results.json's ``stages``, marked ``earlier``).
+dataset → SFT → evaluation of SFT → RL → evaluation of RL → popularity → SASRec → GRU4Rec (each
+as far as ``stages`` asks) → ``results.md`` and ``results.json`` (every method's metrics, each
+stage's wall-clock and peak RSS). Rerunning the same command on the same folder resumes: finished
+stages are skipped (see :mod:`tawin.run.stages`), and keep the cost recorded when they ran
+(results.json's ``stages``, marked ``earlier``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from tawin.checkpoint import atomic_write_json, atomic_write_text, check_resumab
 from tawin.eval.config import REPORT_KS
 from tawin.models.pretrained import check_model_source
 from tawin.run.config import PipelineConfig
+from tawin.run.done import stage_done
 from tawin.run.folder import RunFolder
 from tawin.run.interrupts import raise_if_interrupted
 from tawin.run.provenance import dataset_provenance
 from tawin.run.session import Session
-from tawin.run.stages import eval_stage, popularity_stage, rl_stage, sft_stage
+from tawin.run.stages import eval_stage, popularity_stage, rl_stage, sequential_baseline_stage, sft_stage
+
+SEQUENTIAL_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
+"""Stage name → results-table row of each trained classical baseline, in the order they run."""
 
 
 def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, progress: bool = True, log=print) -> dict:
@@ -40,17 +45,21 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
         results: dict[str, dict] = {}
         sft_best = out / "sft" / "best"
         if "sft" in config.stages:
-            sft_best = timer.run("sft", sft_stage, session, config, out / "sft", done=_finished(out / "sft", "best"))
+            sft_best = timer.run("sft", sft_stage, session, config, out / "sft", done=stage_done(out / "sft", "sft"))
             if "eval" in config.stages:
                 results["SFT"] = timer.run("eval sft", eval_stage, session, config, sft_best, out / "eval" / "sft",
-                                           done=_evaluated(out / "eval" / "sft"))
+                                           done=stage_done(out / "eval" / "sft", "eval"))
         if "rl" in config.stages:
-            rl_final = timer.run("rl", rl_stage, session, config, sft_best, out / "rl", done=_finished(out / "rl", "final"))
+            rl_final = timer.run("rl", rl_stage, session, config, sft_best, out / "rl", done=stage_done(out / "rl", "rl"))
             if "eval" in config.stages:
                 results[rl_label(config)] = timer.run("eval rl", eval_stage, session, config, rl_final, out / "eval" / "rl",
-                                                      done=_evaluated(out / "eval" / "rl"))
+                                                      done=stage_done(out / "eval" / "rl", "eval"))
         if "popularity" in config.stages:
             results["Popularity"] = timer.run("popularity", popularity_stage, session, config, out / "eval" / "popularity")
+        for kind in (kind for kind in SEQUENTIAL_LABELS if kind in config.stages):
+            folder = out / "eval" / kind
+            results[SEQUENTIAL_LABELS[kind]] = timer.run(kind, sequential_baseline_stage, session, config, kind, folder,
+                                                         done=stage_done(folder, "baseline"))
         total = time.time() - started + timer.carried_seconds
         if session.dist.is_main:
             report = render_report(config, results, timer, total)
@@ -58,15 +67,6 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
             atomic_write_json(out / "results.json", {"results": results, "stages": timer.records, "total_seconds": round(total, 1)})
             log(report)
     return results
-
-
-def _finished(folder: Path, checkpoint: str) -> bool:
-    """Whether a training stage finished earlier (the markers its stage function skips on)."""
-    return (folder / "summary.json").exists() and (folder / checkpoint / "tawin.json").exists()
-
-
-def _evaluated(folder: Path) -> bool:
-    return (folder / "metrics.json").exists() and (folder / "predictions.jsonl").exists()
 
 
 def _recorded_costs(out: Path) -> dict[str, dict]:

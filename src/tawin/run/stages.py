@@ -1,4 +1,4 @@
-"""Orchestration — one function per stage: SFT, RL, evaluation, popularity.
+"""Orchestration — one function per stage: SFT, RL, evaluation, popularity, SASRec/GRU4Rec.
 
 Each stage takes the session (dataset, runtime, encodings), its config and its output folder, and
 is resumable: a stage whose outputs are complete returns them without work, an interrupted one
@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
+from tawin.baselines import BaselineKind
 from tawin.baselines.popularity import popularity_predictions
+from tawin.baselines.sequential import SequentialBaselineConfig, run_baseline
 from tawin.checkpoint import atomic_write_json
 from tawin.data.sampling import sample_rows
 from tawin.eval.evaluate import evaluate
 from tawin.models.build import build_recommender
 from tawin.rl.train import train_rl
 from tawin.run.config import PipelineConfig
+from tawin.run.done import stage_done
 from tawin.run.session import Session
 from tawin.sft.train import train_sft
 from tawin.tracking import log_evaluation, open_run
@@ -25,7 +30,7 @@ from tawin.tracking import log_evaluation, open_run
 
 def sft_stage(session: Session, config: PipelineConfig, out: Path) -> Path:
     """Train from scratch (or from a pretrained LM); returns the best checkpoint folder."""
-    if (out / "summary.json").exists() and (out / "best" / "tawin.json").exists():
+    if stage_done(out, "sft"):
         return out / "best"  # finished earlier: resuming a pipeline skips it
     recommender = build_recommender(config.model, session.dataset.items, seed=config.seed)
     recommender.model.to(session.device)
@@ -35,7 +40,7 @@ def sft_stage(session: Session, config: PipelineConfig, out: Path) -> Path:
 
 def rl_stage(session: Session, config: PipelineConfig, init: Path, out: Path) -> Path:
     """RL from the checkpoint `init`; returns the final checkpoint folder."""
-    if (out / "summary.json").exists() and (out / "final" / "tawin.json").exists():
+    if stage_done(out, "rl"):
         return out / "final"
     _train(session, config, out, session.load(init), train_rl, config.rl, holdout_part=1)
     return out / "final"
@@ -59,7 +64,7 @@ def _train(session: Session, config: PipelineConfig, out: Path, recommender, loo
 
 def eval_stage(session: Session, config: PipelineConfig, checkpoint: Path, out: Path) -> dict:
     """Beam-search evaluation of `checkpoint` on eval.split: metrics.json, predictions.jsonl; returns the metrics."""
-    if (out / "metrics.json").exists() and (out / "predictions.jsonl").exists():
+    if stage_done(out, "eval"):
         return json.loads((out / "metrics.json").read_text())
     recommender = session.load(checkpoint)
     evaluation = config.resolved_eval
@@ -73,8 +78,8 @@ def eval_stage(session: Session, config: PipelineConfig, checkpoint: Path, out: 
 def popularity_stage(session: Session, config: PipelineConfig, out: Path) -> dict:
     """Most frequent train targets, ranked for every evaluated row and scored by the same metric code."""
     evaluation = config.eval
-    rows = sample_rows(len(session.dataset.splits[evaluation.split]), evaluation.max_rows, evaluation.sample_seed)
-    predictions = popularity_predictions(session.dataset, evaluation.split, rows, evaluation.num_beams)
+    predictions = popularity_predictions(session.dataset, evaluation.split, _evaluated_rows(session, config),
+                                         evaluation.num_beams)
     metrics = predictions.metrics(evaluation.ks)
     if session.dist.is_main:
         predictions.write_jsonl(out / "predictions.jsonl")
@@ -82,3 +87,35 @@ def popularity_stage(session: Session, config: PipelineConfig, out: Path) -> dic
         log_evaluation(config, metrics, evaluation.split, out)
     session.dist.barrier()
     return metrics
+
+
+def sequential_baseline_stage(session: Session, config: PipelineConfig, kind: BaselineKind, out: Path) -> dict:
+    """SASRec or GRU4Rec, trained and scored as `tawin baseline` does; returns the metrics.
+
+    Settings: the :class:`~tawin.baselines.sequential.SequentialBaselineConfig` defaults with `seed`
+    = the run's seed (the pipeline config has no section for them; `tawin baseline --set` tunes
+    them). It learns from the session's train rows (``data.latest_train_rows`` applied) with early
+    stopping on every valid row, on the CPU whatever `device` is, with the run's `threads`; it is
+    then scored on eval.split's evaluated rows (``eval.max_rows``, ``eval.sample_seed``) at
+    ``eval.ks`` by the LLM's metric code. Writes result.json (metrics, epochs, settings), then
+    metrics.json. Every process trains the same model, so none waits minutes at a barrier."""
+    if stage_done(out, "baseline"):
+        return json.loads((out / "metrics.json").read_text())
+    evaluation = config.eval
+    log = print if session.dist.is_main else None
+    result = run_baseline(kind, session.dataset, SequentialBaselineConfig(seed=config.seed), ks=evaluation.ks, log=log,
+                          evaluate_on={evaluation.split: _evaluated_rows(session, config)})
+    metrics = result[evaluation.split]
+    if session.dist.is_main:
+        atomic_write_json(out / "result.json", result)
+        atomic_write_json(out / "metrics.json", metrics)  # written last: the stage's done-marker
+        log_evaluation(config, metrics, evaluation.split, out)
+    session.dist.barrier()
+    return metrics
+
+
+def _evaluated_rows(session: Session, config: PipelineConfig) -> np.ndarray:
+    """The rows of eval.split that every method without a beam search is scored on: the same seeded
+    sample as :func:`~tawin.eval.evaluate.evaluate` draws."""
+    evaluation = config.eval
+    return sample_rows(len(session.dataset.splits[evaluation.split]), evaluation.max_rows, evaluation.sample_seed)
