@@ -79,6 +79,15 @@ def tiny_recommender(industrial):
 TINY_SIDS = [("<a_1>", "<b_1>"), ("<a_1>", "<b_2>"), ("<a_2>", "<b_1>"), ("<a_2>", "<b_2>")]
 
 
+def tiny_model_checkpoint(dataset: Path, folder: Path, seed: int = 0) -> Path:
+    """A freshly initialised tiny model (TINY_MODEL) for the catalogue of `dataset`, saved in `folder`."""
+    from tawin.data.io import load_dataset
+    from tawin.models.build import ModelConfig, build_recommender, save_recommender
+
+    save_recommender(build_recommender(ModelConfig(**TINY_MODEL), load_dataset(dataset).items, seed=seed), folder)
+    return folder
+
+
 def tiny_dataset(folder: Path) -> Path:
     """Items 10..13; train rows: [10]→11, [10, 11]→12; valid: [10, 11]→12; test: [10, 11, 12]→13."""
     from tawin.data.dataset import Dataset, Interactions, ItemTable

@@ -22,7 +22,7 @@ import tawin
 from tawin.cli import main
 from tawin.errors import DataError, UserError
 
-from conftest import TINY_MODEL, fails, tiny_dataset
+from conftest import fails, tiny_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,12 +34,9 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, dataset) -> Path:
-    from tawin.data.io import load_dataset
-    from tawin.models.build import ModelConfig, build_recommender, save_recommender
+    from conftest import tiny_model_checkpoint
 
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_recommender(build_recommender(ModelConfig(**TINY_MODEL), load_dataset(dataset).items, seed=0), folder)
-    return folder
+    return tiny_model_checkpoint(dataset, tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,9 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, dataset) -> Path:
-    from conftest import TINY_MODEL
-    from tawin.data.io import load_dataset
-    from tawin.models.build import ModelConfig, build_recommender, save_recommender
+    from conftest import tiny_model_checkpoint
 
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_recommender(build_recommender(ModelConfig(**TINY_MODEL), load_dataset(dataset).items, seed=0), folder)
-    return folder
+    return tiny_model_checkpoint(dataset, tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 def evaluation(checkpoint, out: Path, dataset: Path, *extra: str) -> list[str]:
@@ -169,12 +165,9 @@ def test_a_search_wider_than_the_catalogue_is_refused_before_training(tmp_path, 
     fails(["sft", "--dataset", str(data), "--out", str(out), "--no-progress", *sets], capsys,
           r"sft\.eval_beams=20 exceeds the catalogue's 4 items .*set sft\.eval_beams ≤ 4")
     assert not out.exists()
-    from conftest import TINY_MODEL
-    from tawin.data.io import load_dataset
-    from tawin.models.build import ModelConfig, build_recommender, save_recommender
+    from conftest import tiny_model_checkpoint
 
-    checkpoint = tmp_path / "ckpt"
-    save_recommender(build_recommender(ModelConfig(**TINY_MODEL), load_dataset(data).items), checkpoint)
+    checkpoint = tiny_model_checkpoint(data, tmp_path / "ckpt")
     fails(["eval", "--checkpoint", str(checkpoint), "--dataset", str(data), "--out", str(tmp_path / "eval"), "--beams", "5",
            "--set", "eval.ks=[1,3]"], capsys,
           r"eval\.num_beams=5 exceeds the catalogue's 4 items")
