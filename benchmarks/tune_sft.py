@@ -28,6 +28,8 @@ DROPOUT = {p: [f"model.embedding_dropout={p}", f"model.residual_dropout={p}", f"
 SETTINGS: dict[str, list[str]] = {
     "demo-2ep": [],
     "unique-8ep": [*UNIQUE, "sft.epochs=8", "sft.patience=2"],
+    "all-3ep-drop0.1": ["sft.epochs=3", "sft.patience=2", *DROPOUT[0.1]],
+    "demo-2ep-titles": ["model.item_embedding_init=titles"],
     "unique-8ep-drop0.1": [*UNIQUE, "sft.epochs=8", "sft.patience=2", *DROPOUT[0.1]],
     "unique-12ep-drop0.2": [*UNIQUE, "sft.epochs=12", "sft.patience=2", *DROPOUT[0.2]],
 }
