@@ -14,6 +14,7 @@ of each of its files, written last before the rename; every load checks it
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -157,11 +158,25 @@ TRAINING_STATE = "trainer.pt"
 """The optimizer, scheduler, RNG and progress of a resumable checkpoint; loading only the model never reads it."""
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def hash_file_into(digest, path: Path) -> None:
+    """Feed the bytes of `path` to `digest` (a hashlib object), 1 MiB at a time."""
     with open(path, "rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of `path`'s bytes, read once per version of the file: a checkpoint is checked
+    before the output folder is touched and again when it loads, and a file whose size, change time
+    and inode are the same has not been written in between."""
+    stat = Path(path).stat()
+    return _sha256_of(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    digest = hashlib.sha256()
+    hash_file_into(digest, Path(path))
     return digest.hexdigest()
 
 

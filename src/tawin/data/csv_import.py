@@ -145,9 +145,9 @@ def _catalogue(base: Path, splits: dict[str, CsvSplit], name: str | None, index:
             _check_known(split, known, origin_of["catalogue"])
         _merge(split, _cells(split, split.history_title, split.target_title, ("history_item_title", "item_title")),
                title_of, origin_of, "title", RENUMBER_FIX)
-        asins = (split, split.history_asin, split.target_asin, ASIN_COLUMNS)
-        _merge(split, _cells(*asins), asin_of, {}, "ASIN", "")
-        _check_one_item_per_asin(split, _cells(*asins), item_of_asin)
+        asin_cells = list(_cells(split, split.history_asin, split.target_asin, ASIN_COLUMNS))
+        _merge(split, asin_cells, asin_of, {}, "ASIN", "")
+        _check_one_item_per_asin(split, asin_cells, item_of_asin)
     if known is None:
         known = {item for split in splits.values() for item in split.target + [i for h in split.history for i in h]}
     return sorted(known), title_of, description_of, asin_of, sid_of

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import numpy as np
+
+from tawin.data.sampling import sample_rows
 from tawin.metrics.ranking import DEFAULT_KS
 
 EvalSplit = Literal["train", "valid", "test"]
@@ -65,6 +68,11 @@ class EvalConfig:
         if self.opauc_group_size is not None and self.opauc_group_size < 2:
             problems.append(f"eval.opauc_group_size={self.opauc_group_size} must be ≥ 2; use the RL group size (e.g. 16), or null for rl.group_size")
         return problems
+
+    def evaluated_rows(self, n_rows: int) -> np.ndarray:
+        """The rows of a split of `n_rows` rows that this evaluation scores: the seeded sample of
+        `max_rows` (all rows when 0), the same for every method scored on it."""
+        return sample_rows(n_rows, self.max_rows, self.sample_seed)
 
     def check_catalogue(self, n_items: int) -> list[str]:
         """The rules that need the catalogue size N (run when the dataset is loaded, before any

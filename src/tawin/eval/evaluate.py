@@ -22,7 +22,6 @@ import torch
 
 from tawin.checkpoint import atomic_write_json, atomic_write_text
 from tawin.data.dataset import Dataset
-from tawin.data.sampling import sample_rows
 from tawin.decoding.beam import constrained_beam_search
 from tawin.eval.config import EvalConfig
 from tawin.metrics import topk_metrics
@@ -111,7 +110,7 @@ def evaluate(recommender: Recommender, dataset: Dataset, encoded: EncodedSplit, 
              output_dir: Path | None = None, progress: bool = True, dist=None) -> dict:
     """Evaluate on `config.split`; writes metrics.json and predictions.jsonl when `output_dir` is set."""
     started = time.time()
-    rows = sample_rows(len(encoded), config.max_rows, config.sample_seed)
+    rows = config.evaluated_rows(len(encoded))
     predictions = beam_predictions(recommender, dataset, encoded, rows, config.num_beams, config.batch_size, progress, dist=dist)
     metrics = predictions.metrics(config.ks)
     if config.diagnostics:

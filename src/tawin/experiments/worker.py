@@ -16,7 +16,6 @@ from typing import Callable
 
 from tawin.checkpoint import atomic_write_json, seed_everything
 from tawin.data.dataset import Dataset
-from tawin.data.sampling import sample_rows
 from tawin.experiments.evals import eval_folder
 from tawin.experiments.grid import Cell, Experiment
 from tawin.experiments.results import (
@@ -158,7 +157,7 @@ class CellWorker:
         from tawin.baselines.sequential import run_baseline
 
         dataset, evaluation = session.dataset, cell.config.eval
-        rows = sample_rows(len(dataset.splits[evaluation.split]), evaluation.max_rows, evaluation.sample_seed)
+        rows = evaluation.evaluated_rows(len(dataset.splits[evaluation.split]))
         splits = {**dataset.splits, evaluation.split: dataset.splits[evaluation.split].take(rows)}
         self.log(f"{cell.id}: training {cell.label}")
         result = run_baseline(cell.name, Dataset(dataset.name, dataset.items, splits, dataset.meta),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from tawin.checkpoint import hash_file_into
 from tawin.data.dataset import SPLITS
 from tawin.run.config import dataset_path
 
@@ -31,9 +32,7 @@ def content_hash(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
-        with path.open("rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
+        hash_file_into(digest, path)
     return digest.hexdigest()
 
 

@@ -95,12 +95,13 @@ class Session:
         for config in configs:
             assert _runtime_fields(config) == self.runtime, "a session serves configs of one dataset and runtime only"
             problems += [p for p in config.check_dataset(self.dataset) if p not in problems]
-        if problems:
-            raise ConfigError(f"invalid configuration for the dataset {self.dataset.name}: " + "; ".join(problems) + ".")
+        self._refuse(problems)
 
     def check_searches(self, config: PipelineConfig, stages: tuple[Stage, ...]) -> None:
         """A ConfigError when a search of `stages` needs more items than the catalogue holds."""
-        problems = config.search_problems(len(self.dataset.items), stages)
+        self._refuse(config.search_problems(len(self.dataset.items), stages))
+
+    def _refuse(self, problems: list[str]) -> None:
         if problems:
             raise ConfigError(f"invalid configuration for the dataset {self.dataset.name}: " + "; ".join(problems) + ".")
 

@@ -11,13 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from tawin.baselines import BaselineKind
 from tawin.baselines.popularity import popularity_predictions
 from tawin.baselines.sequential import SequentialBaselineConfig, run_baseline
 from tawin.checkpoint import atomic_write_json
-from tawin.data.sampling import sample_rows
 from tawin.eval.evaluate import evaluate
 from tawin.models.build import build_recommender
 from tawin.rl.train import train_rl
@@ -78,7 +75,7 @@ def eval_stage(session: Session, config: PipelineConfig, checkpoint: Path, out: 
 def popularity_stage(session: Session, config: PipelineConfig, out: Path) -> dict:
     """Most frequent train targets, ranked for every evaluated row and scored by the same metric code."""
     evaluation = config.eval
-    predictions = popularity_predictions(session.dataset, evaluation.split, _evaluated_rows(session, config),
+    predictions = popularity_predictions(session.dataset, evaluation.split, config.eval.evaluated_rows(len(session.dataset.splits[config.eval.split])),
                                          evaluation.num_beams)
     metrics = predictions.metrics(evaluation.ks)
     if session.dist.is_main:
@@ -104,7 +101,7 @@ def sequential_baseline_stage(session: Session, config: PipelineConfig, kind: Ba
     evaluation = config.eval
     log = print if session.dist.is_main else None
     result = run_baseline(kind, session.dataset, SequentialBaselineConfig(seed=config.seed), ks=evaluation.ks, log=log,
-                          evaluate_on={evaluation.split: _evaluated_rows(session, config)})
+                          evaluate_on={evaluation.split: config.eval.evaluated_rows(len(session.dataset.splits[config.eval.split]))})
     metrics = result[evaluation.split]
     if session.dist.is_main:
         atomic_write_json(out / "result.json", result)
@@ -113,9 +110,3 @@ def sequential_baseline_stage(session: Session, config: PipelineConfig, kind: Ba
     session.dist.barrier()
     return metrics
 
-
-def _evaluated_rows(session: Session, config: PipelineConfig) -> np.ndarray:
-    """The rows of eval.split that every method without a beam search is scored on: the same seeded
-    sample as :func:`~tawin.eval.evaluate.evaluate` draws."""
-    evaluation = config.eval
-    return sample_rows(len(session.dataset.splits[evaluation.split]), evaluation.max_rows, evaluation.sample_seed)
