@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,11 @@ def test_wandb_offline_run_is_named_by_the_cell_grouped_by_the_experiment(tmp_pa
     log_evaluation(config, {"recall@5": 0.375, "n_rows": 8}, "test", experiment / "seed_0" / "tawin", folder / "final")
     close_run()
     [path] = (experiment / "tracking" / "wandb").glob("offline-run-*/run-*.wandb")
+    # wandb's writer process may still be flushing the file when finish() returns (seen rarely: a file
+    # without its run record); wait for it, at most 10 s, before reading every record.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(r.WhichOneof("record_type") == "run" for r in wandb_records(path)):
+        time.sleep(0.2)
     rows, run, hyper = {}, None, {}
     for record in wandb_records(path):
         kind = record.WhichOneof("record_type")
