@@ -76,40 +76,26 @@ def cmd_run(args) -> int:
 
 
 def cmd_sft(args) -> int:
-    from tawin.checkpoint import check_resumable
-    from tawin.models.pretrained import check_model_source
-    from tawin.run.folder import RunFolder
-    from tawin.run.provenance import dataset_provenance
-    from tawin.run.session import Session
+    from tawin.run.folder import command_folder
     from tawin.run.stages import sft_stage
 
     config = load_pipeline_config(args, "sft")
-    if config.model.name_or_path is not None:
-        check_model_source(config.model.name_or_path)  # an unknown model fails before the folder is touched
     out = Path(args.out)
-    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
-    with RunFolder(out, config, args.overwrite, kind="sft", provenance={"dataset": dataset_provenance(config.data.dataset)}):
-        check_resumable(out / "last")
-        session.check_searches(config, ("sft",))
+    with command_folder(config, out, "sft", overwrite=args.overwrite, progress=not args.no_progress, resumable=("last",),
+                        searches=("sft",)) as session:
         best = sft_stage(session, config, out)
     print(f"best checkpoint: {best}")
     return 0
 
 
 def cmd_rl(args) -> int:
-    from tawin.checkpoint import check_resumable
-    from tawin.run.folder import RunFolder
-    from tawin.run.provenance import checkpoint_provenance, dataset_provenance
-    from tawin.run.session import Session
+    from tawin.run.folder import command_folder
     from tawin.run.stages import rl_stage
 
     config = with_checkpoint_model(args, load_pipeline_config(args, "rl"), args.init, "rl")  # before the output folder is touched
     out = Path(args.out)
-    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
-    provenance = {"dataset": dataset_provenance(config.data.dataset), "init": checkpoint_provenance(args.init)}
-    with RunFolder(out, config, args.overwrite, kind="rl", provenance=provenance):
-        check_resumable(out / "last")
-        session.check_searches(config, ("rl",))
+    with command_folder(config, out, "rl", overwrite=args.overwrite, progress=not args.no_progress, checkpoints={"init": args.init},
+                        resumable=("last",), searches=("rl",)) as session:
         final = rl_stage(session, config, Path(args.init), out)
     print(f"final checkpoint: {final}")
     return 0
@@ -117,22 +103,18 @@ def cmd_rl(args) -> int:
 
 def cmd_eval(args) -> int:
     from tawin.metrics.ranking import DEFAULT_KS
-    from tawin.run.folder import RunFolder
+    from tawin.run.folder import command_folder
     from tawin.run.pipeline import results_table
-    from tawin.run.provenance import checkpoint_provenance, dataset_provenance
-    from tawin.run.session import Session
     from tawin.run.stages import eval_stage, popularity_stage
 
     config = with_checkpoint_model(args, load_pipeline_config(args, "eval"), args.checkpoint, "eval")  # before the output folder is touched
     popularity = args.checkpoint == "popularity"
     out = Path(args.out)
-    session = Session.open(config, not args.no_progress)  # a bad dataset fails before the folder is touched
-    provenance = {"dataset": dataset_provenance(config.data.dataset), "checkpoint": checkpoint_provenance(args.checkpoint)}
-    with RunFolder(out, config, args.overwrite, kind="eval", provenance=provenance):
+    with command_folder(config, out, "eval", overwrite=args.overwrite, progress=not args.no_progress,
+                        checkpoints={"checkpoint": args.checkpoint}, searches=() if popularity else ("eval",)) as session:
         if popularity:
             metrics = popularity_stage(session, config, out)
         else:
-            session.check_searches(config, ("eval",))
             metrics = eval_stage(session, config, Path(args.checkpoint), out)
     ks = tuple(k for k in DEFAULT_KS if f"recall@{k}" in metrics)
     print(results_table({args.checkpoint: metrics}, ks))

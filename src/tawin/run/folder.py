@@ -21,17 +21,22 @@ import dataclasses
 import fcntl
 import os
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, ContextManager, Literal
 
 import yaml
 
-from tawin.checkpoint import atomic_write_text
+from tawin.checkpoint import atomic_write_text, check_resumable
 from tawin.config import read_yaml, to_dict, to_dict_value
 from tawin.errors import ConfigError, UserError
-from tawin.run.config import DataConfig, dataset_path
+from tawin.run.config import DataConfig, PipelineConfig, Stage, dataset_path
 from tawin.run.interrupts import deferred_interrupts
-from tawin.run.provenance import describe, identity
+from tawin.run.provenance import checkpoint_provenance, dataset_provenance, describe, identity
+
+if TYPE_CHECKING:
+    from tawin.run.session import Session
 
 FolderKind = Literal["run", "sft", "rl", "eval", "baseline", "experiment"]
 """What wrote the folder: saved as the `kind` key of config.yaml, so a folder never resumes another command."""
@@ -245,6 +250,42 @@ class RunFolder:
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         self._release(failed=exc_type is not None)
+
+
+@contextmanager
+def command_folder(config: PipelineConfig, out: Path, kind: FolderKind, *, overwrite: bool, progress: bool,
+                   checkpoints: dict[str, str | Path] | None = None, resumable: tuple[str, ...] = (),
+                   searches: tuple[Stage, ...] = (),
+                   timed: Callable[[str], ContextManager] = lambda name: nullcontext()) -> Iterator[Session]:
+    """The set-up of every command that trains or evaluates into `out` (`tawin run`, `sft`, `rl`, `eval`):
+
+    1. a model the command builds (``model.name_or_path``) is found; a command that loads
+       `checkpoints` instead has already checked them against the config
+       (:func:`tawin.run.commands.with_checkpoint_model`);
+    2. the session is opened: the dataset loaded, and `config` checked against it (timed as
+       ``load data`` by `timed`);
+    3. the :class:`RunFolder` of `kind` is entered, its identity holding the content hash of the
+       dataset and of each of `checkpoints` (name → folder, or ``popularity``);
+    4. each checkpoint folder of `resumable` (relative to `out`) is checked to resume from;
+    5. the beam searches of the stages in `searches` are checked against the catalogue.
+
+    Steps 1 and 2 fail before `out` is touched. Yields the session."""
+    from tawin.models.pretrained import check_model_source
+    from tawin.run.session import Session
+
+    checkpoints = checkpoints or {}
+    if not checkpoints and config.model.name_or_path is not None:
+        check_model_source(config.model.name_or_path)
+    with timed("load data"):
+        session = Session.open(config, progress)
+    provenance = {"dataset": dataset_provenance(config.data.dataset),
+                  **{name: checkpoint_provenance(folder) for name, folder in checkpoints.items()}}
+    with RunFolder(out, config, overwrite, kind=kind, provenance=provenance):
+        for folder in resumable:
+            check_resumable(Path(out) / folder)
+        if searches:
+            session.check_searches(config, searches)
+        yield session
 
 
 _UNSET = object()

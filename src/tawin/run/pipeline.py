@@ -12,18 +12,17 @@ from __future__ import annotations
 import json
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tawin.checkpoint import atomic_write_json, atomic_write_text, check_resumable
+from tawin.checkpoint import atomic_write_json, atomic_write_text
 from tawin.eval.config import REPORT_KS
-from tawin.models.pretrained import check_model_source
 from tawin.run.config import PipelineConfig
 from tawin.run.done import stage_done
-from tawin.run.folder import RunFolder
+from tawin.run.folder import command_folder
 from tawin.run.interrupts import raise_if_interrupted
-from tawin.run.provenance import dataset_provenance
-from tawin.run.session import Session
 from tawin.run.stages import eval_stage, popularity_stage, rl_stage, sequential_baseline_stage, sft_stage
 
 SEQUENTIAL_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
@@ -34,32 +33,29 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
     """`tawin run`: the configured stages, resumable, then a results table; returns method → metrics."""
     out = Path(out)
     started = time.time()
-    if config.model.name_or_path is not None:
-        check_model_source(config.model.name_or_path)  # an unknown model fails before the folder is touched
     timer = StageTimer(previous=_recorded_costs(out))
-    session = timer.run("load data", Session.open, config, progress)  # a bad dataset fails before the folder is touched
-    with RunFolder(out, config, overwrite, kind="run", provenance={"dataset": dataset_provenance(config.data.dataset)}):
-        for stage in ("sft", "rl"):
-            check_resumable(out / stage / "last")
-        session.check_searches(config, config.stages)
-        results: dict[str, dict] = {}
+    results: dict[str, dict] = {}
+    with command_folder(config, out, "run", overwrite=overwrite, progress=progress, resumable=("sft/last", "rl/last"),
+                        searches=config.stages, timed=timer.stage) as session:
         sft_best = out / "sft" / "best"
         if "sft" in config.stages:
-            sft_best = timer.run("sft", sft_stage, session, config, out / "sft", done=stage_done(out / "sft", "sft"))
+            with timer.stage("sft", done=stage_done(out / "sft", "sft")):
+                sft_best = sft_stage(session, config, out / "sft")
             if "eval" in config.stages:
-                results["SFT"] = timer.run("eval sft", eval_stage, session, config, sft_best, out / "eval" / "sft",
-                                           done=stage_done(out / "eval" / "sft", "eval"))
+                with timer.stage("eval sft", done=stage_done(out / "eval" / "sft", "eval")):
+                    results["SFT"] = eval_stage(session, config, sft_best, out / "eval" / "sft")
         if "rl" in config.stages:
-            rl_final = timer.run("rl", rl_stage, session, config, sft_best, out / "rl", done=stage_done(out / "rl", "rl"))
+            with timer.stage("rl", done=stage_done(out / "rl", "rl")):
+                rl_final = rl_stage(session, config, sft_best, out / "rl")
             if "eval" in config.stages:
-                results[rl_label(config)] = timer.run("eval rl", eval_stage, session, config, rl_final, out / "eval" / "rl",
-                                                      done=stage_done(out / "eval" / "rl", "eval"))
+                with timer.stage("eval rl", done=stage_done(out / "eval" / "rl", "eval")):
+                    results[rl_label(config)] = eval_stage(session, config, rl_final, out / "eval" / "rl")
         if "popularity" in config.stages:
-            results["Popularity"] = timer.run("popularity", popularity_stage, session, config, out / "eval" / "popularity")
+            with timer.stage("popularity"):
+                results["Popularity"] = popularity_stage(session, config, out / "eval" / "popularity")
         for kind in (kind for kind in SEQUENTIAL_LABELS if kind in config.stages):
-            folder = out / "eval" / kind
-            results[SEQUENTIAL_LABELS[kind]] = timer.run(kind, sequential_baseline_stage, session, config, kind, folder,
-                                                         done=stage_done(folder, "baseline"))
+            with timer.stage(kind, done=stage_done(out / "eval" / kind, "baseline")):
+                results[SEQUENTIAL_LABELS[kind]] = sequential_baseline_stage(session, config, kind, out / "eval" / kind)
         total = time.time() - started + timer.carried_seconds
         if session.dist.is_main:
             report = render_report(config, results, timer, total)
@@ -126,15 +122,17 @@ class StageTimer:
     previous: dict = field(default_factory=dict)
     records: list = field(default_factory=list)
 
-    def run(self, name: str, function, *args, done: bool = False, **kwargs):
+    @contextmanager
+    def stage(self, name: str, done: bool = False) -> Iterator[None]:
+        """Time the block as the stage `name` (a stage that raises is not recorded); `done`: it was
+        finished before this run, so an earlier record of it is kept."""
         raise_if_interrupted()  # an interrupt that a library swallowed stops the run before its next stage
         started = time.time()
-        result = function(*args, **kwargs)
+        yield
         if done and name in self.previous:
             self.records.append({**self.previous[name], "earlier": True})
         else:
             self.records.append({"stage": name, "seconds": round(time.time() - started, 1), "peak_rss_mb": round(peak_rss_mb())})
-        return result
 
     @property
     def carried_seconds(self) -> float:
