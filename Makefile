@@ -26,7 +26,7 @@ demo: $(BIN)/tawin
 docs: $(BIN)/tawin
 	# The figures come from the library's own functions, so they are drawn afresh before each build.
 	if [ -f docs/figures.py ]; then $(BIN)/python docs/figures.py; fi
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 test: docs
 	$(BIN)/python -m pytest
