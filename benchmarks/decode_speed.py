@@ -62,7 +62,7 @@ from tawin.data.io import load_dataset
 from tawin.decoding.beam import constrained_beam_search
 from tawin.items.trie import ItemTrie
 from tawin.models.batching import EncodedSplit, encode_split, prompt_batch
-from tawin.models.build import ModelConfig, Recommender, build_recommender
+from tawin.models.build import ModelConfig, RecommenderLM, build_recommender
 
 MODELS: dict[str, ModelConfig] = {
     "default": ModelConfig(),
@@ -115,7 +115,7 @@ def unsort(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return restored
 
 
-def ours_decode(recommender: Recommender, trie: ItemTrie, encoded: EncodedSplit, index: torch.Tensor, beams: int, batch: int):
+def ours_decode(recommender: RecommenderLM, trie: ItemTrie, encoded: EncodedSplit, index: torch.Tensor, beams: int, batch: int):
     """Our beam search over rows `index` in batches (`trie` on the model's device): (items [n, K], scores [n, K]) on the CPU."""
     items, scores, device = [], [], recommender.device
     order = by_length(encoded, index)
@@ -127,7 +127,7 @@ def ours_decode(recommender: Recommender, trie: ItemTrie, encoded: EncodedSplit,
     return unsort(torch.cat(items).cpu(), order), unsort(torch.cat(scores).cpu(), order)
 
 
-def hf_decode(recommender: Recommender, encoded: EncodedSplit, index: torch.Tensor, beams: int, batch: int):
+def hf_decode(recommender: RecommenderLM, encoded: EncodedSplit, index: torch.Tensor, beams: int, batch: int):
     """HF beam search with the trie as prefix_allowed_tokens_fn: (token sequences [n, K, T], scores [n, K])."""
     trie, codec = recommender.codec.trie, recommender.codec
     config = GenerationConfig(
@@ -164,7 +164,7 @@ def items_of_sequences(trie: ItemTrie, sequences_NKT: torch.Tensor, eos_id: int)
     return torch.tensor(items).view(sequences_NKT.shape[:2])
 
 
-def run_case(case: Case, recommender: Recommender, trie: ItemTrie, encoded: EncodedSplit, chunks: list[torch.Tensor], args) -> dict:
+def run_case(case: Case, recommender: RecommenderLM, trie: ItemTrie, encoded: EncodedSplit, chunks: list[torch.Tensor], args) -> dict:
     """Alternate ours/HF over the chunks (one pair per repeat): rows/s, speedup and the identity check."""
     ours_seconds, hf_seconds, ours_cpu, hf_cpu, same_rows, score_diff = [], [], [], [], [], 0.0
     for chunk in chunks:

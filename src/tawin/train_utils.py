@@ -18,7 +18,7 @@ from tawin.checkpoint import (atomic_write_json, check_intact, existing_folder, 
 from tawin.distributed import Dist
 from tawin.errors import UserError
 from tawin.models.batching import EncodedSplit, prompt_batch, sequence_batch
-from tawin.models.build import DAMAGED_FIX, Recommender, save_recommender
+from tawin.models.build import DAMAGED_FIX, RecommenderLM, save_recommender
 from tawin.runtime import autocast
 from tawin.tracking import active_run
 
@@ -131,7 +131,7 @@ class Progress:
     """State a loop saved beside the model through `save_training_state(extra=…)`."""
 
 
-def save_training_state(folder: Path, recommender: Recommender, optimizer, scheduler, progress: Progress, dist=None,
+def save_training_state(folder: Path, recommender: RecommenderLM, optimizer, scheduler, progress: Progress, dist=None,
                         extra: dict | None = None) -> None:
     """Atomically write model + optimizer + scheduler + RNG + progress to `folder` (rank 0 only).
     `extra` holds further state a loop needs to resume (e.g. a synced reference model's weights)."""
@@ -149,7 +149,7 @@ def save_training_state(folder: Path, recommender: Recommender, optimizer, sched
         dist.barrier()
 
 
-def start_or_resume(out: Path, recommender: Recommender, parameters, lr: float, weight_decay: float,
+def start_or_resume(out: Path, recommender: RecommenderLM, parameters, lr: float, weight_decay: float,
                     warmup_steps: int, total_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, Progress, bool]:
     """AdamW with warm-up and cosine decay over `total_steps`, restored with the weights and the
     progress from ``out/last`` when there is one: (optimizer, scheduler, progress, resumed)."""
@@ -159,7 +159,7 @@ def start_or_resume(out: Path, recommender: Recommender, parameters, lr: float, 
     return optimizer, scheduler, progress or Progress(), progress is not None
 
 
-def resume(out: Path, recommender: Recommender, optimizer, scheduler) -> Progress | None:
+def resume(out: Path, recommender: RecommenderLM, optimizer, scheduler) -> Progress | None:
     """Progress of the last checkpoint in `out` (weights, optimizer, scheduler, RNG restored), or None."""
     last = existing_folder(Path(out) / "last")
     if last is None or not (last / "trainer.pt").exists():
@@ -167,7 +167,7 @@ def resume(out: Path, recommender: Recommender, optimizer, scheduler) -> Progres
     return load_training_state(last, recommender, optimizer, scheduler)
 
 
-def load_weights_into(recommender: Recommender, folder: Path) -> None:
+def load_weights_into(recommender: RecommenderLM, folder: Path) -> None:
     """Put the weights saved in `folder` (a checkpoint of the same model, checked against its manifest)
     into `recommender`."""
     from safetensors.torch import load_file
@@ -176,7 +176,7 @@ def load_weights_into(recommender: Recommender, folder: Path) -> None:
     recommender.model.load_state_dict(load_file(str(Path(folder) / "model.safetensors")), strict=False)
 
 
-def load_training_state(folder: Path, recommender: Recommender, optimizer, scheduler) -> Progress:
+def load_training_state(folder: Path, recommender: RecommenderLM, optimizer, scheduler) -> Progress:
     state = torch.load(folder / "trainer.pt", weights_only=False)
     load_weights_into(recommender, folder)
     optimizer.load_state_dict(state["optimizer"])
@@ -185,7 +185,7 @@ def load_training_state(folder: Path, recommender: Recommender, optimizer, sched
     return Progress(**{**state["progress"], "extra": state.get("extra", {})})
 
 
-def save_best(folder: Path, recommender: Recommender, info: dict, dist=None) -> None:
+def save_best(folder: Path, recommender: RecommenderLM, info: dict, dist=None) -> None:
     if dist is None or dist.is_main:
         with writing_checkpoint(folder) as staging:
             save_recommender(recommender, staging)

@@ -171,3 +171,18 @@ def test_a_search_wider_than_the_catalogue_is_refused_before_training(tmp_path, 
     fails(["eval", "--checkpoint", str(checkpoint), "--dataset", str(data), "--out", str(tmp_path / "eval"), "--beams", "5",
            "--set", "eval.ks=[1,3]"], capsys,
           r"eval\.num_beams=5 exceeds the catalogue's 4 items")
+
+
+def test_bad_baseline_settings_are_one_line_naming_each_field(dataset, tmp_path, capsys):
+    """SequentialBaselineConfig.check() returns its problems like every config's check(): `tawin baseline`
+    and an experiment's `baseline:` section report them in their one line, before any folder exists."""
+    out = tmp_path / "sasrec"
+    fails(["baseline", "sasrec", "--dataset", str(dataset), "--out", str(out), "--set", "hidden=30", "--set", "n_heads=4",
+           "--set", "dropout=1.5"], capsys,
+          r"invalid configuration: hidden=30 must be divisible by n_heads=4.*; dropout=1\.5 must lie in \[0, 1\)")
+    assert not out.exists()
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(yaml.safe_dump({"name": "tiny", "base": {"data": {"dataset": str(dataset)}}, "baselines": ["sasrec"],
+                                          "baseline": {"dropout": 1.5}, "methods": {"SFT only": None}}))
+    fails(["experiment", str(experiment), "--out", str(tmp_path / "experiment")], capsys, r"baseline: dropout=1\.5 must lie in \[0, 1\)")
+    assert not (tmp_path / "experiment").exists()

@@ -10,6 +10,8 @@ from tawin.lazy import lazy_exports
 
 BaselineKind = Literal["sasrec", "gru4rec"]
 """The trained sequential baselines (popularity needs no training and is not one of them)."""
+BaselineName = Literal[BaselineKind, "popularity"]
+"""Every baseline: `tawin baseline`'s method, an experiment's `baselines` entry."""
 
 _EXPORTS = {
     "evaluate_popularity": "popularity",
@@ -19,5 +21,5 @@ _EXPORTS = {
     "run_baseline": "sequential",
     "train_baseline": "sequential",
 }
-__all__ = sorted([*_EXPORTS, "BaselineKind"])
+__all__ = sorted([*_EXPORTS, "BaselineKind", "BaselineName"])
 __getattr__ = lazy_exports(__name__, _EXPORTS)

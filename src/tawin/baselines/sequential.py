@@ -88,8 +88,9 @@ class SequentialBaselineConfig:
     seed: int = 0
     """Seeds initialisation, dropout and shuffling; CPU runs with the same seed are identical."""
 
-    def validate(self) -> "SequentialBaselineConfig":
-        """Check every field; raise one :class:`ConfigError` listing all problems and their fixes."""
+    def check(self) -> list[str]:
+        """Every broken rule, each with its fix (empty when the config is valid); as for every config,
+        the caller raises them as one :class:`ConfigError` (:func:`for_kind` does)."""
         problems = []
         for name in ("n_layers", "gru_layers", "n_heads", "batch_size", "max_epochs", "patience", "early_stop_k", "eval_top", "eval_batch_size"):
             value = getattr(self, name)
@@ -111,9 +112,7 @@ class SequentialBaselineConfig:
             problems.append(f"early_stop_k={self.early_stop_k} must be <= eval_top={self.eval_top}; raise eval_top or lower early_stop_k.")
         if not isinstance(self.seed, int):
             problems.append(f"seed={self.seed!r} must be an integer.")
-        if problems:
-            raise ConfigError("Invalid SequentialBaselineConfig:\n  - " + "\n  - ".join(problems))
-        return self
+        return problems
 
 
 TUNED: dict[str, dict[str, float]] = {"sasrec": {"hidden": 128, "dropout": 0.3}, "gru4rec": {"hidden": 64, "dropout": 0.5}}
@@ -121,11 +120,15 @@ TUNED: dict[str, dict[str, float]] = {"sasrec": {"hidden": 128, "dropout": 0.3},
 
 
 def for_kind(config: SequentialBaselineConfig, kind: BaselineKind) -> SequentialBaselineConfig:
-    """`config` with its null `hidden`/`dropout` set to the kind's tuned values."""
+    """`config` with its null `hidden`/`dropout` set to the kind's tuned values; one ConfigError
+    listing every problem of the result."""
     if kind not in TUNED:
         raise ConfigError(f"kind={kind!r} is not a baseline; choose one of {list(get_args(BaselineKind))}.")
     tuned = {name: value for name, value in TUNED[kind].items() if getattr(config, name) is None}
-    return replace(config, **tuned).validate()
+    resolved = replace(config, **tuned)
+    if problems := resolved.check():
+        raise ConfigError("Invalid SequentialBaselineConfig:\n  - " + "\n  - ".join(problems))
+    return resolved
 
 
 def item_columns(catalogue_N: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -139,17 +142,18 @@ def item_columns(catalogue_N: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class EncodedSplit:
-    """A split as model inputs: tokens are catalogue column + 1, with 0 for padding."""
+class BaselineInputs:
+    """A split as SASRec/GRU4Rec inputs: tokens are catalogue column + 1, with 0 for padding (the
+    LLM's tokenised prompts are :class:`tawin.models.batching.EncodedSplit`)."""
 
     tokens_RH: torch.Tensor  # int64 [R, H], right-padded with 0
     last_R: torch.Tensor  # int64 [R], index of the most recent history item (history_len - 1)
     target_R: torch.Tensor  # int64 [R], catalogue column of the target
 
 
-def encode_split(split: Interactions, catalogue_N: np.ndarray) -> EncodedSplit:
+def baseline_inputs(split: Interactions, catalogue_N: np.ndarray) -> BaselineInputs:
     tokens_RH = item_columns(catalogue_N, split.history_RH) + 1
-    return EncodedSplit(
+    return BaselineInputs(
         tokens_RH=torch.from_numpy(tokens_RH),
         last_R=torch.from_numpy(split.history_len - 1),
         target_R=torch.from_numpy(item_columns(catalogue_N, split.target)),
@@ -184,14 +188,14 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {"last": last_position_loss, "a
 
 
 @torch.no_grad()
-def rank_catalogue(model: nn.Module, encoded: EncodedSplit, top: int, batch_size: int) -> torch.Tensor:
+def rank_catalogue(model: nn.Module, inputs: BaselineInputs, top: int, batch_size: int) -> torch.Tensor:
     """Top-`top` catalogue columns per row by score, best first: int64 [R, top]. Nothing masked."""
     was_training = model.training
     model.eval()
     ranked = []
-    for start in range(0, len(encoded.last_R), batch_size):
-        tokens_BH = encoded.tokens_RH[start : start + batch_size]
-        last_B = encoded.last_R[start : start + batch_size]
+    for start in range(0, len(inputs.last_R), batch_size):
+        tokens_BH = inputs.tokens_RH[start : start + batch_size]
+        last_B = inputs.last_R[start : start + batch_size]
         hidden_BD = model.encode(tokens_BH)[torch.arange(len(last_B)), last_B]
         scores_BN = model.score(hidden_BD)
         ranked.append(scores_BN.topk(min(top, scores_BN.shape[1]), dim=1).indices)
@@ -215,7 +219,7 @@ def evaluate_baseline(
     """
     catalogue_N = dataset.items.item_id
     interactions = dataset.split(split) if rows is None else dataset.split(split).take(rows)
-    ranked_columns_RB = rank_catalogue(model, encode_split(interactions, catalogue_N), max((top, *ks)), batch_size)
+    ranked_columns_RB = rank_catalogue(model, baseline_inputs(interactions, catalogue_N), max((top, *ks)), batch_size)
     ranked_items_RB = catalogue_N[ranked_columns_RB.numpy()].astype(np.int64)
     return topk_metrics(ranked_items_RB, interactions.target, ks=ks), ranked_items_RB
 
@@ -235,7 +239,7 @@ def train_baseline(
     torch.manual_seed(config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
     catalogue_N = dataset.items.item_id
-    train = encode_split(dataset.split("train"), catalogue_N)
+    train = baseline_inputs(dataset.split("train"), catalogue_N)
     model = build_model(kind, len(catalogue_N), train.tokens_RH.shape[1], config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = LOSSES[config.train_positions]

@@ -29,12 +29,12 @@ from tawin.errors import ConfigError
 from tawin.eval.config import REPORT_KS, EvalConfig
 from tawin.metrics.catalogue_auc import auc, partial_auc, recall_at_k, wpauc
 from tawin.models.batching import EncodedSplit, prompt_batch
-from tawin.models.build import Recommender
+from tawin.models.build import RecommenderLM
 from tawin.runtime import progress as show_progress
 
 
 @torch.no_grad()
-def exact_scores(recommender: Recommender, encoded: EncodedSplit, rows: np.ndarray, batch_size: int,
+def exact_scores(recommender: RecommenderLM, encoded: EncodedSplit, rows: np.ndarray, batch_size: int,
                  progress: bool = False, chunk_nodes: int = DEFAULT_CHUNK_NODES, desc: str = "exact scores") -> torch.Tensor:
     """Exact log π(Y_i | H_u) of every catalogue item for each of `rows` (indices into `encoded`).
 
@@ -74,7 +74,7 @@ def _problems(config: EvalConfig, n_items: int) -> list[str]:
     return problems
 
 
-def diagnostics(recommender: Recommender, encoded: EncodedSplit, config: EvalConfig, progress: bool = True) -> dict:
+def diagnostics(recommender: RecommenderLM, encoded: EncodedSplit, config: EvalConfig, progress: bool = True) -> dict:
     """Row means of auc, opauc, wpauc@K and exact_recall@K over a seeded sample (see module docstring).
 
     Rows: ``sample_rows(len(encoded), config.diagnostics_rows, config.sample_seed)``; prompts are

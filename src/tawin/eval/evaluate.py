@@ -26,7 +26,7 @@ from tawin.decoding.beam import constrained_beam_search
 from tawin.eval.config import EvalConfig
 from tawin.metrics import topk_metrics
 from tawin.models.batching import EncodedSplit, prompt_batch
-from tawin.models.build import Recommender
+from tawin.models.build import RecommenderLM
 from tawin.runtime import progress as show_progress
 
 
@@ -61,7 +61,7 @@ class Predictions:
 
 
 @torch.no_grad()
-def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: EncodedSplit, rows: np.ndarray,
+def beam_predictions(recommender: RecommenderLM, dataset: Dataset, encoded: EncodedSplit, rows: np.ndarray,
                      num_beams: int, batch_size: int, progress: bool = True, desc: str = "eval", dist=None, log=None) -> Predictions:
     """Top-`num_beams` items for each of `rows` (indices into `encoded`).
 
@@ -106,7 +106,7 @@ def beam_predictions(recommender: Recommender, dataset: Dataset, encoded: Encode
                        items_RK=items_RK, scores_RK=scores_RK)
 
 
-def evaluate(recommender: Recommender, dataset: Dataset, encoded: EncodedSplit, config: EvalConfig,
+def evaluate(recommender: RecommenderLM, dataset: Dataset, encoded: EncodedSplit, config: EvalConfig,
              output_dir: Path | None = None, progress: bool = True, dist=None) -> dict:
     """Evaluate on `config.split`; writes metrics.json and predictions.jsonl when `output_dir` is set."""
     started = time.time()

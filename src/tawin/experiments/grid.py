@@ -52,7 +52,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from tawin.baselines.sequential import BaselineKind, SequentialBaselineConfig
+from tawin.baselines import BaselineName
+from tawin.baselines.sequential import SequentialBaselineConfig
 from tawin.config import build_config, validate
 from tawin.eval.config import REPORT_KS
 from tawin.errors import ConfigError
@@ -61,7 +62,6 @@ from tawin.experiments.report import SWEEP_KS
 from tawin.rl.config import RLConfig
 from tawin.run.config import DataConfig, PipelineConfig
 
-BaselineName = Literal[BaselineKind, "popularity"]
 BASELINE_LABELS: dict[BaselineName, str] = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "popularity": "Popularity"}
 AnchorMode = Literal["config", "auto", "best_on_valid", "grid"]
 ANCHOR_LISTS: tuple[AnchorMode, ...] = ("best_on_valid", "grid")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import get_args
 
+from tawin.baselines import BaselineName
 from tawin.baselines.sequential import SequentialBaselineConfig
 from tawin.config import merge_override, parse_override, read_yaml
 from tawin.errors import ConfigError
@@ -19,7 +20,6 @@ from tawin.experiments.grid import (
     EXPERIMENT_KEYS,
     METHOD_DATA_KEYS,
     AnchorMode,
-    BaselineName,
     Experiment,
     Method,
     ReportSpec,
@@ -69,10 +69,7 @@ def parse_experiment(data: dict, where: str = "experiment") -> Experiment:
     if bad := [b for b in baselines if b not in get_args(BaselineName)]:
         problems.append(f"baselines: {bad} not among {list(get_args(BaselineName))}")
     baseline = _typed(SequentialBaselineConfig, data.get("baseline") or {}, "baseline", problems)
-    try:
-        baseline = baseline.validate() if baseline is not None else None
-    except ConfigError as error:
-        problems.append(f"baseline: {error}")
+    problems += [f"baseline: {problem}" for problem in (baseline.check() if baseline is not None else [])]
     report = _typed(ReportSpec, data.get("report") or {}, "report", problems)
     diagnostics = data.get("diagnostics", False)
     if not isinstance(diagnostics, bool):

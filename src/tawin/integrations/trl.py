@@ -35,7 +35,7 @@ import torch
 from tawin.checkpoint import writing_checkpoint
 from tawin.errors import ConfigError
 from tawin.integrations.trl_rollout import REWARD_FUNCS, BeamRollout, item_reward, rank_reward
-from tawin.models.build import Recommender, save_recommender
+from tawin.models.build import RecommenderLM, save_recommender
 from tawin.rl.advantages import group_advantages
 from tawin.rl.tawin import check_tawin_settings, tawin_weights, weight_entropy
 
@@ -226,12 +226,12 @@ def _model_problems(model, rollout: BeamRollout, args) -> list[str]:
     return problems
 
 
-def save_checkpoint(trainer: GRPOTrainer, recommender: Recommender, folder: str | Path) -> Path:
+def save_checkpoint(trainer: GRPOTrainer, recommender: RecommenderLM, folder: str | Path) -> Path:
     """Write the trained policy as a tawin checkpoint (model, tokenizer, ``tawin.json``; atomic),
     for ``tawin eval --checkpoint``, ``tawin recommend`` or a further ``tawin rl --init``.
     `recommender` is the one the policy was loaded as (its tokenizer and model config)."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     folder = Path(folder)
     with writing_checkpoint(folder) as staging:
-        save_recommender(Recommender(model, recommender.tokenizer, recommender.codec, recommender.config), staging)
+        save_recommender(RecommenderLM(model, recommender.tokenizer, recommender.codec, recommender.config), staging)
     return folder

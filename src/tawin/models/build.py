@@ -7,7 +7,7 @@
   or a GGUF file, see :mod:`tawin.models.pretrained`); in SID mode the code tokens are added to the
   tokenizer and the embeddings resized; ``model.lora_r > 0`` trains LoRA adapters instead of all weights.
 
-A :class:`Recommender` bundles model, tokenizer and the item codec; checkpoints are ordinary
+A :class:`RecommenderLM` bundles model, tokenizer and the item codec; checkpoints are ordinary
 Hugging Face folders plus ``tawin.json`` (item representation and model config); LoRA checkpoints
 hold merged weights (plus the adapters, for exact resume).
 """
@@ -35,7 +35,11 @@ from tawin.models.tokenizer import build_word_tokenizer
 
 
 @dataclass
-class Recommender:
+class RecommenderLM:
+    """The causal LM of a recommender with the tokenizer and item codec it reads and writes items
+    in, and the model config it was built from: what SFT and RL train and a checkpoint holds.
+    :class:`tawin.Recommender` wraps one with its catalogue to rank items for histories."""
+
     model: torch.nn.Module
     tokenizer: object
     codec: ItemCodec
@@ -46,7 +50,7 @@ class Recommender:
         return next(self.model.parameters()).device
 
 
-def build_recommender(config: ModelConfig, items: ItemTable, seed: int = 0) -> Recommender:
+def build_recommender(config: ModelConfig, items: ItemTable, seed: int = 0) -> RecommenderLM:
     """A fresh model for `items` (weights random for the default model, pretrained otherwise)."""
     if config.name_or_path is None:
         if config.item_repr != "sid":
@@ -76,7 +80,7 @@ def build_recommender(config: ModelConfig, items: ItemTable, seed: int = 0) -> R
         init_item_embeddings(config.item_embedding_init, model, tokenizer, items, added, seed)  # before LoRA wraps them
         model = _maybe_lora(model, config)
     codec = ItemCodec.build(items, tokenizer, config.item_repr)
-    return Recommender(model, tokenizer, codec, config)
+    return RecommenderLM(model, tokenizer, codec, config)
 
 
 def _load_pretrained(config: ModelConfig):
@@ -104,7 +108,7 @@ def add_item_tokens(tokenizer, model, items: ItemTable) -> list[str]:
     return missing
 
 
-def save_recommender(recommender: Recommender, folder: Path) -> None:
+def save_recommender(recommender: RecommenderLM, folder: Path) -> None:
     """Write model, tokenizer and ``tawin.json`` into `folder` (the caller makes it atomic)."""
     folder.mkdir(parents=True, exist_ok=True)
     model = recommender.model
@@ -157,7 +161,7 @@ def checkpoint_config(folder: str | Path) -> ModelConfig:
     return config
 
 
-def load_recommender(folder: str | Path, items: ItemTable) -> Recommender:
+def load_recommender(folder: str | Path, items: ItemTable) -> RecommenderLM:
     """Load a checkpoint written by :func:`save_recommender` for the catalogue `items`."""
     folder = check_checkpoint(folder)
     config = checkpoint_config(folder)
@@ -173,4 +177,4 @@ def load_recommender(folder: str | Path, items: ItemTable) -> Recommender:
     # LoRA checkpoints hold merged weights; fresh adapters (ΔW = 0) go on top for further training.
     model = _maybe_lora(model, config)
     codec = ItemCodec.build(items, tokenizer, config.item_repr)
-    return Recommender(model, tokenizer, codec, config)
+    return RecommenderLM(model, tokenizer, codec, config)

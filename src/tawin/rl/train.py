@@ -37,7 +37,7 @@ from tawin.decoding.tree import needs_float_mask
 from tawin.errors import ConfigError
 from tawin.eval.evaluate import beam_predictions
 from tawin.models.batching import EncodedSplit, prompt_batch
-from tawin.models.build import Recommender
+from tawin.models.build import RecommenderLM
 from tawin.models.dropout import disable_dropout
 from tawin.rl.advantages import group_advantages
 from tawin.rl.config import RLConfig
@@ -108,7 +108,7 @@ class StepBatch:
     prompt_tokens: int
 
 
-def draw_step_batch(policy, recommender: Recommender, train: EncodedSplit, rows_R: torch.Tensor, config: RLConfig,
+def draw_step_batch(policy, recommender: RecommenderLM, train: EncodedSplit, rows_R: torch.Tensor, config: RLConfig,
                     run: RunContext, progress: Progress, draws_per_epoch: int, draws_total: int) -> StepBatch:
     """Roll out the next prompt batch(es) of the epoch order: one batch, or with
     `informative_batches` further ones until `batch_size` informative groups (or the draw cap)."""
@@ -159,7 +159,7 @@ def rl_rows(n_train: int, config: RLConfig, rows: np.ndarray | None) -> torch.Te
     return rows_R
 
 
-def train_rl(recommender: Recommender, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
+def train_rl(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
              config: RLConfig, run: RunContext, rows: np.ndarray | None = None) -> dict:
     """RL on the train rows `rows` (None = every train row); returns steps, valid metrics, seconds."""
     out = Path(run.output_dir)
@@ -249,7 +249,7 @@ def _log_steps(progress: Progress, config: RLConfig, log: JsonlLog, run: RunCont
     return {"tokens": 0, "start": time.time()}
 
 
-def _save_final(recommender: Recommender, progress: Progress, metrics: dict, config: RLConfig, run: RunContext, out: Path) -> dict:
+def _save_final(recommender: RecommenderLM, progress: Progress, metrics: dict, config: RLConfig, run: RunContext, out: Path) -> dict:
     """final/ = the last model, or with `select_best` the best one on valid (its step and metrics)."""
     result = {"steps": progress.global_step, "valid": metrics}
     if config.select_best and (out / "best" / "best.json").exists():

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from tawin.baselines import BaselineName
 from tawin.baselines.popularity import evaluate_popularity
-from tawin.baselines.sequential import SequentialBaselineConfig, run_baseline
+from tawin.baselines.sequential import SequentialBaselineConfig, for_kind, run_baseline
 from tawin.checkpoint import atomic_write_json
 from tawin.data.holdout import keep_latest_train_rows
 from tawin.data.io import load_dataset
@@ -26,14 +26,12 @@ from tawin.run.done import stage_done
 from tawin.run.folder import RunFolder
 from tawin.run.provenance import dataset_provenance
 
-Method = Literal["popularity", "sasrec", "gru4rec"]
-
 
 @dataclass(frozen=True)
 class BaselineRun:
     """What a baseline folder's result depends on (saved as its config.yaml)."""
 
-    method: Method
+    method: BaselineName
     """popularity (no settings), sasrec or gru4rec."""
     dataset: str
     """A shipped dataset name or a dataset folder."""
@@ -43,7 +41,7 @@ class BaselineRun:
     """SASRec/GRU4Rec settings; null for popularity."""
 
 
-def baseline_run(method: Method, dataset: str, sequential: SequentialBaselineConfig | None, settings_given: bool,
+def baseline_run(method: BaselineName, dataset: str, sequential: SequentialBaselineConfig | None, settings_given: bool,
                  latest_train_rows: int = 0) -> BaselineRun:
     """The run's settings, checked: popularity takes none, the others a valid config."""
     if method == "popularity":
@@ -51,7 +49,8 @@ def baseline_run(method: Method, dataset: str, sequential: SequentialBaselineCon
             raise ConfigError("tawin baseline popularity has no settings (it ranks items by their train frequency): drop --config and --set.")
         sequential = None
     else:
-        sequential = (sequential or SequentialBaselineConfig()).validate()
+        sequential = sequential or SequentialBaselineConfig()
+        for_kind(sequential, method)  # a bad setting fails before the folder is touched
     if not dataset:
         raise ConfigError("--dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder.")
     if latest_train_rows < 0:

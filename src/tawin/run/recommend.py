@@ -58,7 +58,7 @@ class Recommendations:
 class Recommender:
     """A trained model and its catalogue, ready to rank the next items for purchase histories."""
 
-    def __init__(self, model: build.Recommender, dataset: Dataset, beams: int = 50, batch_size: int = 32, max_prompt_tokens: int = 512):
+    def __init__(self, model: build.RecommenderLM, dataset: Dataset, beams: int = 50, batch_size: int = 32, max_prompt_tokens: int = 512):
         if beams < 1 or batch_size < 1:
             raise UserError(f"beams={beams} and batch_size={batch_size} must both be ≥ 1.")
         self.model = model

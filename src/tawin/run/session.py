@@ -26,7 +26,7 @@ from tawin.distributed import Dist, init_distributed
 from tawin.errors import ConfigError
 from tawin.items.codec import ItemCodec
 from tawin.models.batching import EncodedSplit, encode_split
-from tawin.models.build import Recommender, load_recommender
+from tawin.models.build import RecommenderLM, load_recommender
 from tawin.run.config import PipelineConfig, Stage, dataset_path
 from tawin.runtime import pick_device, use_bf16
 from tawin.train_utils import RunContext
@@ -105,7 +105,7 @@ class Session:
         if problems:
             raise ConfigError(f"invalid configuration for the dataset {self.dataset.name}: " + "; ".join(problems) + ".")
 
-    def encoded(self, recommender: Recommender, split: Split, max_prompt_tokens: int) -> EncodedSplit:
+    def encoded(self, recommender: RecommenderLM, split: Split, max_prompt_tokens: int) -> EncodedSplit:
         """The split's prompts tokenised by `recommender`, computed once per distinct encoding."""
         key = (tokenizer_fingerprint(recommender.tokenizer), codec_fingerprint(recommender.codec), max_prompt_tokens, split)
         if key not in self._encodings:
@@ -119,7 +119,7 @@ class Session:
         return RunContext(Path(out), config.seed, self.device, self.bf16, progress_bars=self.progress, log=log, dist=self.dist,
                           compile=config.compile)
 
-    def load(self, checkpoint: str | Path) -> Recommender:
+    def load(self, checkpoint: str | Path) -> RecommenderLM:
         """A saved recommender, on this session's device."""
         recommender = load_recommender(checkpoint, self.dataset.items)
         recommender.model.to(self.device)

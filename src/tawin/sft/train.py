@@ -19,7 +19,7 @@ from tawin.data.dataset import Dataset
 from tawin.data.sampling import maximal_windows, sample_rows
 from tawin.eval.evaluate import beam_predictions
 from tawin.models.batching import EncodedSplit, length_bucketed_batches
-from tawin.models.build import Recommender
+from tawin.models.build import RecommenderLM
 from tawin.runtime import maybe_compile
 from tawin.sft.config import SFTConfig
 from tawin.train_utils import JsonlLog, RunContext, optimizer_step, save_best, save_training_state, sft_loss, start_or_resume
@@ -27,7 +27,7 @@ from tawin.train_utils import JsonlLog, RunContext, optimizer_step, save_best, s
 __all__ = ["RunContext", "sft_loss", "sft_rows", "train_sft"]
 
 
-def train_sft(recommender: Recommender, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
+def train_sft(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
               config: SFTConfig, run: RunContext, rows: np.ndarray | None = None) -> dict:
     """SFT on the train rows :func:`sft_rows` picks from `rows` (row indices of `train`; None = all
     of them, e.g. fewer when some are held out for RL)."""

@@ -23,7 +23,7 @@ from tawin.data.dataset import Interactions, ItemTable
 from tawin.decoding.beam import BeamResult, constrained_beam_search
 from tawin.items.trie import ItemTrie, UnknownPrefixError
 from tawin.models.batching import encode_split, prompt_batch
-from tawin.models.build import ModelConfig, Recommender, build_recommender
+from tawin.models.build import ModelConfig, RecommenderLM, build_recommender
 
 from conftest import TINY_MODEL, hf_beam_search, spread_weights
 
@@ -46,7 +46,7 @@ def synthetic_items(n_items: int = N_ITEMS, seed: int = 0) -> ItemTable:
     return ItemTable(item_ids, [f"item {n}" for n in range(n_items)], [None] * n_items, [None] * n_items, sids)
 
 
-def encoded_rows(recommender: Recommender, items: ItemTable, n_rows: int, seed: int = 1):
+def encoded_rows(recommender: RecommenderLM, items: ItemTable, n_rows: int, seed: int = 1):
     """`n_rows` random histories of 1..6 items (so prompts differ in length and get left-padded)."""
     rng = np.random.default_rng(seed)
     histories = [rng.choice(items.item_id, size=rng.integers(1, 7), replace=False).tolist() for _ in range(n_rows)]
@@ -54,7 +54,7 @@ def encoded_rows(recommender: Recommender, items: ItemTable, n_rows: int, seed: 
     return encode_split(split, items, recommender.codec, recommender.tokenizer, max_prompt_tokens=128)
 
 
-def assert_valid_beams(result: BeamResult, recommender: Recommender) -> None:
+def assert_valid_beams(result: BeamResult, recommender: RecommenderLM) -> None:
     """Distinct catalogue items per row, best first, whose generated tokens are the items' own."""
     items_BK, n_items = result.items_BK, recommender.codec.trie.n_items
     assert bool(((items_BK >= 0) & (items_BK < n_items)).all())
@@ -65,7 +65,7 @@ def assert_valid_beams(result: BeamResult, recommender: Recommender) -> None:
     assert torch.equal(result.tokens_BKL, recommender.codec.target_table_NL[items_BK])
 
 
-def assert_same_as_hf(recommender: Recommender, ids_BL: torch.Tensor, mask_BL: torch.Tensor, beams: int) -> None:
+def assert_same_as_hf(recommender: RecommenderLM, ids_BL: torch.Tensor, mask_BL: torch.Tensor, beams: int) -> None:
     ours = constrained_beam_search(recommender.model, recommender.codec.trie, ids_BL, mask_BL, beams)
     assert_valid_beams(ours, recommender)
     hf_items_BK, hf_scores_BK = hf_beam_search(recommender, ids_BL, mask_BL, beams)
