@@ -114,17 +114,123 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+PLAIN_PROGRESS_SECONDS = 10.0
+"""Off a terminal, a progress line comes at most this often (see :class:`PlainProgress`)."""
+PLAIN_PROGRESS_SHARE = 0.1
+"""… and only once the loop has advanced this share of its total since the last line."""
+
+
+def on_terminal(stream=None) -> bool:
+    """Whether `stream` (default: stderr, where progress goes) is a terminal, where a bar can redraw in place."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def progress_bar(total: int | None, desc: str, unit: str = "step", enabled: bool = True, initial: int = 0,
+                 unit_scale: bool = False):
+    """The progress display of every loop, drawn on stderr; call ``update(n)``, ``set_postfix(...)``, ``close()``.
+
+    On a terminal: a tqdm bar redrawn in place. Elsewhere (a log file, CI, ``nohup``): a
+    :class:`PlainProgress`, whose plain lines a log can keep. Not `enabled` (``--no-progress``,
+    processes other than the main one): a disabled tqdm, which shows nothing.
+    """
+    if enabled and not on_terminal():
+        return PlainProgress(total, desc, unit, initial, unit_scale)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale, disable=not enabled, leave=False)
+
+
+class PlainProgress:
+    """Progress as plain lines, for a stderr that is no terminal: no carriage returns, few lines.
+
+    A line (``"<desc>: <unit> n/total (p%) [elapsed, ETA] <postfix>"``) comes once both
+    :data:`PLAIN_PROGRESS_SECONDS` have passed and :data:`PLAIN_PROGRESS_SHARE` of the total has
+    been done since the last one, so a loop writes at most about 1/share lines however long it
+    runs, and a loop shorter than that many seconds writes none; ``close()`` adds the final count
+    when a line was written. Has the part of tqdm's interface that tawin's loops use.
+    """
+
+    def __init__(self, total: int | None, desc: str, unit: str = "step", initial: int = 0, unit_scale: bool = False):
+        self.total, self.desc, self.unit, self.unit_scale = total, desc, unit, unit_scale
+        self.n = self.first = self.shown = initial
+        self.started = self.last = time.monotonic()
+        self.postfix, self.printed = "", False
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= PLAIN_PROGRESS_SECONDS and self.n - self.shown >= PLAIN_PROGRESS_SHARE * (self.total or 0):
+            self._line(now)
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = "  ".join(f"{name} {value}" for name, value in values.items())
+
+    def set_postfix_str(self, text: str) -> None:
+        self.postfix = text
+
+    def close(self) -> None:
+        if self.printed and self.n != self.shown:
+            self._line(time.monotonic())
+
+    @staticmethod
+    def write(text: str, file=None) -> None:
+        """A message between progress lines (tqdm.write's signature)."""
+        print(text, file=file or sys.stdout, flush=True)
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _line(self, now: float) -> None:
+        elapsed = now - self.started
+        done = f"{self._count(self.n)}/{self._count(self.total)}" if self.total else self._count(self.n)
+        share = f" ({self.n / self.total:.0%})" if self.total else ""
+        eta = ""
+        if self.total and self.n > self.first:
+            eta = f", ETA {_clock(elapsed / (self.n - self.first) * max(0, self.total - self.n))}"
+        postfix = f"  {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.unit} {done}{share} [{_clock(elapsed)}{eta}]{postfix}", file=sys.stderr, flush=True)
+        self.shown, self.last, self.printed = self.n, now, True
+
+    def _count(self, n: int | float) -> str:
+        if not self.unit_scale:
+            return f"{n:g}" if isinstance(n, float) else str(n)
+        from tqdm import tqdm
+
+        return tqdm.format_sizeof(n)
+
+
+def _clock(seconds: float) -> str:
+    """"42s", "12m05s", "3h07m"."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def progress(iterable, total: int, desc: str, bar: bool, log=None, unit: str = "batch", every_s: float = 30.0):
-    """`iterable` with a progress bar (`bar`), or else with a log line every `every_s` seconds.
+    """`iterable` with a progress display (`bar`; see :func:`progress_bar`), or else with a log line every `every_s` seconds.
 
     Without a bar (``--no-progress``), `log` (default: print) receives
     ``"<desc>: <unit> i/total [elapsed, ETA]"`` at most every `every_s` seconds, and once more at
     the end when a line was printed; ``log=False`` is silence (e.g. on non-main processes).
     """
     if bar:
-        from tqdm.auto import tqdm
-
-        yield from tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
+        display = progress_bar(total, desc, unit)
+        try:
+            for item in iterable:
+                yield item
+                display.update(1)
+        finally:
+            display.close()
         return
     say = (lambda text: print(text, flush=True)) if log is None else log
     started = last = time.time()

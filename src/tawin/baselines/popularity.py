@@ -13,7 +13,7 @@ import numpy as np
 
 from tawin.data.dataset import Dataset, Interactions
 from tawin.eval.evaluate import Predictions
-from tawin.metrics.ranking import DEFAULT_KS
+from tawin.metrics.ranking import TOP_KS
 
 
 def popularity_ranking(train: Interactions, n_rows: int, top: int, catalogue: np.ndarray | None = None) -> np.ndarray:
@@ -57,7 +57,7 @@ def popularity_predictions(dataset: Dataset, split: str, rows: np.ndarray, top: 
                        np.tile(ranked_B, (len(rows), 1)), np.repeat(scores_B[None], len(rows), axis=0).astype(np.float32))
 
 
-def evaluate_popularity(dataset: Dataset, split: str, ks: tuple[int, ...] = DEFAULT_KS) -> dict:
+def evaluate_popularity(dataset: Dataset, split: str, ks: tuple[int, ...] = TOP_KS.scored) -> dict:
     """Recall@K and NDCG@K of the train-popularity list on every row of `split` (keys as in `topk_metrics`)."""
     rows = np.arange(len(dataset.split(split)))
     return popularity_predictions(dataset, split, rows, max(ks)).metrics(ks)

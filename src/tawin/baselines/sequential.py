@@ -33,10 +33,9 @@ from tawin.baselines.gru4rec import GRU4Rec
 from tawin.baselines.sasrec import SASRec
 from tawin.data.dataset import PAD_ITEM, Dataset, Interactions
 from tawin.errors import ConfigError
-from tawin.metrics.ranking import topk_metrics
+from tawin.metrics.ranking import TOP_KS, topk_metrics
 
 TrainPositions = Literal["last", "all"]
-DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10, 20)
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,7 @@ def evaluate_baseline(
     model: nn.Module,
     dataset: Dataset,
     split: str,
-    ks: tuple[int, ...] = DEFAULT_KS,
+    ks: tuple[int, ...] = TOP_KS.scored,
     top: int = 50,
     batch_size: int = 1024,
     rows: np.ndarray | None = None,
@@ -285,7 +284,7 @@ def run_baseline(
     kind: BaselineKind,
     dataset: Dataset,
     config: SequentialBaselineConfig = SequentialBaselineConfig(),
-    ks: tuple[int, ...] = DEFAULT_KS,
+    ks: tuple[int, ...] = TOP_KS.scored,
     log: Callable[[str], None] | None = print,
     evaluate_on: dict[str, np.ndarray | None] | None = None,
 ) -> dict:

@@ -6,8 +6,9 @@ turn any such file into :class:`RawInteraction` and :class:`RawItem` records wit
 validation, so a fix to one check reaches every source; :mod:`tawin.data.raw` names the sources.
 
 Files are read one line at a time (gzip is recognised by its magic bytes, not by the name) and a
-tqdm bar counts bytes of the file on disk. A malformed line raises :class:`tawin.errors.DataError`
-naming the file, the line and the field; with ``skip`` it is counted in :class:`ReadStats` instead.
+progress display (:func:`tawin.runtime.progress_bar`) counts bytes of the file on disk. A malformed
+line raises :class:`tawin.errors.DataError` naming the file, the line and the field; with ``skip``
+it is counted in :class:`ReadStats` instead.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from tqdm import tqdm
-
 from tawin.data.dataset import MAX_TIMESTAMP
 from tawin.errors import DataError
+from tawin.runtime import progress_bar
 
 _DECODE = json.JSONDecoder().decode
 SKIP_HINT = "To skip such lines and count them instead, pass skip_bad_lines=True (--skip-bad-lines)."
@@ -83,9 +83,7 @@ def _open_bytes(path: Path, progress: bool) -> Iterator[tuple[io.BufferedIOBase,
     """Yield a binary line stream (gunzipped when needed) and a callback updating the bytes bar."""
     if not path.is_file():
         raise DataError(f"{path}: file not found; pass the path of an existing raw file.")
-    with path.open("rb") as raw, tqdm(
-        total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name, disable=not progress, leave=False
-    ) as bar:
+    with path.open("rb") as raw, progress_bar(path.stat().st_size, path.name, "B", enabled=progress, unit_scale=True) as bar:
         stream = io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
         yield stream, lambda: bar.update(raw.tell() - bar.n)
 

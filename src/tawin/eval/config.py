@@ -1,7 +1,7 @@
 """Evaluation stage configuration, and the cut-offs K that every table reports.
 
-``eval.ks`` defaults to :data:`tawin.metrics.ranking.DEFAULT_KS` (what metrics.json holds);
-:data:`REPORT_KS` are the columns of the results tables and the K of the diagnostics' WPAUC@K.
+``eval.ks`` defaults to ``TOP_KS.scored`` (what metrics.json holds); ``TOP_KS.reported`` are
+the columns of the results tables and the K of the diagnostics' WPAUC@K (:data:`tawin.metrics.ranking.TOP_KS`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from typing import Literal
 import numpy as np
 
 from tawin.data.sampling import sample_rows
-from tawin.metrics.ranking import DEFAULT_KS
+from tawin.metrics.ranking import TOP_KS
 
 EvalSplit = Literal["train", "valid", "test"]
-REPORT_KS: tuple[int, ...] = (1, 3, 5, 10)
-"""Cut-offs K of the results tables (`tawin run`, experiment reports) and of WPAUC@K."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,7 @@ class EvalConfig:
     `sample_seed` equal to `rl.max_rows`/`rl.sample_seed`, exactly the prompts RL trained on."""
     num_beams: int = 50
     """Beams of the constrained beam search = ranked items per row; must be ≥ max(ks)."""
-    ks: tuple[int, ...] = DEFAULT_KS
+    ks: tuple[int, ...] = TOP_KS.scored
     """Cut-offs K for Recall@K (= HR@K with one positive) and NDCG@K."""
     batch_size: int = 32
     """Prompts decoded together (each holds num_beams beams)."""
@@ -86,10 +84,10 @@ class EvalConfig:
                 f"eval.opauc_group_size={self.opauc_group_size} must lie in [2, N={n_items}]: OPAUC's "
                 f"max_fpr = (G−1)/n⁻ needs at least one and at most n⁻={n_neg} negatives; use the RL group size (e.g. 16)"
             )
-        too_big = [k for k in REPORT_KS if k > n_neg]
+        too_big = [k for k in TOP_KS.reported if k > n_neg]
         if too_big:
             problems.append(
                 f"wpauc@K for K={too_big} needs at least K negatives but the catalogue has n⁻={n_neg}; "
-                f"run the diagnostics on a catalogue of more than {max(REPORT_KS)} items"
+                f"run the diagnostics on a catalogue of more than {max(TOP_KS.reported)} items"
             )
         return problems

@@ -10,7 +10,7 @@ on a fixed seeded sample of ``diagnostics_rows`` rows, and report the row means 
     wpauc@K         = WPAUC(α, d), α = (K − 1)/n⁻, d = 1/n⁻: the window is the K-th ranked negative
     exact_recall@K  = Recall@K on the same exact scores (ties averaged)
 
-for K ∈ :data:`tawin.eval.config.REPORT_KS` (1, 3, 5, 10). By Lemma 3.5, wpauc@K = exact_recall@K
+for K ∈ ``TOP_KS.reported`` (1, 3, 5, 10; :data:`tawin.metrics.ranking.TOP_KS`). By Lemma 3.5, wpauc@K = exact_recall@K
 for tie-free scores; exact_recall@K can differ from the beam-search ``recall@K`` where beam search
 misses an item of the true top K.
 ``diagnostics_rows`` (the number of rows used) is returned with them.
@@ -26,8 +26,9 @@ import torch
 from tawin.data.sampling import sample_rows
 from tawin.decoding.scoring import DEFAULT_CHUNK_NODES, score_all_items
 from tawin.errors import ConfigError
-from tawin.eval.config import REPORT_KS, EvalConfig
+from tawin.eval.config import EvalConfig
 from tawin.metrics.catalogue_auc import auc, partial_auc, recall_at_k, wpauc
+from tawin.metrics.ranking import TOP_KS
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import RecommenderLM
 from tawin.runtime import progress as show_progress
@@ -81,7 +82,7 @@ def diagnostics(recommender: RecommenderLM, encoded: EncodedSplit, config: EvalC
     batched by ``config.batch_size``.
 
     Returns:
-        {"auc", "opauc", "wpauc@K", "exact_recall@K" (K ∈ REPORT_KS): float in [0, 1],
+        {"auc", "opauc", "wpauc@K", "exact_recall@K" (K ∈ TOP_KS.reported): float in [0, 1],
          "diagnostics_rows": int}
     """
     n_items = recommender.codec.trie.n_items
@@ -89,7 +90,7 @@ def diagnostics(recommender: RecommenderLM, encoded: EncodedSplit, config: EvalC
     if problems:
         raise ConfigError("cannot run the diagnostics:\n" + "\n".join(f"  - {p}" for p in problems))
     rows = sample_rows(len(encoded), config.diagnostics_rows, config.sample_seed)
-    names = ["auc", "opauc"] + [f"{m}@{k}" for m in ("wpauc", "exact_recall") for k in REPORT_KS]
+    names = ["auc", "opauc"] + [f"{m}@{k}" for m in ("wpauc", "exact_recall") for k in TOP_KS.reported]
     if len(rows) == 0:
         return {**{name: float("nan") for name in names}, "diagnostics_rows": 0}
     scores_RN = exact_scores(recommender, encoded, rows, config.batch_size, progress=progress, desc="diagnostics")
@@ -98,6 +99,6 @@ def diagnostics(recommender: RecommenderLM, encoded: EncodedSplit, config: EvalC
     n_neg = n_items - 1
     per_row = [auc(scores_RN, positive_RN),
                partial_auc(scores_RN, positive_RN, max_fpr=(config.opauc_group_size - 1) / n_neg)]
-    per_row += [wpauc(scores_RN, positive_RN, alpha=(k - 1) / n_neg, d=1 / n_neg) for k in REPORT_KS]
-    per_row += [recall_at_k(scores_RN, positive_RN, k) for k in REPORT_KS]
+    per_row += [wpauc(scores_RN, positive_RN, alpha=(k - 1) / n_neg, d=1 / n_neg) for k in TOP_KS.reported]
+    per_row += [recall_at_k(scores_RN, positive_RN, k) for k in TOP_KS.reported]
     return {**{name: float(values.mean()) for name, values in zip(names, per_row)}, "diagnostics_rows": int(len(rows))}

@@ -55,10 +55,9 @@ from typing import Literal
 from tawin.baselines import BaselineName
 from tawin.baselines.sequential import SequentialBaselineConfig
 from tawin.config import build_config, validate
-from tawin.eval.config import REPORT_KS
 from tawin.errors import ConfigError
 from tawin.experiments.evals import NamedEval
-from tawin.experiments.report import SWEEP_KS
+from tawin.metrics.ranking import TOP_KS
 from tawin.rl.config import RLConfig
 from tawin.run.config import DataConfig, PipelineConfig
 
@@ -100,9 +99,9 @@ class ReportSpec:
     """Goal: mean Recall@goal_k of the candidate ≥ goal_ratio × the reference's."""
     bootstrap_resamples: int = 10000
     """Resamples S of the paired bootstrap over eval rows."""
-    ks: tuple[int, ...] = REPORT_KS
+    ks: tuple[int, ...] = TOP_KS.reported
     """Cut-offs K in the report's tables and comparison plot."""
-    sweep_ks: tuple[int, ...] = SWEEP_KS
+    sweep_ks: tuple[int, ...] = TOP_KS.swept
     """Recall@K curves of the anchor-sweep plot; each should peak near σ* = K − 1."""
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tawin.eval.config import REPORT_KS
+from tawin.metrics.ranking import TOP_KS
 
-SWEEP_KS: tuple[int, ...] = (1, 3, 5)
 """Recall@K curves of the anchor sweep: each should peak near σ* = K − 1."""
-DIAGNOSTICS = (("auc", "AUC"), ("opauc", "OPAUC")) + tuple((f"wpauc@{k}", f"WPAUC@{k}") for k in REPORT_KS)
+DIAGNOSTICS = (("auc", "AUC"), ("opauc", "OPAUC")) + tuple((f"wpauc@{k}", f"WPAUC@{k}") for k in TOP_KS.reported)
 Stats = tuple[float, float, int]  # (mean, std, number of seeds)
 
 
@@ -43,7 +42,7 @@ def _legend_below(ax, n: int) -> None:
     ax.legend(fontsize=8, ncol=min(4, max(1, n)), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
 
 
-def plot_comparison(summary: dict, path: Path, ks=REPORT_KS, title: str = "") -> None:
+def plot_comparison(summary: dict, path: Path, ks=TOP_KS.reported, title: str = "") -> None:
     """Grouped bars of Recall@K per method with ± std error bars."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(min(14, max(7, 2 + 0.3 * len(ks) * len(summary))), 4.8))
@@ -77,7 +76,7 @@ def plot_diagnostics(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_anchor_sweep(sweeps: dict, path: Path, ks=SWEEP_KS, before_rl: dict[int, float] | None = None) -> None:
+def plot_anchor_sweep(sweeps: dict, path: Path, ks=TOP_KS.swept, before_rl: dict[int, float] | None = None) -> None:
     """Recall@K against σ* (mean ± std band), with the theory's σ* = K − 1 dotted and, where
     given, each Recall@K of the SFT checkpoint before RL (`before_rl`: K → mean) dashed."""
     plt = _pyplot()

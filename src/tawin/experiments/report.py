@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tawin.eval.config import REPORT_KS
-from tawin.experiments.plots import DIAGNOSTICS, SWEEP_KS, Stats, plot_anchor_sweep, plot_comparison, plot_diagnostics
+from tawin.experiments.plots import DIAGNOSTICS, Stats, plot_anchor_sweep, plot_comparison, plot_diagnostics
+from tawin.metrics.ranking import TOP_KS
 
 
 def summarize(results: dict) -> dict[str, dict[str, Stats]]:
@@ -50,7 +50,7 @@ def mean_std(stats: Stats, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± " + ("—" if math.isnan(std) else f"{std:.{digits}f}")
 
 
-def comparison_table(summary: dict, ks=REPORT_KS) -> str:
+def comparison_table(summary: dict, ks=TOP_KS.reported) -> str:
     """Markdown: one row per method, Recall@K and NDCG@K as mean ± std, and the number of seeds."""
     names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
     lines = ["| method | " + " | ".join(n.replace("recall", "Recall").replace("ndcg", "NDCG") for n in names) + " | seeds |",
@@ -62,7 +62,7 @@ def comparison_table(summary: dict, ks=REPORT_KS) -> str:
     return "\n".join(lines)
 
 
-def relative_gains(summary: dict, reference: str, ks=REPORT_KS) -> dict[str, dict[str, float]]:
+def relative_gains(summary: dict, reference: str, ks=TOP_KS.reported) -> dict[str, dict[str, float]]:
     """label → metric → (mean / mean_reference − 1) · 100 (NaN where the reference's mean is 0)."""
     ref = summary[reference]
     gains = {}
@@ -76,7 +76,7 @@ def relative_gains(summary: dict, reference: str, ks=REPORT_KS) -> dict[str, dic
     return gains
 
 
-def gains_table(summary: dict, reference: str, ks=REPORT_KS) -> str:
+def gains_table(summary: dict, reference: str, ks=TOP_KS.reported) -> str:
     names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
     lines = ["| method | " + " | ".join(n.replace("recall", "Recall").replace("ndcg", "NDCG") for n in names) + " |",
              "|---|" + "---:|" * len(names)]
@@ -161,7 +161,7 @@ def anchor_sweep(results: dict) -> dict[str, dict[int, dict[str, Stats]]]:
             for method, by_anchor in runs.items()}
 
 
-def sweep_peaks(points: dict[int, dict[str, Stats]], ks=SWEEP_KS) -> dict[int, dict]:
+def sweep_peaks(points: dict[int, dict[str, Stats]], ks=TOP_KS.swept) -> dict[int, dict]:
     """K → {"peak": argmax σ* of mean Recall@K, "value", "expected": K−1, "within_1": |peak − (K−1)| ≤ 1}."""
     peaks = {}
     for k in ks:
@@ -172,7 +172,7 @@ def sweep_peaks(points: dict[int, dict[str, Stats]], ks=SWEEP_KS) -> dict[int, d
     return peaks
 
 
-def sweep_section(method: str, points: dict[int, dict[str, Stats]], ks=SWEEP_KS) -> str:
+def sweep_section(method: str, points: dict[int, dict[str, Stats]], ks=TOP_KS.swept) -> str:
     names = [f"recall@{k}" for k in ks]
     lines = [f"### {method}", "", "| σ* | " + " | ".join(f"Recall@{k}" for k in ks) + " |", "|---:|" + "---:|" * len(ks)]
     for anchor, stats in points.items():
@@ -208,7 +208,7 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
     against report.reference / report.sft_reference."""
     spec = results.get("experiment", {}).get("report", {})
     evaluation = results.get("experiment", {}).get("base", {}).get("eval", {})
-    ks = tuple(spec.get("ks", REPORT_KS))
+    ks = tuple(spec.get("ks", TOP_KS.reported))
     reference, candidate = spec.get("reference"), spec.get("candidate")
     k, ratio = spec.get("goal_k", 3), spec.get("goal_ratio", 1.045)
     summary = summarize(results)
@@ -243,7 +243,7 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
     if sweeps := anchor_sweep(results):
         lines += ["## Anchor sweep (each Recall@K should peak near σ* = K − 1)", ""]
         for method, points in sweeps.items():
-            lines += [sweep_section(method, points, tuple(spec.get("sweep_ks", SWEEP_KS))), ""]
+            lines += [sweep_section(method, points, tuple(spec.get("sweep_ks", TOP_KS.swept))), ""]
         lines += ["![anchor sweep](anchor_sweep.png)", ""]
     if choices := anchor_choices(results):
         lines += ["## Anchors chosen automatically", "", choices, ""]
@@ -262,7 +262,7 @@ def evaluation_view(results: dict, evaluation: str) -> dict:
     return {**results, "cells": cells}
 
 
-def evals_sections(results: dict, ks=REPORT_KS) -> list[str]:
+def evals_sections(results: dict, ks=TOP_KS.reported) -> list[str]:
     """One Recall/NDCG table per further evaluation (``evals:``), e.g. the valid split beside test."""
     lines = []
     for named in results.get("experiment", {}).get("evals", []):
@@ -310,13 +310,13 @@ def write_report(out: Path, results: dict) -> list[Path]:
     written = [out / "report.md"]
     summary = summarize(results)
     if summary:
-        plot_comparison(summary, out / "comparison.png", tuple(spec.get("ks", REPORT_KS)), results.get("name", ""))
+        plot_comparison(summary, out / "comparison.png", tuple(spec.get("ks", TOP_KS.reported)), results.get("name", ""))
         written.append(out / "comparison.png")
     if diagnostics_table(summary):
         plot_diagnostics(summary, out / "diagnostics.png")
         written.append(out / "diagnostics.png")
     if sweeps := anchor_sweep(results):
-        sweep_ks = tuple(spec.get("sweep_ks", SWEEP_KS))
+        sweep_ks = tuple(spec.get("sweep_ks", TOP_KS.swept))
         sft_only = [entry["metrics"] for entry in results["cells"].values() if entry.get("kind") == "sft"]
         before_rl = {k: float(np.mean([m[f"recall@{k}"] for m in sft_only])) for k in sweep_ks
                      if sft_only and all(f"recall@{k}" in m for m in sft_only)}

@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from tawin.experiments.grid import Cell, Experiment, expand_cells
 from tawin.experiments.pool import run_in_processes
 from tawin.experiments.report import write_report
@@ -23,6 +21,7 @@ from tawin.experiments.worker import CellWorker
 from tawin.run.done import stage_done
 from tawin.run.folder import RunFolder
 from tawin.run.session import Session
+from tawin.runtime import progress_bar
 
 EXTENDABLE = ("diagnostics", "diagnostics_seeds", "report", "evals")
 """Experiment keys that may change on a finished folder: they add to its cells, never invalidate them."""
@@ -46,8 +45,8 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
                 log(f"skipped {cell.id}: metrics.json exists")
             elif stage_done(out / cell.id, "cell"):
                 log(f"{cell.id}: finished; adding its diagnostics or further evaluations")
-        bar = tqdm(total=len(cells), initial=len(cells) - len(pending), desc="experiment", unit="cell", disable=not progress, file=sys.stderr)
-        say = (lambda text: tqdm.write(text, file=sys.stdout)) if progress else log
+        bar = progress_bar(len(cells), "experiment", "cell", enabled=progress, initial=len(cells) - len(pending))
+        say = (lambda text: bar.write(text, file=sys.stdout)) if progress else log
         started, finished = time.time(), 0
 
         def done(cell: Cell, seconds: float) -> None:

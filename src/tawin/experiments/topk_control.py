@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from tawin.checkpoint import atomic_write_json, atomic_write_text
-from tawin.experiments.plots import SWEEP_KS, _pyplot
+from tawin.experiments.plots import _pyplot
 from tawin.experiments.report import anchor_sweep, comparison_table, evaluation_view, mean_std, paired_rows, summarize, sweep_peaks
 from tawin.metrics.bootstrap import paired_bootstrap
+from tawin.metrics.ranking import TOP_KS
 
 IN_SAMPLE = "in_sample"
 
@@ -34,7 +35,7 @@ def _means(summary: dict, label: str | None, ks) -> dict:
     return {f"recall@{k}": stats[f"recall@{k}"][0] for k in ks if f"recall@{k}" in stats}
 
 
-def topk_summary(results: dict, ks=SWEEP_KS) -> dict | None:
+def topk_summary(results: dict, ks=TOP_KS.swept) -> dict | None:
     """summary.json's mapping, or None when the experiment has no anchor grid evaluated in-sample."""
     inside, main = evaluation_view(results, IN_SAMPLE), results
     sweeps_in, sweeps_main = anchor_sweep(inside), anchor_sweep(main)
@@ -97,11 +98,11 @@ def render_topk_control(out: Path, results: dict, summary: dict) -> str:
              f"prompts (in-sample) and on {split}. Means ± std over seeds.", ""]
     for title, view_results, evaluation in (("In-sample (the prompts RL trained on)", inside, IN_SAMPLE), (f"{split} (new users)", results, "")):
         sweep = anchor_sweep(view_results).get(method, {})
-        lines += [f"## {title}", "", comparison_table(summarize(view_results), (1, 3, 5, 10)), "",
-                  "| σ* | " + " | ".join(f"Recall@{k}" for k in SWEEP_KS) + " |", "|---:|" + "---:|" * len(SWEEP_KS)]
-        lines += [f"| {a} | " + " | ".join(mean_std(sweep[a][f"recall@{k}"]) for k in SWEEP_KS) + " |" for a in anchors if a in sweep]
-        lines += [""] + _peaks_lines(sweep, SWEEP_KS)
-        lines += _bootstrap_lines(out, view_results, method, reference, anchors, SWEEP_KS, evaluation) + [""]
+        lines += [f"## {title}", "", comparison_table(summarize(view_results), TOP_KS.reported), "",
+                  "| σ* | " + " | ".join(f"Recall@{k}" for k in TOP_KS.swept) + " |", "|---:|" + "---:|" * len(TOP_KS.swept)]
+        lines += [f"| {a} | " + " | ".join(mean_std(sweep[a][f"recall@{k}"]) for k in TOP_KS.swept) + " |" for a in anchors if a in sweep]
+        lines += [""] + _peaks_lines(sweep, TOP_KS.swept)
+        lines += _bootstrap_lines(out, view_results, method, reference, anchors, TOP_KS.swept, evaluation) + [""]
     return "\n".join(lines) + "\n"
 
 

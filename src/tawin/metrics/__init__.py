@@ -13,10 +13,18 @@ _EXPORTS = {
     "recall_at_k": "catalogue_auc",
     "wpauc": "catalogue_auc",
     "paired_bootstrap": "bootstrap",
-    "DEFAULT_KS": "ranking",
+    "CutOffs": "ranking",
+    "TOP_KS": "ranking",
     "hit_matrix": "ranking",
     "per_row_topk": "ranking",
     "topk_metrics": "ranking",
 }
 __all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+_lazy = lazy_exports(__name__, _EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name == "DEFAULT_KS":  # renamed: one cut-off constant with named subsets (#24)
+        raise AttributeError("tawin.metrics.DEFAULT_KS is now tawin.metrics.TOP_KS.scored "
+                             "(TOP_KS.reported and TOP_KS.swept are the subsets the reports use)")
+    return _lazy(name)

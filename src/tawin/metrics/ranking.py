@@ -16,12 +16,28 @@ K cannot be scored at K (the paper's predecessors silently reported K = 50 from 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from tawin.errors import ConfigError
 
-DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10, 20)
+@dataclass(frozen=True)
+class CutOffs:
+    """The cut-offs K of the Top-K metrics, with the subset each part of tawin uses: the one place
+    that decides which K are scored and which are shown."""
+
+    scored: tuple[int, ...] = (1, 3, 5, 10, 20)
+    """Every K an evaluation scores by default (``eval.ks``): the keys of metrics.json."""
+    reported: tuple[int, ...] = (1, 3, 5, 10)
+    """The columns of the results tables and reports, the K of the diagnostics' WPAUC@K, and the
+    K that SFT's and RL's validation log."""
+    swept: tuple[int, ...] = (1, 3, 5)
+    """The Recall@K curves of a σ* sweep (each should peak near σ* = K − 1)."""
+
+
+TOP_KS = CutOffs()
+"""tawin's cut-offs: ``TOP_KS.scored``, ``TOP_KS.reported``, ``TOP_KS.swept``."""
 
 
 def hit_matrix(ranked_items_RB: np.ndarray, targets_R: np.ndarray) -> np.ndarray:
@@ -68,7 +84,7 @@ def _check_ks(ks: Sequence[int], num_ranked: int) -> tuple[int, ...]:
 
 
 def per_row_topk(
-    ranked_items_RB: np.ndarray, targets_R: np.ndarray, ks: Sequence[int] = DEFAULT_KS
+    ranked_items_RB: np.ndarray, targets_R: np.ndarray, ks: Sequence[int] = TOP_KS.scored
 ) -> dict[str, np.ndarray]:
     """Per-row Recall@K and NDCG@K (for paired bootstrap and per-segment analysis).
 
@@ -99,7 +115,7 @@ def per_row_topk(
 
 
 def topk_metrics(
-    ranked_items_RB: np.ndarray, targets_R: np.ndarray, ks: Sequence[int] = DEFAULT_KS
+    ranked_items_RB: np.ndarray, targets_R: np.ndarray, ks: Sequence[int] = TOP_KS.scored
 ) -> dict[str, float]:
     """Mean Recall@K and NDCG@K over rows, every K from one hit matrix.
 

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from tawin.data.dataset import Dataset
 from tawin.data.holdout import holdout_rows
@@ -45,7 +44,7 @@ from tawin.rl.loss import select_loss
 from tawin.rl.rewards import binary_reward, rank_reward
 from tawin.rl.rollout import Rollout, concat_groups, group_logprobs, make_rollout
 from tawin.rl.tawin import tawin_weights, weight_entropy
-from tawin.runtime import autocast, maybe_compile
+from tawin.runtime import autocast, maybe_compile, progress_bar
 from tawin.train_utils import (JsonlLog, Progress, RunContext, load_weights_into, optimizer_step, save_best, save_training_state,
                                sft_loss, start_or_resume)
 
@@ -190,7 +189,7 @@ def train_rl(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, 
     log = JsonlLog(out / "log.jsonl")
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
     started = time.time()
-    bar = tqdm(total=total_steps, initial=progress.global_step, desc="rl", disable=not run.progress_bars, unit="step", leave=False)
+    bar = progress_bar(total_steps, "rl", "step", enabled=run.progress_bars, initial=progress.global_step)
     window = {"tokens": 0, "start": time.time()}
     if config.eval_every and progress.global_step == 0:  # the starting point of the valid curve: the init checkpoint
         _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config, out)

@@ -102,7 +102,7 @@ def cmd_rl(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from tawin.metrics.ranking import DEFAULT_KS
+    from tawin.metrics.ranking import TOP_KS
     from tawin.run.folder import command_folder
     from tawin.run.pipeline import results_table
     from tawin.run.stages import eval_stage, popularity_stage
@@ -116,7 +116,7 @@ def cmd_eval(args) -> int:
             metrics = popularity_stage(session, config, out)
         else:
             metrics = eval_stage(session, config, Path(args.checkpoint), out)
-    ks = tuple(k for k in DEFAULT_KS if f"recall@{k}" in metrics)
+    ks = tuple(k for k in TOP_KS.scored if f"recall@{k}" in metrics)
     print(results_table({args.checkpoint: metrics}, ks))
     extra = {k: v for k, v in metrics.items() if k.startswith(("auc", "opauc", "wpauc", "exact_"))}
     if extra:

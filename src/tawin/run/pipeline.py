@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tawin.checkpoint import atomic_write_json, atomic_write_text
-from tawin.eval.config import REPORT_KS
+from tawin.metrics.ranking import TOP_KS
 from tawin.run.config import PipelineConfig
 from tawin.run.done import stage_done
 from tawin.run.folder import command_folder
@@ -90,13 +90,13 @@ def render_report(config: PipelineConfig, results: dict, timer: StageTimer, tota
     lines = [f"## Results on {config.data.dataset} / {split} ({config.eval.num_beams} beams, full catalogue)", ""]
     if results:
         first = next(iter(results.values()))
-        ks = tuple(k for k in REPORT_KS if all(f"recall@{k}" in m for m in results.values())) or tuple(config.eval.ks)
+        ks = tuple(k for k in TOP_KS.reported if all(f"recall@{k}" in m for m in results.values())) or tuple(config.eval.ks)
         lines += [results_table(results, ks), "", f"rows evaluated: {first['n_rows']}", ""]
     lines += ["## Cost of each stage", "", timer.table(), "", f"total wall-clock: {total:.0f} s ({total / 60:.1f} min)"]
     return "\n".join(lines) + "\n"
 
 
-def results_table(results: dict[str, dict], ks=REPORT_KS) -> str:
+def results_table(results: dict[str, dict], ks=TOP_KS.reported) -> str:
     """Markdown table: one row per method, Recall@K and NDCG@K columns."""
     header = "| method | " + " | ".join(f"Recall@{k}" for k in ks) + " | " + " | ".join(f"NDCG@{k}" for k in ks) + " |"
     lines = [header, "|---|" + "---:|" * (2 * len(ks))]

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from tawin.data.dataset import Dataset
 from tawin.data.sampling import maximal_windows, sample_rows
 from tawin.eval.evaluate import beam_predictions
 from tawin.models.batching import EncodedSplit, length_bucketed_batches
 from tawin.models.build import RecommenderLM
-from tawin.runtime import maybe_compile
+from tawin.runtime import maybe_compile, progress_bar
 from tawin.sft.config import SFTConfig
 from tawin.train_utils import JsonlLog, RunContext, optimizer_step, save_best, save_training_state, sft_loss, start_or_resume
 
@@ -51,8 +50,8 @@ def train_sft(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit,
     while progress.epoch < config.epochs and progress.bad_epochs < config.patience:
         batches = [rows_R[b] for b in length_bucketed_batches(train.prompt_len_R[rows_R], config.batch_size,
                                                               torch.Generator().manual_seed(run.seed * 100_003 + progress.epoch))]
-        bar = tqdm(total=steps_per_epoch, initial=progress.step_in_epoch, desc=f"sft epoch {progress.epoch + 1}/{config.epochs}",
-                   disable=not run.progress_bars, unit="step", leave=False)
+        bar = progress_bar(steps_per_epoch, f"sft epoch {progress.epoch + 1}/{config.epochs}", "step",
+                           enabled=run.progress_bars, initial=progress.step_in_epoch)
         window_tokens, window_start = 0, time.time()
         for step in range(progress.step_in_epoch, steps_per_epoch):
             index_B = batches[step]

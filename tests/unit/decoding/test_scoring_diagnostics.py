@@ -14,7 +14,8 @@ from tawin.data.sid_collisions import make_unique
 from tawin.decoding.beam import constrained_beam_search
 from tawin.decoding.scoring import score_all_items, score_items
 from tawin.errors import ConfigError
-from tawin.eval.config import REPORT_KS, EvalConfig
+from tawin.eval.config import EvalConfig
+from tawin.metrics.ranking import TOP_KS
 from tawin.eval.diagnostics import diagnostics, exact_scores
 from tawin.items.trie import ItemTrie
 from tawin.models.batching import encode_split, prompt_batch
@@ -171,12 +172,12 @@ def test_diagnostics_keys_ranges_and_lemma(tiny):
     recommender, encoded = tiny
     config = EvalConfig(diagnostics_rows=10, sample_seed=3, batch_size=4, opauc_group_size=4)
     result = diagnostics(recommender, encoded, config, progress=False)
-    expected = {"auc", "opauc", "diagnostics_rows"} | {f"{m}@{k}" for m in ("wpauc", "exact_recall") for k in REPORT_KS}
+    expected = {"auc", "opauc", "diagnostics_rows"} | {f"{m}@{k}" for m in ("wpauc", "exact_recall") for k in TOP_KS.reported}
     assert set(result) == expected
     assert result["diagnostics_rows"] == 10
     for name in expected - {"diagnostics_rows"}:
         assert 0.0 <= result[name] <= 1.0, name
-    for k in REPORT_KS:  # Lemma 3.5, one positive, tie-free float scores
+    for k in TOP_KS.reported:  # Lemma 3.5, one positive, tie-free float scores
         assert result[f"wpauc@{k}"] == result[f"exact_recall@{k}"]
     assert diagnostics(recommender, encoded, EvalConfig(diagnostics_rows=0, opauc_group_size=4), progress=False)["diagnostics_rows"] == len(encoded)
 

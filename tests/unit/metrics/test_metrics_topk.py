@@ -150,3 +150,15 @@ def test_bootstrap_rejects_bad_input():
     with pytest.raises(ValueError, match="confidence"):
         paired_bootstrap(np.zeros(3), np.zeros(3), confidence=1.0)
     assert math.isnan(paired_bootstrap(np.ones(3), np.zeros(3), n_resamples=10)["relative_gain"])
+
+
+def test_one_cut_off_constant_with_the_subsets_the_committed_results_use():
+    import tawin.metrics
+    from tawin.eval.config import EvalConfig
+    from tawin.experiments.grid import ReportSpec
+    from tawin.metrics import TOP_KS
+
+    assert (TOP_KS.scored, TOP_KS.reported, TOP_KS.swept) == ((1, 3, 5, 10, 20), (1, 3, 5, 10), (1, 3, 5))
+    assert EvalConfig().ks == TOP_KS.scored and (ReportSpec().ks, ReportSpec().sweep_ks) == (TOP_KS.reported, TOP_KS.swept)
+    with pytest.raises(AttributeError, match=r"DEFAULT_KS is now tawin\.metrics\.TOP_KS\.scored"):
+        tawin.metrics.DEFAULT_KS
