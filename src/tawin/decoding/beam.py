@@ -1,4 +1,4 @@
-"""Stage 5 — vectorised constrained beam search over the catalogue trie.
+"""Stage 4 — vectorised constrained beam search over the catalogue trie.
 
 Each prompt is encoded once and its key/value cache is *not* copied per beam: the K beams of a
 row are appended to the row's own sequence as K parallel tokens per step (tree attention,

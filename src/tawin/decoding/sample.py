@@ -1,4 +1,4 @@
-"""Stage 5 — constrained ancestral sampling: G independent samples per prompt from the trie.
+"""Stage 4 — constrained ancestral sampling: G independent samples per prompt from the trie.
 
 Same tree-attention layout as beam search (prompt encoded once, the G samples appended as
 parallel branches), but each branch draws its next token from softmax(logits / temperature)

@@ -1,4 +1,4 @@
-"""Stage 5 — exact sequence log-probabilities: every catalogue item, or given candidates.
+"""Stage 4 — exact sequence log-probabilities: every catalogue item, or given candidates.
 
 ``score_all_items`` computes f_{u,i} = log π(Y_i | H_u) = Σ_t log π(y_t | H_u, y_<t) (EOS included,
 no length penalty; the score beam search ranks by) for *every* item i of the catalogue, sharing

@@ -1,4 +1,4 @@
-"""Stage 5 — tree attention shared by beam search, sampling and exact scoring.
+"""Stage 4 — tree attention shared by beam search, sampling and exact scoring.
 
 Decoding encodes each prompt once and appends its G branches (beams, samples, trie nodes) to the
 row's own key/value cache as parallel tokens, instead of copying the cache per branch. A 4-D

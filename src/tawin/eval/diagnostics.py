@@ -1,4 +1,4 @@
-r"""Stage 6 — exact full-catalogue diagnostics: AUC, OPAUC and WPAUC@K of the model's own scores.
+r"""Stage 5 — exact full-catalogue diagnostics: AUC, OPAUC and WPAUC@K of the model's own scores.
 
 Beam search ranks only the top ``num_beams`` items; these diagnostics score *every* item of the
 catalogue exactly, f_{u,i} = log π_θ(Y_i | H_u) (:func:`tawin.decoding.scoring.score_all_items`),

@@ -1,4 +1,4 @@
-"""Stage 6 — evaluation: full-catalogue constrained beam search, Recall@K and NDCG@K.
+"""Stage 5 — evaluation: full-catalogue constrained beam search, Recall@K and NDCG@K.
 
 The model ranks the whole catalogue through beam search with ``num_beams`` ≥ max K (no sampled
 negatives, history items not masked). Every K comes from one hit matrix

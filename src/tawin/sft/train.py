@@ -1,4 +1,4 @@
-"""Stage 4 — supervised fine-tuning: next-item generation, loss on the target item tokens only.
+"""Stage 6 — supervised fine-tuning: next-item generation, loss on the target item tokens only.
 
 One readable loop: batch → forward → cross-entropy on item tokens → backward → clip → step →
 log → (epoch end) evaluate on valid → keep the best checkpoint by NDCG@10 → early stop.
