@@ -173,6 +173,16 @@ def test_functions_stay_under_the_line_limit():
     assert not stale, f"allow-list entries no longer needed, remove them: {stale}"
 
 
+def test_stage_numbers_in_module_docstrings_follow_the_stage_order():
+    """A module docstring that opens with "Stage N —" names the stage STAGES gives its package."""
+    wrong = []
+    for module, tree in TREES.items():
+        found = re.match(r"Stage (\d+) —", ast.get_docstring(tree) or "")
+        if found and int(found.group(1)) != STAGES[stage_key(module)]:
+            wrong.append(f"{module} says stage {found.group(1)}, STAGES says {STAGES[stage_key(module)]}")
+    assert not wrong, "module docstrings with the wrong stage number; renumber them:\n" + "\n".join(wrong)
+
+
 @pytest.mark.parametrize(
     "source, expected",
     [
