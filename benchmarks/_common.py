@@ -32,7 +32,7 @@ from tawin.items.codec import ItemCodec  # noqa: E402
 from tawin.rl.config import RLConfig  # noqa: E402
 from tawin.rl.rollout import Rollout, make_rollout  # noqa: E402
 from tawin.rl.train import rl_step_loss  # noqa: E402
-from tawin.train_utils import optimizer_step, warmup_cosine  # noqa: E402
+from tawin.train_utils import adamw_warmup_cosine, optimizer_step  # noqa: E402
 
 DATASET = "src/tawin/resources/datasets/industrial"
 """The shipped Industrial_and_Scientific dataset, relative to the repository root."""
@@ -130,15 +130,15 @@ class LibraryRLStep:
     → ``optimizer_step`` (NaN guard, backward, clip, AdamW, scheduler). Without train_rl's prompt
     order, informative redraws, logging and checkpoints, which the benchmarks time apart or not at all.
 
-    The reference is a frozen copy of the policy as given; AdamW and the warm-up + cosine schedule
-    are those of train_rl (``rl.warmup_ratio`` of `total_steps`)."""
+    The reference is a frozen copy of the policy as given; the optimizer and schedule are train_rl's
+    (:func:`tawin.train_utils.adamw_warmup_cosine`, warm-up over ``rl.warmup_ratio`` of `total_steps`)."""
 
     def __init__(self, policy: torch.nn.Module, codec: ItemCodec, config: RLConfig, total_steps: int, bf16: bool = False):
         self.policy, self.codec, self.config, self.bf16 = policy, codec, config, bf16
         self.device = next(policy.parameters()).device
         self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = warmup_cosine(self.optimizer, int(config.warmup_ratio * total_steps), total_steps)
+        self.optimizer, self.scheduler = adamw_warmup_cosine(policy.parameters(), config.lr, config.weight_decay,
+                                                             int(config.warmup_ratio * total_steps), total_steps)
         self.float_mask = needs_float_mask(policy)
         self.step = 0
 

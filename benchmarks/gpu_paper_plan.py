@@ -39,7 +39,7 @@ from tawin.models.batching import prompt_batch
 from tawin.models.build import build_recommender, save_recommender
 from tawin.run.config import PipelineConfig
 from tawin.run.session import Session
-from tawin.train_utils import optimizer_step, sft_loss, warmup_cosine
+from tawin.train_utils import adamw_warmup_cosine, optimizer_step, sft_loss
 
 SAVES_PER_CHECKPOINT = 3
 """A resumable checkpoint (model + AdamW's two moments) costs about three model saves."""
@@ -180,8 +180,7 @@ def probe(session: Session, config: PipelineConfig, rl_config, work: Path) -> Ra
     model, codec = recommender.model, recommender.codec
 
     index_B = torch.from_numpy(rng.choice(len(train), size=min(sft.batch_size, len(train)), replace=False))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=sft.lr, weight_decay=sft.weight_decay)
-    scheduler = warmup_cosine(optimizer, 0, 10)
+    optimizer, scheduler = adamw_warmup_cosine(model.parameters(), sft.lr, sft.weight_decay, 0, 10)
     steps = iter(range(10))
 
     def sft_step():

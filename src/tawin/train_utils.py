@@ -149,12 +149,19 @@ def save_training_state(folder: Path, recommender: RecommenderLM, optimizer, sch
         dist.barrier()
 
 
+def adamw_warmup_cosine(parameters, lr: float, weight_decay: float, warmup_steps: int,
+                        total_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimizer and schedule of every training loop: AdamW (decoupled weight decay on every
+    parameter) with linear warm-up over `warmup_steps` and cosine decay to zero at `total_steps`."""
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    return optimizer, warmup_cosine(optimizer, warmup_steps, total_steps)
+
+
 def start_or_resume(out: Path, recommender: RecommenderLM, parameters, lr: float, weight_decay: float,
                     warmup_steps: int, total_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, Progress, bool]:
-    """AdamW with warm-up and cosine decay over `total_steps`, restored with the weights and the
-    progress from ``out/last`` when there is one: (optimizer, scheduler, progress, resumed)."""
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    scheduler = warmup_cosine(optimizer, warmup_steps, total_steps)
+    """:func:`adamw_warmup_cosine`, restored with the weights and the progress from ``out/last`` when
+    there is one: (optimizer, scheduler, progress, resumed)."""
+    optimizer, scheduler = adamw_warmup_cosine(parameters, lr, weight_decay, warmup_steps, total_steps)
     progress = resume(out, recommender, optimizer, scheduler)
     return optimizer, scheduler, progress or Progress(), progress is not None
 
