@@ -146,7 +146,7 @@ def config_reference(pages: tuple[ConfigPage, ...] = CONFIG_PAGES) -> str:
     blocks = []
     for page, root in zip(pages, roots):
         blocks.append(f"## {page.title} {{#{_slug(page.title)}}}\n\n{page.commands}.")
-        blocks += _config_tables(root, "", page.title, anchors, 3)
+        blocks += _config_tables(root, "", page.title, anchors, 2)
     return "\n\n".join(blocks) + "\n"
 
 
@@ -161,59 +161,56 @@ def _sections(cls, prefix: str):
 
 
 def _config_tables(cls, prefix: str, title: str, anchors: dict, level: int) -> list[str]:
-    """`cls`'s plain fields as tables (grouped as its SECTIONS declare, if it does), then each nested section."""
+    """Blocks for `cls` (whose own heading is at `level`): its fields as tables, grouped under the
+    headings its SECTIONS declares if it does, each nested section where its field stands."""
     field_types, docs, defaults = _field_types(cls), _field_docs(cls), cls()
-    nested = [f.name for f in dataclasses.fields(cls) if dataclasses.is_dataclass(field_types[f.name])]
-    own = [name for name in nested if anchors.get(field_types[name]) == _slug(f"{title} {prefix}{name}")]
     blocks = []
     for heading, names in _field_groups(cls):
-        rows = []
+        group, rows = [], []
+        inner = level + 2 if heading else level + 1
         for name in names:
-            annotation = field_types[name]
-            if name in own:
-                continue
-            if name in nested:  # a section documented elsewhere on the page
-                rows.append(f"| `{prefix}{name}` | section | | {_cell(docs.get(name, ''))} "
-                            f"See [{annotation.__name__}](#{anchors[annotation]}). |")
-                continue
-            rows.append(f"| `{prefix}{name}` | `{_type_text(annotation)}` | `{_default_text(getattr(defaults, name))}` | "
-                        f"{_cell(docs.get(name, ''))} |")
+            annotation, path = field_types[name], f"{prefix}{name}"
+            if dataclasses.is_dataclass(annotation) and anchors.get(annotation) == _slug(f"{title} {path}"):
+                if rows:
+                    group.append(_table(rows))
+                    rows = []
+                group += _section_blocks(annotation, path, docs.get(name, ""), title, anchors, inner)
+            elif dataclasses.is_dataclass(annotation):  # a section documented elsewhere on the page
+                rows.append(f"| `{path}` | section | | {_cell(docs.get(name, ''))} See [{annotation.__name__}](#{anchors[annotation]}). |")
+            else:
+                rows.append(f"| `{path}` | `{_type_text(annotation)}` | `{_default_text(getattr(defaults, name))}` | "
+                            f"{_cell(docs.get(name, ''))} |")
         if rows:
-            lines = [f"{'#' * min(level + 1, 6)} {heading}", ""] if heading else []
-            blocks.append("\n".join(lines + ["| Field | Type | Default | Meaning |", "| --- | --- | --- | --- |", *rows]))
-    for name in own:
-        annotation = field_types[name]
-        path = f"{prefix}{name}"
-        text = f"{'#' * min(level, 6)} `{path}` {{#{_slug(f'{title} {path}')}}}\n\n{annotation.__name__}"
-        if docs.get(name):
-            text += f": {_markdown_text(docs[name])}"
-        blocks.append(text)
-        blocks += _config_tables(annotation, f"{path}.", title, anchors, level + 1)
+            group.append(_table(rows))
+        if group and heading:
+            group.insert(0, f"{'#' * min(level + 1, 6)} {heading}")
+        blocks += group
     return blocks
 
 
+def _section_blocks(cls, path: str, doc: str, title: str, anchors: dict, level: int) -> list[str]:
+    """A nested section: its heading (the dotted path), its class and docstring, then its fields."""
+    text = f"{'#' * min(level, 6)} `{path}` {{#{_slug(f'{title} {path}')}}}\n\n{cls.__name__}"
+    if doc:
+        text += f": {_markdown_text(doc)}"
+    return [text, *_config_tables(cls, f"{path}.", title, anchors, level)]
+
+
+def _table(rows: list[str]) -> str:
+    return "\n".join(["| Field | Type | Default | Meaning |", "| --- | --- | --- | --- |", *rows])
+
+
 def _field_groups(cls) -> list[tuple[str, list[str]]]:
-    """(heading, field names) in page order: the groups `cls.SECTIONS` (or its module's) declares, if
-    any, then the fields none of them names; otherwise one group of every field under no heading."""
+    """(heading, field names) in page order: the groups ``cls.SECTIONS`` declares, if any, then the
+    fields none of them names; otherwise one group of every field under no heading."""
     names = [field.name for field in dataclasses.fields(cls)]
     declared = getattr(cls, "SECTIONS", None)
-    if declared is None:
-        module = importlib.import_module(cls.__module__)
-        owner = getattr(module, "SECTIONS_OF", cls.__name__)  # a module declares the SECTIONS of one class
-        declared = getattr(module, "SECTIONS", None) if owner == cls.__name__ and _own_config(module, cls) else None
     if not declared:
         return [("", names)]
     groups = [(heading, [name for name in fields if name in names]) for heading, fields in declared]
     named = {name for _, fields in groups for name in fields}
     rest = [name for name in names if name not in named]
     return groups + ([("Other fields", rest)] if rest else [])
-
-
-def _own_config(module: types.ModuleType, cls) -> bool:
-    """Whether `cls` is the only config dataclass defined in `module` (so a module-level SECTIONS is its)."""
-    defined = [value for value in vars(module).values()
-               if isinstance(value, type) and dataclasses.is_dataclass(value) and value.__module__ == module.__name__]
-    return defined == [cls]
 
 
 def _field_types(cls) -> dict[str, Any]:
