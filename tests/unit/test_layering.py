@@ -201,10 +201,20 @@ def test_imports_resolve_to_modules(source, expected, monkeypatch):
     assert [target for target, _ in imported_modules(module)] == [expected]
 
 
-def test_readme_layout_table_lists_every_module():
-    readme = (REPO / "README.md").read_text()
-    layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+def test_docs_module_table_lists_every_module():
+    """docs/index.md "Where the code lives" has one row per module, and no row for a module that is gone."""
+    page = (REPO / "docs" / "index.md").read_text()
+    layout = page.split("\n## Where the code lives\n", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `(tawin/[\w/]+\.py)` \|", layout, flags=re.MULTILINE))
     package = REPO / "src"
     modules = {str(p.relative_to(package)) for p in (package / "tawin").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
-    assert listed == modules, f"README Layout: missing {sorted(modules - listed)}, not in the tree {sorted(listed - modules)}"
+    assert listed == modules, f"docs/index.md module table: missing {sorted(modules - listed)}, not in the tree {sorted(listed - modules)}"
+
+
+def test_readme_layout_names_every_package_folder():
+    """The README gives each folder of the package one line (STYLE.md rule 13)."""
+    readme = (REPO / "README.md").read_text()
+    layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`src/(tawin/(?:[\w]+/)?)`", layout))
+    folders = {f"tawin/{p.name}/" for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} | {"tawin/"}
+    assert folders <= listed, f"README Layout: no line for {sorted(folders - listed)}"
