@@ -14,13 +14,16 @@ hyper-parameters. Runs are grouped by the run folder (the one holding ``config.y
 * mlflow: ``$MLFLOW_TRACKING_URI`` (mlflow's own default when unset); the MLflow experiment is the
   group. MLflow allows no ``@`` in a metric's name, so ``recall@5`` is sent as ``recall_at_5``.
 
-The training loops' records reach the open run through :class:`tawin.train_utils.JsonlLog`: each
-key with a namespace (``train/loss``, ``rollout/target_in_group``, ``eval/recall@3``…) whose value
-is a finite number goes out with the record's ``step``. Evaluation metrics go as
-``eval/<split>/<metric>`` (:func:`log_evaluation`). Only the main process (``RANK`` 0) tracks.
+A command's :class:`Tracking` (held by its :class:`~tawin.run.session.Session`) opens the runs. A
+training loop receives the run of its model (``RunContext.tracker``) and hands it to its
+:class:`tawin.train_utils.JsonlLog`: each key with a namespace (``train/loss``,
+``rollout/target_in_group``, ``eval/recall@3``…) whose value is a finite number goes out with the
+record's ``step``. Evaluation metrics go as ``eval/<split>/<metric>``
+(:meth:`Tracking.log_evaluation`). Only the main process (``RANK`` 0) tracks.
 
-One run is open at a time in a process (trackers such as wandb and mlflow keep one active run per
-process); opening another closes it, and the last one is closed when the process exits.
+A :class:`Tracking` keeps one run open at a time (trackers such as wandb and mlflow keep one active
+run per process); opening another closes it. The command closes the last one when it ends, or, if
+it never does (an experiment's worker process), the process's exit does.
 """
 
 from __future__ import annotations
@@ -178,50 +181,53 @@ class TrackerRun:
         self.trackers = []
 
 
-class _Open:
-    """The process's open tracker run (at most one, see the module docstring)."""
-
-    run: TrackerRun | None = None
-    closes_at_exit = False
-
-
 def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def active_run(folder: Path) -> TrackerRun | None:
-    """The open tracker run of `folder`, if there is one."""
-    run = _Open.run
-    return run if run is not None and run.key == Path(folder).resolve() else None
+class Tracking:
+    """The tracker runs of one command: at most one open at a time (see the module docstring)."""
 
+    def __init__(self):
+        self.run: TrackerRun | None = None
+        """The open run, if any."""
+        self._closes_at_exit = False
 
-def open_run(config, folder: Path) -> TrackerRun | None:
-    """The tracker run of the model trained or evaluated in `folder`, opened with `config` as its
-    hyper-parameters unless it is open already (another open run is closed first). None when
-    `config.report_to` names no tracker, or off the main process."""
-    names = wanted_trackers(config.report_to)
-    if not names or not _is_main():
-        return None
-    current = active_run(folder)
-    if current is not None and current.names == names:
-        return current
-    close_run()
-    location = Location.of(Path(folder))
-    run = TrackerRun(location, [(name, _start_tracker(name, location)) for name in dict.fromkeys(names)])
-    run.store_config(config)
-    _Open.run = run
-    if not _Open.closes_at_exit:
-        # Registered after the trackers started, so it runs before their own exit hooks (atexit is LIFO).
-        atexit.register(close_run)
-        _Open.closes_at_exit = True
-    return run
+    def open(self, config, folder: Path) -> TrackerRun | None:
+        """The tracker run of the model trained or evaluated in `folder`, opened with `config` as its
+        hyper-parameters unless it is open already (another open run is closed first). None when
+        `config.report_to` names no tracker, or off the main process."""
+        names = wanted_trackers(config.report_to)
+        if not names or not _is_main():
+            return None
+        if self.run is not None and self.run.key == Path(folder).resolve() and self.run.names == names:
+            return self.run
+        self.close()
+        location = Location.of(Path(folder))
+        run = TrackerRun(location, [(name, _start_tracker(name, location)) for name in dict.fromkeys(names)])
+        run.store_config(config)
+        self.run = run
+        if not self._closes_at_exit:
+            # Registered after the trackers started, so it runs before their own exit hooks (atexit is LIFO).
+            atexit.register(self.close)
+            self._closes_at_exit = True
+        return run
 
+    def close(self) -> None:
+        """Finish the open tracker run, if any (TensorBoard writers closed, wandb/mlflow runs ended)."""
+        run, self.run = self.run, None
+        if run is not None:
+            run.close()
 
-def close_run() -> None:
-    """Finish the open tracker run, if any (TensorBoard writers closed, wandb/mlflow runs ended)."""
-    run, _Open.run = _Open.run, None
-    if run is not None:
-        run.close()
+    def log_evaluation(self, config, metrics: dict, split: str, out: Path, checkpoint: Path | None = None) -> None:
+        """An evaluation's metrics (metrics.json: `recall@5`, `n_rows`, diagnostics…) as
+        `eval/<split>/<metric>`, in the run of the evaluated model (:func:`evaluated_folder`), at its
+        training's last step. Nothing without trackers or off the main process."""
+        if not wanted_trackers(config.report_to) or not _is_main():
+            return
+        folder = evaluated_folder(checkpoint, out)
+        run = self.open(config, folder)
+        run.log(scalars({f"eval/{split}/{key}": value for key, value in metrics.items()}), last_step(folder))
 
 
 def _start_tracker(name: str, location: Location):
@@ -263,13 +269,3 @@ def last_step(folder: Path) -> int:
     steps = [json.loads(line).get("step", 0) for line in path.read_text().splitlines() if line.strip()]
     return int(max(steps, default=0))
 
-
-def log_evaluation(config, metrics: dict, split: str, out: Path, checkpoint: Path | None = None) -> None:
-    """An evaluation's metrics (metrics.json: `recall@5`, `n_rows`, diagnostics…) as
-    `eval/<split>/<metric>`, in the run of the evaluated model (:func:`evaluated_folder`), at its
-    training's last step. Nothing without trackers or off the main process."""
-    if not wanted_trackers(config.report_to) or not _is_main():
-        return
-    folder = evaluated_folder(checkpoint, out)
-    run = open_run(config, folder)
-    run.log(scalars({f"eval/{split}/{key}": value for key, value in metrics.items()}), last_step(folder))

@@ -20,7 +20,7 @@ from tawin.errors import UserError
 from tawin.models.batching import EncodedSplit, prompt_batch, sequence_batch
 from tawin.models.build import DAMAGED_FIX, RecommenderLM, save_recommender
 from tawin.runtime import autocast
-from tawin.tracking import active_run
+from tawin.tracking import TrackerRun
 
 
 @dataclass
@@ -35,6 +35,8 @@ class RunContext:
     log: Callable[[str], None] = print
     dist: Dist = field(default_factory=Dist)
     compile: bool = False
+    tracker: TrackerRun | None = None
+    """The tracker run (``report_to``) that the loop's log.jsonl records also go to; None = none."""
 
 
 def sft_loss(model, codec, encoded: EncodedSplit, index_B: torch.Tensor, bf16: bool, dist: Dist,
@@ -204,18 +206,17 @@ def save_best(folder: Path, recommender: RecommenderLM, info: dict, dist=None) -
 class JsonlLog:
     """Appends one JSON object per line; the file is the run's machine-readable log.
 
-    When a tracker run is open for the file's folder (`report_to`, see :mod:`tawin.tracking`), each
-    record's namespaced scalars go there too, at the record's `step`: the trackers see what the file
-    holds, and the loops need not know about them."""
+    With a `tracker` run (`report_to`, see :mod:`tawin.tracking`), each record's namespaced scalars
+    go there too, at the record's `step`: the trackers see what the file holds."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, tracker: TrackerRun | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tracker = tracker
 
     def write(self, record: dict) -> None:
         record = {"time": round(time.time(), 3), **record}
         with self.path.open("a") as stream:
             stream.write(json.dumps(record) + "\n")
-        tracker = active_run(self.path.parent)
-        if tracker is not None:
-            tracker.log_record(record)
+        if self.tracker is not None:
+            self.tracker.log_record(record)

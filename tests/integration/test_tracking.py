@@ -20,25 +20,17 @@ import yaml
 from tawin.cli import main
 from tawin.errors import ConfigError
 from tawin.run.config import PipelineConfig
-from tawin.tracking import close_run, log_evaluation, open_run
+from tawin.tracking import Tracking
 from tawin.train_utils import JsonlLog
 
 from conftest import TINY_MODEL, TINY_OVERRIDES
 
 FAST = TINY_OVERRIDES + [
-    "threads=1", "sft.epochs=1", "sft.max_train_rows=64", "sft.eval_rows=8", "sft.eval_beams=10", "sft.batch_size=16",
+    "threads=1", "sft.epochs=1", "sft.first_train_rows=64", "sft.eval_rows=8", "sft.eval_beams=10", "sft.batch_size=16",
     "sft.warmup_steps=1", "sft.log_every=1", "rl.max_steps=3", "rl.batch_size=2", "rl.group_size=4", "rl.eval_rows=4",
-    "rl.log_every=1", "rl.eval_every=2", "rl.weighting=tawin", "rl.anchor=1", "eval.max_rows=8", "eval.num_beams=10",
+    "rl.log_every=1", "rl.eval_every=2", "rl.weighting=tawin", "rl.anchor=1", "eval.sample_size=8", "eval.num_beams=10",
     "eval.batch_size=8", "eval.ks=1,3,5,10",
 ]
-
-
-@pytest.fixture(autouse=True)
-def no_open_run():
-    """Each test starts and ends without an open tracker run (one is open per process at most)."""
-    close_run()
-    yield
-    close_run()
 
 
 def jsonl_scalars(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -112,9 +104,9 @@ def test_experiment_logs_each_cell_as_a_run_of_its_group(tmp_path, industrial_sm
 
     data = save_dataset(industrial_small, tmp_path / "data")
     base = {"threads": 1, "report_to": ["tensorboard"], "data": {"dataset": str(data)}, "model": dict(TINY_MODEL),
-            "sft": {"epochs": 1, "max_train_rows": 64, "eval_rows": 4, "eval_beams": 10, "batch_size": 32, "log_every": 1},
+            "sft": {"epochs": 1, "first_train_rows": 64, "eval_rows": 4, "eval_beams": 10, "batch_size": 32, "log_every": 1},
             "rl": {"max_steps": 2, "batch_size": 2, "group_size": 4, "eval_rows": 4, "log_every": 1},
-            "eval": {"max_rows": 8, "num_beams": 10, "batch_size": 8, "ks": [1, 3, 5, 10]}}
+            "eval": {"sample_size": 8, "num_beams": 10, "batch_size": 8, "ks": [1, 3, 5, 10]}}
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"name": "tiny", "base": base, "seeds": [0], "baselines": ["popularity"],
                                       "methods": {"SFT only": None, "GRPO": {"negatives": "beam"}},
@@ -147,7 +139,7 @@ def test_a_missing_tracker_package_is_one_error_before_any_work(tmp_path, monkey
 
 def test_report_to_rules():
     assert PipelineConfig().check() == [] and PipelineConfig(report_to=("none",)).check() == []
-    assert open_run(PipelineConfig(report_to=("none",)), Path("unused")) is None
+    assert Tracking().open(PipelineConfig(report_to=("none",)), Path("unused")) is None
     problems = PipelineConfig(report_to=("none", "tensorboard", "tensorboard")).check()
     assert any("lists `none` beside trackers" in p for p in problems) and any("repeats a tracker" in p for p in problems)
     from tawin.config import load_config
@@ -156,9 +148,26 @@ def test_report_to_rules():
         load_config(PipelineConfig, None, ["report_to=tensorbord"])
 
 
-def write_records(folder: Path) -> None:
+def test_a_log_reaches_only_the_tracker_run_it_was_given(tmp_path):
+    """No process-wide open run: a JsonlLog without a tracker writes its file alone, even while a run
+    of its folder is open, and two Trackings are independent."""
+    pytest.importorskip("tensorboard")
+    folder = tmp_path / "rl"
+    config = PipelineConfig(report_to=("tensorboard",))
+    tracking = Tracking()
+    tracker = tracking.open(config, folder)
+    assert Tracking().run is None and tracking.open(config, folder) is tracker
+    JsonlLog(folder / "log.jsonl").write({"stage": "rl", "step": 1, "train/loss": 0.5})
+    JsonlLog(folder / "log.jsonl", tracker).write({"stage": "rl", "step": 2, "train/loss": 0.25})
+    tracking.close()
+    assert tracking.run is None
+    assert tensorboard_scalars(folder / "tracking" / "tensorboard") == {"train/loss": [(2, 0.25)]}
+    assert len((folder / "log.jsonl").read_text().splitlines()) == 2
+
+
+def write_records(folder: Path, tracker) -> None:
     """What an RL loop writes: a step-0 valid evaluation, two logged steps (one NaN), a final evaluation."""
-    log = JsonlLog(folder / "log.jsonl")
+    log = JsonlLog(folder / "log.jsonl", tracker)
     log.write({"stage": "rl", "step": 0, "eval/recall@3": 0.25, "eval/n_rows": 4})
     log.write({"stage": "rl", "step": 1, "train/loss": 0.5, "train/lr": 1e-5, "tawin/weight_entropy": float("nan")})
     log.write({"stage": "rl", "step": 2, "train/loss": 0.125, "train/lr": 2e-5, "tawin/weight_entropy": 0.75})
@@ -198,10 +207,10 @@ def test_wandb_offline_run_is_named_by_the_cell_grouped_by_the_experiment(tmp_pa
     (experiment / "config.yaml").write_text(yaml.safe_dump({"kind": "experiment", "name": "tiny"}))
     folder = experiment / "seed_0" / "tawin" / "rl"
     config = PipelineConfig(report_to=("wandb",))
-    open_run(config, folder)
-    write_records(folder)
-    log_evaluation(config, {"recall@5": 0.375, "n_rows": 8}, "test", experiment / "seed_0" / "tawin", folder / "final")
-    close_run()
+    tracking = Tracking()
+    write_records(folder, tracking.open(config, folder))
+    tracking.log_evaluation(config, {"recall@5": 0.375, "n_rows": 8}, "test", experiment / "seed_0" / "tawin", folder / "final")
+    tracking.close()
     [path] = (experiment / "tracking" / "wandb").glob("offline-run-*/run-*.wandb")
     # wandb's writer process may still be flushing the file when finish() returns (seen rarely: a file
     # without its run record); wait for it, at most 10 s, before reading every record.
@@ -237,10 +246,10 @@ def test_mlflow_run_in_a_file_store(tmp_path, monkeypatch):
     (root / "config.yaml").write_text(yaml.safe_dump({"kind": "run"}))
     folder = root / "rl"
     config = PipelineConfig(report_to=("mlflow",))
-    open_run(config, folder)
-    write_records(folder)
-    log_evaluation(config, {"recall@5": 0.375, "n_rows": 8}, "test", root / "eval" / "rl", folder / "final")
-    close_run()
+    tracking = Tracking()
+    write_records(folder, tracking.open(config, folder))
+    tracking.log_evaluation(config, {"recall@5": 0.375, "n_rows": 8}, "test", root / "eval" / "rl", folder / "final")
+    tracking.close()
     [run] = mlflow.search_runs(experiment_names=[str(root)], output_format="list")
     client = mlflow.tracking.MlflowClient()
 

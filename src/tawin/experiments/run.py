@@ -64,6 +64,7 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
                 cell_started = time.time()
                 worker.run(cell)
                 done(cell, time.time() - cell_started)
+            session.tracking.close()
         else:
             run_in_processes(experiment, out, pending, jobs, done)
         bar.close()

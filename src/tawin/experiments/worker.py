@@ -33,7 +33,6 @@ from tawin.run.done import stage_done
 from tawin.run.pipeline import rl_label
 from tawin.run.session import Session
 from tawin.run.stages import eval_stage, popularity_stage, rl_stage, sft_stage
-from tawin.tracking import log_evaluation
 
 
 class CellWorker:
@@ -102,7 +101,7 @@ class CellWorker:
         self.log(f"{cell.id}: diagnostics on {evaluation.diagnostics_rows or 'all'} {evaluation.split} rows")
         encoded = session.encoded(recommender, evaluation.split, cell.config.model.max_prompt_tokens)
         found = diagnostics(recommender, encoded, evaluation, progress=self.progress)
-        log_evaluation(cell.config, found, evaluation.split, folder, cell_checkpoint(self.out, cell, record))
+        session.tracking.log_evaluation(cell.config, found, evaluation.split, folder, cell_checkpoint(self.out, cell, record))
         atomic_write_json(folder / "metrics.json", {**json.loads((folder / "metrics.json").read_text()), **found})
 
     def sft(self, config: PipelineConfig, name: str = "sft") -> Path:
@@ -150,7 +149,7 @@ class CellWorker:
         write_cell(folder, record)  # cell.json before metrics.json, as for the LLM cells
         if metrics is not None:
             atomic_write_json(folder / "metrics.json", metrics)
-            log_evaluation(cell.config, metrics, cell.config.eval.split, folder)
+            session.tracking.log_evaluation(cell.config, metrics, cell.config.eval.split, folder)
 
     def sequential_baseline(self, cell: Cell, session: Session) -> tuple[dict, dict]:
         """(settings, metrics on the eval rows) of SASRec or GRU4Rec trained with the cell's seed."""

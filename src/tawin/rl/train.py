@@ -186,7 +186,7 @@ def train_rl(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, 
         if "reference" in progress.extra:
             reference.load_state_dict(progress.extra["reference"])
         progress.batches_drawn = progress.batches_drawn or progress.global_step  # checkpoints from before batches_drawn
-    log = JsonlLog(out / "log.jsonl")
+    log = JsonlLog(out / "log.jsonl", run.tracker)
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
     started = time.time()
     bar = progress_bar(total_steps, "rl", "step", enabled=run.progress_bars, initial=progress.global_step)

@@ -269,7 +269,8 @@ def command_folder(config: PipelineConfig, out: Path, kind: FolderKind, *, overw
     4. each checkpoint folder of `resumable` (relative to `out`) is checked to resume from;
     5. the beam searches of the stages in `searches` are checked against the catalogue.
 
-    Steps 1 and 2 fail before `out` is touched. Yields the session."""
+    Steps 1 and 2 fail before `out` is touched. Yields the session; the tracker run it left open
+    is closed on the way out."""
     from tawin.models.pretrained import check_model_source
     from tawin.run.session import Session
 
@@ -285,7 +286,10 @@ def command_folder(config: PipelineConfig, out: Path, kind: FolderKind, *, overw
             check_resumable(Path(out) / folder)
         if searches:
             session.check_searches(config, searches)
-        yield session
+        try:
+            yield session
+        finally:
+            session.tracking.close()
 
 
 _UNSET = object()

@@ -29,6 +29,7 @@ from tawin.models.batching import EncodedSplit, encode_split
 from tawin.models.build import RecommenderLM, load_recommender
 from tawin.run.config import PipelineConfig, Stage, dataset_path
 from tawin.runtime import pick_device, use_bf16
+from tawin.tracking import TrackerRun, Tracking
 from tawin.train_utils import RunContext
 
 
@@ -73,6 +74,8 @@ class Session:
     """Progress bars (on the main process only)."""
     runtime: dict
     """The config fields this session was opened with (data and runtime); stages must share them."""
+    tracking: Tracking = field(default_factory=Tracking, repr=False)
+    """The command's tracker runs (``report_to``): stages open and log to them here."""
     _encodings: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -113,11 +116,11 @@ class Session:
                                                 recommender.tokenizer, max_prompt_tokens)
         return self._encodings[key]
 
-    def context(self, config: PipelineConfig, out: Path) -> RunContext:
-        """What a training loop needs to know about where and how it runs."""
+    def context(self, config: PipelineConfig, out: Path, tracker: TrackerRun | None = None) -> RunContext:
+        """What a training loop needs to know about where and how it runs, and where it reports."""
         log = print if self.dist.is_main else (lambda *_: None)
         return RunContext(Path(out), config.seed, self.device, self.bf16, progress_bars=self.progress, log=log, dist=self.dist,
-                          compile=config.compile)
+                          compile=config.compile, tracker=tracker)
 
     def load(self, checkpoint: str | Path) -> RecommenderLM:
         """A saved recommender, on this session's device."""

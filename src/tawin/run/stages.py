@@ -22,7 +22,6 @@ from tawin.run.config import PipelineConfig
 from tawin.run.done import stage_done
 from tawin.run.session import Session
 from tawin.sft.train import train_sft
-from tawin.tracking import log_evaluation, open_run
 
 
 def sft_stage(session: Session, config: PipelineConfig, out: Path) -> Path:
@@ -51,9 +50,9 @@ def _train(session: Session, config: PipelineConfig, out: Path, recommender, loo
     tokens = config.model.max_prompt_tokens
     train = session.encoded(recommender, "train", tokens)
     rows = config.data.split_train_rows(len(train), config.seed)[holdout_part] if config.data.rl_holdout else None
-    open_run(config, out)  # report_to: the loop's log.jsonl records go to this model's tracker run too
+    tracker = session.tracking.open(config, out)  # report_to: the loop's log.jsonl records go to this model's run too
     result = loop(recommender, session.dataset, train, session.encoded(recommender, "valid", tokens), stage_config,
-                  session.context(config, out), rows=rows)
+                  session.context(config, out, tracker), rows=rows)
     if session.dist.is_main:
         atomic_write_json(out / "summary.json", result)
     session.dist.barrier()
@@ -67,7 +66,7 @@ def eval_stage(session: Session, config: PipelineConfig, checkpoint: Path, out: 
     evaluation = config.resolved_eval
     encoded = session.encoded(recommender, evaluation.split, config.model.max_prompt_tokens)
     metrics = evaluate(recommender, session.dataset, encoded, evaluation, out, progress=session.progress, dist=session.dist)["metrics"]
-    log_evaluation(config, metrics, evaluation.split, out, checkpoint)
+    session.tracking.log_evaluation(config, metrics, evaluation.split, out, checkpoint)
     session.dist.barrier()
     return metrics
 
@@ -81,7 +80,7 @@ def popularity_stage(session: Session, config: PipelineConfig, out: Path) -> dic
     if session.dist.is_main:
         predictions.write_jsonl(out / "predictions.jsonl")
         atomic_write_json(out / "metrics.json", metrics)
-        log_evaluation(config, metrics, evaluation.split, out)
+        session.tracking.log_evaluation(config, metrics, evaluation.split, out)
     session.dist.barrier()
     return metrics
 
@@ -106,7 +105,7 @@ def sequential_baseline_stage(session: Session, config: PipelineConfig, kind: Ba
     if session.dist.is_main:
         atomic_write_json(out / "result.json", result)
         atomic_write_json(out / "metrics.json", metrics)  # written last: the stage's done-marker
-        log_evaluation(config, metrics, evaluation.split, out)
+        session.tracking.log_evaluation(config, metrics, evaluation.split, out)
     session.dist.barrier()
     return metrics
 

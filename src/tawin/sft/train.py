@@ -41,7 +41,7 @@ def train_sft(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit,
                                                               config.warmup_steps, config.epochs * steps_per_epoch)
     if resumed:
         run.log(f"sft: resuming from {out / 'last'} at epoch {progress.epoch + 1}, step {progress.step_in_epoch}")
-    log = JsonlLog(out / "log.jsonl")
+    log = JsonlLog(out / "log.jsonl", run.tracker)
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
     item_token_V = recommender.codec.item_token_mask(model.get_input_embeddings().num_embeddings) if config.history_loss_weight > 0 else None
     log_train_rows(train, rows_R, recommender.codec.target_len_N, item_token_V, progress.global_step, log, run)
