@@ -1,4 +1,4 @@
-"""Evaluation stage configuration, and the cut-offs K that every table reports.
+"""Evaluation stage configuration: the split, the beams, the cut-offs K and the rows scored.
 
 ``eval.ks`` defaults to ``TOP_KS.scored`` (what metrics.json holds); ``TOP_KS.reported`` are
 the columns of the results tables and the K of the diagnostics' WPAUC@K (:data:`tawin.metrics.ranking.TOP_KS`).

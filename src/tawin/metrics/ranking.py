@@ -1,4 +1,4 @@
-"""Stage metrics — Recall@K and NDCG@K from ranked lists (beam-search outputs, baselines).
+"""Stage metrics — Recall@K and NDCG@K from ranked lists (beam-search outputs, baselines), and the cut-offs K.
 
 Each row r has one target item t_r (the next item, n⁺ = 1) and a ranked list of B item ids
 (best first), e.g. the B beams of constrained beam search. With the 1-based rank
@@ -10,7 +10,8 @@ Each row r has one target item t_r (the next item, n⁺ = 1) and a ranked list o
 Every K comes from one hit matrix ``hit_RB`` (RecBole style): ``recall@K`` is its cumulative sum
 at column K−1 and ``ndcg@K`` the cumulative sum of ``hit_RB / log2(j + 2)``. A list shorter than
 K cannot be scored at K (the paper's predecessors silently reported K = 50 from fewer beams), so
-``max(ks) > B`` is a :class:`~tawin.errors.ConfigError`.
+``max(ks) > B`` is a :class:`~tawin.errors.ConfigError`. :data:`TOP_KS` holds the cut-offs tawin
+scores and the subsets its tables and sweeps show.
 """
 
 from __future__ import annotations

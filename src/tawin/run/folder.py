@@ -1,4 +1,4 @@
-"""Orchestration — an output folder: its saved config, its lock, and what `--overwrite` replaces.
+"""Orchestration — an output folder: its saved config, its lock, what `--overwrite` replaces, and a command's set-up.
 
 Every command that writes a folder enters a :class:`RunFolder` first. The folder's identity is the
 resolved config plus, where given, the provenance of its inputs (the dataset's and the checkpoint's
@@ -13,6 +13,9 @@ has written its first checkpoint or result (:data:`RESULT_FILES`); they are dele
 command finishes, or fails after that point (its output is then what a rerun resumes). Ctrl-C waits
 for these moves to finish (:func:`~tawin.run.interrupts.deferred_interrupts`), so that a folder
 never holds half of each run.
+
+:func:`command_folder` is the set-up that `tawin run`, `sft`, `rl` and `eval` share: the model
+checked, the session opened, the folder entered, resumable checkpoints and searches checked.
 """
 
 from __future__ import annotations
