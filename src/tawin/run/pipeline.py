@@ -58,7 +58,7 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
                 results[SEQUENTIAL_LABELS[kind]] = sequential_baseline_stage(session, config, kind, out / "eval" / kind)
         total = time.time() - started + timer.carried_seconds
         if session.dist.is_main:
-            report = render_report(config, results, timer, total)
+            report = results_markdown(config, results, timer, total)
             atomic_write_text(out / "results.md", report)
             atomic_write_json(out / "results.json", {"results": results, "stages": timer.records, "total_seconds": round(total, 1)})
             log(report)
@@ -84,7 +84,7 @@ def rl_label(config: PipelineConfig) -> str:
     return f"GRPO ({rl.negatives} negatives)"
 
 
-def render_report(config: PipelineConfig, results: dict, timer: StageTimer, total: float) -> str:
+def results_markdown(config: PipelineConfig, results: dict, timer: StageTimer, total: float) -> str:
     """results.md: the table of every evaluated method, the rows evaluated and each stage's cost."""
     split = config.eval.split
     lines = [f"## Results on {config.data.dataset} / {split} ({config.eval.num_beams} beams, full catalogue)", ""]
