@@ -35,6 +35,7 @@ from tawin.data.sampling import sample_rows
 from tawin.decoding.tree import needs_float_mask
 from tawin.errors import ConfigError
 from tawin.eval.evaluate import beam_predictions
+from tawin.metrics.ranking import TOP_KS
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import RecommenderLM
 from tawin.models.dropout import disable_dropout
@@ -49,7 +50,6 @@ from tawin.train_utils import (JsonlLog, Progress, RunContext, load_weights_into
                                sft_loss, start_or_resume)
 
 REWARDS = {"binary": binary_reward, "rank": rank_reward}
-VALID_KS = (1, 3, 5, 10)
 
 
 def rl_step_loss(policy, reference, rollout, config: RLConfig, bf16: bool, float_mask: bool = False) -> tuple[torch.Tensor, dict]:
@@ -276,7 +276,7 @@ def _resume_extra(reference: torch.nn.Module, config: RLConfig) -> dict | None:
 def _evaluate_valid(recommender, dataset, valid, rows, progress, log, run, config, out) -> dict:
     """Valid Recall/NDCG on the fixed row sample; tracks the best Recall@target_k for
     `select_best` (saving it to best/) and `patience` (counting evaluations without a gain)."""
-    ks = tuple(sorted({*VALID_KS, config.target_k}))
+    ks = tuple(sorted({*TOP_KS.reported, config.target_k}))
     predictions = beam_predictions(recommender, dataset, valid, rows, max(20, config.group_size, config.target_k), 32,
                                    progress=run.progress_bars, desc="rl valid", dist=run.dist)
     metrics = predictions.metrics(ks)

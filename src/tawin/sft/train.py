@@ -17,6 +17,7 @@ import torch
 from tawin.data.dataset import Dataset
 from tawin.data.sampling import maximal_windows, sample_rows
 from tawin.eval.evaluate import beam_predictions
+from tawin.metrics.ranking import TOP_KS
 from tawin.models.batching import EncodedSplit, length_bucketed_batches
 from tawin.models.build import RecommenderLM
 from tawin.runtime import maybe_compile, progress_bar
@@ -79,7 +80,7 @@ def train_sft(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit,
 
         predictions = beam_predictions(recommender, dataset, valid, valid_rows, config.eval_beams, 32,
                                        progress=run.progress_bars, desc="sft valid", dist=run.dist)
-        metrics = predictions.metrics((1, 3, 5, 10))
+        metrics = predictions.metrics(TOP_KS.reported)
         improved = metrics["ndcg@10"] > progress.best_metric
         progress.history.append({"epoch": progress.epoch + 1, **{f"valid/{k}": v for k, v in metrics.items()}})
         if run.dist.is_main:
