@@ -213,8 +213,29 @@ def _add_model_parsers(commands) -> None:
     p.set_defaults(func=_command("cmd_recommend"))
 
 
+def _one_line_warnings() -> None:
+    """Show each :class:`~tawin.overrides.RenamedSetting` warning as one line, `tawin: warning: …`."""
+    import warnings
+
+    from tawin.overrides import RenamedSetting
+
+    show = warnings.showwarning
+    if getattr(show, "tawin_one_line", False):
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, RenamedSetting):
+            print(f"tawin: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    showwarning.tawin_one_line = True
+    warnings.showwarning = showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     use_openmp_settings()  # before torch loads, which nothing has imported yet
+    _one_line_warnings()
     from tawin.run.interrupts import catching_interrupts, interrupt_received, raise_if_interrupted, report_interrupt
 
     # Entered before building the parser, whose imports take seconds: Ctrl-C during them, or one

@@ -3,6 +3,10 @@
 Precedence: dataclass defaults < YAML file < ``--set section.field=value`` overrides. Every
 problem (unknown key, with a did-you-mean suggestion; wrong type; impossible value) is collected
 and reported at once in one :class:`ConfigError` before any work starts.
+
+``--set`` overrides and the old spellings of renamed settings: :mod:`tawin.overrides`. A class may declare
+``SECTIONS`` (heading → its field names, in field order): ``tawin config show`` prints the
+headings above the fields.
 """
 
 from __future__ import annotations
@@ -19,11 +23,8 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from tawin.errors import ConfigError
-
-
-def _field_types(cls) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+from tawin.overrides import apply_overrides, field_types, in_new_spelling, rename_old_spellings
+from tawin.overrides import merge_override, parse_override  # noqa: F401  (importers of tawin.config use them)
 
 
 def _coerce(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
@@ -143,9 +144,10 @@ def build_config(cls, data: dict, prefix: str, problems: list[str], lenient: boo
     With `lenient`, a bad value leaves its field at the default instead, so that the ``check()``
     rules can still run on the rest (see :func:`load_config`).
     """
-    types_by_name = _field_types(cls)
+    types_by_name = field_types(cls)
     kwargs = {}
     first = len(problems)
+    data = rename_old_spellings(cls, data, f"{prefix}." if prefix else "", problems)
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else key
         if key not in types_by_name:
@@ -169,26 +171,6 @@ def build_config(cls, data: dict, prefix: str, problems: list[str], lenient: boo
         if not lenient:
             raise
         return None
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text or not text.split("=", 1)[0].strip():
-        raise ConfigError(f"override {text!r} must look like section.field=value (e.g. sft.epochs=3)")
-    key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: the value {raw!r} is not valid YAML; quote it or fix the brackets (e.g. eval.ks=[1,5,10])") from None
-    return key.strip().split("."), value
-
-
-def merge_override(data: dict, keys: list[str], value: Any) -> None:
-    node = data
-    for depth, key in enumerate(keys[:-1]):
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {'.'.join(keys)}: {'.'.join(keys[:depth + 1])} is a single value, not a section")
-    node[keys[-1]] = value
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -258,7 +240,9 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | tupl
     Every problem (malformed override, unknown key, wrong type, impossible value) is reported in
     one :class:`ConfigError`; nothing is created on disk before this returns.
     """
-    data: dict = dict(base or {})
+    problems: list[str] = []
+    # Each source in its new spelling before they merge, so that a --set in either spelling overrides the file.
+    data: dict = in_new_spelling(cls, dict(base or {}), problems)
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -267,14 +251,8 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | tupl
         loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of config sections (e.g. `sft:` then indented fields), not a {type(loaded).__name__}.")
-        data = _deep_merge(data, loaded)
-    problems: list[str] = []
-    for text in overrides:
-        try:
-            keys, value = parse_override(text)
-            merge_override(data, keys, value)
-        except ConfigError as error:
-            problems.append(str(error))
+        data = deep_merge(data, in_new_spelling(cls, loaded, problems))
+    apply_overrides(cls, data, overrides, problems)
     where = f" in {path} and --set overrides" if path else ""
     config = build_config(cls, data, "", problems, lenient=True)
     if problems:
@@ -308,11 +286,12 @@ def validate(config) -> list[str]:
     return problems
 
 
-def _deep_merge(base: dict, update: dict) -> dict:
+def deep_merge(base: dict, update: dict) -> dict:
+    """`base` with `update` merged in, section by section (a value of `update` replaces one of `base`)."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -360,11 +339,19 @@ def render_config(config, section: str | None = None) -> str:
     return "\n".join(_render(config, "")) + "\n"
 
 
+def section_headings(cls) -> dict[str, str]:
+    """The first field of each of ``cls.SECTIONS`` → its heading (empty for a class without sections)."""
+    return {names[0]: heading for heading, names in getattr(cls, "SECTIONS", ()) if names}
+
+
 def _render(config, indent: str) -> list[str]:
     docs = field_docs(type(config))
+    headings = section_headings(type(config))
     lines: list[str] = []
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
+        if field.name in headings:
+            lines.append(f"{indent}# --- {headings[field.name]} ---")
         if field.name in docs:
             lines.append(f"{indent}# {docs[field.name]}")
         if dataclasses.is_dataclass(value):

@@ -23,7 +23,7 @@ PACKAGE = REPO / "src" / "tawin"
 
 STAGES: dict[str, int] = {
     # Foundation: imported from every stage, so they may import nothing above it.
-    "__init__": 0, "errors": 0, "config": 0, "checkpoint": 0, "runtime": 0, "distributed": 0, "lazy": 0,
+    "__init__": 0, "errors": 0, "config": 0, "overrides": 0, "checkpoint": 0, "runtime": 0, "distributed": 0, "lazy": 0,
     "data": 1,
     "items": 2,
     "models": 3,
