@@ -149,7 +149,7 @@ class LibraryRLStep:
         self.policy.eval()
         rollout = make_rollout(self.policy, self.codec, ids_BL.to(self.device), mask_BL.to(self.device), target_B.to(self.device),
                                self.config.negatives, self.config.group_size, generator, self.config.sample_temperature,
-                               add_target=self.config.inject_target)
+                               inject_target=self.config.inject_target)
         self.policy.train()
         synchronize(self.device)
         marks.append(time.perf_counter())

@@ -257,8 +257,8 @@ def construct(start: Start, tmp_path: Path, monkeypatch, settings=None, model=No
 BAD_SETTINGS = {
     "anchor at G-1": (dict(anchor=GROUP - 1), {},
                       r"anchor=7 lies outside the group's G−1=7 negatives .*num_generations = 8"),
-    "G below K": (dict(target_k=GROUP), {}, r"anchor=7 \(target_k − 1\) lies outside the group's G−1=7 negatives"),
-    "G below K, anchor given": (dict(target_k=GROUP, anchor=2), {}, r"target_k=8 must lie in 1..G−1=7"),
+    "G below K": (dict(target_k=GROUP), {}, r"anchor=7 \(= target_k − 1 with target_k=8\) lies outside the group's G−1=7 negatives"),
+    "G below K, anchor given": (dict(target_k=GROUP, anchor=2), {}, r"target_k=8 must be ≤ G−1=7"),
     "everything at once": (dict(anchor=9, tau=0.0), dict(scale_rewards="batch", temperature=0.7),
                            r"tau=0.0 must be > 0.*anchor=9 lies outside.*scale_rewards='batch'.*temperature=0.7"),
 }

@@ -37,7 +37,8 @@ from tawin.errors import ConfigError
 from tawin.integrations.trl_rollout import REWARD_FUNCS, BeamRollout, item_reward, rank_reward
 from tawin.models.build import RecommenderLM, save_recommender
 from tawin.rl.advantages import group_advantages
-from tawin.rl.tawin import check_tawin_settings, tawin_weights, weight_entropy
+from tawin.rl.config import RLConfig
+from tawin.rl.tawin import tawin_weights, weight_entropy
 
 try:
     import trl
@@ -86,19 +87,10 @@ class TawinSettings:
             problems.append(f"weighting={self.weighting!r} must be 'tawin' or 'none'")
         if self.weighting != "tawin":
             return problems
-        if self.anchor is not None and not 1 <= self.target_k <= group - 1:
-            problems.append(f"target_k={self.target_k} must lie in 1..G−1={group - 1}: TAWin targets Recall@K "
-                            "through the window at rank K−1 among the group's G−1 negatives; lower target_k or "
-                            "raise num_generations")
-        try:
-            check_tawin_settings(self.resolved_anchor, self.tau, self.budget, group)
-        except ConfigError as error:
-            message = str(error).removeprefix("Invalid TAWin settings: ").rstrip(".")
-            if self.anchor is None:
-                anchor = f"anchor={self.resolved_anchor} "
-                message = message.replace(anchor, f"{anchor}(target_k − 1) ")
-            problems.append(f"{message} (G = group_size = num_generations = {group})")
-        return problems
+        # RLConfig's rules of the TAWin window, read with these settings' names (no `rl.` section).
+        rules = RLConfig(weighting="tawin", target_k=self.target_k, anchor=self.anchor, tau=self.tau, budget=self.budget,
+                         group_size=group).check()
+        return problems + [f"{rule.replace('rl.', '')} (G = group_size = num_generations = {group})" for rule in rules]
 
 
 def tawin_advantages(centred_BG: torch.Tensor, is_target_BG: torch.Tensor, settings: TawinSettings,

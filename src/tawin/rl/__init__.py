@@ -11,13 +11,11 @@ from tawin.lazy import lazy_exports
 
 _EXPORTS = {
     "group_advantages": "advantages",
+    "PolicyLoss": "config",
     "LossOutput": "loss",
-    "PolicyLoss": "loss",
     "select_loss": "loss",
     "binary_reward": "rewards",
     "rank_reward": "rewards",
-    "apply_weights": "tawin",
-    "check_tawin_settings": "tawin",
     "tawin_raw_weights": "tawin",
     "tawin_weights": "tawin",
     "weight_entropy": "tawin",

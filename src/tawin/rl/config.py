@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+PolicyLoss = Literal["grpo", "dapo", "gspo"]
+"""The clipped surrogates of :mod:`tawin.rl.loss`, chosen by ``rl.loss``."""
+
 
 @dataclass(frozen=True)
 class RLConfig:
@@ -17,7 +20,7 @@ class RLConfig:
     −(1/log2(i+2))/Σ_j 1/log2(j+2) for the negative at beam position i (groups with the target)."""
     weighting: Literal["none", "tawin"] = "tawin"
     """`none` = plain GRPO advantages; `tawin` = negatives' advantages × TAWin weights w̄."""
-    loss: Literal["grpo", "dapo", "gspo"] = "grpo"
+    loss: PolicyLoss = "grpo"
     """Policy surrogate: token-level clipped GRPO, DAPO (token-normalised, asymmetric clip) or GSPO
     (sequence-level ratio). TAWin weights apply to all three through the advantages."""
     group_size: int = 16

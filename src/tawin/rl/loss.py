@@ -27,30 +27,13 @@ Sequences with no valid token are left out of the means (denominators are clampe
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, get_args
 
 import torch
 
 from tawin.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    from enum import StrEnum
-else:  # pragma: no cover - Python 3.10
-    from enum import Enum
-
-    class StrEnum(str, Enum):
-        def __str__(self) -> str:
-            return str(self.value)
-
-
-class PolicyLoss(StrEnum):
-    """Which clipped surrogate the RL stage optimises."""
-
-    GRPO = "grpo"
-    DAPO = "dapo"
-    GSPO = "gspo"
+from tawin.rl.config import PolicyLoss
 
 
 @dataclass(frozen=True)
@@ -206,19 +189,13 @@ def gspo_loss(
 
 LossFn = Callable[..., LossOutput]
 
-POLICY_LOSSES: dict[PolicyLoss, LossFn] = {
-    PolicyLoss.GRPO: grpo_loss,
-    PolicyLoss.DAPO: dapo_loss,
-    PolicyLoss.GSPO: gspo_loss,
-}
+POLICY_LOSSES: dict[PolicyLoss, LossFn] = {"grpo": grpo_loss, "dapo": dapo_loss, "gspo": gspo_loss}
+"""The function of each choice of ``rl.loss``."""
 
 
-def select_loss(name: str | PolicyLoss) -> LossFn:
+def select_loss(name: PolicyLoss) -> LossFn:
     """The loss function for ``name`` ("grpo", "dapo" or "gspo"); ConfigError otherwise."""
-    try:
-        return POLICY_LOSSES[PolicyLoss(name)]
-    except ValueError:
-        choices = ", ".join(repr(p.value) for p in PolicyLoss)
-        raise ConfigError(
-            f"loss={name!r} is not a known policy loss; choose one of {choices}"
-        ) from None
+    if name not in POLICY_LOSSES:
+        choices = ", ".join(repr(choice) for choice in get_args(PolicyLoss))
+        raise ConfigError(f"loss={name!r} is not a known policy loss; choose one of {choices}")
+    return POLICY_LOSSES[name]

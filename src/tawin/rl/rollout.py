@@ -10,8 +10,8 @@ and the candidates follow it as parallel branches under a 4-D attention mask (ea
 prompt and its own earlier tokens), so a group costs L + G·T tokens instead of G·(L + T).
 The target item id travels with the batch (never looked up by prompt text).
 
-`inject_target` is ReRe's `add_gt` (`RLConfig.inject_target`): a group without its target gets
-it in place of its last (lowest-scoring) candidate.
+Target injection (`RLConfig.inject_target`, ReRe's `add_gt`, :func:`inject_targets`): a group
+without its target gets it in place of its last (lowest-scoring) candidate.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def concat_groups(rollouts: list[Rollout], prompt_ids_BL: torch.Tensor, prompt_m
                    joined("token_mask_BGT"), joined("rollout_scores_BG"), joined("target_found_B"))
 
 
-def inject_target(items_BG: torch.Tensor, target_B: torch.Tensor) -> torch.Tensor:
+def inject_targets(items_BG: torch.Tensor, target_B: torch.Tensor) -> torch.Tensor:
     """Put each row's target in place of its last candidate where the group lacks it.
 
     Args:
@@ -77,10 +77,10 @@ def inject_target(items_BG: torch.Tensor, target_B: torch.Tensor) -> torch.Tenso
 @torch.no_grad()
 def make_rollout(model, codec: ItemCodec, prompt_ids_BL, prompt_mask_BL, target_B, negatives: str, group_size: int,
                  generator: torch.Generator, temperature: float = 1.0, share: tuple[int, int] | None = None,
-                 add_target: bool = False) -> Rollout:
+                 inject_target: bool = False) -> Rollout:
     """The group of each prompt. `share` = (global batch size, offset of these rows in it): random
     draws are made for the whole global batch and sliced, so N processes draw what one would.
-    `add_target` applies :func:`inject_target` to beam and sample groups; an injected target keeps
+    `inject_target` applies :func:`inject_targets` to beam and sample groups; an injected target keeps
     the score of the candidate it replaced, so the negatives' beam order is unchanged."""
     device = prompt_ids_BL.device
     trie, target_table_NL, target_len_N = codec.on(device)
@@ -99,8 +99,8 @@ def make_rollout(model, codec: ItemCodec, prompt_ids_BL, prompt_mask_BL, target_
         draws = draws + (draws >= target_B.unsqueeze(1)).long()
         items_BG = torch.cat([target_B.unsqueeze(1), draws], dim=1)
     target_found_B = (items_BG == target_B.unsqueeze(1)).any(dim=1)
-    if add_target and negatives != "random":
-        items_BG = inject_target(items_BG, target_B)
+    if inject_target and negatives != "random":
+        items_BG = inject_targets(items_BG, target_B)
     tokens_BGT = target_table_NL[items_BG]
     token_mask_BGT = torch.arange(tokens_BGT.shape[-1], device=device) < target_len_N[items_BG].unsqueeze(-1)
     return Rollout(prompt_ids_BL, prompt_mask_BL, items_BG, items_BG == target_B.unsqueeze(1), tokens_BGT, token_mask_BGT, scores,

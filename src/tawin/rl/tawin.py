@@ -33,8 +33,6 @@ import math
 
 import torch
 
-from tawin.errors import ConfigError
-
 
 def negative_ranks(scores_BG: torch.Tensor, is_negative_BG: torch.Tensor) -> torch.Tensor:
     """σ_BG: 0-based rank of each negative among its group's negatives by descending score.
@@ -148,40 +146,3 @@ def weight_entropy(weights_BG: torch.Tensor, is_negative_BG: torch.Tensor) -> to
     p_BG = w_BG / torch.clamp(w_BG.sum(dim=-1, keepdim=True), min=torch.finfo(w_BG.dtype).tiny)
     plogp_BG = torch.where(p_BG > 0, p_BG * torch.log(p_BG), torch.zeros_like(p_BG))
     return 0.0 - plogp_BG.sum(dim=-1)  # 0.0 − x, not −x: no −0.0 for a hard window
-
-
-def apply_weights(advantages_BG: torch.Tensor, weights_BG: torch.Tensor) -> torch.Tensor:
-    """Ã_BG = A_BG · w̄_BG (positives have w̄ = 1, so only negatives' advantages change)."""
-    return advantages_BG * weights_BG
-
-
-def check_tawin_settings(anchor: int, tau: float, budget: float, group_size: int) -> None:
-    """Raise one :class:`ConfigError` listing every bad TAWin setting for groups of ``group_size``.
-
-    Rules: tau > 0; 0 ≤ anchor ≤ G−2 (the anchor must index one of the G−1 negatives of a group
-    that contains the target); 0 < budget ≤ G−1.
-    """
-    problems: list[str] = []
-    n_neg = group_size - 1
-    if group_size < 2:
-        problems.append(
-            f"group_size={group_size} must be ≥ 2 so a group holds the target and a negative; "
-            "raise group_size (the paper uses 16)"
-        )
-    if not tau > 0:
-        problems.append(
-            f"tau={tau} must be > 0 (temperature of TAWin's truncated exponential); use tau=1.0, "
-            "or a large tau such as 1e4 for uniform weights (plain GRPO)"
-        )
-    if group_size >= 2 and not 0 <= anchor <= n_neg - 1:
-        problems.append(
-            f"anchor={anchor} lies outside the group's G−1={n_neg} negatives "
-            f"(ranks 0..{n_neg - 1}); lower anchor or raise group_size"
-        )
-    if group_size >= 2 and not 0 < budget <= n_neg:
-        problems.append(
-            f"budget={budget} must lie in (0, G−1={n_neg}] (total weight of a group's "
-            "negatives); use budget=1.0 (one negative's worth, the window for one positive)"
-        )
-    if problems:
-        raise ConfigError("Invalid TAWin settings: " + "; ".join(problems) + ".")

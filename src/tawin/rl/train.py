@@ -125,7 +125,8 @@ def draw_step_batch(policy, recommender: RecommenderLM, train: EncodedSplit, row
         ids_BL, mask_BL = prompt_batch(train, index_B)
         target_B = train.target_R[index_B].to(run.device)
         rollout = make_rollout(policy, recommender.codec, ids_BL.to(run.device), mask_BL.to(run.device), target_B,
-                               config.negatives, config.group_size, generator, config.sample_temperature, share, config.inject_target)
+                               config.negatives, config.group_size, generator, config.sample_temperature, share,
+                               inject_target=config.inject_target)
         progress.batches_drawn, draws = draw + 1, draws + 1
         tokens += int(mask_BL.sum())
         found += int(rollout.target_found_B.sum())

@@ -5,6 +5,7 @@ negatives' advantages it is the w̄-weighted margin, the smoothed WPAUC surrogat
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import hypothesis.strategies as st
 import pytest
@@ -13,8 +14,8 @@ from hypothesis import given, settings
 
 from tawin.rl import binary_reward, group_advantages, tawin_weights
 from tawin.rl.advantages import lemma_constant
-from tawin.rl.loss import PolicyLoss, select_loss
-from tawin.rl.tawin import apply_weights
+from tawin.rl.config import PolicyLoss
+from tawin.rl.loss import select_loss
 
 GROUP_SIZES = [2, 3, 4, 8, 16, 50]
 
@@ -82,14 +83,14 @@ def test_tawin_surrogate_is_weighted_margin_times_c(group_size, seed, tau, budge
     anchor = data.draw(st.integers(0, group_size - 2))
     is_target_BG, s_BG = one_positive_group(group_size, positive, seed)
     w_bar_BG = tawin_weights(s_BG, ~is_target_BG, anchor, tau, budget)
-    adv_BG = apply_weights(group_advantages(binary_reward(is_target_BG).double(), eps=0), w_bar_BG)
+    adv_BG = group_advantages(binary_reward(is_target_BG).double(), eps=0) * w_bar_BG  # as rl_step_loss folds them in
     surrogate = (adv_BG * s_BG).sum() / group_size
     margin = weighted_margin(s_BG, is_target_BG, w_bar_BG)
     c = math.sqrt(group_size - 1) / group_size
     torch.testing.assert_close(grad_of(surrogate, s_BG), c * grad_of(margin, s_BG))
 
 
-@pytest.mark.parametrize("kind", list(PolicyLoss))
+@pytest.mark.parametrize("kind", get_args(PolicyLoss))
 @pytest.mark.parametrize("tau", [None, 1.0, 1e-3])
 def test_policy_losses_at_ratio_one_have_the_surrogate_gradient(kind, tau):
     """One-token sequences, logp_old = logp_new.detach(), β = 0: −∂loss/∂logp = Ã/G, which is
@@ -100,7 +101,7 @@ def test_policy_losses_at_ratio_one_have_the_surrogate_gradient(kind, tau):
     w_bar_BG = torch.ones_like(adv_BG)
     if tau is not None:
         w_bar_BG = tawin_weights(s_BG, ~is_target_BG, anchor=2, tau=tau)
-        adv_BG = apply_weights(adv_BG, w_bar_BG)
+        adv_BG = adv_BG * w_bar_BG
     logp_BGL = s_BG.unsqueeze(-1)  # the item's score is its one token's log-prob
     mask_BGL = torch.ones_like(logp_BGL, dtype=torch.bool)
     out = select_loss(kind)(

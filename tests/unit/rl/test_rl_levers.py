@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tawin.rl.advantages import group_advantages
 from tawin.rl.config import RLConfig
 from tawin.rl.rewards import binary_reward, rank_reward
-from tawin.rl.rollout import inject_target
+from tawin.rl.rollout import inject_targets
 from tawin.rl.train import draw_step_batch, informative_groups, mix_into_reference, rl_rows, train_rl
 from tawin.train_utils import Progress, RunContext
 
@@ -31,7 +31,7 @@ def test_injection_never_duplicates_and_keeps_distinct_items(group, batch, seed)
     n_items = group + 5
     items_BG = torch.stack([torch.randperm(n_items, generator=generator)[:group] for _ in range(batch)])
     target_B = torch.randint(0, n_items, (batch,), generator=generator)
-    injected_BG = inject_target(items_BG, target_B)
+    injected_BG = inject_targets(items_BG, target_B)
     hits_B = (injected_BG == target_B.unsqueeze(1)).sum(1)
     assert hits_B.eq(1).all()  # exactly once in every group
     for row in range(batch):
@@ -51,7 +51,7 @@ def test_injection_in_a_rollout_gives_every_group_its_target(encoded, tiny_recom
     ids, mask = prompt_batch(encoded["train"], index)
     target = encoded["train"].target_R[index]
     plain = make_rollout(r.model, r.codec, ids, mask, target, "beam", 8, torch.Generator().manual_seed(0))
-    injected = make_rollout(r.model, r.codec, ids, mask, target, "beam", 8, torch.Generator().manual_seed(0), add_target=True)
+    injected = make_rollout(r.model, r.codec, ids, mask, target, "beam", 8, torch.Generator().manual_seed(0), inject_target=True)
     assert injected.is_target_BG.sum(-1).eq(1).all()
     assert torch.equal(injected.target_found_B, plain.is_target_BG.any(-1))
     torch.testing.assert_close(injected.rollout_scores_BG, plain.rollout_scores_BG)
@@ -79,7 +79,7 @@ def test_informative_batches_hold_only_informative_groups(encoded, tiny_recommen
         """A policy that finds the target of rows with an even target position only (an untrained
         tiny model finds almost none among 3,686 items)."""
         out = real_rollout(model, codec, ids, mask, target_B, *args, **kwargs)
-        items_BG = inject_target(out.items_BG, target_B)
+        items_BG = inject_targets(out.items_BG, target_B)
         odd_B = target_B % 2 == 1
         items_BG[:, -1] = torch.where(odd_B & (out.items_BG[:, -1] != target_B), out.items_BG[:, -1], items_BG[:, -1])
         items_BG[odd_B & (items_BG[:, -1] == target_B), -1] = (target_B[odd_B & (items_BG[:, -1] == target_B)] + 1) % len(codec.target_len_N)

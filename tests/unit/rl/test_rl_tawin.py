@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 
 import hypothesis.strategies as st
 import pytest
 import torch
 from hypothesis import given, settings
 
-from tawin.errors import ConfigError
 from tawin.rl import tawin_weights, weight_entropy
-from tawin.rl.tawin import (
-    apply_weights,
-    check_tawin_settings,
-    negative_ranks,
-    tawin_raw_weights,
-)
+from tawin.rl.config import RLConfig
+from tawin.rl.tawin import negative_ranks, tawin_raw_weights
 
 SETTINGS = settings(max_examples=40, deadline=None)
 TAUS = [1e-3, 0.05, 0.3, 1.0, 3.0, 1e4]
@@ -210,14 +206,14 @@ def test_weight_entropy_matches_loop_and_is_scale_invariant():
     torch.testing.assert_close(weight_entropy(7 * w_BG, is_negative_BG), torch.tensor(expected))
 
 
-def test_apply_weights_is_elementwise():
-    adv_BG, w_BG = torch.randn(3, 4), torch.rand(3, 4)
-    torch.testing.assert_close(apply_weights(adv_BG, w_BG), adv_BG * w_BG)
+def tawin_rules(anchor, tau, budget, group_size) -> list[str]:
+    """RLConfig's rules of the TAWin window (the ones the TRL integration reports too)."""
+    return RLConfig(weighting="tawin", anchor=anchor, tau=tau, budget=budget, group_size=group_size).check()
 
 
-def test_check_tawin_settings_accepts_paper_defaults():
-    check_tawin_settings(anchor=2, tau=1.0, budget=1.0, group_size=16)
-    check_tawin_settings(anchor=14, tau=1e-3, budget=15, group_size=16)
+def test_tawin_rules_accept_paper_defaults():
+    assert tawin_rules(anchor=2, tau=1.0, budget=1.0, group_size=16) == []
+    assert tawin_rules(anchor=14, tau=1e-3, budget=15, group_size=16) == []
 
 
 @pytest.mark.parametrize(
@@ -226,23 +222,21 @@ def test_check_tawin_settings_accepts_paper_defaults():
         (
             {"anchor": 20},
             r"anchor=20 lies outside the group's G−1=15 negatives \(ranks 0\.\.14\); "
-            r"lower anchor or raise group_size",
+            r"lower rl\.anchor/rl\.target_k to ≤ 14 or raise rl\.group_size",
         ),
         ({"anchor": 15}, r"anchor=15 lies outside"),
-        ({"anchor": -1}, r"anchor=-1 lies outside"),
-        ({"tau": 0.0}, r"tau=0\.0 must be > 0 .*use tau=1\.0"),
+        ({"anchor": -1}, r"anchor=-1 must be ≥ 0"),
+        ({"tau": 0.0}, r"tau=0\.0 must be > 0; use a large tau"),
         ({"tau": -2.0}, r"tau=-2\.0 must be > 0"),
-        ({"budget": 0.0}, r"budget=0\.0 must lie in \(0, G−1=15\] .*use budget=1\.0"),
+        ({"budget": 0.0}, r"budget=0\.0 must lie in \(0, G−1=15\]; 1 suits one positive"),
         ({"budget": 16.0}, r"budget=16\.0 must lie in"),
         ({"group_size": 1, "anchor": 0}, r"group_size=1 must be ≥ 2"),
     ],
 )
-def test_check_tawin_settings_messages(kwargs, pattern):
+def test_tawin_rules_messages(kwargs, pattern):
     settings_ = {"anchor": 2, "tau": 1.0, "budget": 1.0, "group_size": 16} | kwargs
-    with pytest.raises(ConfigError, match=pattern):
-        check_tawin_settings(**settings_)
+    assert re.search(pattern, " ".join(tawin_rules(**settings_)))
 
 
-def test_check_tawin_settings_reports_every_problem_at_once():
-    with pytest.raises(ConfigError, match=r"tau=0 must be > 0.*anchor=20 lies.*budget=0 must"):
-        check_tawin_settings(anchor=20, tau=0, budget=0, group_size=16)
+def test_tawin_rules_report_every_problem_at_once():
+    assert re.search(r"tau=0 must be > 0.*anchor=20 lies.*budget=0 must", "; ".join(tawin_rules(anchor=20, tau=0, budget=0, group_size=16)))
