@@ -42,7 +42,7 @@ if [ -d "$CHECKPOINTS" ]; then
     echo "-- $name (${SECONDS}s)"
     timeout "${DIAG_EACH_S:-90}" $PY -m tawin eval --checkpoint "$folder" --out "$DIAG/$name" --split test --beams 20 \
       --diagnostics --dataset industrial --no-progress --overwrite \
-      --set precision=fp32 --set eval.diagnostics_rows="${DIAG_ROWS:-1000}" --set eval.batch_size=32 --set eval.max_rows="${EVAL_ROWS:-0}"
+      --set precision=fp32 --set eval.diagnostics_rows="${DIAG_ROWS:-1000}" --set eval.batch_size=32 --set eval.sample_size="${EVAL_ROWS:-0}"
     [ "$SECONDS" -gt "${DIAG_S:-240}" ] && { echo "diagnostics: time limit reached after $name"; break; }
   done 2>&1 | tee "$OUT/diagnostics.log"
   $PY - "$DIAG" "$OUT/diagnostics.json" <<'EOF'

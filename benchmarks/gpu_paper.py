@@ -251,7 +251,7 @@ def cmd_run(args) -> int:
     n_rows = {name: len(split) for name, split in session.dataset.splits.items()}
     plan = plan_sizes(measured["rates"], budgets, config, n_rows, args.margin, Caps(**DRY_RUN_CAPS) if args.dry_run else Caps())
     log("rates (s): " + ", ".join(f"{k} {v:.4g}" for k, v in asdict(measured["rates"]).items()))
-    log(f"plan: SFT {plan.sft_epochs} epoch(s) × {plan.sft_steps} steps (max_train_rows {plan.sft_max_train_rows or 'all'}), "
+    log(f"plan: SFT {plan.sft_epochs} epoch(s) × {plan.sft_steps} steps (first_train_rows {plan.sft_max_train_rows or 'all'}), "
         f"RL {plan.rl_steps} steps, eval {plan.eval_rows or 'all'} test rows")
     log(f"estimates (s): SFT {plan.estimate_s['sft']:.1f}, each RL {plan.estimate_s['rl']:.1f}, each eval {plan.estimate_s['eval']:.1f}; "
         f"total {plan.estimate_s['sft'] + 3 * plan.estimate_s['rl'] + 4 * plan.estimate_s['eval']:.1f}")

@@ -93,7 +93,7 @@ class Plan:
 
     sft_epochs: int
     sft_max_train_rows: int
-    """0 = every train row (the plan fits at least one whole epoch)."""
+    """sft.first_train_rows (the key keeps its earlier name in plan JSON files); 0 = every train row (the plan fits at least one whole epoch)."""
     sft_steps: int
     """Steps per epoch."""
     sft_save_every: int
@@ -107,10 +107,10 @@ class Plan:
 
     def overrides(self) -> list[str]:
         """The --set overrides that apply the plan to the paper config."""
-        return [f"sft.epochs={self.sft_epochs}", f"sft.max_train_rows={self.sft_max_train_rows}",
+        return [f"sft.epochs={self.sft_epochs}", f"sft.first_train_rows={self.sft_max_train_rows}",
                 f"sft.save_every={self.sft_save_every}", f"sft.eval_rows={self.sft_eval_rows}",
                 f"rl.max_steps={self.rl_steps}", f"rl.save_every={self.rl_save_every}", f"rl.eval_rows={self.rl_eval_rows}",
-                f"eval.max_rows={self.eval_rows}"]
+                f"eval.sample_size={self.eval_rows}"]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -134,9 +134,9 @@ def plan_sizes(rates: Rates, budgets: Budgets, config: PipelineConfig, n_rows: d
         steps = min(steps, max(1, caps.sft_rows // sft.batch_size))
     if steps >= steps_per_epoch:
         epochs = max(1, min(sft.epochs, int(spare / (steps_per_epoch * rates.sft_step_s + epoch_fixed))))
-        max_train_rows, steps = 0, steps_per_epoch
+        first_train_rows, steps = 0, steps_per_epoch
     else:
-        epochs, max_train_rows = 1, steps * sft.batch_size
+        epochs, first_train_rows = 1, steps * sft.batch_size
     sft_s = rates.build_s + epochs * (steps * rates.sft_step_s + epoch_fixed)
 
     rl_valid_rows = min(rl.eval_rows or n_rows["valid"], evaluation.batch_size)
@@ -146,9 +146,9 @@ def plan_sizes(rates: Rates, budgets: Budgets, config: PipelineConfig, n_rows: d
     rl_s = rl_fixed + rl_steps * rates.rl_step_s
 
     eval_rows = max(min(evaluation.batch_size, n_rows["test"]), int((margin * budgets.eval - rates.load_s) / rates.eval_row_s))
-    eval_rows = min(eval_rows, evaluation.max_rows or n_rows["test"], caps.eval_rows or n_rows["test"])
+    eval_rows = min(eval_rows, evaluation.sample_size or n_rows["test"], caps.eval_rows or n_rows["test"])
     eval_s = rates.load_s + eval_rows * rates.eval_row_s
-    return Plan(epochs, max_train_rows, steps, max(1, math.ceil(steps / 2)), valid_rows, rl_steps, max(1, math.ceil(rl_steps / 2)),
+    return Plan(epochs, first_train_rows, steps, max(1, math.ceil(steps / 2)), valid_rows, rl_steps, max(1, math.ceil(rl_steps / 2)),
                 rl_valid_rows, 0 if eval_rows >= n_rows["test"] else eval_rows,
                 {"sft": round(sft_s, 1), "rl": round(rl_s, 1), "eval": round(eval_s, 1)})
 

@@ -89,7 +89,7 @@ def eval_seconds(checkpoint: str, rows: int, beams: int, env: dict[str, str], wo
     def wall(n: int) -> float:
         out = fresh(work / f"eval-{n}")
         return tawin(["eval", "--config", str(DEMO), "--checkpoint", checkpoint, "--out", str(out),
-                      "--beams", str(beams), "--set", f"eval.max_rows={n}", "--no-progress"], env)
+                      "--beams", str(beams), "--set", f"eval.sample_size={n}", "--no-progress"], env)
 
     return wall(rows) - wall(1)
 
@@ -106,7 +106,7 @@ def rl_step_seconds(checkpoint: str, steps: int, env: dict[str, str], work: Path
 
 def make_checkpoint(work: Path) -> str:
     out = work / "sft"
-    tawin(["sft", "--config", str(DEMO), "--out", str(out), "--set", "sft.max_train_rows=512", "--set", "sft.epochs=1",
+    tawin(["sft", "--config", str(DEMO), "--out", str(out), "--set", "sft.first_train_rows=512", "--set", "sft.epochs=1",
            "--no-progress"], {})
     return str(out / "best")
 

@@ -25,7 +25,7 @@ parser.add_argument("--out", default="runs/trl-example", help="output folder (de
 parser.add_argument("--rl-steps", type=int, default=20, help="GRPO steps of 8 prompts × G = 16 beams (default 20)")
 args = parser.parse_args()
 out, model = args.out, ["--model", args.model] if args.model else []
-small_sft = ["--set", "sft.epochs=1", "--set", "sft.max_train_rows=8000", "--set", "sft.eval_rows=200"]
+small_sft = ["--set", "sft.epochs=1", "--set", "sft.first_train_rows=8000", "--set", "sft.eval_rows=200"]
 if tawin(["sft", "--out", f"{out}/sft", "--no-progress", *model, *small_sft]):
     sys.exit("tawin sft failed")
 
@@ -48,7 +48,7 @@ trainer.train()
 save_checkpoint(trainer, recommender, f"{out}/rl")
 
 # Full-catalogue evaluation of both checkpoints with tawin (500 test rows, 20 beams).
-small_eval = ["--set", "eval.max_rows=500", "--beams", "20", "--no-progress", "--overwrite"]  # a rerun's new RL
+small_eval = ["--set", "eval.sample_size=500", "--beams", "20", "--no-progress", "--overwrite"]  # a rerun's new RL
 for stage in ("sft/best", "rl"):
     if tawin(["eval", "--checkpoint", f"{out}/{stage}", "--out", f"{out}/eval-{stage.split('/')[0]}", *small_eval]):
         sys.exit(f"tawin eval of {stage} failed")

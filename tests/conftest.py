@@ -189,9 +189,9 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 TINY_BASE = {
     "threads": 1,
     "model": dict(TINY_MODEL),
-    "sft": {"epochs": 1, "max_train_rows": 128, "eval_rows": 8, "eval_beams": 10, "batch_size": 32, "warmup_steps": 2},
+    "sft": {"epochs": 1, "first_train_rows": 128, "eval_rows": 8, "eval_beams": 10, "batch_size": 32, "warmup_steps": 2},
     "rl": {"max_steps": 2, "batch_size": 4, "group_size": 8, "eval_rows": 4},
-    "eval": {"max_rows": 16, "num_beams": 10, "batch_size": 16, "ks": [1, 3, 5, 10], "diagnostics_rows": 4},
+    "eval": {"sample_size": 16, "num_beams": 10, "batch_size": 16, "ks": [1, 3, 5, 10], "diagnostics_rows": 4},
 }
 """The `base` of a tiny experiment: the tiny model, a few SFT/RL steps, a short evaluation."""
 

@@ -4,9 +4,9 @@ Precedence: dataclass defaults < YAML file < ``--set section.field=value`` overr
 problem (unknown key, with a did-you-mean suggestion; wrong type; impossible value) is collected
 and reported at once in one :class:`ConfigError` before any work starts.
 
-``--set`` overrides and the old spellings of renamed settings: :mod:`tawin.overrides`. A class may declare
-``SECTIONS`` (heading → its field names, in field order): ``tawin config show`` prints the
-headings above the fields.
+``--set`` overrides and the old spellings of renamed settings: :mod:`tawin.overrides`. A class
+may declare ``SECTIONS`` (heading → its field names, in field order): ``tawin config show``
+prints the headings above the fields.
 """
 
 from __future__ import annotations

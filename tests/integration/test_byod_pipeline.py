@@ -39,7 +39,7 @@ def test_raw_log_to_results(tmp_path, capsys):
     argv = ["run", "--dataset", str(built), "--out", str(out), "--no-progress"]
     for override in TINY_OVERRIDES + ["threads=1", "sft.epochs=1", "sft.batch_size=16", "sft.eval_rows=8", "sft.eval_beams=10",
                                       "rl.max_steps=1", "rl.batch_size=4", "rl.group_size=4", "rl.target_k=2", "rl.eval_rows=8",
-                                      "eval.num_beams=10", "eval.ks=[1,5,10]", "eval.max_rows=8"]:
+                                      "eval.num_beams=10", "eval.ks=[1,5,10]", "eval.sample_size=8"]:
         argv += ["--set", override]
     assert main(argv) == 0
     metrics = json.loads((out / "eval" / "rl" / "metrics.json").read_text())

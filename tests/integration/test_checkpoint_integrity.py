@@ -25,12 +25,12 @@ from conftest import TINY_MODEL, TINY_OVERRIDES, fails, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SFT = TINY_OVERRIDES + ["threads=1", "sft.batch_size=16", "sft.max_train_rows=32", "sft.save_every=1", "sft.epochs=1",
+SFT = TINY_OVERRIDES + ["threads=1", "sft.batch_size=16", "sft.first_train_rows=32", "sft.save_every=1", "sft.epochs=1",
                         "sft.eval_rows=4", "sft.eval_beams=10", "sft.warmup_steps=1"]
 """Two SFT steps: a resumable checkpoint after the first, then best/ and last/ at the epoch's end."""
-EVAL = ["threads=1", "eval.max_rows=4", "eval.num_beams=10", "eval.ks=1,5,10"]
+EVAL = ["threads=1", "eval.sample_size=4", "eval.num_beams=10", "eval.ks=1,5,10"]
 RL = ["threads=1", "rl.max_steps=3", "rl.batch_size=4", "rl.group_size=4", "rl.save_every=1", "rl.eval_rows=4",
-      "rl.negatives=random", "rl.max_rows=16"]
+      "rl.negatives=random", "rl.rows.sample_size=16"]
 
 
 def command(name: str, out: Path, settings: list[str], *extra: str) -> list[str]:

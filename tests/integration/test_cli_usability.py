@@ -157,7 +157,7 @@ def test_evaluation_without_progress_bars_prints_log_lines(checkpoint, tmp_path,
     from tawin.runtime import progress
 
     monkeypatch.setattr(evaluate, "show_progress", functools.partial(progress, every_s=0.0))  # a line per batch instead of every 30 s
-    assert main(["eval", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "e"), "--no-progress", "--set", "eval.max_rows=4",
+    assert main(["eval", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "e"), "--no-progress", "--set", "eval.sample_size=4",
                  "--set", "eval.batch_size=2", "--set", "eval.num_beams=20"]) == 0
     printed = capsys.readouterr().out
     assert "eval: batch 1/2 [" in printed and "eval: batch 2/2 [" in printed and "ETA" in printed

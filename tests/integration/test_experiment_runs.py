@@ -85,7 +85,6 @@ def test_methods_with_their_own_hold_out_train_and_start_from_their_own_sft(tmp_
     import tawin.experiments.worker as worker
     import tawin.run.stages as stages
     from tawin.cli import main
-    from tawin.data.holdout import holdout_rows
     from tawin.data.io import save_dataset
 
     seen = []  # (stage, folder, rows) of every training loop the cells ran
@@ -109,10 +108,11 @@ def test_methods_with_their_own_hold_out_train_and_start_from_their_own_sft(tmp_
     data = save_dataset(industrial_small, tmp_path / "data")
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({
-        "name": "tiny", "base": {**TINY_BASE, "data": {"dataset": str(data), "rl_holdout": 0.25}}, "seeds": [0],
-        "methods": {"SFT on 75%": None, "SFT on every row": {"sft_only": True, "data": {"rl_holdout": 0}},
+        "name": "tiny", "base": {**TINY_BASE, "data": {"dataset": str(data)}, "rl": {**TINY_BASE["rl"], "rows": {"holdout": 0.25}}},
+        "seeds": [0],
+        "methods": {"SFT on 75%": None, "SFT on every row": {"sft_only": True, "rows": {"holdout": 0}},
                     "TAWin, held out": {"weighting": "tawin"},
-                    "TAWin, latest 25% seen": {"weighting": "tawin", "latest_share": 0.25, "data": {"rl_holdout": 0}}},
+                    "TAWin, latest 25% seen": {"weighting": "tawin", "rows": {"latest_share": 0.25, "holdout": 0}}},
         "evals": {"valid": {"split": "valid"}},
         "report": {"reference": "TAWin, latest 25% seen", "candidate": "TAWin, held out", "sft_reference": "SFT on every row",
                    "bootstrap_resamples": 200},
@@ -120,12 +120,13 @@ def test_methods_with_their_own_hold_out_train_and_start_from_their_own_sft(tmp_
     out = tmp_path / "out"
     assert main(["experiment", str(config), "--out", str(out), "--no-progress"]) == 0
     n_train = len(industrial_small.splits["train"])
-    sft_rows, held_rows = (rows.tolist() for rows in holdout_rows(n_train, 0.25, "latest", 0))
+    held = n_train // 4  # ⌈0.25 · n⌉ for the n_train of industrial_small, a multiple of 4
+    every, sft_rows, held_rows = list(range(n_train)), list(range(n_train - held)), list(range(n_train - held, n_train))
     # Two SFT runs, each once, on its own rows; each RL cell starts from its method's SFT.
-    assert sorted(seen) == sorted([("sft", "seed_0/sft", sft_rows), ("sft", "seed_0/sft-rl-holdout-0", None),
-                                   ("rl", "seed_0/tawin-held-out/rl", held_rows), ("rl", "seed_0/tawin-latest-25-seen/rl", None)])
+    assert sorted(seen) == sorted([("sft", "seed_0/sft", sft_rows), ("sft", "seed_0/sft-rl-holdout-0", every),
+                                   ("rl", "seed_0/tawin-held-out/rl", held_rows), ("rl", "seed_0/tawin-latest-25-seen/rl", held_rows)])
     results = json.loads((out / "results.json").read_text())
-    assert results["complete"] and results["cells"]["seed_0/sft-on-every-row"]["config"]["data"]["rl_holdout"] == 0
+    assert results["complete"] and results["cells"]["seed_0/sft-on-every-row"]["config"]["rl"]["rows"]["holdout"] == 0
     assert sorted(inits) == [("seed_0/tawin-held-out/rl", "seed_0/sft/best"), ("seed_0/tawin-latest-25-seen/rl", "seed_0/sft-rl-holdout-0/best")]
     assert all(entry["evals"]["valid"]["n_rows"] == 16 for entry in results["cells"].values())
     report = (out / "report.md").read_text()
@@ -205,7 +206,7 @@ def test_killing_the_parent_stops_its_workers(tmp_path, industrial_small):
 
     data = save_dataset(industrial_small, tmp_path / "data")
     config = tmp_path / "tiny.yaml"
-    slow_sft = {**TINY_BASE["sft"], "epochs": 50, "max_train_rows": 256, "log_every": 1}  # outlives the test unless stopped
+    slow_sft = {**TINY_BASE["sft"], "epochs": 50, "first_train_rows": 256, "log_every": 1}  # outlives the test unless stopped
     config.write_text(yaml.safe_dump({
         "name": "tiny", "base": {**TINY_BASE, "sft": slow_sft, "data": {"dataset": str(data)}}, "seeds": [0, 1],
         "methods": {"SFT only": None},

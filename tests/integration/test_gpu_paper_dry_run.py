@@ -127,7 +127,7 @@ def test_the_plan_fills_each_budget_and_stays_within_the_config(title_config):
     assert 0 < plan.eval_rows < N_ROWS["test"] and plan.rl_steps < title_config.rl.max_steps
     assert plan.sft_save_every == math.ceil(plan.sft_steps / 2) and plan.rl_eval_rows == title_config.eval.batch_size
     overrides = plan.overrides()
-    assert f"rl.max_steps={plan.rl_steps}" in overrides and f"eval.max_rows={plan.eval_rows}" in overrides
+    assert f"rl.max_steps={plan.rl_steps}" in overrides and f"eval.sample_size={plan.eval_rows}" in overrides
     load_config(PipelineConfig, REPO / "configs" / "paper" / "smollm2-title-industrial.yaml", overrides)  # the sized config is valid
 
     fast = Rates(build_s=1, save_s=0.1, load_s=0.1, sft_step_s=0.001, eval_row_s=1e-5, rl_step_s=1e-4)
@@ -148,7 +148,7 @@ def test_paper_smollm2_configs_hold_the_paper_settings(title_config):
         assert (rl.negatives, rl.reward, rl.weighting, rl.group_size, rl.kl_beta, rl.lr, rl.resolved_anchor) == ("beam", "binary", "tawin", 16, 1e-3, 1e-5, 2)
         assert (rl.loss, rl.max_steps, rl.batch_size, rl.epochs, rl.warmup_ratio, rl.max_grad_norm) == \
             (defaults.loss, defaults.max_steps, defaults.batch_size, defaults.epochs, defaults.warmup_ratio, defaults.max_grad_norm)
-        assert (evaluation.split, evaluation.num_beams, evaluation.max_rows) == ("test", 50, 0)
+        assert (evaluation.split, evaluation.num_beams, evaluation.sample_size) == ("test", 50, 0)
     assert title_config.sft.lr == 3e-4 and title_config.model.max_prompt_tokens == 512
 
 

@@ -63,10 +63,10 @@ def test_a_field_written_twice_inside_a_section_names_its_dotted_path(tmp_path, 
     # A key merged in with `<<` may be overridden on purpose: that is no repetition.
     from tawin.cli import main
 
-    merged = write(tmp_path / "merged.yaml", "eval:\n  <<: {max_rows: 4, batch_size: 2}\n  max_rows: 8\n")
+    merged = write(tmp_path / "merged.yaml", "eval:\n  <<: {sample_size: 4, batch_size: 2}\n  sample_size: 8\n")
     assert main(["config", "show", "eval", "--config", str(merged)]) == 0
     shown = capsys.readouterr().out
-    assert "  max_rows: 8\n" in shown and "  batch_size: 2\n" in shown
+    assert "  sample_size: 8\n" in shown and "  batch_size: 2\n" in shown
 
 
 def test_baseline_and_experiment_yamls_refuse_a_repeated_key(tmp_path, capsys):
@@ -116,9 +116,9 @@ def test_target_k_beyond_the_group_is_refused_with_an_explicit_anchor(tmp_path, 
 # ------------------------------------------------------------------ Ctrl-C
 
 RUN = TINY_OVERRIDES + [
-    "threads=1", "sft.max_train_rows=256", "sft.epochs=1", "sft.batch_size=8", "sft.save_every=2", "sft.eval_rows=8",
+    "threads=1", "sft.first_train_rows=256", "sft.epochs=1", "sft.batch_size=8", "sft.save_every=2", "sft.eval_rows=8",
     "rl.max_steps=2", "rl.batch_size=4", "rl.group_size=8", "rl.eval_rows=4", "rl.negatives=random",
-    "eval.max_rows=16", "eval.num_beams=10", "eval.ks=[1,3,5,10]",
+    "eval.sample_size=16", "eval.num_beams=10", "eval.ks=[1,3,5,10]",
 ]
 
 
@@ -217,7 +217,7 @@ def test_ctrl_c_stops_an_experiment_and_its_workers_in_one_line(tmp_path, indust
     from tawin.data.io import save_dataset
 
     data = save_dataset(industrial_small, tmp_path / "data")
-    slow_sft = {**TINY_BASE["sft"], "epochs": 50, "max_train_rows": 256, "log_every": 1}  # outlives the test unless stopped
+    slow_sft = {**TINY_BASE["sft"], "epochs": 50, "first_train_rows": 256, "log_every": 1}  # outlives the test unless stopped
     config = write(tmp_path / "tiny.yaml", yaml.safe_dump({
         "name": "tiny", "base": {**TINY_BASE, "sft": slow_sft, "data": {"dataset": str(data)}}, "seeds": [0, 1],
         "methods": {"SFT only": None},

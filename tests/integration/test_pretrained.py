@@ -57,7 +57,7 @@ def test_paper_config_holds_the_paper_settings():
     assert (sft.lr, sft.batch_size, sft.epochs, sft.patience, sft.warmup_steps) == (3e-4, 128, 10, 3, 20)
     assert (rl.lr, rl.epochs, rl.max_steps, rl.group_size, rl.kl_beta, rl.max_grad_norm, rl.warmup_ratio) == (1e-5, 1, 0, 16, 1e-3, 0.3, 0.03)
     assert (rl.weighting, rl.negatives, rl.resolved_anchor, rl.tau) == ("tawin", "beam", 2, 1.0)
-    assert config.eval.num_beams == 50 and config.eval.max_rows == 0
+    assert config.eval.num_beams == 50 and config.eval.sample_size == 0
     sid = load_config(PipelineConfig, REPO / "configs" / "paper" / "qwen2.5-0.5b-industrial.yaml", ["model.item_repr=sid"])
     assert sid.model.item_repr == "sid"
     for name in ("smollm2-title", "smollm2-sid"):
@@ -265,9 +265,9 @@ def short_title_slice(industrial, tmp_path_factory):
     return save_dataset(dataset, tmp_path_factory.mktemp("data") / "slice")
 
 
-TINY_RUN = ["threads=1", "stages=[sft,eval,rl]", "sft.max_train_rows=8", "sft.batch_size=4", "sft.warmup_steps=1", "sft.eval_rows=4",
+TINY_RUN = ["threads=1", "stages=[sft,eval,rl]", "sft.first_train_rows=8", "sft.batch_size=4", "sft.warmup_steps=1", "sft.eval_rows=4",
             "sft.eval_beams=10", "model.max_prompt_tokens=64", "rl.max_steps=1", "rl.batch_size=2", "rl.group_size=4",
-            "rl.eval_rows=2", "rl.log_every=1", "sft.log_every=1", "eval.max_rows=4", "eval.num_beams=5", "eval.ks=[1,3,5]", "eval.batch_size=4"]
+            "rl.eval_rows=2", "rl.log_every=1", "sft.log_every=1", "eval.sample_size=4", "eval.num_beams=5", "eval.ks=[1,3,5]", "eval.batch_size=4"]
 
 
 @needs_smollm2

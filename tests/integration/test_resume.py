@@ -15,7 +15,7 @@ import pytest
 from conftest import TINY_OVERRIDES
 
 COMMON = TINY_OVERRIDES + [
-    "seed=3", "threads=1", "sft.max_train_rows=320", "sft.batch_size=16", "sft.epochs=2", "sft.save_every=4",
+    "seed=3", "threads=1", "sft.first_train_rows=320", "sft.batch_size=16", "sft.epochs=2", "sft.save_every=4",
     "sft.eval_rows=16", "sft.warmup_steps=3", "rl.max_steps=8", "rl.batch_size=4", "rl.group_size=8",
     "rl.save_every=2", "rl.eval_rows=8", "rl.negatives=random",
 ]
@@ -78,8 +78,8 @@ def test_sft_and_rl_resume_after_sigkill_match_uninterrupted(tmp_path):
 
 @pytest.mark.slow
 def test_same_config_twice_gives_identical_metrics(tmp_path):
-    quick = ["--set", "sft.max_train_rows=64", "--set", "sft.epochs=1", "--set", "stages=[sft,eval]",
-             "--set", "eval.max_rows=16", "--set", "eval.num_beams=20"]
+    quick = ["--set", "sft.first_train_rows=64", "--set", "sft.epochs=1", "--set", "stages=[sft,eval]",
+             "--set", "eval.sample_size=16", "--set", "eval.num_beams=20"]
     for name in ("a", "b"):
         finish(tawin(["run", *quick], tmp_path / name))
     metrics = [(tmp_path / name / "eval" / "sft" / "metrics.json").read_text() for name in ("a", "b")]

@@ -121,7 +121,7 @@ def test_the_baselines_are_scored_on_the_evaluated_rows_at_the_eval_ks(small, in
     from tawin.data.sampling import sample_rows
 
     out = tmp_path / "run"
-    settings = ("eval.split=valid", "eval.max_rows=16", "eval.sample_seed=5", "eval.ks=1,5", "eval.num_beams=10")
+    settings = ("eval.split=valid", "eval.sample_size=16", "eval.sample_seed=5", "eval.ks=1,5", "eval.num_beams=10")
     assert main(run_argv(out, small, *settings, stages="popularity,gru4rec")) == 0
     metrics = read(out / "eval" / "gru4rec" / "metrics.json")
     assert read(out / "results.json")["results"]["GRU4Rec"] == metrics

@@ -59,7 +59,7 @@ def ckpt_b(tmp_path_factory, industrial) -> Path:
 
 def evaluation(checkpoint, out: Path, dataset: Path, *extra: str) -> list[str]:
     return ["eval", "--checkpoint", str(checkpoint), "--out", str(out), "--dataset", str(dataset), "--no-progress",
-            "--set", "threads=1", "--set", "eval.max_rows=4", "--set", "eval.num_beams=20", "--set", "eval.batch_size=4", *extra]
+            "--set", "threads=1", "--set", "eval.sample_size=4", "--set", "eval.num_beams=20", "--set", "eval.batch_size=4", *extra]
 
 
 def ok(argv: list[str], capsys) -> str:
@@ -196,7 +196,7 @@ def test_baseline_refuses_a_folder_in_use(small, tmp_path, capsys):
 
 
 RUN = ["--set", "threads=1", "--set", "stages=sft,eval", "--set", "sft.epochs=1", "--set", "sft.batch_size=16", "--set", "sft.eval_rows=4",
-       "--set", "sft.log_every=1", "--set", "sft.warmup_steps=1", "--set", "eval.max_rows=4", "--set", "eval.num_beams=20",
+       "--set", "sft.log_every=1", "--set", "sft.warmup_steps=1", "--set", "eval.sample_size=4", "--set", "eval.num_beams=20",
        "--set", "eval.batch_size=4", *[arg for override in TINY_OVERRIDES for arg in ("--set", override)]]
 
 

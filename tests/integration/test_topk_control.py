@@ -11,14 +11,19 @@ from conftest import REPO, TINY_BASE
 
 from tawin.experiments.grid import expand_cells
 from tawin.experiments.parse import load_experiment
+from tawin.rl.rows import split_train_rows
 
 
 def test_shipped_topk_control_config_trains_and_scores_the_same_prompts():
     experiment = load_experiment(REPO / "configs" / "experiments" / "industrial-topk-control.yaml")
     (in_sample,) = experiment.evals
     assert in_sample.name == "in_sample" and in_sample.eval.split == "train"
-    rl = experiment.base.rl
-    assert (in_sample.eval.max_rows, in_sample.eval.sample_seed) == (rl.max_rows, rl.sample_seed) and rl.max_rows > 0
+    rows = experiment.base.rl.rows
+    assert (in_sample.eval.sample_size, in_sample.eval.sample_seed) == (rows.sample_size, rows.sample_seed) and rows.sample_size > 0
+    # the rows the in-sample evaluation scores are those the one rule gives RL (the same seeded sampler)
+    for n_train in (5000, 36259):
+        for seed in experiment.seeds:
+            assert in_sample.eval.evaluated_rows(n_train).tolist() == split_train_rows(n_train, rows, seed).rl.tolist()
     anchors = sorted(c.config.rl.anchor for c in expand_cells(experiment) if c.anchor_mode == "grid" and c.seed == 0)
     assert anchors == [0, 1, 2, 4, 8] and len(experiment.seeds) >= 3
 
@@ -30,7 +35,7 @@ def test_topk_control_experiment_writes_the_summary_and_adds_evals_later(tmp_pat
     data = save_dataset(industrial_small, tmp_path / "data")
     spec = {
         "name": "tiny-topk", "base": {**TINY_BASE, "data": {"dataset": str(data)},
-                                     "rl": {**TINY_BASE["rl"], "max_rows": 8, "sample_seed": 1, "epochs": 2, "max_steps": 0}},
+                                     "rl": {**TINY_BASE["rl"], "rows": {"sample_size": 8, "sample_seed": 1}, "epochs": 2, "max_steps": 0}},
         "seeds": [0],
         "methods": {"SFT only": None, "ReRe": {"negatives": "beam", "reward": "rank", "weighting": "none"},
                     "TAWin": {"weighting": "tawin", "anchor": {"grid": [0, 2]}}},
@@ -43,7 +48,7 @@ def test_topk_control_experiment_writes_the_summary_and_adds_evals_later(tmp_pat
     assert main(argv) == 0
     assert not (out / "summary.json").exists()  # no in-sample evaluation yet
     trained = {p: p.stat().st_mtime_ns for p in out.glob("seed_0/**/model.safetensors")}
-    spec["evals"] = {"in_sample": {"split": "train", "max_rows": 8, "sample_seed": 1}}
+    spec["evals"] = {"in_sample": {"split": "train", "sample_size": 8, "sample_seed": 1}}
     config.write_text(yaml.safe_dump(spec, allow_unicode=True))
     capsys.readouterr()
     assert main(argv) == 0  # added to the finished cells: scored, not retrained

@@ -26,9 +26,9 @@ from tawin.train_utils import JsonlLog
 from conftest import TINY_MODEL, TINY_OVERRIDES
 
 FAST = TINY_OVERRIDES + [
-    "threads=1", "sft.epochs=1", "sft.max_train_rows=64", "sft.eval_rows=8", "sft.eval_beams=10", "sft.batch_size=16",
+    "threads=1", "sft.epochs=1", "sft.first_train_rows=64", "sft.eval_rows=8", "sft.eval_beams=10", "sft.batch_size=16",
     "sft.warmup_steps=1", "sft.log_every=1", "rl.max_steps=3", "rl.batch_size=2", "rl.group_size=4", "rl.eval_rows=4",
-    "rl.log_every=1", "rl.eval_every=2", "rl.weighting=tawin", "rl.anchor=1", "eval.max_rows=8", "eval.num_beams=10",
+    "rl.log_every=1", "rl.eval_every=2", "rl.weighting=tawin", "rl.anchor=1", "eval.sample_size=8", "eval.num_beams=10",
     "eval.batch_size=8", "eval.ks=1,3,5,10",
 ]
 
@@ -104,9 +104,9 @@ def test_experiment_logs_each_cell_as_a_run_of_its_group(tmp_path, industrial_sm
 
     data = save_dataset(industrial_small, tmp_path / "data")
     base = {"threads": 1, "report_to": ["tensorboard"], "data": {"dataset": str(data)}, "model": dict(TINY_MODEL),
-            "sft": {"epochs": 1, "max_train_rows": 64, "eval_rows": 4, "eval_beams": 10, "batch_size": 32, "log_every": 1},
+            "sft": {"epochs": 1, "first_train_rows": 64, "eval_rows": 4, "eval_beams": 10, "batch_size": 32, "log_every": 1},
             "rl": {"max_steps": 2, "batch_size": 2, "group_size": 4, "eval_rows": 4, "log_every": 1},
-            "eval": {"max_rows": 8, "num_beams": 10, "batch_size": 8, "ks": [1, 3, 5, 10]}}
+            "eval": {"sample_size": 8, "num_beams": 10, "batch_size": 8, "ks": [1, 3, 5, 10]}}
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"name": "tiny", "base": base, "seeds": [0], "baselines": ["popularity"],
                                       "methods": {"SFT only": None, "GRPO": {"negatives": "beam"}},

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 LATEST = 96
 FAST = [*TINY_OVERRIDES, "threads=1", "sft.epochs=1", "sft.eval_rows=8", "sft.eval_beams=10", "sft.batch_size=32",
-        "rl.max_steps=2", "rl.batch_size=4", "rl.group_size=8", "rl.eval_rows=4", "eval.max_rows=16",
+        "rl.max_steps=2", "rl.batch_size=4", "rl.group_size=8", "rl.eval_rows=4", "eval.sample_size=16",
         "eval.num_beams=10", "eval.ks=1,3,5,10"]
 
 
@@ -92,7 +92,7 @@ def test_a_run_trains_every_stage_on_the_latest_rows_and_refuses_to_resume_on_ot
 
 def test_sft_logs_its_rows_and_tokens_without_deduplication(tmp_path, capsys, small):
     out = tmp_path / "sft"
-    argv = ["sft", "--out", str(out), "--dataset", str(small), "--no-progress", "--set", "sft.max_train_rows=64"]
+    argv = ["sft", "--out", str(out), "--dataset", str(small), "--no-progress", "--set", "sft.first_train_rows=64"]
     for override in FAST:
         argv += ["--set", override]
     assert main(argv) == 0

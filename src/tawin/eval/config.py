@@ -7,7 +7,7 @@ the columns of the results tables and the K of the diagnostics' WPAUC@K (:data:`
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -19,17 +19,21 @@ EvalSplit = Literal["train", "valid", "test"]
 
 @dataclass(frozen=True)
 class EvalConfig:
+    RENAMED: ClassVar[dict[str, str]] = {"max_rows": "sample_size"}
+    """Old spellings that still load (see :mod:`tawin.overrides`)."""
+
     split: EvalSplit = "test"
-    """Split to evaluate. `train` scores rows the model trained on (in-sample): with `max_rows` and
-    `sample_seed` equal to `rl.max_rows`/`rl.sample_seed`, exactly the prompts RL trained on."""
+    """Split to evaluate. `train` scores rows the model trained on (in-sample): with `sample_size`
+    and `sample_seed` equal to `rl.rows.sample_size`/`rl.rows.sample_seed` (and no hold-out or
+    latest share), exactly the prompts RL trained on."""
     num_beams: int = 50
     """Beams of the constrained beam search = ranked items per row; must be ≥ max(ks)."""
     ks: tuple[int, ...] = TOP_KS.scored
     """Cut-offs K for Recall@K (= HR@K with one positive) and NDCG@K."""
     batch_size: int = 32
     """Prompts decoded together (each holds num_beams beams)."""
-    max_rows: int = 0
-    """Evaluate a fixed seeded sample of this many rows (0 = the whole split)."""
+    sample_size: int = 0
+    """Evaluate a fixed seeded sample of this many rows (0 = the whole split). Was `eval.max_rows`."""
     sample_seed: int = 0
     """Seed of that sample, so every method is scored on the same rows."""
     diagnostics: bool = False
@@ -60,7 +64,7 @@ class EvalConfig:
             )
         if self.batch_size < 1:
             problems.append(f"eval.batch_size={self.batch_size} must be ≥ 1")
-        for name in ("max_rows", "diagnostics_rows"):
+        for name in ("sample_size", "diagnostics_rows"):
             if getattr(self, name) < 0:
                 problems.append(f"eval.{name}={getattr(self, name)} must be ≥ 0 (0 = all rows)")
         if self.opauc_group_size is not None and self.opauc_group_size < 2:
@@ -69,8 +73,8 @@ class EvalConfig:
 
     def evaluated_rows(self, n_rows: int) -> np.ndarray:
         """The rows of a split of `n_rows` rows that this evaluation scores: the seeded sample of
-        `max_rows` (all rows when 0), the same for every method scored on it."""
-        return sample_rows(n_rows, self.max_rows, self.sample_seed)
+        `sample_size` (all rows when 0), the same for every method scored on it."""
+        return sample_rows(n_rows, self.sample_size, self.sample_seed)
 
     def check_catalogue(self, n_items: int) -> list[str]:
         """The rules that need the catalogue size N (run when the dataset is loaded, before any

@@ -4,7 +4,7 @@ The main evaluation of a cell is ``base.eval`` (its metrics.json). ``evals`` nam
 each a set of ``eval`` overrides, written to ``<cell>/eval_<name>/``::
 
     evals:
-      in_sample: {split: train, max_rows: 1000, sample_seed: 0}   # the prompts RL trained on
+      in_sample: {split: train, sample_size: 1000, sample_seed: 0}   # the prompts RL trained on
 
 They may be added to a finished experiment: a rerun scores the finished cells' checkpoints
 (nothing is retrained). results.json holds them as ``cells[id]["evals"][name]``.
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tawin.config import build_config, to_dict
+from tawin.overrides import rename_old_spellings
 from tawin.eval.config import EvalConfig
 
 
@@ -41,11 +42,12 @@ def parse_evals(raw, base_eval: EvalConfig | None, problems: list[str]) -> tuple
             problems.append(f"evals: the name {name!r} must be lowercase letters, digits or _ (it names the folder eval_<name>/)")
             continue
         if not isinstance(overrides, dict):
-            problems.append(f"evals.{name} must be a mapping of eval fields, e.g. {{split: train, max_rows: 1000}}")
+            problems.append(f"evals.{name} must be a mapping of eval fields, e.g. {{split: train, sample_size: 1000}}")
             continue
         if base_eval is None:
             continue
         local: list[str] = []
+        overrides = rename_old_spellings(EvalConfig, overrides, f"evals.{name}.", problems)  # before base_eval's new spellings join
         merged = {**to_dict(base_eval), **overrides, "diagnostics": False}
         built = build_config(EvalConfig, merged, f"evals.{name}", local)
         problems += local

@@ -12,7 +12,7 @@ An experiment file (see ``configs/experiments/``)::
       TAWin (K−1): {weighting: tawin, target_k: 5, anchor: null}
       TAWin (valid): {weighting: tawin, target_k: 3, anchor: {best_on_valid: [1, 2, 3]}}
       TAWin: {weighting: tawin, anchor: {grid: [0, 1, 2, 3, 4, 6, 8]}}
-      SFT (all train rows): {sft_only: true, data: {rl_holdout: 0}}   # its own SFT: seed_S/sft-rl-holdout-0/
+      SFT (all train rows): {sft_only: true, rows: {holdout: 0}}   # its own SFT: seed_S/sft-rl-holdout-0/
     baselines: [sasrec, gru4rec, popularity]
     baseline: {max_epochs: 50}      # SequentialBaselineConfig overrides for sasrec/gru4rec
     diagnostics: true               # eval.diagnostics for every LLM cell (AUC, OPAUC, WPAUC@K)
@@ -27,16 +27,20 @@ A TAWin method's σ* (``anchor``) has one spelling per meaning, recorded as the 
   default of ``rl.anchor``, so leaving ``anchor`` out means the same unless base.rl sets one. The
   cell records the resolved σ* (``auto``);
 * ``anchor: {best_on_valid: [1, 2, 3]}`` — one cell: every σ* of the list is trained on the seed's
-  SFT checkpoint and scored on the valid split (Recall@target_k, eval.max_rows rows); the best is
+  SFT checkpoint and scored on the valid split (Recall@target_k, eval.sample_size rows); the best is
   reported on the eval split, and the choice and every candidate's valid score are recorded
   (``best_on_valid``; the candidates' runs sit in the cell's ``sweep/anchor_A/``);
 * ``anchor: {grid: [0, 1, 2, 3, 4, 6, 8]}`` — one cell per σ* (folder ``<method>-a<σ*>``, label
   ``<method> (σ*=a)``), plotted as the anchor sweep of report.md (``grid``).
 
-A method's ``data`` overrides base.data's train-row hold-out (``rl_holdout``, ``rl_holdout_order``):
-its cells then start from (or evaluate) an SFT checkpoint of their own, ``seed_S/sft-<overrides>/``,
-trained once per seed for every method that shares those overrides. That is how one experiment
-holds both RL on rows held out of SFT and the SFT trained on every train row that it must beat.
+A method's ``rows`` overrides base.rl.rows (:class:`~tawin.rl.config.RLRows`); one whose hold-out
+(``holdout``, ``holdout_order``) differs from base's starts from (or evaluates) an SFT checkpoint of
+its own, ``seed_S/sft-<overrides>/`` (named by the fields' earlier spellings, ``sft-rl-holdout-0``,
+so that earlier experiment folders resume), trained once per seed for every method that shares
+those overrides. That is how one experiment holds both RL on rows held out of SFT and the SFT
+trained on every train row that it must beat. An SFT-only method may set only that hold-out. The
+earlier spellings ``data: {rl_holdout: …, rl_holdout_order: …}`` and ``latest_share``,
+``max_rows``, ``sample_seed`` in a method still load (:data:`METHOD_RENAMED`).
 
 Seeds, anchors and the resolved configs are all validated before any work starts, and every
 problem is reported in one :class:`~tawin.errors.ConfigError`. ``diagnostics``,
@@ -50,16 +54,16 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 from tawin.baselines import BaselineName
 from tawin.baselines.sequential import SequentialBaselineConfig
-from tawin.config import build_config, validate
+from tawin.config import build_config, deep_merge, to_dict, validate
 from tawin.errors import ConfigError
 from tawin.experiments.evals import NamedEval
 from tawin.metrics.ranking import TOP_KS
-from tawin.rl.config import RLConfig
-from tawin.run.config import DataConfig, PipelineConfig
+from tawin.rl.config import RLConfig, RLRows
+from tawin.run.config import PipelineConfig
 
 BASELINE_LABELS: dict[BaselineName, str] = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "popularity": "Popularity"}
 AnchorMode = Literal["config", "auto", "best_on_valid", "grid"]
@@ -68,16 +72,28 @@ ANCHOR_LISTS: tuple[AnchorMode, ...] = ("best_on_valid", "grid")
 CellKind = Literal["sft", "rl", "baseline"]
 
 
+METHOD_RENAMED: dict[str, str] = {"data.rl_holdout": "rows.holdout", "data.rl_holdout_order": "rows.holdout_order",
+                                   **RLConfig.RENAMED}
+"""Old spellings in a method's YAML mapping that still load (see :mod:`tawin.overrides`)."""
+SFT_ROWS: dict[str, str] = {"holdout": "rl_holdout", "holdout_order": "rl_holdout_order"}
+"""The `rl.rows` fields that choose SFT's rows (an SFT-only method may set them), each with the
+earlier spelling that names its SFT folder."""
+
+
 @dataclass(frozen=True)
 class Method:
+    RENAMED: ClassVar[dict[str, str]] = {"data.rl_holdout": "rl.rows.holdout", "data.rl_holdout_order": "rl.rows.holdout_order",
+                                         **{f"rl.{old}": f"rl.{new}" for old, new in RLConfig.RENAMED.items()}}
+    """Old spellings in the experiment's saved config.yaml, where a method's `data` held its hold-out."""
+    RETIRED: ClassVar[tuple[str, ...]] = ("data",)
+
     label: str
     """Display name in tables and plots (the YAML key)."""
     sft_only: bool = False
     """Evaluate the seed's SFT checkpoint instead of training RL."""
-    data: dict = field(default_factory=dict)
-    """DataConfig overrides on top of base.data (the train-row hold-out only; see the module docstring)."""
     rl: dict = field(default_factory=dict)
-    """RLConfig overrides on top of base.rl (anchor excluded for best_on_valid and grid)."""
+    """RLConfig overrides on top of base.rl (anchor excluded for best_on_valid and grid); `rows`
+    overrides base.rl.rows. An SFT-only method holds at most `rows` with the SFT hold-out."""
     anchor_mode: AnchorMode = "config"
     """How σ* is set (see the module docstring); `auto` is decided per cell, where σ* is null."""
     candidates: tuple[int, ...] = ()
@@ -183,13 +199,10 @@ class Cell:
         return f"seed_{self.seed}/{self.name}"
 
 
-METHOD_DATA_KEYS = ("rl_holdout", "rl_holdout_order")
-"""The base.data fields a method may override: they choose the SFT rows, never the dataset."""
-
-
-def sft_folder_name(data: DataConfig, base: DataConfig) -> str:
-    """`sft` for base.data; `sft-<field>-<value>…` for a method's other hold-out (one SFT each)."""
-    values = {key: getattr(data, key) for key in METHOD_DATA_KEYS if getattr(data, key) != getattr(base, key)}
+def sft_folder_name(rows: RLRows, base: RLRows) -> str:
+    """`sft` for base.rl.rows' hold-out; `sft-<field>-<value>…` for a method's other hold-out (one SFT each),
+    the fields named by their earlier spellings (`sft-rl-holdout-0`)."""
+    values = {old: getattr(rows, key) for key, old in SFT_ROWS.items() if getattr(rows, key) != getattr(base, key)}
     changed = [f"{key}-{value:g}" if isinstance(value, float) else f"{key}-{value}" for key, value in values.items()]
     return "sft" if not changed else slug("sft-" + "-".join(changed))
 
@@ -219,19 +232,19 @@ def expand_cells(experiment: Experiment, problems: list[str] | None = None) -> l
     problems = [] if problems is None else problems
     base = experiment.base
     problems += [f"base: {p}" for p in validate(base) if not p.startswith("rl.")]
-    specs: list[tuple] = []  # (folder, label, method, kind, rl or None, anchor mode, candidates, data): the same for every seed
+    specs: list[tuple] = []  # (folder, label, method, kind, rl or None, anchor mode, candidates): the same for every seed
     for method in experiment.methods:
-        data = _resolve_data(base.data, method, problems)
-        specs += [(*spec, data) for spec in _method_specs(method, base, problems)]
+        specs += _method_specs(method, base, problems)
     for baseline in experiment.baselines:
-        specs.append((baseline, BASELINE_LABELS[baseline], BASELINE_LABELS[baseline], "baseline", None, "config", (), base.data))
+        specs.append((baseline, BASELINE_LABELS[baseline], BASELINE_LABELS[baseline], "baseline", None, "config", ()))
     cells = []
     for seed in experiment.seeds:
         diagnose = experiment.diagnostics and (not experiment.diagnostics_seeds or seed in experiment.diagnostics_seeds)
         seeded = replace(base, seed=seed, eval=replace(base.eval, diagnostics=diagnose))
-        for name, label, method, kind, rl, mode, candidates, data in specs:
-            config = replace(seeded if rl is None else replace(seeded, rl=rl), data=data)
-            cells.append(Cell(seed, name, label, method, kind, config, mode, candidates, sft_folder_name(data, base.data)))
+        for name, label, method, kind, rl, mode, candidates in specs:
+            config = seeded if rl is None else replace(seeded, rl=rl)
+            sft = sft_folder_name(config.rl.rows, base.rl.rows)
+            cells.append(Cell(seed, name, label, method, kind, config, mode, candidates, sft))
     if raise_now and problems:
         raise ConfigError("invalid experiment: " + "; ".join(problems) + ".")
     return cells
@@ -240,11 +253,12 @@ def expand_cells(experiment: Experiment, problems: list[str] | None = None) -> l
 def _method_specs(method: Method, base: PipelineConfig, problems: list[str]) -> list[tuple]:
     """The cell specs of one method (several for an anchor grid), its RL config resolved and checked."""
     name, where = slug(method.label), f"methods[{method.label}]"
-    if method.sft_only:
-        return [(name, method.label, method.label, "sft", None, "config", ())]
     rl = _resolve_rl(base.rl, method, problems)
     if rl is None:
         return []
+    problems += [f"{where}: {p}" for p in rl.rows.check()]
+    if method.sft_only:  # its rl section differs from base.rl in the SFT hold-out at most
+        return [(name, method.label, method.label, "sft", rl, "config", ())]
     if method.anchor_mode == "grid":
         for anchor in method.candidates:
             problems += [f"{where} at σ*={anchor}: {p}" for p in replace(rl, anchor=anchor).check()]
@@ -262,23 +276,12 @@ def _method_specs(method: Method, base: PipelineConfig, problems: list[str]) -> 
     return [(name, method.label, method.label, "rl", rl, "config", ())]
 
 
-def _resolve_data(base_data: DataConfig, method: Method, problems: list[str]) -> DataConfig:
-    """base.data with the method's hold-out overrides, typed and checked (base.data where they fail)."""
-    if not method.data:
-        return base_data
-    where = f"methods[{method.label}].data"
-    data = _with_overrides(base_data, method.data, where, problems)
-    if data is None:
-        return base_data
-    problems += [f"{where}: {p}" for p in data.check()]
-    return data
-
-
 def _resolve_rl(base_rl: RLConfig, method: Method, problems: list[str]) -> RLConfig | None:
     """base.rl with the method's overrides, typed like a YAML rl section (unknown keys reported)."""
     return _with_overrides(base_rl, method.rl, f"methods[{method.label}]", problems)
 
 
 def _with_overrides(base, overrides: dict, prefix: str, problems: list[str]):
-    """A config section `base` with `overrides` applied, typed like a YAML section (None and problems where they do not fit)."""
-    return _typed(type(base), {**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, **overrides}, prefix, problems)
+    """A config section `base` with `overrides` merged in (nested sections field by field), typed like
+    a YAML section (None and problems where they do not fit)."""
+    return _typed(type(base), deep_merge(to_dict(base), overrides), prefix, problems)

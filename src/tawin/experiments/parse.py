@@ -12,13 +12,15 @@ from typing import get_args
 
 from tawin.baselines import BaselineName
 from tawin.baselines.sequential import SequentialBaselineConfig
-from tawin.config import merge_override, parse_override, read_yaml
+from tawin.config import read_yaml
+from tawin.overrides import apply_overrides, in_new_spelling, merge_override, parse_override, rename_old_spellings
 from tawin.errors import ConfigError
 from tawin.experiments.evals import parse_evals
 from tawin.experiments.grid import (
     ANCHOR_LISTS,
     EXPERIMENT_KEYS,
-    METHOD_DATA_KEYS,
+    METHOD_RENAMED,
+    SFT_ROWS,
     AnchorMode,
     Experiment,
     Method,
@@ -47,15 +49,24 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping with base, seeds and methods.")
+    problems: list[str] = []
+    if isinstance(data.get("base"), dict):  # in its new spelling before a --set in either spelling overrides it
+        data["base"] = in_new_spelling(PipelineConfig, data["base"], problems, "base.")
+    on_base = []
     for text in overrides:
         keys, value = parse_override(text)
-        merge_override(data, keys if keys[0] in EXPERIMENT_KEYS else ["base", *keys], value)
-    return parse_experiment(data, where=str(path))
+        if keys[0] in EXPERIMENT_KEYS:
+            merge_override(data, keys, value)
+        else:
+            on_base.append(text)
+    apply_overrides(PipelineConfig, data, on_base, problems, under=("base",))
+    return parse_experiment(data, where=str(path), problems=problems)
 
 
-def parse_experiment(data: dict, where: str = "experiment") -> Experiment:
-    """Build and validate an :class:`Experiment` from a mapping (the parsed YAML)."""
-    problems: list[str] = []
+def parse_experiment(data: dict, where: str = "experiment", problems: list[str] | None = None) -> Experiment:
+    """Build and validate an :class:`Experiment` from a mapping (the parsed YAML); `problems` found
+    while reading it are reported with the others."""
+    problems = list(problems or [])
     if unknown := sorted(set(data) - set(EXPERIMENT_KEYS)):
         problems.append(f"unknown top-level key(s) {unknown}; valid keys: {list(EXPERIMENT_KEYS)}")
         problems += [f"{key}: {LEGACY_SPELLINGS[key]}" for key in unknown if key in LEGACY_SPELLINGS]
@@ -122,34 +133,31 @@ def _parse_methods(raw, problems: list[str]) -> tuple[Method, ...]:
         if not isinstance(spec, dict):
             problems.append(f"{where}={spec!r} must be a mapping of RL overrides, or null for SFT only")
             continue
-        spec = dict(spec)
-        data = _method_data(spec.pop("data", None), f"{where}.data", problems)
+        spec = rename_old_spellings(None, spec, f"{where}.", problems, renamed=METHOD_RENAMED)
+        if "data" in spec:
+            problems.append(f"{where}.data={spec.pop('data')!r}: every cell of an experiment shares base.data (the dataset); "
+                            "a method chooses its train rows in `rows`, e.g. rows: {holdout: 0}")
         if "sweep_anchor" in spec:
             problems.append(f"{where}.sweep_anchor: {LEGACY_SPELLINGS['sweep_anchor']}")
             spec.pop("sweep_anchor")
         if spec.pop("sft_only", False):
-            if spec:
-                problems.append(f"{where}: sft_only takes no RL overrides (got {sorted(spec)})")
-            methods.append(Method(label, sft_only=True, data=data))
+            methods.append(Method(label, sft_only=True, rl=_sft_only_rows(spec, where, problems)))
             continue
         mode, candidates = _parse_anchor(spec.get("anchor"), f"{where}.anchor", problems)
         if mode in ANCHOR_LISTS or "anchor" in spec and candidates is None:
             spec.pop("anchor")  # a list of σ* (or a spelling already reported) is no RL override
-        methods.append(Method(label, data=data, rl=spec, anchor_mode=mode, candidates=candidates or ()))
+        methods.append(Method(label, rl=spec, anchor_mode=mode, candidates=candidates or ()))
     return tuple(methods)
 
 
-def _method_data(raw, where: str, problems: list[str]) -> dict:
-    """A method's base.data overrides: only the hold-out fields (every cell shares one dataset)."""
-    if raw is None:
+def _sft_only_rows(spec: dict, where: str, problems: list[str]) -> dict:
+    """An SFT-only method's overrides: at most the SFT hold-out in `rows` (it trains no RL)."""
+    rows = spec.get("rows", {})
+    if set(spec) - {"rows"} or not isinstance(rows, dict) or set(rows) - set(SFT_ROWS):
+        problems.append(f"{where}: sft_only takes no RL overrides but the hold-out, rows: {{{', '.join(SFT_ROWS)}}} "
+                        f"(got {spec!r})")
         return {}
-    if not isinstance(raw, dict):
-        problems.append(f"{where}={raw!r} must be a mapping such as {{rl_holdout: 0}}")
-        return {}
-    if bad := sorted(set(raw) - set(METHOD_DATA_KEYS)):
-        problems.append(f"{where}: {bad} cannot differ between methods (every cell of an experiment shares base.data's dataset); "
-                        f"a method may set {list(METHOD_DATA_KEYS)}")
-    return {key: value for key, value in raw.items() if key in METHOD_DATA_KEYS}
+    return {"rows": rows} if rows else {}
 
 
 def _parse_anchor(anchor, where: str, problems: list[str]) -> tuple[AnchorMode, tuple[int, ...] | None]:

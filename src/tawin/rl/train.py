@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from tawin.data.dataset import Dataset
-from tawin.data.holdout import holdout_rows
 from tawin.data.sampling import sample_rows
 from tawin.decoding.tree import needs_float_mask
 from tawin.errors import ConfigError
@@ -44,6 +43,7 @@ from tawin.rl.config import RLConfig
 from tawin.rl.loss import select_loss
 from tawin.rl.rewards import binary_reward, rank_reward
 from tawin.rl.rollout import Rollout, concat_groups, group_logprobs, make_rollout
+from tawin.rl.rows import split_train_rows
 from tawin.rl.tawin import tawin_weights, weight_entropy
 from tawin.runtime import autocast, maybe_compile, progress_bar
 from tawin.train_utils import (JsonlLog, Progress, RunContext, load_weights_into, optimizer_step, save_best, save_training_state,
@@ -147,21 +147,12 @@ def draw_step_batch(policy, recommender: RecommenderLM, train: EncodedSplit, row
     return StepBatch(rollout, rows_B, draws, drawn, informative, found, tokens)
 
 
-def rl_rows(n_train: int, config: RLConfig, rows: np.ndarray | None) -> torch.Tensor:
-    """The train-row indices RL draws from: `rows` (e.g. the rows held out from SFT) or all of them,
-    then the latest `rl.latest_share` of those (rows are in target-time order), then the fixed
-    seeded sample of `rl.max_rows` of those."""
-    rows_R = torch.arange(n_train) if rows is None else torch.as_tensor(rows, dtype=torch.long)
-    if config.latest_share:  # the same "latest ⌈share · rows⌉" as data.rl_holdout's `latest` hold-out
-        rows_R = rows_R.sort().values[torch.from_numpy(holdout_rows(len(rows_R), config.latest_share, "latest")[1])]
-    if config.max_rows:
-        rows_R = rows_R[torch.from_numpy(sample_rows(len(rows_R), config.max_rows, config.sample_seed))]
-    return rows_R
-
-
 def train_rl(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
              config: RLConfig, run: RunContext, rows: np.ndarray | None = None) -> dict:
-    """RL on the train rows `rows` (None = every train row); returns steps, valid metrics, seconds."""
+    """RL on the train rows `rows`; returns steps, valid metrics, seconds.
+
+    `rows` are the ones :func:`~tawin.rl.rows.split_train_rows` picks (the stages pass them);
+    None = that function's RL rows under `config.rows` and the run's seed."""
     out = Path(run.output_dir)
     policy = recommender.model.to(run.device)
     disable_dropout(policy)  # the ratio π/π_old must compare the log-probs of one deterministic policy
@@ -174,10 +165,11 @@ def train_rl(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, 
                           "set rl.informative_batches=false or run without accelerate/torchrun")
     trained = maybe_compile(run.dist.wrap(policy), run.compile)
     float_mask = needs_float_mask(policy)
-    rows_R = rl_rows(len(train), config, rows)
+    rows_R = torch.as_tensor(split_train_rows(len(train), config.rows, run.seed).rl if rows is None else rows, dtype=torch.long)
     draws_per_epoch = len(rows_R) // config.batch_size
     if draws_per_epoch < 1:
-        raise ConfigError(f"RL has {len(rows_R)} train rows, fewer than rl.batch_size={config.batch_size}; lower rl.batch_size or raise rl.max_rows")
+        raise ConfigError(f"RL has {len(rows_R)} train rows, fewer than rl.batch_size={config.batch_size}; "
+                          "lower rl.batch_size or select more rows in rl.rows (sample_size, latest_share, holdout)")
     draws_total = config.epochs * draws_per_epoch
     total_steps = draws_total if config.max_steps <= 0 else min(config.max_steps, draws_total)
     optimizer, scheduler, progress, resumed = start_or_resume(out, recommender, policy.parameters(), config.lr, config.weight_decay,

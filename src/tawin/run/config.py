@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
+from typing import ClassVar, Literal
 
 from tawin.data.dataset import Dataset
-from tawin.data.holdout import HoldoutOrder, holdout_rows
 from tawin.errors import ConfigError
 from tawin.eval.config import EvalConfig
 from tawin.models.config import ModelConfig
@@ -32,35 +29,25 @@ Stage = Literal["sft", "rl", "eval", "popularity", "sasrec", "gru4rec"]
 class DataConfig:
     dataset: str = "industrial"
     """A shipped dataset name (`industrial`) or the path of a dataset folder."""
-    rl_holdout: float = 0.0
-    """Share of the train rows held out of SFT for RL to learn from (0 = both stages use every
-    train row), so RL trains on prompts the SFT model was never fitted on. Both stages read it, so
-    it sits here and lands in both resolved configs."""
-    rl_holdout_order: HoldoutOrder = "latest"
-    """Which rows are held out: `latest` = the most recent ones (train rows are in target-time
-    order), `random` = a uniform sample seeded by `seed` (recency without the time shift)."""
     latest_train_rows: int = 0
     """Keep only the latest N train rows (train rows are in target-time order; 0 = all) for every
-    stage that learns from train: SFT, RL (the hold-out splits the kept rows), popularity and an
+    stage that learns from train: SFT, RL (`rl.rows` picks among the kept rows), popularity and an
     experiment's baselines (`tawin baseline --latest-train-rows N` for one on its own). Valid and
-    test are unchanged: a small-data run. `sft.max_train_rows` keeps the first N, for SFT only."""
+    test are unchanged: a small-data run. `sft.first_train_rows` keeps the first N, for SFT only."""
 
     def check(self) -> list[str]:
         problems = [] if self.dataset.strip() else ["data.dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder"]
-        if not 0 <= self.rl_holdout < 1:
-            problems.append(f"data.rl_holdout={self.rl_holdout} must lie in [0, 1) (the share of train rows held out of SFT for RL; 0 = none)")
         if self.latest_train_rows < 0:
             problems.append(f"data.latest_train_rows={self.latest_train_rows} must be ≥ 0 "
                             "(the latest train rows kept; 0 = all)")
         return problems
 
-    def split_train_rows(self, n_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """(SFT rows, RL rows) of the train split under this hold-out."""
-        return holdout_rows(n_rows, self.rl_holdout, self.rl_holdout_order, seed)
-
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    RENAMED: ClassVar[dict[str, str]] = {"data.rl_holdout": "rl.rows.holdout", "data.rl_holdout_order": "rl.rows.holdout_order"}
+    """Old spellings that still load (see :mod:`tawin.overrides`); each section lists its own."""
+
     seed: int = 0
     """Seed of every random choice (model init, data order, rollouts, samples)."""
     device: Device = "auto"
@@ -99,7 +86,7 @@ class PipelineConfig:
         problems = check_report_to(self.report_to)
         if self.threads < 0:
             problems.append(f"threads={self.threads} must be ≥ 0 (0 = torch's default)")
-        for name, seed in (("seed", self.seed), ("rl.sample_seed", self.rl.sample_seed), ("eval.sample_seed", self.eval.sample_seed)):
+        for name, seed in (("seed", self.seed), ("eval.sample_seed", self.eval.sample_seed)):
             if not 0 <= seed < 2**32:
                 problems.append(f"{name}={seed} must lie in [0, 2^32 − 1] (the range numpy's seeding accepts)")
         if not self.stages:

@@ -33,6 +33,7 @@ import yaml
 
 from tawin.checkpoint import atomic_write_text, check_resumable
 from tawin.config import read_yaml, to_dict, to_dict_value
+from tawin.overrides import in_new_spelling
 from tawin.errors import ConfigError, UserError
 from tawin.run.config import DataConfig, PipelineConfig, Stage, dataset_path
 from tawin.run.interrupts import deferred_interrupts
@@ -152,6 +153,8 @@ class RunFolder:
                 return True
             raise UserError(f"{saved} is not a readable tawin config, so {self.path} cannot be resumed safely. "
                             "Choose another --out folder, or pass --overwrite to replace its contents.")
+        # A folder of an earlier version saved settings under their earlier names: compare them under today's.
+        previous = in_new_spelling(type(self.config), previous, [], warn=False)
         changed = _diff_keys(identity(previous), identity(resolved))
         changed = {key for key in changed if key.split(".")[0] not in self.extendable and not _neutral(key)}
         changed -= _added_at_default(previous, resolved, changed, self.config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from tawin.baselines import BaselineKind
 from tawin.baselines.popularity import popularity_predictions
@@ -17,6 +18,7 @@ from tawin.baselines.sequential import SequentialBaselineConfig, run_baseline
 from tawin.checkpoint import atomic_write_json
 from tawin.eval.evaluate import evaluate
 from tawin.models.build import build_recommender
+from tawin.rl.rows import split_train_rows
 from tawin.rl.train import train_rl
 from tawin.run.config import PipelineConfig
 from tawin.run.done import stage_done
@@ -30,7 +32,7 @@ def sft_stage(session: Session, config: PipelineConfig, out: Path) -> Path:
         return out / "best"  # finished earlier: resuming a pipeline skips it
     recommender = build_recommender(config.model, session.dataset.items, seed=config.seed)
     recommender.model.to(session.device)
-    _train(session, config, out, recommender, train_sft, config.sft, holdout_part=0)
+    _train(session, config, out, recommender, train_sft, config.sft, stage="sft")
     return out / "best"
 
 
@@ -38,18 +40,17 @@ def rl_stage(session: Session, config: PipelineConfig, init: Path, out: Path) ->
     """RL from the checkpoint `init`; returns the final checkpoint folder."""
     if stage_done(out, "rl"):
         return out / "final"
-    _train(session, config, out, session.load(init), train_rl, config.rl, holdout_part=1)
+    _train(session, config, out, session.load(init), train_rl, config.rl, stage="rl")
     return out / "final"
 
 
-def _train(session: Session, config: PipelineConfig, out: Path, recommender, loop, stage_config, holdout_part: int) -> None:
-    """Run a training loop (`train_sft` or `train_rl`) on its train rows, then write summary.json.
-
-    `holdout_part` picks the loop's rows under `data.rl_holdout`: 0 = the rows SFT keeps, 1 = the
-    rows held out for RL; without a hold-out both loops see every train row."""
+def _train(session: Session, config: PipelineConfig, out: Path, recommender, loop, stage_config,
+           stage: Literal["sft", "rl"]) -> None:
+    """Run a training loop (`train_sft` or `train_rl`) on the train rows of its `stage` under
+    ``rl.rows`` (:func:`~tawin.rl.rows.split_train_rows`), then write summary.json."""
     tokens = config.model.max_prompt_tokens
     train = session.encoded(recommender, "train", tokens)
-    rows = config.data.split_train_rows(len(train), config.seed)[holdout_part] if config.data.rl_holdout else None
+    rows = getattr(split_train_rows(len(train), config.rl.rows, config.seed), stage)
     tracker = session.tracking.open(config, out)  # report_to: the loop's log.jsonl records go to this model's run too
     result = loop(recommender, session.dataset, train, session.encoded(recommender, "valid", tokens), stage_config,
                   session.context(config, out, tracker), rows=rows)
@@ -92,7 +93,7 @@ def sequential_baseline_stage(session: Session, config: PipelineConfig, kind: Ba
     = the run's seed (the pipeline config has no section for them; `tawin baseline --set` tunes
     them). It learns from the session's train rows (``data.latest_train_rows`` applied) with early
     stopping on every valid row, on the CPU whatever `device` is, with the run's `threads`; it is
-    then scored on eval.split's evaluated rows (``eval.max_rows``, ``eval.sample_seed``) at
+    then scored on eval.split's evaluated rows (``eval.sample_size``, ``eval.sample_seed``) at
     ``eval.ks`` by the LLM's metric code. Writes result.json (metrics, epochs, settings), then
     metrics.json. Every process trains the same model, so none waits minutes at a barrier."""
     if stage_done(out, "baseline"):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
 class SFTConfig:
+    RENAMED: ClassVar[dict[str, str]] = {"max_train_rows": "first_train_rows"}
+    """Old spellings that still load (see :mod:`tawin.overrides`)."""
+
     epochs: int = 3
     """Maximum passes over the train split (early stopping may end sooner)."""
     batch_size: int = 64
@@ -36,14 +40,16 @@ class SFTConfig:
     over the whole vocabulary V, i.e. loss = (1 − ε)·(−log p_y) + ε·mean_v(−log p_v). Applies to the
     target item's tokens and, with history_loss_weight > 0, to the history item tokens; not to RL's
     SFT term. In [0, 1); 0 = plain cross-entropy."""
-    max_train_rows: int = 0
-    """Use only the first N train rows (0 = all); for quick experiments."""
+    first_train_rows: int = 0
+    """Train on only the first N of SFT's train rows (0 = all): the earliest, for quick
+    experiments (a seeded sample is `eval.sample_size`'s job; the latest N for every stage is
+    `data.latest_train_rows`). Was `sft.max_train_rows`."""
     dedupe_windows: bool = False
     """Train only on the unique maximal sequences: drop each row whose history ⊕ target is a prefix
     of the history of another row of the same user (and repeats of a row), whose prompt already
     trains its transitions through the history loss; needs history_loss_weight > 0. The sliding
     windows of Industrial's train split shrink from 36,259 rows to 8,940. Applied after the
-    hold-out and `max_train_rows`."""
+    hold-out and `first_train_rows`."""
     log_every: int = 50
     """Steps between log lines."""
     save_every: int = 200
@@ -77,7 +83,7 @@ class SFTConfig:
                             "or turn sft.dedupe_windows off")
         if self.eval_beams < 10:
             problems.append(f"sft.eval_beams={self.eval_beams} must be ≥ 10 because the best checkpoint is chosen by NDCG@10; raise it")
-        for name in ("eval_rows", "max_train_rows"):
+        for name in ("eval_rows", "first_train_rows"):
             if getattr(self, name) < 0:
                 problems.append(f"sft.{name}={getattr(self, name)} must be ≥ 0 (0 = all rows)")
         for name in ("log_every", "save_every"):

@@ -101,10 +101,10 @@ def train_sft(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit,
 
 def sft_rows(train: EncodedSplit, config: SFTConfig, rows: np.ndarray | None = None) -> torch.Tensor:
     """The train-row indices SFT trains on, in order: `rows` (None = all), the first
-    `sft.max_train_rows` of those, then (`sft.dedupe_windows`) their unique maximal sequences."""
+    `sft.first_train_rows` of those, then (`sft.dedupe_windows`) their unique maximal sequences."""
     rows_R = torch.arange(len(train)) if rows is None else torch.as_tensor(rows, dtype=torch.long)
-    if config.max_train_rows > 0:
-        rows_R = rows_R[: config.max_train_rows]
+    if config.first_train_rows > 0:
+        rows_R = rows_R[: config.first_train_rows]
     if config.dedupe_windows:
         split = train.rows.take(rows_R.numpy())
         kept_K = maximal_windows(split.history_RH, split.history_len, split.target, split.user)

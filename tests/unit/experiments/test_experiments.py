@@ -56,9 +56,9 @@ def test_shipped_compare_config_expands_to_the_paper_grid():
     # The recipe: every RL method on the latest 20% of the train rows, from SFT on all of them;
     # the controls use every row, or the latest 20% held out of their own SFT.
     held_out, every_row = by_label["TAWin (σ*=2), RL rows held out of SFT"], by_label["TAWin (σ*=2), RL on every train row"]
-    assert all(c.config.rl.latest_share == 0.2 and c.sft == "sft" for c in by_label.values() if c.kind == "rl" and c not in (held_out, every_row))
-    assert every_row.config.rl.latest_share == 0 and every_row.sft == "sft" and every_row.config.data.rl_holdout == 0
-    assert held_out.config.data.rl_holdout == 0.2 and held_out.sft == by_label["SFT on the earliest 80%"].sft == "sft-rl-holdout-0-2"
+    assert all(c.config.rl.rows.latest_share == 0.2 and c.sft == "sft" for c in by_label.values() if c.kind == "rl" and c not in (held_out, every_row))
+    assert every_row.config.rl.rows.latest_share == 0 and every_row.sft == "sft" and every_row.config.rl.rows.holdout == 0
+    assert held_out.config.rl.rows.holdout == 0.2 and held_out.sft == by_label["SFT on the earliest 80%"].sft == "sft-rl-holdout-0-2"
     assert experiment.report.sft_reference == "SFT only" and [e.eval.split for e in experiment.evals] == ["valid"]
 
 
@@ -129,25 +129,28 @@ def test_each_anchor_meaning_has_one_spelling():
 
 def test_a_methods_own_hold_out_gets_its_own_sft_folder_per_seed():
     experiment = parse_experiment({
-        "base": {"data": {"rl_holdout": 0.2}}, "seeds": [0, 1],
-        "methods": {"SFT on 80%": None, "SFT on every row": {"sft_only": True, "data": {"rl_holdout": 0}},
-                    "TAWin": {"weighting": "tawin"}, "TAWin, random hold-out": {"weighting": "tawin", "data": {"rl_holdout_order": "random"}},
-                    "TAWin, every row": {"weighting": "tawin", "data": {"rl_holdout": 0.0}}},
+        "base": {"rl": {"rows": {"holdout": 0.2}}}, "seeds": [0, 1],
+        "methods": {"SFT on 80%": None, "SFT on every row": {"sft_only": True, "rows": {"holdout": 0}},
+                    "TAWin": {"weighting": "tawin"}, "TAWin, random hold-out": {"weighting": "tawin", "rows": {"holdout_order": "random"}},
+                    "TAWin, every row": {"weighting": "tawin", "rows": {"holdout": 0.0}}},
         "report": {"candidate": "TAWin", "sft_reference": "SFT on every row"}})
     cells = {(c.seed, c.label): c for c in expand_cells(experiment)}
     assert cells[0, "SFT on 80%"].sft == cells[0, "TAWin"].sft == "sft"
     assert cells[0, "SFT on every row"].sft == cells[0, "TAWin, every row"].sft == "sft-rl-holdout-0"
     assert cells[1, "TAWin, random hold-out"].sft == "sft-rl-holdout-order-random"
-    assert cells[0, "SFT on every row"].config.data.rl_holdout == 0 and cells[0, "TAWin"].config.data.rl_holdout == 0.2
-    assert cells[1, "TAWin, random hold-out"].config.data.rl_holdout_order == "random" and cells[1, "TAWin, random hold-out"].config.seed == 1
+    assert cells[0, "SFT on every row"].config.rl.rows.holdout == 0 and cells[0, "TAWin"].config.rl.rows.holdout == 0.2
+    assert cells[1, "TAWin, random hold-out"].config.rl.rows.holdout_order == "random" and cells[1, "TAWin, random hold-out"].config.seed == 1
     from tawin.experiments.results import cell_checkpoint, seed_sft_folder
 
     assert cell_checkpoint("out", cells[1, "SFT on every row"], None) == seed_sft_folder("out", 1, "sft-rl-holdout-0") / "best"
-    # The dataset is shared by every cell; a bad hold-out and an unknown report label are named.
+    # The dataset is shared by every cell; a bad hold-out, RL settings on an SFT-only method and an
+    # unknown report label are named.
     with pytest.raises(ConfigError) as error:
-        parse_experiment({"methods": {"A": {"sft_only": True, "data": {"dataset": "other", "rl_holdout": 1.5}}},
+        parse_experiment({"methods": {"A": {"sft_only": True, "data": {"dataset": "other"}, "rows": {"holdout": 1.5}},
+                                      "C": {"sft_only": True, "rows": {"latest_share": 0.5}}},
                           "report": {"sft_reference": "B"}})
-    for expected in ("methods[A].data: ['dataset'] cannot differ between methods", "methods[A].data: data.rl_holdout=1.5",
+    for expected in ("methods[A].data={'dataset': 'other'}: every cell of an experiment shares base.data",
+                     "methods[A]: rl.rows.holdout=1.5 must lie in [0, 1)", "methods[C]: sft_only takes no RL overrides but the hold-out",
                      "report.sft_reference='B' is not a method"):
         assert expected in str(error.value), expected
 

@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tawin.rl.advantages import group_advantages
-from tawin.rl.config import RLConfig
+from tawin.rl.config import RLConfig, RLRows
 from tawin.rl.rewards import binary_reward, rank_reward
 from tawin.rl.rollout import inject_targets
-from tawin.rl.train import draw_step_batch, informative_groups, mix_into_reference, rl_rows, train_rl
+from tawin.rl.rows import split_train_rows
+from tawin.rl.train import draw_step_batch, informative_groups, mix_into_reference, train_rl
 from tawin.train_utils import Progress, RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -91,7 +92,7 @@ def test_informative_batches_hold_only_informative_groups(encoded, tiny_recommen
     monkeypatch.setattr(rl_train, "make_rollout", finds_even_targets)
     r = tiny_recommender
     config = RLConfig(group_size=4, batch_size=4, informative_batches=True, max_draws_per_step=50)
-    rows_R = rl_rows(len(encoded["train"]), config, None)
+    rows_R = torch.from_numpy(split_train_rows(len(encoded["train"]), config.rows, 0).rl)
     progress = Progress()
     batch = draw_step_batch(r.model.eval(), r, encoded["train"], rows_R, config, _context(tmp_path), progress, len(rows_R) // 4, 10_000)
     rewards_BG = binary_reward(batch.rollout.is_target_BG)
@@ -104,13 +105,13 @@ def test_informative_batches_hold_only_informative_groups(encoded, tiny_recommen
 
 
 def test_fixed_row_sample_is_the_eval_sample(encoded):
-    from tawin.data.sampling import sample_rows
+    from tawin.eval.config import EvalConfig
 
-    config = RLConfig(max_rows=40, sample_seed=3)
-    rows_R = rl_rows(len(encoded["train"]), config, None)
-    assert rows_R.tolist() == sample_rows(len(encoded["train"]), 40, 3).tolist()
-    held = torch.arange(200, 256).numpy()
-    assert set(rl_rows(256, config, held).tolist()) <= set(held.tolist())
+    rows = RLRows(sample_size=40, sample_seed=3)
+    rl_R = split_train_rows(len(encoded["train"]), rows, 0).rl
+    assert rl_R.tolist() == EvalConfig(sample_size=40, sample_seed=3).evaluated_rows(len(encoded["train"])).tolist()
+    held_R = split_train_rows(256, RLRows(holdout=0.25), 0).rl  # the latest 64 rows
+    assert set(split_train_rows(256, RLRows(holdout=0.25, sample_size=40, sample_seed=3), 0).rl.tolist()) < set(held_R.tolist())
 
 
 @settings(max_examples=100, deadline=None)
@@ -118,16 +119,16 @@ def test_fixed_row_sample_is_the_eval_sample(encoded):
 def test_latest_share_keeps_the_latest_rows_of_rls_own(n_rows, share, held_out):
     import math
 
-    from tawin.data.holdout import holdout_rows
-
-    rows = holdout_rows(n_rows, 0.5, "random", 0)[1] if held_out else None  # RL's rows: held out of SFT, or all
-    own_R = torch.arange(n_rows) if rows is None else torch.as_tensor(rows)
-    kept_R = rl_rows(n_rows, RLConfig(latest_share=share), rows)
+    holdout = 0.5 if held_out else 0.0  # RL's own rows: held out of SFT (a random half), or all
+    own_R = split_train_rows(n_rows, RLRows(holdout=holdout, holdout_order="random"), 0).rl
+    kept_R = split_train_rows(n_rows, RLRows(holdout=holdout, holdout_order="random", latest_share=share), 0).rl
     # The latest ⌈share · rows⌉ of RL's own rows (row positions are target-time order), in order.
     assert kept_R.tolist() == own_R.tolist()[len(own_R) - math.ceil(share * len(own_R)):]
-    assert rl_rows(n_rows, RLConfig(latest_share=0.0), rows).tolist() == own_R.tolist()
-    # then the seeded sample of rl.max_rows is drawn from those only
-    assert set(rl_rows(n_rows, RLConfig(latest_share=share, max_rows=5), rows).tolist()) <= set(kept_R.tolist())
+    if not held_out:
+        assert own_R.tolist() == list(range(n_rows))
+    # then the seeded sample of rl.rows.sample_size is drawn from those only
+    sampled = split_train_rows(n_rows, RLRows(holdout=holdout, holdout_order="random", latest_share=share, sample_size=5), 0).rl
+    assert set(sampled.tolist()) <= set(kept_R.tolist())
 
 
 def test_reference_sync_moves_the_reference_by_exactly_alpha(tiny_recommender):
@@ -172,8 +173,10 @@ def test_patience_stops_early(industrial_small, encoded, tiny_recommender, tmp_p
 
 
 def test_lever_settings_are_checked():
-    problems = RLConfig(inject_target=True, negatives="random", weighting="none", ref_sync_alpha=0, sft_loss_weight=-1,
-                        select_best=True, max_draws_per_step=0, latest_share=1.5).check()
+    from tawin.config import validate
+
+    problems = validate(RLConfig(inject_target=True, negatives="random", weighting="none", ref_sync_alpha=0, sft_loss_weight=-1,
+                                 select_best=True, max_draws_per_step=0, rows=RLRows(latest_share=1.5)))
     text = " ".join(problems)
     for field in ("inject_target", "ref_sync_alpha", "sft_loss_weight", "eval_every", "max_draws_per_step", "latest_share"):
         assert field in text
@@ -220,9 +223,11 @@ def test_holdout_setting_is_checked_and_in_the_resolved_config():
     from tawin.errors import ConfigError
     from tawin.run.config import PipelineConfig
 
-    config = load_config(PipelineConfig, overrides=["data.rl_holdout=0.2", "data.rl_holdout_order=random"])
-    assert to_dict(config)["data"] == {"dataset": "industrial", "rl_holdout": 0.2, "rl_holdout_order": "random", "latest_train_rows": 0}
-    sft_rows, rl_rows_ = config.data.split_train_rows(100, config.seed)
+    config = load_config(PipelineConfig, overrides=["rl.rows.holdout=0.2", "rl.rows.holdout_order=random"])
+    assert to_dict(config)["data"] == {"dataset": "industrial", "latest_train_rows": 0}
+    assert to_dict(config)["rl"]["rows"] == {"holdout": 0.2, "holdout_order": "random", "latest_share": 0.0, "sample_size": 0,
+                                             "sample_seed": 0}
+    sft_rows, rl_rows_ = split_train_rows(100, config.rl.rows, config.seed)
     assert len(rl_rows_) == 20 and not set(sft_rows) & set(rl_rows_)
-    with pytest.raises(ConfigError, match=r"data\.rl_holdout=1\.0 must lie in \[0, 1\)"):
-        load_config(PipelineConfig, overrides=["data.rl_holdout=1"])
+    with pytest.raises(ConfigError, match=r"rl\.rows\.holdout=1\.0 must lie in \[0, 1\)"):
+        load_config(PipelineConfig, overrides=["rl.rows.holdout=1"])
