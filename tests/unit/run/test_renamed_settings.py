@@ -159,3 +159,16 @@ def test_an_experiment_folder_written_before_the_rename_resumes(tmp_path):
     with pytest.raises(UserError, match=r"changed: methods"):
         with RunFolder(folder, changed, kind="experiment"):
             pass
+
+
+def test_the_cli_names_each_old_spelling_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    config = written(tmp_path, "old.yaml", {"eval": {"max_rows": 16}})
+    result = subprocess.run([sys.executable, "-m", "tawin.cli", "config", "show", "eval", "--config", str(config),
+                             "--set", "eval.max_rows=8", "--set", "rl.latest_share=0.2"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "  sample_size: 8\n" in result.stdout
+    assert result.stderr.splitlines() == [
+        "tawin: warning: eval.max_rows is now spelled eval.sample_size; the old spelling still works, but write the new one",
+        "tawin: warning: rl.latest_share is now spelled rl.rows.latest_share; the old spelling still works, but write the new one"]
