@@ -23,9 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+from tawin.metrics.ranking import TOP_KS
+
 KINDS = ("sasrec", "gru4rec")
 GRID = {"hidden": (64, 128), "dropout": (0.2, 0.3, 0.5)}
-KS = (1, 3, 5, 10)
+KS = TOP_KS.reported
 
 
 def cell_name(kind: str, settings: dict) -> str:

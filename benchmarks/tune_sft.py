@@ -19,11 +19,15 @@ import sys
 import time
 from pathlib import Path
 
+from tawin.metrics.ranking import TOP_KS
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "demo.yaml"
-KS = (1, 3, 5, 10)
+KS = TOP_KS.reported
 
 UNIQUE = ["sft.dedupe_windows=true"]
+TITLES = ["model.item_embedding_init=titles"]
+LATEST_5K = ["data.latest_train_rows=5000"]
 DROPOUT = {p: [f"model.embedding_dropout={p}", f"model.residual_dropout={p}", f"model.attention_dropout={p}"] for p in (0.1, 0.2, 0.3)}
 SETTINGS: dict[str, list[str]] = {
     "demo-2ep": [],
@@ -32,6 +36,17 @@ SETTINGS: dict[str, list[str]] = {
     "demo-2ep-titles": ["model.item_embedding_init=titles"],
     "unique-8ep-drop0.1": [*UNIQUE, "sft.epochs=8", "sft.patience=2", *DROPOUT[0.1]],
     "unique-12ep-drop0.2": [*UNIQUE, "sft.epochs=12", "sft.patience=2", *DROPOUT[0.2]],
+    # Second round, on the first round's only gain (titles init): longer schedules, regularisation.
+    "titles-4ep": [*TITLES, "sft.epochs=4", "sft.patience=2"],
+    "titles-4ep-drop0.1": [*TITLES, "sft.epochs=4", "sft.patience=2", *DROPOUT[0.1]],
+    "titles-2ep-ls0.1": [*TITLES, "sft.label_smoothing=0.1"],
+    "titles-4ep-drop0.1-wd0.1": [*TITLES, "sft.epochs=4", "sft.patience=2", *DROPOUT[0.1], "sft.weight_decay=0.1"],
+    "titles-3ep-ls0.1": [*TITLES, "sft.epochs=3", "sft.patience=2", "sft.label_smoothing=0.1"],
+    "titles-2ep-ls0.2": [*TITLES, "sft.label_smoothing=0.2"],
+    # Small data: the latest 5,000 train rows only (same valid rows), where classical models shine.
+    "latest5k-demo": [*LATEST_5K],
+    "latest5k-titles-10ep-drop0.2": [*LATEST_5K, *TITLES, "sft.epochs=10", "sft.patience=2", *DROPOUT[0.2]],
+    "latest5k-titles-ls0.1-10ep": [*LATEST_5K, *TITLES, "sft.label_smoothing=0.1", "sft.epochs=10", "sft.patience=2"],
 }
 """Name → overrides of configs/demo.yaml. Later rounds add settings built on the winner so far."""
 
