@@ -176,6 +176,10 @@ def _add_model_parsers(commands) -> None:
         p.add_argument("--overwrite", action="store_true", help=overwrite)
         if name == "rl":
             p.add_argument("--init", required=True, help="SFT checkpoint folder (e.g. RUN/sft/best)")
+        if name == "run":
+            p.add_argument("--expect", metavar="FILE",
+                           help="JSON of expected ranges (method → metric → [low, high]); after the table, print whether "
+                                "each number lies inside (make demo passes benchmarks/results/demo/expected.json)")
         p.set_defaults(func=_command(f"cmd_{name}"))
 
     p = commands.add_parser("eval", help="full-catalogue constrained beam search: Recall@K, NDCG@K (+ AUC/OPAUC/WPAUC)")

@@ -8,6 +8,7 @@ of its inputs (:mod:`tawin.run.provenance`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -68,10 +69,14 @@ def with_checkpoint_model(args, config, checkpoint: str | Path, command: str):
 
 
 def cmd_run(args) -> int:
+    from tawin.run.expected import expectation_report, read_expectation
     from tawin.run.pipeline import run_pipeline
 
     config = load_pipeline_config(args, "run")
-    run_pipeline(config, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress)
+    expectation = read_expectation(args.expect) if args.expect else None  # a bad file fails before any training
+    results = run_pipeline(config, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress)
+    if expectation is not None and results and os.environ.get("RANK", "0") == "0":  # once, under torchrun/accelerate too
+        print(expectation_report(results, expectation, args.expect))
     return 0
 
 
