@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from transformers import GenerationConfig
 
-from tawin.data.io import load_dataset
+from tawin.data.formats.canonical import load_dataset
 from tawin.decoding.beam import constrained_beam_search
 from tawin.items.trie import ItemTrie
 from tawin.models.batching import EncodedSplit, encode_split, prompt_batch

@@ -39,7 +39,8 @@ from tawin.models.batching import prompt_batch
 from tawin.models.build import build_recommender, save_recommender
 from tawin.run.config import PipelineConfig
 from tawin.run.session import Session
-from tawin.train_utils import adamw_warmup_cosine, optimizer_step, sft_loss
+from tawin.models.loss import sft_loss
+from tawin.train_utils import adamw_warmup_cosine, optimizer_step
 
 SAVES_PER_CHECKPOINT = 3
 """A resumable checkpoint (model + AdamW's two moments) costs about three model saves."""

@@ -92,7 +92,7 @@ from _common import (DATASET, LibraryRLStep, benchmark_parser, common_problems, 
 import torch
 from transformers import AutoModelForCausalLM
 
-from tawin.data.io import load_dataset
+from tawin.data.formats.canonical import load_dataset
 from tawin.items.codec import ItemCodec
 from tawin.models.batching import EncodedSplit, encode_split, prompt_batch
 from tawin.models.build import ModelConfig, build_recommender

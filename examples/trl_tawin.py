@@ -14,7 +14,7 @@ import numpy as np
 from trl import GRPOConfig
 
 from tawin.cli import main as tawin
-from tawin.data.io import load_dataset
+from tawin.data import load_dataset
 from tawin.integrations.trl import BeamRollout, TawinGRPOTrainer, TawinSettings, save_checkpoint
 from tawin.models.build import load_recommender
 from tawin.run.config import dataset_path

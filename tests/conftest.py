@@ -50,7 +50,7 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def industrial():
-    from tawin.data.io import load_dataset
+    from tawin.data.formats.canonical import load_dataset
 
     return load_dataset(SHIPPED)
 
@@ -81,7 +81,7 @@ TINY_SIDS = [("<a_1>", "<b_1>"), ("<a_1>", "<b_2>"), ("<a_2>", "<b_1>"), ("<a_2>
 
 def tiny_model_checkpoint(dataset: Path, folder: Path, seed: int = 0) -> Path:
     """A freshly initialised tiny model (TINY_MODEL) for the catalogue of `dataset`, saved in `folder`."""
-    from tawin.data.io import load_dataset
+    from tawin.data.formats.canonical import load_dataset
     from tawin.models.build import ModelConfig, build_recommender, save_recommender
 
     save_recommender(build_recommender(ModelConfig(**TINY_MODEL), load_dataset(dataset).items, seed=seed), folder)
@@ -91,7 +91,7 @@ def tiny_model_checkpoint(dataset: Path, folder: Path, seed: int = 0) -> Path:
 def tiny_dataset(folder: Path) -> Path:
     """Items 10..13; train rows: [10]→11, [10, 11]→12; valid: [10, 11]→12; test: [10, 11, 12]→13."""
     from tawin.data.dataset import Dataset, Interactions, ItemTable
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     items = ItemTable(np.array([10, 11, 12, 13], dtype=np.int64), ["ten", "eleven", "twelve", "thirteen"],
                       [None] * 4, [None] * 4, list(TINY_SIDS))

@@ -51,7 +51,7 @@ CONFIG_PAGES = (
     ConfigPage("Sequential baselines", "`tawin baseline sasrec|gru4rec --config FILE --set FIELD=VALUE`, and an "
                "experiment's `baseline` section", "tawin.baselines.sequential", "SequentialBaselineConfig"),
     ConfigPage("Semantic IDs", "`tawin items build-sids --config FILE --set FIELD=VALUE`", "tawin.items.sids", "SIDConfig"),
-    ConfigPage("Data preparation", "`tawin data prepare --config FILE --set FIELD=VALUE`", "tawin.data.prepare_config",
+    ConfigPage("Data preparation", "`tawin data prepare --config FILE --set FIELD=VALUE`", "tawin.data.protocol.prepare_config",
                "PrepareConfig"),
 )
 

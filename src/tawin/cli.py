@@ -63,13 +63,12 @@ def _config_arguments(parser: argparse.ArgumentParser, progress: bool = True) ->
 
 
 def cmd_data_import(args) -> int:
-    from tawin.data.importers import import_dataset
-    from tawin.data.io import save_dataset
-    from tawin.data.out_folder import check_dataset_out
+    from tawin.data.formats.out_folder import check_dataset_out
+    from tawin.data.formats.registry import TAWIN_FOLDER, import_dataset
 
     check_dataset_out(Path(args.out), Path(args.source), args.overwrite)  # before reading: a refusal comes at once
     dataset = import_dataset(args.source, args.name)
-    save_dataset(dataset, args.out)
+    TAWIN_FOLDER.write(dataset, args.out)
     print(f"wrote {args.out}: {len(dataset.items)} items; " + ", ".join(f"{k} {len(v)} rows" for k, v in dataset.splits.items()))
     if not all(dataset.items.sid):
         print(f"the items have no semantic IDs yet: run `tawin items build-sids {args.out} --out <folder>`")
@@ -77,18 +76,17 @@ def cmd_data_import(args) -> int:
 
 
 def cmd_data_export(args) -> int:
-    from tawin.data.io import load_dataset
-    from tawin.data.rere_export import export_rere_csv
+    from tawin.data.formats.registry import CSV_SPLITS, TAWIN_FOLDER
     from tawin.run.config import dataset_path
 
-    dataset = load_dataset(dataset_path(args.dataset), allow_empty_splits=True, require_sids=False)
-    export_rere_csv(dataset, args.out, args.stem, with_index=not args.no_index)
+    dataset = TAWIN_FOLDER.read(dataset_path(args.dataset), allow_empty_splits=True, require_sids=False)
+    CSV_SPLITS.write(dataset, args.out, args.stem, with_index=not args.no_index)
     print(f"wrote {args.out}: ReRe CSV splits ({', '.join(f'{k} {len(v)} rows' for k, v in dataset.splits.items())}) and info/ for {len(dataset.items)} items")
     return 0
 
 
 def cmd_data_show(args) -> int:
-    from tawin.data.summary import dataset_summary
+    from tawin.data.protocol.summary import dataset_summary
     from tawin.run.config import dataset_path
 
     print(dataset_summary(dataset_path(args.dataset)))
@@ -126,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_data_parsers(commands) -> None:
     """`tawin data import|export|prepare|show` and `tawin items build-sids`."""
-    from tawin.data.prepare import add_prepare_arguments, prepare_main
+    from tawin.data.protocol.prepare import add_prepare_arguments, prepare_main
 
     data = commands.add_parser("data", help="import, prepare and inspect datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("import", help="MiniOneRec .inter + index.json, ReRe CSV splits or MiniOneRec CSV splits → canonical dataset folder")

@@ -240,7 +240,7 @@ def test_recommend_bad_history(dataset, tmp_path, history, pattern, capsys):
     (["k_core=+-3"], r"k_core='\+-3' must be an integer"),
 ], ids=["optional-int-word", "optional-int-float", "literal", "sign-soup"])
 def test_prepare_config_coercion(overrides, pattern):
-    from tawin.data.prepare import PrepareConfig
+    from tawin.data.protocol.prepare import PrepareConfig
     from tawin.errors import ConfigError
 
     with pytest.raises(ConfigError, match=pattern):
@@ -248,7 +248,7 @@ def test_prepare_config_coercion(overrides, pattern):
 
 
 def test_optional_int_and_comma_lists_are_read():
-    from tawin.data.prepare import PrepareConfig
+    from tawin.data.protocol.prepare import PrepareConfig
 
     assert load_config(PrepareConfig, None, ["max_title_words=null"]).max_title_words is None
     assert load_config(PrepareConfig, None, ["max_title_words=7"]).max_title_words == 7

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tawin.cli import main
-from tawin.data.io import load_dataset
+from tawin.data.formats.canonical import load_dataset
 
 from conftest import fails, minionerec_folder, snapshot, write_csv
 

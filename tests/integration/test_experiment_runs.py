@@ -17,7 +17,7 @@ from conftest import TINY_BASE
 @pytest.mark.slow
 def test_experiment_runs_resumes_and_redoes_only_a_missing_cell(tmp_path, capsys, industrial_small):
     from tawin.cli import main
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     # The full catalogue with few rows, so that tokenising the splits costs nothing.
     data = save_dataset(industrial_small, tmp_path / "data")
@@ -85,7 +85,7 @@ def test_methods_with_their_own_hold_out_train_and_start_from_their_own_sft(tmp_
     import tawin.experiments.worker as worker
     import tawin.run.stages as stages
     from tawin.cli import main
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     seen = []  # (stage, folder, rows) of every training loop the cells ran
 
@@ -136,7 +136,7 @@ def test_methods_with_their_own_hold_out_train_and_start_from_their_own_sft(tmp_
 
 def test_diagnostics_from_the_start_are_timed_apart(tmp_path, capsys, industrial_small):
     from tawin.cli import main
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     data = save_dataset(industrial_small, tmp_path / "data")
     config = tmp_path / "tiny.yaml"
@@ -155,7 +155,7 @@ def test_diagnostics_from_the_start_are_timed_apart(tmp_path, capsys, industrial
 @pytest.mark.slow
 def test_parallel_cells_give_the_results_of_one_process(tmp_path, industrial_small):
     from tawin.cli import main
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     data = save_dataset(industrial_small, tmp_path / "data")
     config = tmp_path / "tiny.yaml"
@@ -202,7 +202,7 @@ def test_killing_the_parent_stops_its_workers(tmp_path, industrial_small):
     import sys
     import time
 
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     data = save_dataset(industrial_small, tmp_path / "data")
     config = tmp_path / "tiny.yaml"

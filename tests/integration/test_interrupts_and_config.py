@@ -214,7 +214,7 @@ def test_ctrl_c_stops_an_experiment_and_its_workers_in_one_line(tmp_path, indust
     import yaml
 
     from conftest import TINY_BASE
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     data = save_dataset(industrial_small, tmp_path / "data")
     slow_sft = {**TINY_BASE["sft"], "epochs": 50, "first_train_rows": 256, "log_every": 1}  # outlives the test unless stopped

@@ -248,7 +248,7 @@ def smollm2_two_blocks(smollm2, tmp_path_factory):
 @pytest.fixture(scope="module")
 def short_title_slice(industrial, tmp_path_factory):
     """40 items with short titles, 16/8/8 random rows of 1–3 history items: cheap beams and prompts."""
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     order = np.argsort([len(title) for title in industrial.items.title], kind="stable")[:40]
     items = industrial.items
@@ -277,7 +277,7 @@ TINY_RUN = ["threads=1", "stages=[sft,eval,rl]", "sft.first_train_rows=8", "sft.
     pytest.param("sid", ["model.lora_r=4", "sft.lr=1e-3"], id="sid-lora", marks=needs_peft),
 ])
 def test_smollm2_sft_and_rl_run(mode, extra, smollm2_two_blocks, short_title_slice, tmp_path):
-    from tawin.data.io import load_dataset
+    from tawin.data.formats.canonical import load_dataset
 
     out = tmp_path / mode
     argv = ["run", "--config", str(REPO / "configs" / f"smollm2-{mode}.yaml"), "--model", str(smollm2_two_blocks),

@@ -29,7 +29,7 @@ LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, industrial_small) -> Path:
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     return save_dataset(industrial_small, tmp_path_factory.mktemp("data") / "small")
 
@@ -118,7 +118,7 @@ def test_the_baselines_learn_from_the_latest_train_rows(small, tmp_path):
 def test_the_baselines_are_scored_on_the_evaluated_rows_at_the_eval_ks(small, industrial_small, tmp_path):
     from tawin.baselines.sequential import SequentialBaselineConfig, evaluate_baseline, train_baseline
     from tawin.data.dataset import Dataset
-    from tawin.data.sampling import sample_rows
+    from tawin.data.protocol.sampling import sample_rows
 
     out = tmp_path / "run"
     settings = ("eval.split=valid", "eval.sample_size=16", "eval.sample_seed=5", "eval.ks=1,5", "eval.num_beams=10")

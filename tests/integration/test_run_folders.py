@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, industrial) -> Path:
     from tawin.data.dataset import Dataset
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     splits = {name: split.take(np.arange(64 if name == "train" else 16)) for name, split in industrial.splits.items()}
     for split in splits.values():

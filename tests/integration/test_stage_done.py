@@ -20,7 +20,7 @@ from conftest import TINY_BASE
 def test_an_experiment_retrains_a_stage_whose_checkpoint_is_half_written(method, cell_id, stage, checkpoint, announced,
                                                                          tmp_path, capsys, industrial_small):
     from tawin.cli import main
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     data = save_dataset(industrial_small, tmp_path / "data")
     config = tmp_path / "tiny.yaml"

@@ -30,7 +30,7 @@ def test_shipped_topk_control_config_trains_and_scores_the_same_prompts():
 
 def test_topk_control_experiment_writes_the_summary_and_adds_evals_later(tmp_path, capsys, industrial_small):
     from tawin.cli import main
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     data = save_dataset(industrial_small, tmp_path / "data")
     spec = {
@@ -65,7 +65,7 @@ def test_topk_control_experiment_writes_the_summary_and_adds_evals_later(tmp_pat
     assert summary["in_sample"]["recall@3"][1] == cell["evals"]["in_sample"]["recall@3"]
     assert summary["test"]["recall@3"][1] == cell["metrics"]["recall@3"]
     predictions = [json.loads(line) for line in (out / "seed_0" / "tawin-a2" / "eval_in_sample" / "predictions.jsonl").open()]
-    from tawin.data.sampling import sample_rows
+    from tawin.data.protocol.sampling import sample_rows
     assert sorted(p["row"] for p in predictions) == sorted(sample_rows(256, 8, 1).tolist())  # the RL prompts
     report = (out / "topk_control.md").read_text()
     assert "## In-sample" in report and "peaks at σ*" in report and (out / "topk_control.png").read_bytes()[:4] == b"\x89PNG"

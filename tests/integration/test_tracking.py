@@ -100,7 +100,7 @@ def test_tensorboard_holds_every_logged_scalar_of_sft_rl_and_evaluation(tmp_path
 
 @pytest.mark.slow
 def test_experiment_logs_each_cell_as_a_run_of_its_group(tmp_path, industrial_small):
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     data = save_dataset(industrial_small, tmp_path / "data")
     base = {"threads": 1, "report_to": ["tensorboard"], "data": {"dataset": str(data)}, "model": dict(TINY_MODEL),

@@ -23,7 +23,7 @@ FAST = [*TINY_OVERRIDES, "threads=1", "sft.epochs=1", "sft.eval_rows=8", "sft.ev
 
 @pytest.fixture()
 def small(tmp_path, industrial_small) -> Path:
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     return save_dataset(industrial_small, tmp_path / "data")
 
@@ -64,7 +64,7 @@ def sft_data_record(folder: Path) -> dict:
 
 def test_a_run_trains_every_stage_on_the_latest_rows_and_refuses_to_resume_on_others(tmp_path, capsys,
                                                                                     industrial_small, small, seen):
-    from tawin.data.sampling import maximal_windows
+    from tawin.data.protocol.sampling import maximal_windows
 
     out = tmp_path / "run"
     argv = ["run", "--out", str(out), "--dataset", str(small), "--no-progress", "--set", "stages=[sft,rl,popularity]",

@@ -37,6 +37,11 @@ STAGES: dict[str, int] = {
 }
 """Stage of each top-level module or package of ``tawin``, keyed by its name under ``tawin.``."""
 
+DATA_LAYERS: dict[str, int] = {"dataset": 0, "sid_collisions": 0, "formats": 1, "protocol": 2}
+"""Order inside ``tawin.data``, keyed by the name under ``tawin.data.``: the canonical dataset and
+its catalogue rule; the layouts datasets come in (``formats``); the protocol that turns
+interactions into splits, which reads and writes through ``formats``."""
+
 SIBLINGS_THAT_NEVER_MEET = ("sft", "rl")
 """Two training stages that must not import each other (shared pieces go to ``train_utils``)."""
 
@@ -117,6 +122,26 @@ def test_imports_only_point_down_the_stage_order():
     assert used == ALLOWED_UPWARD_IMPORTS, f"allow-list entries no longer needed, remove them: {sorted(ALLOWED_UPWARD_IMPORTS - used)}"
 
 
+def data_layer(module: str) -> int | None:
+    """``tawin.data.formats.raw`` → DATA_LAYERS["formats"]; the package ``tawin.data`` itself → None."""
+    parts = module.split(".")
+    return DATA_LAYERS.get(parts[2]) if len(parts) > 2 else None
+
+
+def test_data_subpackages_import_only_down():
+    """formats never imports protocol, and neither sub-package is imported by dataset or sid_collisions."""
+    data_modules = [m for m in MODULES if stage_key(m) == "data" and m != "tawin.data"]
+    unknown = sorted({m.split(".")[2] for m in data_modules} - set(DATA_LAYERS))
+    assert not unknown, f"tawin.data.{unknown} have no layer: add each to DATA_LAYERS in {Path(__file__).name}"
+    violations = [
+        f"{module} (layer {data_layer(module)}) imports {target} (layer {data_layer(target)}), line {line}"
+        for module in data_modules
+        for target, line in imported_modules(module)
+        if data_layer(target) is not None and data_layer(target) > data_layer(module)
+    ]
+    assert not violations, "imports up the order inside tawin.data; move the shared piece down:\n" + "\n".join(violations)
+
+
 def test_sft_and_rl_never_import_each_other():
     crossings = [
         f"{module} imports {target} (line {line})"
@@ -188,15 +213,16 @@ def test_stage_numbers_in_module_docstrings_follow_the_stage_order():
     [
         ("from tawin.metrics import topk_metrics", "tawin.metrics"),
         ("from tawin.items import embed", "tawin.items.embed"),
-        ("import tawin.data.io", "tawin.data.io"),
-        ("from . import raw", "tawin.data.raw"),
-        ("from .raw import read_source", "tawin.data.raw"),
-        ("from .. import errors", "tawin.errors"),
+        ("import tawin.data.formats.canonical", "tawin.data.formats.canonical"),
+        ("from . import raw", "tawin.data.formats.raw"),
+        ("from .raw import read_source", "tawin.data.formats.raw"),
+        ("from ..dataset import Dataset", "tawin.data.dataset"),
+        ("from ... import errors", "tawin.errors"),
     ],
 )
 def test_imports_resolve_to_modules(source, expected, monkeypatch):
     """The resolver the checks rely on: package, submodule and relative imports."""
-    module = "tawin.data.prepare"
+    module = "tawin.data.formats.csv_import"
     monkeypatch.setitem(TREES, module, ast.parse(source))
     assert [target for target, _ in imported_modules(module)] == [expected]
 

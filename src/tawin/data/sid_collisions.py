@@ -5,8 +5,10 @@ level, a disambiguation index ``<d_0>, <d_1>, ...`` by item position; when any c
 every item gets it (``<d_0>`` when alone) so that all SIDs of a dataset have the same depth.
 
 The rule serves both SID sources: :mod:`tawin.items.sids` applies it to the codes it builds, and
-:func:`tawin.data.importers.import_minionerec` to a dataset's own SID tokens, which collide for a
-few duplicate listings. It lives in the data stage because the importer needs it.
+the MiniOneRec readers (:func:`tawin.data.formats.minionerec_index.build_items`) to a dataset's own
+SID tokens, which collide for a few duplicate listings. Unique SIDs are a rule of the canonical
+catalogue (:func:`tawin.data.formats.canonical.load_items` refuses duplicates), so the rule lives
+beside :mod:`tawin.data.dataset`, below both :mod:`tawin.data.formats` and :mod:`tawin.data.protocol`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from tawin.data.sampling import sample_rows
+from tawin.data.protocol.sampling import sample_rows
 from tawin.metrics.ranking import TOP_KS
 
 EvalSplit = Literal["train", "valid", "test"]

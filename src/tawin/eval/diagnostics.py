@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from tawin.data.sampling import sample_rows
+from tawin.data.protocol.sampling import sample_rows
 from tawin.decoding.scoring import DEFAULT_CHUNK_NODES, score_all_items
 from tawin.errors import ConfigError
 from tawin.eval.config import EvalConfig

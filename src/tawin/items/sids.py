@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from tawin.data.dataset import SPLITS, Dataset, ItemTable
-from tawin.data.io import load_dataset, save_dataset
+from tawin.data.formats.canonical import load_dataset, save_dataset
 from tawin.data.sid_collisions import DEFAULT_PREFIXES, resolve_collisions
 from tawin.errors import ConfigError, DataError
 from tawin.items.embed import TextField, embed_items, item_texts
@@ -197,7 +197,7 @@ def build_sids_for_dataset(dataset_folder: str | Path, output_folder: str | Path
     ``sid_source="built"``, ``sid_config`` (the config as a dict), ``sid_stats`` and
     ``sid_collisions_resolved`` (and loses ``next_step``). Other files of the source folder (such
     as ``users.parquet`` from `tawin data prepare`) are carried over. ``output_folder`` may equal
-    ``dataset_folder``; the result is read back with :func:`tawin.data.io.load_dataset`.
+    ``dataset_folder``; the result is read back with :func:`tawin.data.formats.canonical.load_dataset`.
     Returns the stats of :func:`build_semantic_ids`.
     """
     require_valid(config)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from tawin.data.holdout import HoldoutOrder
+from tawin.data.protocol.holdout import HoldoutOrder
 
 Negatives = Literal["beam", "random", "sample"]
 Reward = Literal["binary", "rank"]

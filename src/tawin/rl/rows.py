@@ -4,7 +4,7 @@ Every caller asks :func:`split_train_rows`: the SFT and RL stages of `tawin run`
 `tawin rl`, each experiment cell, and the RL loop itself when it is handed no rows. The in-sample
 evaluation (``eval.split: train`` with ``eval.sample_size``/``eval.sample_seed`` equal to
 ``rl.rows.sample_size``/``sample_seed``) scores the rows it picks because both draw with
-:func:`tawin.data.sampling.sample_rows`.
+:func:`tawin.data.protocol.sampling.sample_rows`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tawin.data.holdout import holdout_rows, latest_rows
-from tawin.data.sampling import sample_rows
+from tawin.data.protocol.holdout import holdout_rows, latest_rows
+from tawin.data.protocol.sampling import sample_rows
 from tawin.rl.config import RLRows
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from tawin.data.dataset import Dataset
-from tawin.data.sampling import sample_rows
+from tawin.data.protocol.sampling import sample_rows
 from tawin.decoding.tree import needs_float_mask
 from tawin.errors import ConfigError
 from tawin.eval.evaluate import beam_predictions
@@ -38,6 +38,7 @@ from tawin.metrics.ranking import TOP_KS
 from tawin.models.batching import EncodedSplit, prompt_batch
 from tawin.models.build import RecommenderLM
 from tawin.models.dropout import disable_dropout
+from tawin.models.loss import sft_loss
 from tawin.rl.advantages import group_advantages
 from tawin.rl.config import RLConfig
 from tawin.rl.loss import select_loss
@@ -47,7 +48,7 @@ from tawin.rl.rows import split_train_rows
 from tawin.rl.tawin import tawin_weights, weight_entropy
 from tawin.runtime import autocast, maybe_compile, progress_bar
 from tawin.train_utils import (JsonlLog, Progress, RunContext, load_weights_into, optimizer_step, save_best, save_training_state,
-                               sft_loss, start_or_resume)
+                               start_or_resume)
 
 REWARDS = {"binary": binary_reward, "rank": rank_reward}
 

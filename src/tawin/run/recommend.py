@@ -32,7 +32,7 @@ import numpy as np
 
 from tawin.checkpoint import umask
 from tawin.data.dataset import MAX_HISTORY, Dataset, Interactions
-from tawin.data.io import load_dataset
+from tawin.data.formats.canonical import load_dataset
 from tawin.errors import DataError, UserError
 from tawin.eval.evaluate import beam_predictions
 from tawin.models import build

@@ -20,8 +20,8 @@ import torch
 
 from tawin.checkpoint import seed_everything
 from tawin.data.dataset import Dataset, Split
-from tawin.data.holdout import keep_latest_train_rows
-from tawin.data.io import load_dataset
+from tawin.data.protocol.holdout import keep_latest_train_rows
+from tawin.data.formats.canonical import load_dataset
 from tawin.distributed import Dist, init_distributed
 from tawin.errors import ConfigError
 from tawin.items.codec import ItemCodec

@@ -15,14 +15,15 @@ import numpy as np
 import torch
 
 from tawin.data.dataset import Dataset
-from tawin.data.sampling import maximal_windows, sample_rows
+from tawin.data.protocol.sampling import maximal_windows, sample_rows
 from tawin.eval.evaluate import beam_predictions
 from tawin.metrics.ranking import TOP_KS
 from tawin.models.batching import EncodedSplit, length_bucketed_batches
 from tawin.models.build import RecommenderLM
+from tawin.models.loss import sft_loss
 from tawin.runtime import maybe_compile, progress_bar
 from tawin.sft.config import SFTConfig
-from tawin.train_utils import JsonlLog, RunContext, optimizer_step, save_best, save_training_state, sft_loss, start_or_resume
+from tawin.train_utils import JsonlLog, RunContext, optimizer_step, save_best, save_training_state, start_or_resume
 
 __all__ = ["RunContext", "sft_loss", "sft_rows", "train_sft"]
 

@@ -1,4 +1,4 @@
-"""tawin.data.csv_splits / csv_import / rere_export: CSV splits in, ReRe CSVs out.
+"""tawin.data.formats.csv_splits / csv_import / rere_export: CSV splits in, ReRe CSVs out.
 
 Small ReRe and MiniOneRec files are written by the tests; the round trip uses the shipped
 Industrial dataset; two tests read the real CSVs under ../shared/data when they are there.
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from tawin.cli import main
-from tawin.data.csv_splits import RERE_COLUMNS
+from tawin.data.formats.csv_splits import RERE_COLUMNS
 from tawin.data.dataset import SPLITS
-from tawin.data.importers import LAYOUTS, import_dataset
-from tawin.data.io import load_dataset, save_dataset
-from tawin.data.rere_export import export_rere_csv
+from tawin.data.formats.registry import LAYOUTS, import_dataset
+from tawin.data.formats.canonical import load_dataset, save_dataset
+from tawin.data.formats.rere_export import export_rere_csv
 from tawin.errors import DataError
 
 from conftest import MINIONEREC_COLUMNS, REPO, fails, tiny_dataset, write_csv

@@ -1,4 +1,4 @@
-"""Tests of tawin.data.raw (readers) and tawin.data.prepare (the protocol: filtering, splitting) on small raw files."""
+"""Tests of tawin.data.formats.raw (readers) and tawin.data.protocol.prepare (the protocol: filtering, splitting) on small raw files."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tawin.data.dataset import SPLITS
-from tawin.data.filtering import k_core_filter
-from tawin.data.io import load_dataset
-from tawin.data.prepare import PrepareConfig, add_prepare_arguments, format_summary, prepare_dataset, prepare_main
-from tawin.data.splitting import build_samples, split_sizes
+from tawin.data.protocol.filtering import k_core_filter
+from tawin.data.formats.canonical import load_dataset
+from tawin.data.protocol.prepare import PrepareConfig, add_prepare_arguments, format_summary, prepare_dataset, prepare_main
+from tawin.data.protocol.splitting import build_samples, split_sizes
 from tawin.errors import ConfigError, DataError
 
 SOURCES = ["amazon2018", "amazon2023", "csv"]

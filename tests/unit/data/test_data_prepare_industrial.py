@@ -38,8 +38,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tawin.data.dataset import SPLITS
-from tawin.data.io import load_dataset
-from tawin.data.prepare import PrepareConfig, prepare_dataset
+from tawin.data.formats.canonical import load_dataset
+from tawin.data.protocol.prepare import PrepareConfig, prepare_dataset
 
 from conftest import REPO
 

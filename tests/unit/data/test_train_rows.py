@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from conftest import fails, tiny_dataset
 from tawin.data.dataset import MAX_HISTORY, Interactions
-from tawin.data.holdout import holdout_rows, keep_latest_train_rows, latest_rows
-from tawin.data.sampling import maximal_windows
+from tawin.data.protocol.holdout import holdout_rows, keep_latest_train_rows, latest_rows
+from tawin.data.protocol.sampling import maximal_windows
 
 
 def sequences(split: Interactions) -> list[tuple[int, tuple[int, ...]]]:

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tawin.data.dataset import MAX_HISTORY
-from tawin.data.importers import import_minionerec, read_inter
-from tawin.data.io import load_dataset
+from tawin.data.formats.minionerec_inter import import_minionerec, read_inter
+from tawin.data.formats.canonical import load_dataset
 from tawin.errors import DataError
 
 from conftest import minionerec_folder, rewrite, tiny_dataset, write_inter
@@ -317,7 +317,7 @@ def test_import_bad_index_json(tmp_path, text, pattern):
 
 
 def test_items_without_sids_load_when_not_required(dataset):
-    from tawin.data.io import load_items
+    from tawin.data.formats.canonical import load_items
 
     rewrite(dataset, "items.parquet", sid=None)
     items = load_items(dataset / "items.parquet", require_sids=False)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tawin.data.dataset import Interactions, ItemTable
-from tawin.data.io import load_dataset
+from tawin.data.formats.canonical import load_dataset
 from tawin.data.sid_collisions import make_unique
 from tawin.decoding.beam import constrained_beam_search
 from tawin.decoding.scoring import score_all_items, score_items

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import tawin
 from tawin.config import load_config
 from tawin.data.dataset import ItemTable
-from tawin.data.io import load_dataset, load_items
+from tawin.data.formats.canonical import load_dataset, load_items
 from tawin.data.sid_collisions import make_unique, resolve_collisions
 from tawin.errors import ConfigError, DataError
 from tawin.items import embed as embed_module

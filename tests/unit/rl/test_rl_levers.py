@@ -185,7 +185,7 @@ def test_lever_settings_are_checked():
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 500), st.floats(0.0, 0.95), st.sampled_from(["latest", "random"]), st.integers(0, 1000))
 def test_holdout_splits_train_rows_into_disjoint_sft_and_rl_rows(n_rows, fraction, order, seed):
-    from tawin.data.holdout import holdout_rows
+    from tawin.data.protocol.holdout import holdout_rows
 
     sft_rows, rl_rows_ = holdout_rows(n_rows, fraction, order, seed)
     if fraction == 0:
@@ -200,7 +200,7 @@ def test_holdout_splits_train_rows_into_disjoint_sft_and_rl_rows(n_rows, fractio
 
 def test_held_out_rows_never_reach_sft(industrial_small, encoded, tiny_recommender, tmp_path, monkeypatch):
     import tawin.sft.train as sft_train
-    from tawin.data.holdout import holdout_rows
+    from tawin.data.protocol.holdout import holdout_rows
     from tawin.sft.config import SFTConfig
 
     seen: list[int] = []

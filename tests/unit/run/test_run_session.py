@@ -20,7 +20,7 @@ from conftest import TINY_MODEL
 
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory, industrial_small) -> Path:
-    from tawin.data.io import save_dataset
+    from tawin.data.formats.canonical import save_dataset
 
     return save_dataset(industrial_small, tmp_path_factory.mktemp("data") / "small")
 

@@ -1,4 +1,4 @@
-"""Stage 1 — reading and writing the canonical dataset folder, with full validation.
+"""Stage 1 — reading and writing the canonical dataset folder (the ``tawin`` layout), with full validation.
 
 Every check names the file, the row and the field, the rule that failed and how to fix it, and
 raises :class:`tawin.errors.DataError` (exit code 2 from the CLI, no traceback).
@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tawin.data.dataset import MAX_HISTORY, MAX_TIMESTAMP, SPLITS, Dataset, Interactions, ItemTable
-from tawin.data.out_folder import replace_contents
+from tawin.data.formats.layout import LayoutNotFound
+from tawin.data.formats.out_folder import replace_contents
 from tawin.errors import DataError, UserError
 
 ITEM_SCHEMA = pa.schema(
@@ -43,10 +44,10 @@ REQUIRED_SPLIT_COLUMNS = ("user", "history", "target")
 
 def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
     """Write `dataset` to `folder`: into a hidden folder first, then in place of the old contents, which
-    are put back if that fails (:func:`tawin.data.out_folder.replace_contents`).
+    are put back if that fails (:func:`tawin.data.formats.out_folder.replace_contents`).
 
     Whether an existing `folder` may be replaced is the caller's rule (`tawin data import`:
-    :func:`tawin.data.out_folder.check_dataset_out`). An OSError (a read-only or full disk, a file
+    :func:`tawin.data.formats.out_folder.check_dataset_out`). An OSError (a read-only or full disk, a file
     in the way) is a UserError naming the folder.
     """
     folder = Path(folder)
@@ -337,7 +338,7 @@ def load_dataset(folder: str | Path, allow_empty_splits: bool = False, require_s
     needed = ["items.parquet"] + [f"{s}.parquet" for s in SPLITS]
     missing = [name for name in needed if not (folder / name).exists()]
     if missing:
-        raise DataError(
+        raise LayoutNotFound(
             f"{folder}: missing file(s) {', '.join(missing)}; a dataset folder needs items.parquet and the train, valid and test "
             "splits (train.parquet, valid.parquet, test.parquet). Restore them or re-create the folder with `tawin data import` or `tawin data prepare`."
         )

@@ -1,10 +1,10 @@
 """Stage 1 — streaming readers for raw review logs: Amazon 2018, Amazon 2023 and a generic CSV.
 
-Each source is a :class:`~tawin.data.raw_reader.RecordFields` read by the one shared reader of
-:mod:`tawin.data.raw_reader`: interactions become :class:`RawInteraction` (user, item, timestamp
+Each source is a :class:`~tawin.data.formats.raw_reader.RecordFields` read by the one shared reader of
+:mod:`tawin.data.formats.raw_reader`: interactions become :class:`RawInteraction` (user, item, timestamp
 in unix seconds, rating or None) and metadata :class:`RawItem` (item, title, description).
 :func:`read_source` collects one source into compact arrays (:class:`RawLog`) for the protocol in
-:mod:`tawin.data.prepare`.
+:mod:`tawin.data.protocol.prepare`.
 
 Files are read one line at a time (gzip is recognised by its magic bytes, not by the name), only
 the needed fields are kept, and a tqdm bar counts bytes of the file on disk, so multi-GB review
@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 
-from tawin.data.raw_reader import RawInteraction, RawItem, ReadStats, RecordFields, read_interactions, read_items
+from tawin.data.formats.raw_reader import RawInteraction, RawItem, ReadStats, RecordFields, read_interactions, read_items
 from tawin.errors import DataError
 
 Source = Literal["amazon2018", "amazon2023", "csv"]
@@ -53,7 +53,7 @@ AMAZON2023 = RecordFields("user_id", "parent_asin", "timestamp", "rating", 1000,
 
 CSV = RecordFields("user", "item", "timestamp", "rating", 1, "item", csv_delimiter=",")
 """The default CSV layout; `tawin data prepare` builds its own from the csv_* settings of
-:class:`~tawin.data.prepare_config.PrepareConfig`. The item table shares the log's item column."""
+:class:`~tawin.data.protocol.prepare_config.PrepareConfig`. The item table shares the log's item column."""
 
 
 def source_fields(source: Source, csv: RecordFields = CSV) -> RecordFields:

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from tawin.checkpoint import replace_folder
-from tawin.data.csv_splits import RERE_COLUMNS
+from tawin.data.formats.csv_splits import RERE_COLUMNS
 from tawin.data.dataset import Dataset, Interactions
 from tawin.errors import DataError
 

@@ -1,7 +1,7 @@
 """Stage 1 — steps 1–4 of the data protocol: title rule, time window, k-core, window extension.
 
-The steps and their config fields are listed in :mod:`tawin.data.prepare`. Everything here works
-on masks over the E interactions of a :class:`~tawin.data.raw.RawLog`; nothing is copied or written.
+The steps and their config fields are listed in :mod:`tawin.data.protocol.prepare`. Everything here works
+on masks over the E interactions of a :class:`~tawin.data.formats.raw.RawLog`; nothing is copied or written.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from tawin.data.prepare_config import PrepareConfig
-from tawin.data.raw import RawLog
+from tawin.data.protocol.prepare_config import PrepareConfig
+from tawin.data.formats.raw import RawLog
 
 
 def k_core_filter(user_E: np.ndarray, item_E: np.ndarray, keep_E: np.ndarray, k: int) -> tuple[np.ndarray, int]:

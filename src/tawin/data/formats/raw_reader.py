@@ -3,7 +3,7 @@
 A source is a :class:`RecordFields`: where its records keep the user, item, time and rating, and
 whether its lines are JSON objects or CSV rows. :func:`read_interactions` and :func:`read_items`
 turn any such file into :class:`RawInteraction` and :class:`RawItem` records with the same
-validation, so a fix to one check reaches every source; :mod:`tawin.data.raw` names the sources.
+validation, so a fix to one check reaches every source; :mod:`tawin.data.formats.raw` names the sources.
 
 Files are read one line at a time (gzip is recognised by its magic bytes, not by the name) and a
 progress display (:func:`tawin.runtime.progress_bar`) counts bytes of the file on disk. A malformed

@@ -1,7 +1,7 @@
 """Stage 1 — the paper's data protocol: a raw review log → a canonical dataset (SIDs still empty).
 
 This is the processing of the D3 → ReRe → MiniOneRec lineage that produced the TAWin paper's
-splits, applied to a log read by :mod:`tawin.data.raw`. In order (config fields in brackets):
+splits, applied to a log read by :mod:`tawin.data.formats.raw`. In order (config fields in brackets):
 
 1. **Title rule** [max_title_words]: drop every interaction with an item that has no title (no
    metadata line, or an empty title) or a title of more than 20 whitespace-separated words.
@@ -9,7 +9,7 @@ splits, applied to a log read by :mod:`tawin.data.raw`. In order (config fields 
    ``start`` is 00:00:00 UTC on the first day of ``window_start`` and ``end`` is 00:00:00 UTC on the
    first day of the month *after* ``window_end`` (so ``"2018-11"`` keeps all of November 2018).
 3. **k-core** [k_core]: remove users and items with fewer than k interactions (repeats count),
-   recount, and repeat until nothing is removed (:func:`tawin.data.filtering.k_core_filter`).
+   recount, and repeat until nothing is removed (:func:`tawin.data.protocol.filtering.k_core_filter`).
 4. **Window extension** [min_items]: while fewer than ``min_items`` items survive 1–3, move the
    window start back one year and redo 2–3, until the window starts at or before the earliest
    interaction. Every attempt is recorded in the summary.
@@ -33,9 +33,9 @@ counted with ``str.split()`` (D3 replaces only ``&quot;``/``&amp;``, strips quot
 ``split(" ")`` and also drops one-character titles).
 None of these changes the Industrial split (``tests/unit/data/test_data_prepare_industrial.py``).
 
-Steps 1–4 live in :mod:`tawin.data.filtering`, steps 5–7 in :mod:`tawin.data.splitting` and the
-settings in :mod:`tawin.data.prepare_config`; this module runs them and writes the result.
-The written folder has empty SIDs, so :func:`tawin.data.io.load_dataset` refuses it until
+Steps 1–4 live in :mod:`tawin.data.protocol.filtering`, steps 5–7 in :mod:`tawin.data.protocol.splitting` and the
+settings in :mod:`tawin.data.protocol.prepare_config`; this module runs them and writes the result.
+The written folder has empty SIDs, so :func:`tawin.data.formats.canonical.load_dataset` refuses it until
 ``tawin items build-sids <folder>`` has filled them.
 """
 
@@ -51,11 +51,11 @@ import pyarrow.parquet as pq
 
 from tawin.config import load_config, to_dict
 from tawin.data.dataset import SPLITS, Dataset, ItemTable
-from tawin.data.filtering import filter_log
-from tawin.data.io import save_dataset
-from tawin.data.prepare_config import PrepareConfig
-from tawin.data.raw import SOURCE_NAMES, RawLog, Source, read_source
-from tawin.data.splitting import build_samples, make_splits, number_by_first_appearance
+from tawin.data.protocol.filtering import filter_log
+from tawin.data.formats.canonical import save_dataset
+from tawin.data.protocol.prepare_config import PrepareConfig
+from tawin.data.formats.raw import SOURCE_NAMES, RawLog, Source, read_source
+from tawin.data.protocol.splitting import build_samples, make_splits, number_by_first_appearance
 from tawin.errors import ConfigError, DataError
 
 USERS_FILE = "users.parquet"

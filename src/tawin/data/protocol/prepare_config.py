@@ -1,4 +1,4 @@
-"""Stage 1 — the settings of the paper's data protocol (`tawin data prepare`; see :mod:`tawin.data.prepare`)."""
+"""Stage 1 — the settings of the paper's data protocol (`tawin data prepare`; see :mod:`tawin.data.protocol.prepare`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tawin.data.dataset import MAX_HISTORY
-from tawin.data.raw_reader import RecordFields
+from tawin.data.formats.raw_reader import RecordFields
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 

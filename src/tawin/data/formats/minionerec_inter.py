@@ -1,17 +1,10 @@
-"""Stage 1 — import the public formats in which the paper's splits circulate.
+"""Stage 1 — MiniOneRec's RecBole ``.inter`` splits with its ``index.json``/``item.json`` (as in
+``shared/data/<Dataset>``), the ``minionerec-inter`` layout of :mod:`tawin.data.formats.registry`::
 
-:func:`import_dataset` tells the layouts apart (see :data:`LAYOUTS`):
-
-1. MiniOneRec's RecBole ``.inter`` splits with its ``index.json``/``item.json`` (as in
-   ``shared/data/<Dataset>``; this module)::
-
-       minionerec/inter/<Name>.{train,valid,test}.inter
-       minionerec/index/<Name>.index.json, <Name>.item.json
-       minionerec/{valid,test}/*.csv          (optional; checked to be row-aligned)
-       rere/{valid,test}/*.csv                (optional; timestamps and ASINs)
-
-2. ReRe CSV splits and 3. MiniOneRec CSV splits without ``.inter`` files
-   (:mod:`tawin.data.csv_import`), in SRC itself or in its ``rere/`` or ``minionerec/`` folder.
+    minionerec/inter/<Name>.{train,valid,test}.inter
+    minionerec/index/<Name>.index.json, <Name>.item.json
+    minionerec/{valid,test}/*.csv          (optional; checked to be row-aligned)
+    rere/{valid,test}/*.csv                (optional; timestamps and ASINs)
 """
 
 from __future__ import annotations
@@ -19,22 +12,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tawin.data.csv_import import import_csv_splits
-from tawin.data.csv_splits import ENCODING, find_split_csvs, pick_file, read_csv_rows
 from tawin.data.dataset import MAX_TIMESTAMP, SPLITS, Dataset, Interactions
-from tawin.data.minionerec_index import build_items, clean_description, read_index
+from tawin.data.formats.csv_splits import ENCODING, pick_file, read_csv_rows
+from tawin.data.formats.layout import LayoutNotFound
+from tawin.data.formats.minionerec_index import build_items, clean_description, read_index
 from tawin.errors import DataError
-
-LAYOUTS = (
-    "MiniOneRec RecBole splits: minionerec/inter/<Name>.{train,valid,test}.inter with minionerec/index/<Name>.index.json "
-    "and <Name>.item.json",
-    "ReRe CSV splits: train/, valid/ and test/ holding one CSV each (or train.csv, valid.csv, test.csv) with the columns "
-    "user_id, history_item_id, item_id, history_item_title, item_title (optionally item_asins, item_asin, timestamp), "
-    "optionally info/<name>.txt and index/<Name>.index.json + <Name>.item.json",
-    "MiniOneRec CSV splits: train/, valid/ and test/ CSVs with history_item_sid/item_sid columns, with "
-    "index/<Name>.index.json and <Name>.item.json",
-)
-"""The layouts `tawin data import` accepts; the CSV ones may sit in SRC, SRC/rere or SRC/minionerec."""
 
 INTER_HEADER = ["user_id:token", "item_id_list:token_seq", "item_id:token"]
 
@@ -80,39 +62,16 @@ def read_inter(path: Path) -> tuple[list[int], list[list[int]], list[int]]:
     return users, histories, targets
 
 
-def import_dataset(root: str | Path, name: str | None = None) -> Dataset:
-    """Import whichever of :data:`LAYOUTS` `root` holds (the first that matches, in that order).
-
-    `name` picks the files when a folder holds several (a file-name prefix, e.g. the category).
-    """
-    root = Path(root)
-    if not root.is_dir():
-        what = "is a file, not a folder" if root.exists() else "folder not found"
-        raise DataError(f"{root}: {what}; pass the folder that holds the dataset files ({'; '.join(LAYOUTS)}).")
-    if pick_file(root / "minionerec" / "inter", "*.train.inter", name) is not None:
-        return import_minionerec(root, name)
-    partial = []
-    for base in (root, root / "rere", root / "minionerec"):
-        files = find_split_csvs(base, name)
-        if len(files) == len(SPLITS):
-            return import_csv_splits(base, files, name, [base / "index", root / "index", root / "minionerec" / "index"])
-        if files:
-            missing = [split for split in SPLITS if split not in files]
-            partial.append(f"{base} has {', '.join(str(files[s].relative_to(base)) for s in files)} but no {' or '.join(missing)} split")
-    found = "; ".join(partial) if partial else "neither .inter files nor split CSVs"
-    listed = " ".join(f"({number}) {layout}." for number, layout in enumerate(LAYOUTS, start=1))
-    raise DataError(f"{root}: matches none of the accepted layouts (found {found}). Accepted: {listed} Arrange the files as one of these.")
-
-
 def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
-    """Build a canonical :class:`Dataset` from a MiniOneRec/ReRe data folder (see module doc)."""
+    """The reader of the layout: a canonical :class:`Dataset` from the MiniOneRec/ReRe data folder
+`root` (see the module doc); :class:`LayoutNotFound` when `root` holds no ``.inter`` split."""
     root = Path(root)
     inter_dir = root / "minionerec" / "inter"
+    train_inter = pick_file(inter_dir, "*.train.inter", name)  # several files: `name` must pick one
+    if train_inter is None:
+        raise LayoutNotFound(f"{inter_dir}: no *.train.inter file; pass the folder that holds minionerec/inter/<Name>.train.inter.")
     if name is None:
-        candidates = sorted(inter_dir.glob("*.train.inter"))
-        if not candidates:
-            raise DataError(f"{inter_dir}: no *.train.inter file; pass the folder that holds minionerec/inter/<Name>.train.inter.")
-        name = candidates[0].name[: -len(".train.inter")]
+        name = train_inter.name[: -len(".train.inter")]
     index_path = root / "minionerec" / "index" / f"{name}.index.json"
     item_path = root / "minionerec" / "index" / f"{name}.item.json"
     for path in (index_path, item_path):

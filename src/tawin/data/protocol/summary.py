@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tawin.data.dataset import MAX_HISTORY
-from tawin.data.io import load_dataset, raw_history_lengths
+from tawin.data.formats.canonical import load_dataset, raw_history_lengths
 
 
 def dataset_summary(folder: str | Path) -> str:

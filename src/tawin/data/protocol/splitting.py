@@ -1,6 +1,6 @@
 """Stage 1 — steps 5–7 of the data protocol: dense ids, samples in global order, the split.
 
-The steps and their config fields are listed in :mod:`tawin.data.prepare`.
+The steps and their config fields are listed in :mod:`tawin.data.protocol.prepare`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from tawin.data.dataset import Interactions
-from tawin.data.prepare_config import PrepareConfig
+from tawin.data.protocol.prepare_config import PrepareConfig
 
 
 def split_sizes(n: int, ratio: tuple[int, int, int] = (8, 1, 1)) -> tuple[int, int, int]:

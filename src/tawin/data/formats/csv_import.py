@@ -1,6 +1,9 @@
 """Stage 1 — a canonical dataset from CSV splits alone (ReRe's or MiniOneRec's, no ``.inter`` files).
 
-The columns and what is read are in :mod:`tawin.data.csv_splits`. The catalogue comes from
+The reader of the ``csv-splits`` layout (:mod:`tawin.data.formats.registry`; ReRe CSVs are written
+by :mod:`tawin.data.formats.rere_export`). The split CSVs lie in the folder given or in its
+``rere/`` or ``minionerec/`` folder; the columns and what is read are in
+:mod:`tawin.data.formats.csv_splits`. The catalogue comes from
 
 * ``index/<Name>.index.json`` + ``<Name>.item.json`` when they lie beside the split folders
   (required for MiniOneRec CSVs; for ReRe CSVs they carry semantic IDs and descriptions over,
@@ -24,9 +27,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tawin.data.csv_splits import ASIN_COLUMNS, CsvFlavour, CsvSplit, pick_file, read_csv_split, read_info_txt
 from tawin.data.dataset import SPLITS, Dataset, Interactions
-from tawin.data.minionerec_index import build_items, clean_description, find_index, read_index
+from tawin.data.formats.csv_splits import (ASIN_COLUMNS, CsvFlavour, CsvSplit, find_split_csvs, pick_file, read_csv_split,
+                                           read_info_txt)
+from tawin.data.formats.layout import LayoutNotFound
+from tawin.data.formats.minionerec_index import build_items, clean_description, find_index, read_index
 from tawin.errors import DataError
 
 RENUMBER_FIX = (
@@ -182,3 +187,23 @@ def import_csv_splits(base: str | Path, files: dict[str, Path], name: str | None
         "user_ids": how,
     }
     return Dataset(name=name, items=items, splits=interactions, meta=meta)
+
+
+def read_csv_layout(root: str | Path, name: str | None = None) -> Dataset:
+    """The reader of the layout: :func:`import_csv_splits` on the first of `root`, ``root/rere`` and
+    ``root/minionerec`` that holds a CSV for each split; :class:`LayoutNotFound` when none does.
+
+    The catalogue files are looked for in ``index/`` beside the CSVs, then in ``root/index`` and
+    ``root/minionerec/index``.
+    """
+    root = Path(root)
+    partial = []
+    for base in (root, root / "rere", root / "minionerec"):
+        files = find_split_csvs(base, name)
+        if len(files) == len(SPLITS):
+            return import_csv_splits(base, files, name, [base / "index", root / "index", root / "minionerec" / "index"])
+        if files:
+            missing = [split for split in SPLITS if split not in files]
+            partial.append(f"{base} has {', '.join(str(files[s].relative_to(base)) for s in files)} but no {' or '.join(missing)} split")
+    found = "; ".join(partial) if partial else "no split CSVs"
+    raise LayoutNotFound(f"{root}: no train, valid and test split CSVs in it or its rere/ or minionerec/ folder ({found}).", partial)
