@@ -46,7 +46,7 @@ SIBLINGS_THAT_NEVER_MEET = ("sft", "rl")
 """Two training stages that must not import each other (shared pieces go to ``train_utils``)."""
 
 MAX_FILE_LINES = 400
-MAX_FUNCTION_LINES = 80
+MAX_FUNCTION_LINES = 60
 
 # Known exceptions, being fixed in files owned by other work in progress (#14). Each entry must
 # still be needed: an entry that no longer matches a violation fails the test, so the list only

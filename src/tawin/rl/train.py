@@ -158,28 +158,11 @@ def train_rl(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, 
     policy = recommender.model.to(run.device)
     disable_dropout(policy)  # the ratio π/π_old must compare the log-probs of one deterministic policy
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
-    if config.batch_size % run.dist.world_size:
-        raise ConfigError(f"rl.batch_size={config.batch_size} must be divisible by the {run.dist.world_size} processes so every "
-                          "process scores the same number of groups; change rl.batch_size or --num_processes")
-    if config.informative_batches and run.dist.enabled:
-        raise ConfigError("rl.informative_batches=true runs in one process only (which groups are kept would differ per process); "
-                          "set rl.informative_batches=false or run without accelerate/torchrun")
+    rows_R = torch.as_tensor(split_train_rows(len(train), config.rows, run.seed).rl if rows is None else rows, dtype=torch.long)
+    draws_per_epoch, draws_total, total_steps = _step_budget(config, len(rows_R), run)
     trained = maybe_compile(run.dist.wrap(policy), run.compile)
     float_mask = needs_float_mask(policy)
-    rows_R = torch.as_tensor(split_train_rows(len(train), config.rows, run.seed).rl if rows is None else rows, dtype=torch.long)
-    draws_per_epoch = len(rows_R) // config.batch_size
-    if draws_per_epoch < 1:
-        raise ConfigError(f"RL has {len(rows_R)} train rows, fewer than rl.batch_size={config.batch_size}; "
-                          "lower rl.batch_size or select more rows in rl.rows (sample_size, latest_share, holdout)")
-    draws_total = config.epochs * draws_per_epoch
-    total_steps = draws_total if config.max_steps <= 0 else min(config.max_steps, draws_total)
-    optimizer, scheduler, progress, resumed = start_or_resume(out, recommender, policy.parameters(), config.lr, config.weight_decay,
-                                                              int(config.warmup_ratio * total_steps), total_steps)
-    if resumed:
-        run.log(f"rl: resuming from {out / 'last'} at step {progress.global_step}/{total_steps}")
-        if "reference" in progress.extra:
-            reference.load_state_dict(progress.extra["reference"])
-        progress.batches_drawn = progress.batches_drawn or progress.global_step  # checkpoints from before batches_drawn
+    optimizer, scheduler, progress = _start_or_resume(out, recommender, policy, reference, config, total_steps, run)
     log = JsonlLog(out / "log.jsonl", run.tracker)
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
     started = time.time()
@@ -224,6 +207,37 @@ def train_rl(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, 
     bar.close()
     metrics = _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config, out)
     return {**_save_final(recommender, progress, metrics, config, run, out), "seconds": time.time() - started}
+
+
+def _step_budget(config: RLConfig, n_rows: int, run: RunContext) -> tuple[int, int, int]:
+    """(prompt batches per epoch, prompt batches in all, optimizer steps) of RL on `n_rows` train
+    rows; a ConfigError when the batch does not fit the processes or the rows."""
+    if config.batch_size % run.dist.world_size:
+        raise ConfigError(f"rl.batch_size={config.batch_size} must be divisible by the {run.dist.world_size} processes so every "
+                          "process scores the same number of groups; change rl.batch_size or --num_processes")
+    if config.informative_batches and run.dist.enabled:
+        raise ConfigError("rl.informative_batches=true runs in one process only (which groups are kept would differ per process); "
+                          "set rl.informative_batches=false or run without accelerate/torchrun")
+    draws_per_epoch = n_rows // config.batch_size
+    if draws_per_epoch < 1:
+        raise ConfigError(f"RL has {n_rows} train rows, fewer than rl.batch_size={config.batch_size}; "
+                          "lower rl.batch_size or select more rows in rl.rows (sample_size, latest_share, holdout)")
+    draws_total = config.epochs * draws_per_epoch
+    return draws_per_epoch, draws_total, draws_total if config.max_steps <= 0 else min(config.max_steps, draws_total)
+
+
+def _start_or_resume(out: Path, recommender: RecommenderLM, policy, reference, config: RLConfig, total_steps: int,
+                     run: RunContext) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, Progress]:
+    """:func:`~tawin.train_utils.start_or_resume` with RL's schedule; a resumed run also gets back
+    its synced reference model and its count of prompt batches drawn."""
+    optimizer, scheduler, progress, resumed = start_or_resume(out, recommender, policy.parameters(), config.lr, config.weight_decay,
+                                                              int(config.warmup_ratio * total_steps), total_steps)
+    if resumed:
+        run.log(f"rl: resuming from {out / 'last'} at step {progress.global_step}/{total_steps}")
+        if "reference" in progress.extra:
+            reference.load_state_dict(progress.extra["reference"])
+        progress.batches_drawn = progress.batches_drawn or progress.global_step  # checkpoints from before batches_drawn
+    return optimizer, scheduler, progress
 
 
 def _log_steps(progress: Progress, config: RLConfig, log: JsonlLog, run: RunContext, bar, scheduler, window: dict,

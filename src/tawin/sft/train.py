@@ -23,7 +23,7 @@ from tawin.models.build import RecommenderLM
 from tawin.models.loss import sft_loss
 from tawin.runtime import maybe_compile, progress_bar
 from tawin.sft.config import SFTConfig
-from tawin.train_utils import JsonlLog, RunContext, optimizer_step, save_best, save_training_state, start_or_resume
+from tawin.train_utils import JsonlLog, Progress, RunContext, optimizer_step, save_best, save_training_state, start_or_resume
 
 __all__ = ["RunContext", "sft_loss", "sft_rows", "train_sft"]
 
@@ -37,8 +37,7 @@ def train_sft(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit,
     model.train()
     trained = maybe_compile(run.dist.wrap(model), run.compile)
     rows_R = sft_rows(train, config, rows)
-    n_rows = len(rows_R)
-    steps_per_epoch = -(-n_rows // config.batch_size)
+    steps_per_epoch = -(-len(rows_R) // config.batch_size)
     optimizer, scheduler, progress, resumed = start_or_resume(out, recommender, model.parameters(), config.lr, config.weight_decay,
                                                               config.warmup_steps, config.epochs * steps_per_epoch)
     if resumed:
@@ -78,26 +77,32 @@ def train_sft(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit,
             if progress.global_step % config.save_every == 0 and step + 1 < steps_per_epoch:
                 save_training_state(out / "last", recommender, optimizer, scheduler, progress, run.dist)
         bar.close()
-
-        predictions = beam_predictions(recommender, dataset, valid, valid_rows, config.eval_beams, 32,
-                                       progress=run.progress_bars, desc="sft valid", dist=run.dist)
-        metrics = predictions.metrics(TOP_KS.reported)
-        improved = metrics["ndcg@10"] > progress.best_metric
-        progress.history.append({"epoch": progress.epoch + 1, **{f"valid/{k}": v for k, v in metrics.items()}})
-        if run.dist.is_main:
-            log.write({"stage": "sft", "epoch": progress.epoch + 1, "step": progress.global_step, **{f"eval/{k}": v for k, v in metrics.items()}})
-            run.log(f"sft epoch {progress.epoch + 1}: valid recall@10 {metrics['recall@10']:.4f}  "
-                    f"ndcg@10 {metrics['ndcg@10']:.4f}{'  (best)' if improved else ''}  [{time.time() - started:.0f}s]")
-        if improved:
-            progress.best_metric, progress.best_epoch, progress.bad_epochs = metrics["ndcg@10"], progress.epoch + 1, 0
-            save_best(out / "best", recommender, {"epoch": progress.epoch + 1, "valid": metrics}, run.dist)
-        else:
-            progress.bad_epochs += 1
+        _validate_epoch(recommender, dataset, valid, valid_rows, config, progress, log, run, started)
         progress.epoch, progress.step_in_epoch = progress.epoch + 1, 0
         save_training_state(out / "last", recommender, optimizer, scheduler, progress, run.dist)
 
     return {"best_epoch": progress.best_epoch, "best_valid_ndcg@10": progress.best_metric, "history": progress.history,
             "seconds": time.time() - started}
+
+
+def _validate_epoch(recommender: RecommenderLM, dataset: Dataset, valid: EncodedSplit, valid_rows: np.ndarray, config: SFTConfig,
+                    progress: Progress, log: JsonlLog, run: RunContext, started: float) -> None:
+    """The end of an epoch: score the valid rows; keep the model in ``best/`` when NDCG@10 improved,
+    else count one more epoch without improvement (early stopping's counter)."""
+    predictions = beam_predictions(recommender, dataset, valid, valid_rows, config.eval_beams, 32,
+                                   progress=run.progress_bars, desc="sft valid", dist=run.dist)
+    metrics = predictions.metrics(TOP_KS.reported)
+    improved = metrics["ndcg@10"] > progress.best_metric
+    progress.history.append({"epoch": progress.epoch + 1, **{f"valid/{k}": v for k, v in metrics.items()}})
+    if run.dist.is_main:
+        log.write({"stage": "sft", "epoch": progress.epoch + 1, "step": progress.global_step, **{f"eval/{k}": v for k, v in metrics.items()}})
+        run.log(f"sft epoch {progress.epoch + 1}: valid recall@10 {metrics['recall@10']:.4f}  "
+                f"ndcg@10 {metrics['ndcg@10']:.4f}{'  (best)' if improved else ''}  [{time.time() - started:.0f}s]")
+    if improved:
+        progress.best_metric, progress.best_epoch, progress.bad_epochs = metrics["ndcg@10"], progress.epoch + 1, 0
+        save_best(Path(run.output_dir) / "best", recommender, {"epoch": progress.epoch + 1, "valid": metrics}, run.dist)
+    else:
+        progress.bad_epochs += 1
 
 
 def sft_rows(train: EncodedSplit, config: SFTConfig, rows: np.ndarray | None = None) -> torch.Tensor:

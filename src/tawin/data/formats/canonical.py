@@ -194,14 +194,7 @@ def load_items(path: Path, require_sids: bool = True) -> ItemTable:
     if "sid" not in table.column_names:
         table = table.append_column("sid", pa.array([[]] * table.num_rows, pa.list_(pa.string())))
     item_id = _int_column(table, "item_id", path)
-    unique, counts = np.unique(item_id, return_counts=True)
-    if (counts > 1).any():
-        duplicate = int(unique[counts > 1][0])
-        rows = np.flatnonzero(item_id == duplicate)[:2].tolist()
-        raise DataError(
-            f"{path}: rows {rows}, field 'item_id' = {duplicate} is duplicated ({int((counts > 1).sum())} duplicated id(s)); "
-            "every item needs a unique id. Drop or renumber the duplicate rows."
-        )
+    _check_unique_ids(path, item_id)
     titles = [t if t is not None else "" for t in _string_column(table, "title", path)]
     sid_column = table.column("sid")
     if not ((pa.types.is_list(sid_column.type) or pa.types.is_large_list(sid_column.type))
@@ -211,11 +204,29 @@ def load_items(path: Path, require_sids: bool = True) -> ItemTable:
             "Rebuild the semantic IDs with `tawin items build-sids`.",
         )
     sids = [tuple(s) if s is not None else () for s in sid_column.to_pylist()]
-    if not require_sids:
+    if require_sids:
+        _check_sids(path, item_id, sids)
+    else:
         blank = next((i for i, s in enumerate(sids) if any(not t for t in s)), None)
         if blank is not None:
             raise DataError(f"{path}: row {blank} (item_id {int(item_id[blank])}), field 'sid' = {list(sids[blank])} holds an empty or null token.")
-        return ItemTable(item_id, titles, _optional_strings(table, "description", path), _optional_strings(table, "asin", path), sids)
+    return ItemTable(item_id, titles, _optional_strings(table, "description", path), _optional_strings(table, "asin", path), sids)
+
+
+def _check_unique_ids(path: Path, item_id: np.ndarray) -> None:
+    """Every item id names one row of the catalogue."""
+    unique, counts = np.unique(item_id, return_counts=True)
+    if (counts > 1).any():
+        duplicate = int(unique[counts > 1][0])
+        rows = np.flatnonzero(item_id == duplicate)[:2].tolist()
+        raise DataError(
+            f"{path}: rows {rows}, field 'item_id' = {duplicate} is duplicated ({int((counts > 1).sum())} duplicated id(s)); "
+            "every item needs a unique id. Drop or renumber the duplicate rows."
+        )
+
+
+def _check_sids(path: Path, item_id: np.ndarray, sids: list[tuple[str, ...]]) -> None:
+    """Built semantic IDs: every item has one, of non-empty tokens, all of one depth, no two alike."""
     empty = [i for i, s in enumerate(sids) if len(s) == 0]
     if empty:
         raise DataError(
@@ -245,7 +256,6 @@ def load_items(path: Path, require_sids: bool = True) -> ItemTable:
                 "`tawin items build-sids` (it adds a disambiguation level)."
             )
         seen[sid] = row
-    return ItemTable(item_id, titles, _optional_strings(table, "description", path), _optional_strings(table, "asin", path), sids)
 
 
 def _optional_strings(table: pa.Table, name: str, path: Path) -> list[str | None]:

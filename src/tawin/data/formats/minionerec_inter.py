@@ -64,7 +64,7 @@ def read_inter(path: Path) -> tuple[list[int], list[list[int]], list[int]]:
 
 def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
     """The reader of the layout: a canonical :class:`Dataset` from the MiniOneRec/ReRe data folder
-`root` (see the module doc); :class:`LayoutNotFound` when `root` holds no ``.inter`` split."""
+    `root` (see the module doc); :class:`LayoutNotFound` when `root` holds no ``.inter`` split."""
     root = Path(root)
     inter_dir = root / "minionerec" / "inter"
     train_inter = pick_file(inter_dir, "*.train.inter", name)  # several files: `name` must pick one
@@ -91,25 +91,7 @@ def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
             _check_aligned(minionerec_csv, rows, histories, targets)
         rere_csv = pick_file(root / "rere" / split, "*.csv", name)
         if rere_csv is not None:
-            rows = read_csv_rows(rere_csv)
-            if len(rows) != len(targets):
-                raise DataError(f"{rere_csv}: {len(rows)} rows but the .inter split has {len(targets)}; the files must be row-aligned.")
-            missing = [c for c in ("timestamp", "item_asin", "item_asins") if rows and c not in rows[0]]
-            if missing:
-                raise DataError(f"{rere_csv}: missing column(s) {missing}; a ReRe CSV needs timestamp, item_asin and item_asins.")
-            try:
-                timestamps = [int(r["timestamp"]) for r in rows]
-            except (TypeError, ValueError):
-                line = next(i for i, r in enumerate(rows, start=2) if not str(r["timestamp"]).lstrip("-").isdigit())
-                raise DataError(f"{rere_csv}: line {line}, field 'timestamp' = {rows[line - 2]['timestamp']!r} is not an integer (unix seconds).") from None
-            outside = next((i for i, t in enumerate(timestamps) if t > MAX_TIMESTAMP), None)
-            if outside is not None:
-                raise DataError(f"{rere_csv}: line {outside + 2}, field 'timestamp' = {timestamps[outside]} lies after the year 9999 in "
-                                "unix seconds; fix the line (divide milliseconds by 1000).")
-            for row, history, target in zip(rows, histories, targets):
-                asin_of.setdefault(target, row["item_asin"])
-                for item, asin in zip(history, ast.literal_eval(row["item_asins"])):
-                    asin_of.setdefault(item, asin)
+            timestamps = _read_rere_csv(rere_csv, histories, targets, asin_of)
         _check_known(inter_dir / f"{name}.{split}.inter", histories, targets, sid_of, info_of)
         splits[split] = Interactions.from_lists(users, histories, targets, timestamps)
 
@@ -126,6 +108,31 @@ def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
         "sid_collisions_resolved": report,
     }
     return Dataset(name=name, items=items, splits=splits, meta=meta)
+
+
+def _read_rere_csv(path: Path, histories: list[list[int]], targets: list[int], asin_of: dict[int, str]) -> list[int]:
+    """The target times of ReRe's CSV of one split, row-aligned with its ``.inter`` file; the ASINs
+    it gives the split's items go into `asin_of` (the first seen for an item is kept)."""
+    rows = read_csv_rows(path)
+    if len(rows) != len(targets):
+        raise DataError(f"{path}: {len(rows)} rows but the .inter split has {len(targets)}; the files must be row-aligned.")
+    missing = [c for c in ("timestamp", "item_asin", "item_asins") if rows and c not in rows[0]]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; a ReRe CSV needs timestamp, item_asin and item_asins.")
+    try:
+        timestamps = [int(r["timestamp"]) for r in rows]
+    except (TypeError, ValueError):
+        line = next(i for i, r in enumerate(rows, start=2) if not str(r["timestamp"]).lstrip("-").isdigit())
+        raise DataError(f"{path}: line {line}, field 'timestamp' = {rows[line - 2]['timestamp']!r} is not an integer (unix seconds).") from None
+    outside = next((i for i, t in enumerate(timestamps) if t > MAX_TIMESTAMP), None)
+    if outside is not None:
+        raise DataError(f"{path}: line {outside + 2}, field 'timestamp' = {timestamps[outside]} lies after the year 9999 in "
+                        "unix seconds; fix the line (divide milliseconds by 1000).")
+    for row, history, target in zip(rows, histories, targets):
+        asin_of.setdefault(target, row["item_asin"])
+        for item, asin in zip(history, ast.literal_eval(row["item_asins"])):
+            asin_of.setdefault(item, asin)
+    return timestamps
 
 
 def _check_known(path: Path, histories: list[list[int]], targets: list[int], sid_of: dict, info_of: dict) -> None:
