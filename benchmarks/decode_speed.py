@@ -52,8 +52,6 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from _common import DATASET, benchmark_parser, common_problems, count_parameters, device_name, log, sample_split, setup, timed
-
 import numpy as np
 import torch
 from transformers import GenerationConfig
@@ -63,6 +61,18 @@ from tawin.decoding.beam import constrained_beam_search
 from tawin.items.trie import ItemTrie
 from tawin.models.batching import EncodedSplit, encode_split, prompt_batch
 from tawin.models.build import ModelConfig, RecommenderLM, build_recommender
+
+from _common import (
+    DATASET,
+    benchmark_parser,
+    common_problems,
+    count_parameters,
+    device_name,
+    log,
+    sample_split,
+    setup,
+    timed,
+)
 
 MODELS: dict[str, ModelConfig] = {
     "default": ModelConfig(),
@@ -141,7 +151,7 @@ def hf_decode(recommender: RecommenderLM, encoded: EncodedSplit, index: torch.Te
         ids_BL, mask_BL = prompt_batch(encoded, index[order][start : start + batch])
         ids_BL, mask_BL, width = ids_BL.to(recommender.device), mask_BL.to(recommender.device), ids_BL.shape[1]
 
-        def allowed(batch_id: int, input_ids: torch.Tensor) -> list[int]:
+        def allowed(batch_id: int, input_ids: torch.Tensor, width: int = width) -> list[int]:
             return trie.allowed_tokens(input_ids[width:].tolist())
 
         with torch.no_grad():
@@ -169,11 +179,11 @@ def run_case(case: Case, recommender: RecommenderLM, trie: ItemTrie, encoded: En
     ours_seconds, hf_seconds, ours_cpu, hf_cpu, same_rows, score_diff = [], [], [], [], [], 0.0
     for chunk in chunks:
         ours_index, hf_index = chunk[: case.ours_rows], chunk[: case.hf_rows]
-        (ours_items, ours_scores), seconds, cpu = timed(lambda: ours_decode(recommender, trie, encoded, ours_index, case.beams, args.batch),
+        (ours_items, ours_scores), seconds, cpu = timed(lambda index=ours_index: ours_decode(recommender, trie, encoded, index, case.beams, args.batch),
                                                         recommender.device)
         ours_seconds.append(seconds)
         ours_cpu.append(cpu)
-        (hf_sequences, hf_scores), seconds, cpu = timed(lambda: hf_decode(recommender, encoded, hf_index, case.beams, args.hf_batch),
+        (hf_sequences, hf_scores), seconds, cpu = timed(lambda index=hf_index: hf_decode(recommender, encoded, index, case.beams, args.hf_batch),
                                                         recommender.device)
         hf_seconds.append(seconds)
         hf_cpu.append(cpu)

@@ -30,10 +30,10 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -198,7 +198,7 @@ def run_grid(experiment, session, work: Path, plan, budgets, stages: Stages, log
         folder = work / cell.id
         checkpoint = None  # None: the cell's own (the SFT checkpoint or rl/final/), through CellWorker.run
         if cell.kind == "rl":
-            rl = stages.run(f"rl {cell.label}", budgets.rl, plan.estimate_s["rl"], lambda: worker.rl(cell.config, folder / "rl"))
+            rl = stages.run(f"rl {cell.label}", budgets.rl, plan.estimate_s["rl"], lambda cell=cell, folder=folder: worker.rl(cell.config, folder / "rl"))
             if rl.error:
                 continue
             if rl.stopped_at_budget:

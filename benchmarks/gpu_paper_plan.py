@@ -29,18 +29,18 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from _common import LibraryRLStep, synchronize
-
 import numpy as np
 import torch
 
 from tawin.eval.evaluate import beam_predictions
 from tawin.models.batching import prompt_batch
 from tawin.models.build import build_recommender, save_recommender
+from tawin.models.loss import sft_loss
 from tawin.run.config import PipelineConfig
 from tawin.run.session import Session
-from tawin.models.loss import sft_loss
 from tawin.train_utils import adamw_warmup_cosine, optimizer_step
+
+from _common import LibraryRLStep, synchronize
 
 SAVES_PER_CHECKPOINT = 3
 """A resumable checkpoint (model + AdamW's two moments) costs about three model saves."""
@@ -190,7 +190,7 @@ def probe(session: Session, config: PipelineConfig, rl_config, work: Path) -> Ra
 
     model.train()
     sft_step_s = _median_time(sft_step, device)
-    del optimizer, scheduler
+    optimizer = scheduler = None  # frees the optimizer state before the next probe (sft_step still refers to them)
 
     rows = np.sort(rng.choice(len(test), size=min(evaluation.batch_size, len(test)), replace=False))
     beam_predictions(recommender, session.dataset, test, rows[:1], 2, 1, progress=False, log=False)  # one-off set-up costs
@@ -201,7 +201,7 @@ def probe(session: Session, config: PipelineConfig, rl_config, work: Path) -> Ra
     ids_BL, mask_BL = prompt_batch(train, rl_index)
     library_step = LibraryRLStep(model, codec, rl_config, total_steps=10, bf16=session.bf16)
     rl_step_s = _median_time(lambda: library_step(ids_BL, mask_BL, train.target_R[rl_index], torch.Generator().manual_seed(0)), device)
-    del library_step
+    library_step = None  # frees the RL step's models before the next probe
 
     with tempfile.TemporaryDirectory(dir=work) as folder:
         save_s = _median_time(lambda: save_recommender(recommender, Path(folder) / "model"), device, repeats=1)

@@ -86,9 +86,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from _common import (DATASET, LibraryRLStep, benchmark_parser, common_problems, count_parameters, device_name, log,
-                     sample_split, setup, synchronize, versions)
-
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -97,6 +94,20 @@ from tawin.items.codec import ItemCodec
 from tawin.models.batching import EncodedSplit, encode_split, prompt_batch
 from tawin.models.build import ModelConfig, build_recommender
 from tawin.rl.config import RLConfig
+
+from _common import (
+    DATASET,
+    LibraryRLStep,
+    benchmark_parser,
+    common_problems,
+    count_parameters,
+    device_name,
+    log,
+    sample_split,
+    setup,
+    synchronize,
+    versions,
+)
 
 GROUP = 16
 """G: beams (negatives) per prompt."""

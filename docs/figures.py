@@ -73,7 +73,7 @@ def draw_windows(axes, n_negatives: int, k: int, top: int) -> None:
         ("one-way partial AUC", 1, top, f"top {top} = G − 1 negatives (beam)"),
         (f"WPAUC((K−1)/n⁻, 1/n⁻), K = {k}", k, k, f"only negative {k} (= K)"),
     ]
-    for y, (name, first, last, note) in enumerate(reversed(rows)):
+    for y, (_, first, last, note) in enumerate(reversed(rows)):
         axes.barh(y, last - first + 1, left=first - 0.5, height=0.55, color=f"C{2 - y}", alpha=0.75)
         axes.text(last + 1.5, y, note, va="center", fontsize=8)
     axes.set_yticks(range(len(rows)), [row[0] for row in reversed(rows)], fontsize=9)

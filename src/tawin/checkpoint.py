@@ -23,9 +23,9 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -260,7 +260,7 @@ def _nonfinite_weights(path: Path) -> str | None:
     import torch
 
     with safe_open(str(path), "pt") as weights:
-        for name in weights.keys():
+        for name in weights.keys():  # noqa: SIM118 (a safetensors file handle, not a dict: it has keys() but no iteration)
             tensor = weights.get_tensor(name)
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 return f"{path}: the weights {name!r} hold NaN or infinite values, so the file is damaged"

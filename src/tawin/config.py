@@ -23,8 +23,14 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from tawin.errors import ConfigError
-from tawin.overrides import apply_overrides, field_types, in_new_spelling, rename_old_spellings
-from tawin.overrides import merge_override, parse_override  # noqa: F401  (importers of tawin.config use them)
+from tawin.overrides import (  # noqa: F401  (importers of tawin.config use them)
+    apply_overrides,
+    field_types,
+    in_new_spelling,
+    merge_override,
+    parse_override,
+    rename_old_spellings,
+)
 
 
 def _coerce(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:

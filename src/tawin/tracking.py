@@ -126,7 +126,7 @@ class Location:
         return Path(os.path.relpath(self.folder.resolve(), self.root.resolve())).as_posix()
 
     @classmethod
-    def of(cls, folder: Path) -> "Location":
+    def of(cls, folder: Path) -> Location:
         folder = Path(folder)
         for candidate in [folder, *folder.parents]:
             saved = _saved_config(candidate)

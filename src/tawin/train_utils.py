@@ -6,14 +6,21 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from tawin.checkpoint import (atomic_write_json, check_intact, existing_folder, rng_state, save_torch, set_rng_state,
-                              writing_checkpoint)
+from tawin.checkpoint import (
+    atomic_write_json,
+    check_intact,
+    existing_folder,
+    rng_state,
+    save_torch,
+    set_rng_state,
+    writing_checkpoint,
+)
 from tawin.distributed import Dist
 from tawin.errors import UserError
 from tawin.models.build import DAMAGED_FIX, RecommenderLM, save_recommender

@@ -179,9 +179,8 @@ def pipeline_config(dataset: Path) -> PipelineConfig:
 def test_run_folder_refuses_then_overwrites(dataset, earlier):
     config = pipeline_config(dataset)
     before = snapshot(earlier)
-    with pytest.raises(UserError, match=r"holds a sft with a different config .*pass --overwrite to replace it"):
-        with RunFolder(earlier, config, kind="sft"):
-            pass
+    with pytest.raises(UserError, match=r"holds a sft with a different config .*pass --overwrite to replace it"), RunFolder(earlier, config, kind="sft"):
+        pass
     assert snapshot(earlier) == before
     with RunFolder(earlier, config, overwrite=True, kind="sft"):
         assert not (earlier / "sft").exists()
@@ -193,9 +192,8 @@ def test_run_folder_refuses_then_overwrites(dataset, earlier):
 
 def test_run_folder_with_unreadable_config(dataset, earlier):
     (earlier / "config.yaml").write_text("a: [")
-    with pytest.raises(UserError, match=r"config\.yaml is not a readable tawin config.*--overwrite"):
-        with RunFolder(earlier, pipeline_config(dataset), kind="sft"):
-            pass
+    with pytest.raises(UserError, match=r"config\.yaml is not a readable tawin config.*--overwrite"), RunFolder(earlier, pipeline_config(dataset), kind="sft"):
+        pass
 
 
 def test_second_run_in_the_same_folder(dataset, tmp_path, capsys):

@@ -52,8 +52,8 @@ def test_the_ranking_does_not_depend_on_k(checkpoint, industrial, capsys):
         lists[k] = shown_items(printed)
     assert len(lists[50]) == 50 and lists[3] == lists[50][:3] and lists[10] == lists[50][:10]
     # They are the 50-beam search that `tawin eval` runs, cut to K.
-    from tawin.decoding.beam import constrained_beam_search
     from tawin.data.dataset import Interactions
+    from tawin.decoding.beam import constrained_beam_search
     from tawin.models.batching import encode_split, prompt_batch
     from tawin.models.build import load_recommender
 

@@ -7,6 +7,7 @@ in the RL group; SIGINT at any moment of `tawin run` (imports, a finaliser, trai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -148,7 +149,7 @@ def test_ctrl_c_at_any_moment_exits_130_in_one_line_and_the_run_resumes(tmp_path
     # In the imports that building the parser pulls in (torch, transformers), then loading the data.
     for seconds in (0.3, 1.0, 2.0):
         started = time.time()
-        interrupt(start_run(out), lambda: time.time() - started >= seconds)
+        interrupt(start_run(out), lambda started=started, seconds=seconds: time.time() - started >= seconds)
     # During SFT, once it has written a checkpoint: the rerun continues from it.
     trainer_state = out / "sft" / "last" / "trainer.pt"
     interrupt(start_run(out), trainer_state.exists)
@@ -213,8 +214,9 @@ def test_ctrl_c_stops_an_experiment_and_its_workers_in_one_line(tmp_path, indust
     """Ctrl-C in a terminal signals the whole process group: the workers leave it to their parent."""
     import yaml
 
-    from conftest import TINY_BASE
     from tawin.data.formats.canonical import save_dataset
+
+    from conftest import TINY_BASE
 
     data = save_dataset(industrial_small, tmp_path / "data")
     slow_sft = {**TINY_BASE["sft"], "epochs": 50, "first_train_rows": 256, "log_every": 1}  # outlives the test unless stopped
@@ -238,7 +240,5 @@ def test_ctrl_c_stops_an_experiment_and_its_workers_in_one_line(tmp_path, indust
             time.sleep(0.2)
         assert not live_members(process.pid), "workers outlived the interrupted experiment"
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

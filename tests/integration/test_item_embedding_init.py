@@ -18,8 +18,8 @@ import yaml
 from tawin.cli import main
 from tawin.data.dataset import Dataset, Interactions, ItemTable
 from tawin.data.formats.canonical import save_dataset
-from tawin.models.build import ModelConfig, build_recommender, checkpoint_config, load_recommender
 from tawin.models import semantic_init
+from tawin.models.build import ModelConfig, build_recommender, checkpoint_config, load_recommender
 from tawin.models.semantic_init import CACHE_ENV, code_text_vectors, embedding_rows, item_title_vectors
 
 from conftest import TINY_MODEL, TINY_OVERRIDES

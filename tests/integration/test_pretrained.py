@@ -33,7 +33,14 @@ from tawin.errors import ConfigError, UserError
 from tawin.items.codec import ItemCodec
 from tawin.models.batching import encode_split, prompt_batch
 from tawin.models.build import ModelConfig, build_recommender, load_recommender, save_recommender
-from tawin.models.pretrained import SMOLLM2_FILE, ModelSource, apply_lora, has_lora, load_causal_lm, resolve_model_source
+from tawin.models.pretrained import (
+    SMOLLM2_FILE,
+    ModelSource,
+    apply_lora,
+    has_lora,
+    load_causal_lm,
+    resolve_model_source,
+)
 from tawin.models.prompt import encode_prompts, render_prompt
 from tawin.run.config import PipelineConfig
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import fails, snapshot
 from tawin.cli import main
+
+from conftest import fails, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

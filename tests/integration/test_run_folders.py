@@ -40,8 +40,9 @@ def small(tmp_path_factory, industrial) -> Path:
 
 
 def tiny_checkpoint(folder: Path, items, seed: int) -> Path:
-    from conftest import TINY_MODEL
     from tawin.models.build import ModelConfig, build_recommender, save_recommender
+
+    from conftest import TINY_MODEL
 
     save_recommender(build_recommender(ModelConfig(**TINY_MODEL), items, seed=seed), folder)
     return folder

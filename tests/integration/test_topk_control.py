@@ -7,11 +7,11 @@ import json
 
 import yaml
 
-from conftest import REPO, TINY_BASE
-
 from tawin.experiments.grid import expand_cells
 from tawin.experiments.parse import load_experiment
 from tawin.rl.rows import split_train_rows
+
+from conftest import REPO, TINY_BASE
 
 
 def test_shipped_topk_control_config_trains_and_scores_the_same_prompts():

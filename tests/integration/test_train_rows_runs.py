@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_BASE, TINY_OVERRIDES, fails, snapshot
 from tawin.cli import main
+
+from conftest import TINY_BASE, TINY_OVERRIDES, fails, snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 

@@ -13,8 +13,6 @@ import pytest
 import torch
 import yaml
 
-from tawin.cli import main
-
 from conftest import fails, fake_checkpoint, rewrite, snapshot, tiny_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import torch

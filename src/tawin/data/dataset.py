@@ -49,7 +49,7 @@ class ItemTable:
         """Map item id -> position in the table."""
         return {int(item): position for position, item in enumerate(self.item_id)}
 
-    def with_sids(self, sid: list[tuple[str, ...]]) -> "ItemTable":
+    def with_sids(self, sid: list[tuple[str, ...]]) -> ItemTable:
         assert len(sid) == len(self), "one SID sequence per item"
         return ItemTable(self.item_id, self.title, self.description, self.asin, list(sid))
 
@@ -71,7 +71,7 @@ class Interactions:
     def history(self, i: int) -> list[int]:
         return [int(x) for x in self.history_RH[i, : self.history_len[i]]]
 
-    def take(self, indices: np.ndarray) -> "Interactions":
+    def take(self, indices: np.ndarray) -> Interactions:
         """A subset of rows; `row` keeps the original row indices."""
         return Interactions(
             self.row[indices],
@@ -88,7 +88,7 @@ class Interactions:
         history: list[list[int]],
         target: list[int],
         timestamp: list[int | None] | None = None,
-    ) -> "Interactions":
+    ) -> Interactions:
         n_rows = len(target)
         history_RH = np.full((n_rows, MAX_HISTORY), PAD_ITEM, dtype=np.int64)
         history_len = np.zeros(n_rows, dtype=np.int64)

@@ -44,7 +44,7 @@ class EvalConfig:
     """G in OPAUC's max_fpr = (G−1)/n⁻: the FPR range that beam negatives of a group of G cover.
     null = rl.group_size, the G the model was trained with (see `PipelineConfig.resolved_eval`)."""
 
-    def resolved(self, group_size: int) -> "EvalConfig":
+    def resolved(self, group_size: int) -> EvalConfig:
         """This config with an unset opauc_group_size filled in from the RL group size G."""
         return self if self.opauc_group_size is not None else replace(self, opauc_group_size=group_size)
 

@@ -49,7 +49,7 @@ class Predictions:
         atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
     @staticmethod
-    def read_jsonl(path: Path) -> "Predictions":
+    def read_jsonl(path: Path) -> Predictions:
         records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
         return Predictions(
             np.array([r["row"] for r in records], dtype=np.int64),

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tawin.config import build_config, to_dict
-from tawin.overrides import rename_old_spellings
 from tawin.eval.config import EvalConfig
+from tawin.overrides import rename_old_spellings
 
 
 @dataclass(frozen=True)

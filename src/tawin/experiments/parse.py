@@ -13,7 +13,6 @@ from typing import get_args
 from tawin.baselines import BaselineName
 from tawin.baselines.sequential import SequentialBaselineConfig
 from tawin.config import read_yaml
-from tawin.overrides import apply_overrides, in_new_spelling, merge_override, parse_override, rename_old_spellings
 from tawin.errors import ConfigError
 from tawin.experiments.evals import parse_evals
 from tawin.experiments.grid import (
@@ -27,6 +26,7 @@ from tawin.experiments.grid import (
     ReportSpec,
     _typed,
 )
+from tawin.overrides import apply_overrides, in_new_spelling, merge_override, parse_override, rename_old_spellings
 from tawin.run.config import PipelineConfig
 
 LEGACY_SPELLINGS = {

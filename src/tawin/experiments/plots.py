@@ -83,7 +83,7 @@ def plot_anchor_sweep(sweeps: dict, path: Path, ks=TOP_KS.swept, before_rl: dict
     fig, axes = plt.subplots(1, len(sweeps), figsize=(6.5 * len(sweeps), 4.2), squeeze=False)
     for ax, (method, points) in zip(axes[0], sweeps.items()):
         anchors = np.array(list(points))
-        for i, k in enumerate(ks):
+        for k in ks:
             stats = [points[a].get(f"recall@{k}", (np.nan, np.nan, 0)) for a in anchors]
             mean = np.array([s[0] for s in stats])
             std = np.nan_to_num(np.array([s[1] for s in stats]))

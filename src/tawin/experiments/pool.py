@@ -21,8 +21,9 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from tqdm import tqdm  # the base class: its lock serves tqdm.auto's bars too
 

@@ -23,7 +23,15 @@ import numpy as np
 
 from tawin.checkpoint import atomic_write_json, atomic_write_text
 from tawin.experiments.plots import _pyplot
-from tawin.experiments.report import anchor_sweep, comparison_table, evaluation_view, mean_std, paired_rows, summarize, sweep_peaks
+from tawin.experiments.report import (
+    anchor_sweep,
+    comparison_table,
+    evaluation_view,
+    mean_std,
+    paired_rows,
+    summarize,
+    sweep_peaks,
+)
 from tawin.metrics.bootstrap import paired_bootstrap
 from tawin.metrics.ranking import TOP_KS
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from tawin.checkpoint import atomic_write_json, seed_everything
 from tawin.data.dataset import Dataset

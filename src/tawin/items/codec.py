@@ -43,7 +43,7 @@ class ItemCodec:
         return mask_V
 
     @staticmethod
-    def build(items: ItemTable, tokenizer, representation: ItemRepresentation) -> "ItemCodec":
+    def build(items: ItemTable, tokenizer, representation: ItemRepresentation) -> ItemCodec:
         eos_id = tokenizer.eos_token_id
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
         if representation == "sid":

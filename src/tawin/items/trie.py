@@ -40,12 +40,12 @@ class ItemTrie:
     def num_nodes(self) -> int:
         return int(self.leaf_item_T.shape[0])
 
-    def to(self, device: torch.device | str) -> "ItemTrie":
+    def to(self, device: torch.device | str) -> ItemTrie:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return ItemTrie(**moved)
 
     @staticmethod
-    def build(item_sequences: list[list[int]], eos_token: int, pad_token: int) -> "ItemTrie":
+    def build(item_sequences: list[list[int]], eos_token: int, pad_token: int) -> ItemTrie:
         """Build from one token sequence per item (without EOS; it is appended here).
 
         Sequences must be unique: two items with the same tokens could not be told apart.

@@ -23,6 +23,7 @@ import numpy as np
 
 from tawin.errors import ConfigError
 
+
 @dataclass(frozen=True)
 class CutOffs:
     """The cut-offs K of the Top-K metrics, with the subset each part of tawin uses: the one place

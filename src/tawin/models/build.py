@@ -28,7 +28,14 @@ from tawin.errors import ConfigError, UserError
 from tawin.items.codec import ItemCodec
 from tawin.models.config import ModelConfig
 from tawin.models.dropout import apply_dropout
-from tawin.models.pretrained import apply_lora, has_lora, load_causal_lm, load_tokenizer, merged_state_dict, set_neutral_generation_config
+from tawin.models.pretrained import (
+    apply_lora,
+    has_lora,
+    load_causal_lm,
+    load_tokenizer,
+    merged_state_dict,
+    set_neutral_generation_config,
+)
 from tawin.models.prompt import PROMPT_TEMPLATE
 from tawin.models.semantic_init import init_item_embeddings
 from tawin.models.tokenizer import build_word_tokenizer

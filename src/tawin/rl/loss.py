@@ -27,8 +27,9 @@ Sequences with no valid token are left out of the means (denominators are clampe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, get_args
+from typing import get_args
 
 import torch
 

@@ -39,7 +39,7 @@ class Rollout:
     target_found_B: torch.Tensor | None = None  # bool: the policy's own group held the target (before injection)
 
 
-    def select(self, keep_B: torch.Tensor) -> "Rollout":
+    def select(self, keep_B: torch.Tensor) -> Rollout:
         """The groups at `keep_B` (bool [B] or int64 [B'] indices), every field sliced alike."""
         scores = None if self.rollout_scores_BG is None else self.rollout_scores_BG[keep_B]
         found = None if self.target_found_B is None else self.target_found_B[keep_B]

@@ -47,8 +47,16 @@ from tawin.rl.rollout import Rollout, concat_groups, group_logprobs, make_rollou
 from tawin.rl.rows import split_train_rows
 from tawin.rl.tawin import tawin_weights, weight_entropy
 from tawin.runtime import autocast, maybe_compile, progress_bar
-from tawin.train_utils import (JsonlLog, Progress, RunContext, load_weights_into, optimizer_step, save_best, save_training_state,
-                               start_or_resume)
+from tawin.train_utils import (
+    JsonlLog,
+    Progress,
+    RunContext,
+    load_weights_into,
+    optimizer_step,
+    save_best,
+    save_training_state,
+    start_or_resume,
+)
 
 REWARDS = {"binary": binary_reward, "rank": rank_reward}
 

@@ -18,8 +18,8 @@ from tawin.baselines import BaselineName
 from tawin.baselines.popularity import evaluate_popularity
 from tawin.baselines.sequential import SequentialBaselineConfig, for_kind, run_baseline
 from tawin.checkpoint import atomic_write_json
-from tawin.data.protocol.holdout import keep_latest_train_rows
 from tawin.data.formats.canonical import load_dataset
+from tawin.data.protocol.holdout import keep_latest_train_rows
 from tawin.errors import ConfigError
 from tawin.run.config import dataset_path
 from tawin.run.done import stage_done

@@ -11,14 +11,19 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tawin.errors import ConfigError, UserError
+
+if TYPE_CHECKING:  # imported where used, so that `tawin --help` does not load them
+    from tawin.run.config import PipelineConfig
+    from tawin.run.recommend import Recommender
 
 KEPT_MODEL_SETTINGS = ("model.max_prompt_tokens",)
 """The `model.*` settings that a command loading a checkpoint still uses (prompt truncation)."""
 
 
-def load_pipeline_config(args, command: str) -> "PipelineConfig":
+def load_pipeline_config(args, command: str) -> PipelineConfig:
     """Defaults < ``--config`` < ``--set`` < the shorthand flags, validated as a whole."""
     from tawin.config import load_config
     from tawin.run.config import PipelineConfig
@@ -168,7 +173,7 @@ def cmd_recommend(args) -> int:
     return 0
 
 
-def _recommender(args, check_histories) -> "Recommender":
+def _recommender(args, check_histories) -> Recommender:
     """`tawin recommend`'s model and catalogue; `check_histories(dataset)` runs before the model loads."""
     from tawin.run.recommend import Recommender
     from tawin.run.session import Session

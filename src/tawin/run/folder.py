@@ -25,16 +25,16 @@ import fcntl
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, ContextManager, Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 
 from tawin.checkpoint import atomic_write_text, check_resumable
 from tawin.config import read_yaml, to_dict, to_dict_value
-from tawin.overrides import in_new_spelling
 from tawin.errors import ConfigError, UserError
+from tawin.overrides import in_new_spelling
 from tawin.run.config import DataConfig, PipelineConfig, Stage, dataset_path
 from tawin.run.interrupts import deferred_interrupts
 from tawin.run.provenance import checkpoint_provenance, dataset_provenance, describe, identity
@@ -92,7 +92,7 @@ class RunFolder:
         self._created_root: Path | None = None
         self._aside: Path | None = None
 
-    def __enter__(self) -> "RunFolder":
+    def __enter__(self) -> RunFolder:
         if int(os.environ.get("RANK", "0")) != 0:
             return self  # rank 0 alone checks, locks and writes the folder
         data = getattr(self.config, "data", None)
@@ -127,7 +127,7 @@ class RunFolder:
     def _acquire(self) -> None:
         lock_path = self.path / ".lock"
         try:
-            self._lock = open(lock_path, "a")
+            self._lock = open(lock_path, "a")  # noqa: SIM115 (the lock is held until _release closes it, past this method)
         except OSError as error:
             raise UserError(f"--out {self.path}: cannot open {lock_path} ({error.strerror}); choose a writable --out folder.") from None
         try:
@@ -262,7 +262,7 @@ class RunFolder:
 def command_folder(config: PipelineConfig, out: Path, kind: FolderKind, *, overwrite: bool, progress: bool,
                    checkpoints: dict[str, str | Path] | None = None, resumable: tuple[str, ...] = (),
                    searches: tuple[Stage, ...] = (),
-                   timed: Callable[[str], ContextManager] = lambda name: nullcontext()) -> Iterator[Session]:
+                   timed: Callable[[str], AbstractContextManager] = lambda name: nullcontext()) -> Iterator[Session]:
     """The set-up of every command that trains or evaluates into `out` (`tawin run`, `sft`, `rl`, `eval`):
 
     1. a model the command builds (``model.name_or_path``) is found; a command that loads

@@ -71,7 +71,7 @@ class Recommender:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, dataset: str = "industrial", beams: int = 50, device: Device = "auto",
-                        batch_size: int = 32, max_prompt_tokens: int = 512) -> "Recommender":
+                        batch_size: int = 32, max_prompt_tokens: int = 512) -> Recommender:
         """Load the checkpoint `path` (e.g. ``RUN/sft/best``) for the catalogue of `dataset` (a shipped
         name or a dataset folder: the one the model was trained on)."""
         data = load_dataset(dataset_path(dataset))

@@ -20,8 +20,8 @@ import torch
 
 from tawin.checkpoint import seed_everything
 from tawin.data.dataset import Dataset, Split
-from tawin.data.protocol.holdout import keep_latest_train_rows
 from tawin.data.formats.canonical import load_dataset
+from tawin.data.protocol.holdout import keep_latest_train_rows
 from tawin.distributed import Dist, init_distributed
 from tawin.errors import ConfigError
 from tawin.items.codec import ItemCodec
@@ -79,7 +79,7 @@ class Session:
     _encodings: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, config: PipelineConfig, progress: bool = True) -> "Session":
+    def open(cls, config: PipelineConfig, progress: bool = True) -> Session:
         """Set up the runtime, load and validate the dataset, and check `config` against it.
 
         Raises the dataset's DataError, or one ConfigError listing every rule of `config` that

@@ -23,7 +23,15 @@ from tawin.models.build import RecommenderLM
 from tawin.models.loss import sft_loss
 from tawin.runtime import maybe_compile, progress_bar
 from tawin.sft.config import SFTConfig
-from tawin.train_utils import JsonlLog, Progress, RunContext, optimizer_step, save_best, save_training_state, start_or_resume
+from tawin.train_utils import (
+    JsonlLog,
+    Progress,
+    RunContext,
+    optimizer_step,
+    save_best,
+    save_training_state,
+    start_or_resume,
+)
 
 __all__ = ["RunContext", "sft_loss", "sft_rows", "train_sft"]
 

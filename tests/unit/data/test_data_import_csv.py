@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from tawin.cli import main
-from tawin.data.formats.csv_splits import RERE_COLUMNS
 from tawin.data.dataset import SPLITS
-from tawin.data.formats.registry import LAYOUTS, import_dataset
 from tawin.data.formats.canonical import load_dataset, save_dataset
+from tawin.data.formats.csv_splits import RERE_COLUMNS
+from tawin.data.formats.registry import LAYOUTS, import_dataset
 from tawin.data.formats.rere_export import export_rere_csv
 from tawin.errors import DataError
 

@@ -8,7 +8,7 @@ import gzip
 import json
 import random
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tawin.data.dataset import SPLITS
-from tawin.data.protocol.filtering import k_core_filter
 from tawin.data.formats.canonical import load_dataset
-from tawin.data.protocol.prepare import PrepareConfig, add_prepare_arguments, format_summary, prepare_dataset, prepare_main
+from tawin.data.protocol.filtering import k_core_filter
+from tawin.data.protocol.prepare import (
+    PrepareConfig,
+    add_prepare_arguments,
+    format_summary,
+    prepare_dataset,
+    prepare_main,
+)
 from tawin.data.protocol.splitting import build_samples, split_sizes
 from tawin.errors import ConfigError, DataError
 
@@ -30,7 +36,7 @@ KEEP_ALL = PrepareConfig(k_core=1, min_items=0, window_start=None, window_end=No
 
 
 def utc(year: int, month: int, day: int = 1, second: int = 0) -> int:
-    return int(datetime(year, month, day, tzinfo=timezone.utc).timestamp()) + second
+    return int(datetime(year, month, day, tzinfo=UTC).timestamp()) + second
 
 
 T0 = utc(2018, 1, 1)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import random
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ from tawin.data.protocol.prepare import PrepareConfig, prepare_dataset
 from conftest import REPO
 
 INDUSTRIAL = REPO / "src" / "tawin" / "resources" / "datasets" / "industrial"
-BASE = int(datetime(2006, 1, 1, tzinfo=timezone.utc).timestamp())
+BASE = int(datetime(2006, 1, 1, tzinfo=UTC).timestamp())
 STEP = 600  # seconds between consecutive synthetic reviews
 
 
@@ -122,7 +122,7 @@ def test_protocol_reproduces_shipped_industrial_splits(tmp_path, shipped, scheme
     assert all(r["interactions_dropped"] == 0 for r in summary["rules"])
     window = summary["window"]
     assert window["attempts"][0]["window_start"] == "2017-10" and window["start"] == "2005-10"
-    assert window["moved_back_years"] == 12 and window["end_unix_exclusive"] == int(datetime(2018, 12, 1, tzinfo=timezone.utc).timestamp())
+    assert window["moved_back_years"] == 12 and window["end_unix_exclusive"] == int(datetime(2018, 12, 1, tzinfo=UTC).timestamp())
 
     shipped_id_of_raw = {raw: i for i, raw in enumerate(raw_item_ids(shipped))}
     item_map = np.array([shipped_id_of_raw[raw] for raw in produced.items.asin])  # produced id → shipped id

@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import fails, tiny_dataset
 from tawin.data.dataset import MAX_HISTORY, Interactions
 from tawin.data.protocol.holdout import holdout_rows, keep_latest_train_rows, latest_rows
 from tawin.data.protocol.sampling import maximal_windows
+
+from conftest import fails, tiny_dataset
 
 
 def sequences(split: Interactions) -> list[tuple[int, tuple[int, ...]]]:

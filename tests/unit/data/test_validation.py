@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tawin.data.dataset import MAX_HISTORY
-from tawin.data.formats.minionerec_inter import import_minionerec, read_inter
 from tawin.data.formats.canonical import load_dataset
+from tawin.data.formats.minionerec_inter import import_minionerec, read_inter
 from tawin.errors import DataError
 
 from conftest import minionerec_folder, rewrite, tiny_dataset, write_inter

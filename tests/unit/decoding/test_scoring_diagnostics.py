@@ -15,9 +15,9 @@ from tawin.decoding.beam import constrained_beam_search
 from tawin.decoding.scoring import score_all_items, score_items
 from tawin.errors import ConfigError
 from tawin.eval.config import EvalConfig
-from tawin.metrics.ranking import TOP_KS
 from tawin.eval.diagnostics import diagnostics, exact_scores
 from tawin.items.trie import ItemTrie
+from tawin.metrics.ranking import TOP_KS
 from tawin.models.batching import encode_split, prompt_batch
 from tawin.models.build import ModelConfig, build_recommender
 

@@ -11,8 +11,6 @@ import pytest
 import yaml
 
 from tawin.errors import ConfigError
-from tawin.experiments.results import collect_results
-from tawin.experiments.worker import choose_anchor
 from tawin.experiments.grid import expand_cells, slug
 from tawin.experiments.parse import load_experiment, parse_experiment
 from tawin.experiments.report import (
@@ -29,6 +27,8 @@ from tawin.experiments.report import (
     sweep_peaks,
     write_report,
 )
+from tawin.experiments.results import collect_results
+from tawin.experiments.worker import choose_anchor
 
 from conftest import REPO
 

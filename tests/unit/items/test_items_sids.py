@@ -25,7 +25,14 @@ from tawin.errors import ConfigError, DataError
 from tawin.items import embed as embed_module
 from tawin.items.embed import EMBED_DIM, embed_items, item_texts, model_path
 from tawin.items.kmeans import fit_residual_kmeans, kmeans
-from tawin.items.sids import SIDConfig, build_semantic_ids, build_sids_for_dataset, codes_to_tokens, level_epsilons, require_valid
+from tawin.items.sids import (
+    SIDConfig,
+    build_semantic_ids,
+    build_sids_for_dataset,
+    codes_to_tokens,
+    level_epsilons,
+    require_valid,
+)
 
 from conftest import REPO
 

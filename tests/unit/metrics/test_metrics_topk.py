@@ -161,4 +161,4 @@ def test_one_cut_off_constant_with_the_subsets_the_committed_results_use():
     assert (TOP_KS.scored, TOP_KS.reported, TOP_KS.swept) == ((1, 3, 5, 10, 20), (1, 3, 5, 10), (1, 3, 5))
     assert EvalConfig().ks == TOP_KS.scored and (ReportSpec().ks, ReportSpec().sweep_ks) == (TOP_KS.reported, TOP_KS.swept)
     with pytest.raises(AttributeError, match=r"DEFAULT_KS is now tawin\.metrics\.TOP_KS\.scored"):
-        tawin.metrics.DEFAULT_KS
+        _ = tawin.metrics.DEFAULT_KS

@@ -10,10 +10,11 @@ import re
 
 import pytest
 
-from conftest import REPO
 from tawin.config import field_docs, render_config
 from tawin.rl.config import RLConfig, RLRows
 from tawin.run.config import PipelineConfig
+
+from conftest import REPO
 
 RESEARCH_LEVERS = ("inject_target", "informative_batches", "max_draws_per_step", "sft_loss_weight", "ref_sync_every",
                    "ref_sync_alpha", "select_best", "patience")

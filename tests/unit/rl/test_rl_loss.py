@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 
 from tawin.errors import ConfigError
+from tawin.rl.config import PolicyLoss
 from tawin.rl.loss import (
     POLICY_LOSSES,
     LossOutput,
@@ -19,7 +20,6 @@ from tawin.rl.loss import (
     gspo_loss,
     select_loss,
 )
-from tawin.rl.config import PolicyLoss
 
 LOSSES = get_args(PolicyLoss)
 

@@ -27,7 +27,7 @@ def tawin_loop(
     x = {i: -abs(rank - anchor) for rank, i in enumerate(order)}
     n = len(negatives)
     raw = [1.0] * len(scores)
-    if 0 < n and budget < n:
+    if n > 0 and budget < n:
 
         def mass(lam: float) -> float:
             return sum(math.exp(min(0.0, (x[i] - lam) / tau)) for i in negatives)

@@ -90,9 +90,8 @@ def test_a_folder_written_before_the_rename_resumes_and_still_refuses_a_change(t
     assert yaml.safe_load((folder / "config.yaml").read_text())["rl"]["rows"]["holdout"] == 0.2  # saved in the new spelling now
     (folder / "config.yaml").write_text(yaml.safe_dump({"kind": "run", **old_spelling(to_dict(config))}, sort_keys=False))
     changed = load_config(PipelineConfig, None, ["rl.rows.holdout=0"])
-    with pytest.raises(UserError, match=r"changed: .*rl\.rows\.holdout: 0\.2 → 0\.0"):
-        with RunFolder(folder, changed, kind="run"):
-            pass
+    with pytest.raises(UserError, match=r"changed: .*rl\.rows\.holdout: 0\.2 → 0\.0"), RunFolder(folder, changed, kind="run"):
+        pass
 
 
 EXPERIMENT_OLD = {
@@ -156,9 +155,8 @@ def test_an_experiment_folder_written_before_the_rename_resumes(tmp_path):
         pass
     changed = parse_experiment({**EXPERIMENT_NEW, "methods": {**EXPERIMENT_NEW["methods"], "SFT on every row": {"sft_only": True}}})
     (folder / "config.yaml").write_text(yaml.safe_dump(saved, allow_unicode=True, sort_keys=False))
-    with pytest.raises(UserError, match=r"changed: methods"):
-        with RunFolder(folder, changed, kind="experiment"):
-            pass
+    with pytest.raises(UserError, match=r"changed: methods"), RunFolder(folder, changed, kind="experiment"):
+        pass
 
 
 def test_the_cli_names_each_old_spelling_in_one_line(tmp_path):

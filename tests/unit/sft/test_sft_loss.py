@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from tawin.distributed import Dist
 from tawin.models.batching import encode_split

@@ -28,8 +28,15 @@ import re
 from pathlib import Path
 
 from tawin.data.dataset import SPLITS, Dataset, Interactions
-from tawin.data.formats.csv_splits import (ASIN_COLUMNS, CsvFlavour, CsvSplit, find_split_csvs, pick_file, read_csv_split,
-                                           read_info_txt)
+from tawin.data.formats.csv_splits import (
+    ASIN_COLUMNS,
+    CsvFlavour,
+    CsvSplit,
+    find_split_csvs,
+    pick_file,
+    read_csv_split,
+    read_info_txt,
+)
 from tawin.data.formats.layout import LayoutNotFound
 from tawin.data.formats.minionerec_index import build_items, clean_description, find_index, read_index
 from tawin.errors import DataError

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tawin.data.formats.csv_splits import ENCODING, pick_file
 from tawin.data.dataset import ItemTable
+from tawin.data.formats.csv_splits import ENCODING, pick_file
 from tawin.data.sid_collisions import make_unique
 from tawin.errors import DataError
 

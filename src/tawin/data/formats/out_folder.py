@@ -162,7 +162,7 @@ def finish_interrupted(folder: Path) -> None:
         return
     arrived = {entry.name for entry in folder.iterdir() if not _ours(entry)}
     for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(REPLACING) or (entry.name.startswith(REPLACED) and not DATASET_FILES <= arrived):
+        if entry.name.startswith(REPLACING) or (entry.name.startswith(REPLACED) and not arrived >= DATASET_FILES):
             _put_back(folder, entry)
     for entry in list(folder.iterdir()):
         if _ours(entry):

@@ -41,7 +41,14 @@ from typing import Literal
 
 import numpy as np
 
-from tawin.data.formats.raw_reader import RawInteraction, RawItem, ReadStats, RecordFields, read_interactions, read_items
+from tawin.data.formats.raw_reader import (
+    RawInteraction,
+    RawItem,
+    ReadStats,
+    RecordFields,
+    read_interactions,
+    read_items,
+)
 from tawin.errors import DataError
 
 Source = Literal["amazon2018", "amazon2023", "csv"]

@@ -22,9 +22,10 @@ import tempfile
 from pathlib import Path
 
 from tawin.checkpoint import replace_folder
-from tawin.data.formats.csv_splits import RERE_COLUMNS
 from tawin.data.dataset import Dataset, Interactions
+from tawin.data.formats.csv_splits import RERE_COLUMNS
 from tawin.errors import DataError
+
 
 def _rows(split: Interactions, title: list[str], asin: list[str | None], position: dict[int, int]):
     """One dict of RERE_COLUMNS per sample of `split`."""

@@ -6,12 +6,12 @@ on masks over the E interactions of a :class:`~tawin.data.formats.raw.RawLog`; n
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
-from tawin.data.protocol.prepare_config import PrepareConfig
 from tawin.data.formats.raw import RawLog
+from tawin.data.protocol.prepare_config import PrepareConfig
 
 
 def k_core_filter(user_E: np.ndarray, item_E: np.ndarray, keep_E: np.ndarray, k: int) -> tuple[np.ndarray, int]:
@@ -38,7 +38,7 @@ def k_core_filter(user_E: np.ndarray, item_E: np.ndarray, keep_E: np.ndarray, k:
 
 def _month_start(year: int, month: int) -> int:
     year, month = year + (month - 1) // 12, (month - 1) % 12 + 1
-    return int(datetime(year, month, 1, tzinfo=timezone.utc).timestamp())
+    return int(datetime(year, month, 1, tzinfo=UTC).timestamp())
 
 
 def _month(text: str) -> tuple[int, int]:

@@ -51,10 +51,10 @@ import pyarrow.parquet as pq
 
 from tawin.config import load_config, to_dict
 from tawin.data.dataset import SPLITS, Dataset, ItemTable
-from tawin.data.protocol.filtering import filter_log
 from tawin.data.formats.canonical import save_dataset
-from tawin.data.protocol.prepare_config import PrepareConfig
 from tawin.data.formats.raw import SOURCE_NAMES, RawLog, Source, read_source
+from tawin.data.protocol.filtering import filter_log
+from tawin.data.protocol.prepare_config import PrepareConfig
 from tawin.data.protocol.splitting import build_samples, make_splits, number_by_first_appearance
 from tawin.errors import ConfigError, DataError
 

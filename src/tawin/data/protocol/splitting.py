@@ -6,7 +6,7 @@ The steps and their config fields are listed in :mod:`tawin.data.protocol.prepar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -71,7 +71,7 @@ def split_samples(samples: Samples, method: str, ratio: tuple[int, int, int]) ->
 
 
 def _date(ts: int) -> str:
-    return datetime.fromtimestamp(int(ts), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(int(ts), tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def make_splits(samples: Samples, config: PrepareConfig) -> tuple[dict[str, Interactions], dict[str, dict]]:

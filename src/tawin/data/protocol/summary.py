@@ -8,7 +8,7 @@ prompt keeps (loading keeps each one's latest 10, as the paper's sliding window 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -51,4 +51,4 @@ def _span(timestamp: np.ndarray) -> str:
 
 
 def _date(seconds: int) -> str:
-    return datetime.fromtimestamp(int(seconds), tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(int(seconds), tz=UTC).strftime("%Y-%m-%d")
