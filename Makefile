@@ -2,7 +2,8 @@
 #   make demo   trains and evaluates the default model on the shipped Industrial data (CPU)
 #   make docs   builds the documentation site into site/ (mkdocs --strict: a broken link,
 #               a missing page or an API entry that fails to import fails it)
-#   make test   builds the documentation, then runs the test suite (CI runs this)
+#   make test   builds the documentation, lints and checks the formatting (ruff), then runs the
+#               test suite (CI runs this)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -29,6 +30,8 @@ docs: $(BIN)/tawin
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 test: docs
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 clean:

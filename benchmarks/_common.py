@@ -40,11 +40,17 @@ DATASET = "src/tawin/resources/datasets/industrial"
 def benchmark_parser(doc: str) -> argparse.ArgumentParser:
     """An argument parser whose description is the first paragraph of the script's docstring,
     with the options every benchmark has: --threads, --seed, --device."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the row sample and the model weights")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                        help="where both sides run (default cpu); both sides share the device")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="where both sides run (default cpu); both sides share the device",
+    )
     return parser
 
 
@@ -132,30 +138,45 @@ class LibraryRLStep:
     The reference is a frozen copy of the policy as given; the optimizer and schedule are train_rl's
     (:func:`tawin.train_utils.adamw_warmup_cosine`, warm-up over ``rl.warmup_ratio`` of `total_steps`)."""
 
-    def __init__(self, policy: torch.nn.Module, codec: ItemCodec, config: RLConfig, total_steps: int, bf16: bool = False):
+    def __init__(
+        self, policy: torch.nn.Module, codec: ItemCodec, config: RLConfig, total_steps: int, bf16: bool = False
+    ):
         self.policy, self.codec, self.config, self.bf16 = policy, codec, config, bf16
         self.device = next(policy.parameters()).device
         self.reference = copy.deepcopy(policy).eval().requires_grad_(False)
-        self.optimizer, self.scheduler = adamw_warmup_cosine(policy.parameters(), config.lr, config.weight_decay,
-                                                             int(config.warmup_ratio * total_steps), total_steps)
+        self.optimizer, self.scheduler = adamw_warmup_cosine(
+            policy.parameters(), config.lr, config.weight_decay, int(config.warmup_ratio * total_steps), total_steps
+        )
         self.float_mask = needs_float_mask(policy)
         self.step = 0
 
-    def __call__(self, ids_BL: torch.Tensor, mask_BL: torch.Tensor, target_B: torch.Tensor,
-                 generator: torch.Generator) -> tuple[StepTimes, Rollout]:
+    def __call__(
+        self, ids_BL: torch.Tensor, mask_BL: torch.Tensor, target_B: torch.Tensor, generator: torch.Generator
+    ) -> tuple[StepTimes, Rollout]:
         """Roll out, score and update once on these prompts; (seconds per phase, the rollout)."""
         marks = [time.perf_counter()]
         self.policy.eval()
-        rollout = make_rollout(self.policy, self.codec, ids_BL.to(self.device), mask_BL.to(self.device), target_B.to(self.device),
-                               self.config.negatives, self.config.group_size, generator, self.config.sample_temperature,
-                               inject_target=self.config.inject_target)
+        rollout = make_rollout(
+            self.policy,
+            self.codec,
+            ids_BL.to(self.device),
+            mask_BL.to(self.device),
+            target_B.to(self.device),
+            self.config.negatives,
+            self.config.group_size,
+            generator,
+            self.config.sample_temperature,
+            inject_target=self.config.inject_target,
+        )
         self.policy.train()
         synchronize(self.device)
         marks.append(time.perf_counter())
         loss, _ = rl_step_loss(self.policy, self.reference, rollout, self.config, self.bf16, self.float_mask)
         synchronize(self.device)
         marks.append(time.perf_counter())
-        optimizer_step(loss, self.policy.parameters(), self.optimizer, self.scheduler, self.config.max_grad_norm, self.step, "rl")
+        optimizer_step(
+            loss, self.policy.parameters(), self.optimizer, self.scheduler, self.config.max_grad_norm, self.step, "rl"
+        )
         synchronize(self.device)
         marks.append(time.perf_counter())
         self.step += 1

@@ -27,16 +27,17 @@ at 16 and 50 beams, over the same catalogue trie:
 
 Protocol. The prompt pool is ``--rows`` real Industrial test rows (a seeded random sample), split
 into ``--repeats`` chunks. Each side batches a chunk's rows in order of prompt length, as tawin's
-evaluation does (in row order ~42% of the prompt tokens would be left padding). Repeat r runs ours on chunk r, then HF on the first rows of the same
-chunk — alternating in one process so that load from other jobs on the machine hits both sides
-alike. For the default model in fp32, ours decodes every chunk in full, i.e. all ``--rows`` prompts
-once over the repeats. HF generate re-encodes the prompt once per beam and is far slower, so it
-decodes only ``--hf-rows`` rows of each chunk; the larger model and bf16 (no bf16 matrix units on
-a typical CPU) cost more per row, so both sides decode fewer rows there (see ``rows_per_run``). The
-JSON states the rows each side decoded per run. Reported speed is the median over repeats of
-rows/s; ``speedup`` is the median of the per-repeat ratios ours/HF (each ratio pairs two adjacent
-runs, so slow drifts in machine load cancel). ``speedup_cpu_time`` is the same ratio measured in
-CPU seconds of this process, less sensitive to other jobs on a shared machine.
+evaluation does (in row order ~42% of the prompt tokens would be left padding). Repeat r runs ours
+on chunk r, then HF on the first rows of the same chunk — alternating in one process so that load
+from other jobs on the machine hits both sides alike. For the default model in fp32, ours decodes
+every chunk in full, i.e. all ``--rows`` prompts once over the repeats. HF generate re-encodes the
+prompt once per beam and is far slower, so it decodes only ``--hf-rows`` rows of each chunk; the
+larger model and bf16 (no bf16 matrix units on a typical CPU) cost more per row, so both sides
+decode fewer rows there (see ``rows_per_run``). The JSON states the rows each side decoded per run.
+Reported speed is the median over repeats of rows/s; ``speedup`` is the median of the per-repeat
+ratios ours/HF (each ratio pairs two adjacent runs, so slow drifts in machine load cancel).
+``speedup_cpu_time`` is the same ratio measured in CPU seconds of this process, less sensitive to
+other jobs on a shared machine.
 
 Identity check: on every row HF decoded, HF's K items (in order) must equal ours; we report the
 fraction of such rows and the largest absolute score difference. Untrained models can have
@@ -97,7 +98,9 @@ class Case:
     """Rows HF generate decodes per timed run: the chunk's first rows (ours decodes them too)."""
 
 
-def rows_per_run(model: str, beams: int, dtype: str, chunk: int, hf_rows: int, params_ratio: float, bf16_cost: float = BF16_COST) -> Case:
+def rows_per_run(
+    model: str, beams: int, dtype: str, chunk: int, hf_rows: int, params_ratio: float, bf16_cost: float = BF16_COST
+) -> Case:
     """Rows per timed run: the whole chunk (ours) and `hf_rows` (HF at 16 beams) for the default fp32 model.
 
     Other cases cost more per row, so both sides decode fewer rows there: cost = (parameters /
@@ -125,8 +128,11 @@ def unsort(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return restored
 
 
-def ours_decode(recommender: RecommenderLM, trie: ItemTrie, encoded: EncodedSplit, index: torch.Tensor, beams: int, batch: int):
-    """Our beam search over rows `index` in batches (`trie` on the model's device): (items [n, K], scores [n, K]) on the CPU."""
+def ours_decode(
+    recommender: RecommenderLM, trie: ItemTrie, encoded: EncodedSplit, index: torch.Tensor, beams: int, batch: int
+):
+    """Our beam search over rows `index` in batches (`trie` on the model's device): (items [n, K],
+    scores [n, K]) on the CPU."""
     items, scores, device = [], [], recommender.device
     order = by_length(encoded, index)
     for start in range(0, len(index), batch):
@@ -141,9 +147,17 @@ def hf_decode(recommender: RecommenderLM, encoded: EncodedSplit, index: torch.Te
     """HF beam search with the trie as prefix_allowed_tokens_fn: (token sequences [n, K, T], scores [n, K])."""
     trie, codec = recommender.codec.trie, recommender.codec
     config = GenerationConfig(
-        num_beams=beams, num_return_sequences=beams, max_new_tokens=trie.max_depth, do_sample=False,
-        length_penalty=0.0, early_stopping=True, pad_token_id=codec.pad_id, eos_token_id=codec.eos_id,
-        bos_token_id=recommender.tokenizer.bos_token_id, output_scores=True, return_dict_in_generate=True,
+        num_beams=beams,
+        num_return_sequences=beams,
+        max_new_tokens=trie.max_depth,
+        do_sample=False,
+        length_penalty=0.0,
+        early_stopping=True,
+        pad_token_id=codec.pad_id,
+        eos_token_id=codec.eos_id,
+        bos_token_id=recommender.tokenizer.bos_token_id,
+        output_scores=True,
+        return_dict_in_generate=True,
     )
     sequences, scores = [], []
     order = by_length(encoded, index)
@@ -155,8 +169,9 @@ def hf_decode(recommender: RecommenderLM, encoded: EncodedSplit, index: torch.Te
             return trie.allowed_tokens(input_ids[width:].tolist())
 
         with torch.no_grad():
-            out = recommender.model.generate(input_ids=ids_BL, attention_mask=mask_BL, generation_config=config,
-                                             prefix_allowed_tokens_fn=allowed)
+            out = recommender.model.generate(
+                input_ids=ids_BL, attention_mask=mask_BL, generation_config=config, prefix_allowed_tokens_fn=allowed
+            )
         generated = out.sequences[:, width:].cpu()
         padded = torch.full((generated.shape[0], trie.max_depth), codec.pad_id, dtype=torch.long)
         padded[:, : generated.shape[1]] = generated
@@ -174,24 +189,31 @@ def items_of_sequences(trie: ItemTrie, sequences_NKT: torch.Tensor, eos_id: int)
     return torch.tensor(items).view(sequences_NKT.shape[:2])
 
 
-def run_case(case: Case, recommender: RecommenderLM, trie: ItemTrie, encoded: EncodedSplit, chunks: list[torch.Tensor], args) -> dict:
+def run_case(
+    case: Case, recommender: RecommenderLM, trie: ItemTrie, encoded: EncodedSplit, chunks: list[torch.Tensor], args
+) -> dict:
     """Alternate ours/HF over the chunks (one pair per repeat): rows/s, speedup and the identity check."""
     ours_seconds, hf_seconds, ours_cpu, hf_cpu, same_rows, score_diff = [], [], [], [], [], 0.0
     for chunk in chunks:
         ours_index, hf_index = chunk[: case.ours_rows], chunk[: case.hf_rows]
-        (ours_items, ours_scores), seconds, cpu = timed(lambda index=ours_index: ours_decode(recommender, trie, encoded, index, case.beams, args.batch),
-                                                        recommender.device)
+        (ours_items, ours_scores), seconds, cpu = timed(
+            lambda index=ours_index: ours_decode(recommender, trie, encoded, index, case.beams, args.batch),
+            recommender.device,
+        )
         ours_seconds.append(seconds)
         ours_cpu.append(cpu)
-        (hf_sequences, hf_scores), seconds, cpu = timed(lambda index=hf_index: hf_decode(recommender, encoded, index, case.beams, args.hf_batch),
-                                                        recommender.device)
+        (hf_sequences, hf_scores), seconds, cpu = timed(
+            lambda index=hf_index: hf_decode(recommender, encoded, index, case.beams, args.hf_batch), recommender.device
+        )
         hf_seconds.append(seconds)
         hf_cpu.append(cpu)
         hf_items = items_of_sequences(recommender.codec.trie, hf_sequences, recommender.codec.eos_id)
         same_rows += (hf_items == ours_items[: case.hf_rows]).all(dim=1).tolist()
         score_diff = max(score_diff, float((hf_scores - ours_scores[: case.hf_rows]).abs().max()))
-        log(f"  {case.model} K={case.beams} {case.dtype}: ours {len(ours_index)} rows {ours_seconds[-1]:.2f}s, "
-            f"HF {len(hf_index)} rows {hf_seconds[-1]:.2f}s")
+        log(
+            f"  {case.model} K={case.beams} {case.dtype}: ours {len(ours_index)} rows {ours_seconds[-1]:.2f}s, "
+            f"HF {len(hf_index)} rows {hf_seconds[-1]:.2f}s"
+        )
     ours_n = [len(c[: case.ours_rows]) for c in chunks]
     hf_n = [len(c[: case.hf_rows]) for c in chunks]
     ours_rate = [n / s for n, s in zip(ours_n, ours_seconds)]
@@ -218,14 +240,23 @@ def run_case(case: Case, recommender: RecommenderLM, trie: ItemTrie, encoded: En
 def parse_args(argv: list[str] | None = None):
     parser = benchmark_parser(__doc__)
     parser.add_argument("--rows", type=int, default=256, help="prompt pool: real Industrial test rows (default 256)")
-    parser.add_argument("--repeats", type=int, default=5, help="alternating ours/HF runs per case; medians over them (default 5)")
-    parser.add_argument("--hf-rows", type=int, default=6, help="rows HF decodes per run for the default fp32 model at 16 beams (default 6)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="alternating ours/HF runs per case; medians over them (default 5)"
+    )
+    parser.add_argument(
+        "--hf-rows",
+        type=int,
+        default=6,
+        help="rows HF decodes per run for the default fp32 model at 16 beams (default 6)",
+    )
     parser.add_argument("--batch", type=int, default=64, help="rows per call of our beam search (default 64)")
     parser.add_argument("--hf-batch", type=int, default=4, help="rows per HF generate call (default 4)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), help="default: all (--quick: default only)")
     parser.add_argument("--beams", nargs="+", type=int, default=[16, 50])
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=list(DTYPES))
-    parser.add_argument("--quick", action="store_true", help="smoke test: --rows 16 --repeats 2 --hf-rows 1, default model")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: --rows 16 --repeats 2 --hf-rows 1, default model"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.repeats, args.hf_rows = 16, 2, 1
@@ -233,7 +264,9 @@ def parse_args(argv: list[str] | None = None):
     args.models = args.models or list(MODELS)
     problems = common_problems(args) + [
         f"--{name.replace('_', '-')}={getattr(args, name)} must be ≥ {low}"
-        for name, low in (("rows", 1), ("repeats", 1), ("hf_rows", 1), ("batch", 1), ("hf_batch", 1)) if getattr(args, name) < low]
+        for name, low in (("rows", 1), ("repeats", 1), ("hf_rows", 1), ("batch", 1), ("hf_batch", 1))
+        if getattr(args, name) < low
+    ]
     if args.rows < args.repeats:
         problems.append(f"--rows={args.rows} must be ≥ --repeats={args.repeats} so every repeat has a chunk of rows")
     if problems:
@@ -255,15 +288,24 @@ def main(argv: list[str] | None = None) -> dict:
         recommender.model.to(device).eval()
         trie = recommender.codec.trie.to(device)
         params_ratio = count_parameters(recommender.model) / default_params
-        encoded = encode_split(rows, dataset.items, recommender.codec, recommender.tokenizer, MODELS[name].max_prompt_tokens)
+        encoded = encode_split(
+            rows, dataset.items, recommender.codec, recommender.tokenizer, MODELS[name].max_prompt_tokens
+        )
         for dtype in args.dtypes:
             recommender.model.to(DTYPES[dtype])
             # First calls pay one-off set-up costs; 2 beams on one row keep this cheap.
             ours_decode(recommender, trie, encoded, chunks[0][:1], 2, args.batch)
             hf_decode(recommender, encoded, chunks[0][:1], 2, args.hf_batch)
             for beams in args.beams:
-                case = rows_per_run(name, beams, dtype, min(len(c) for c in chunks), args.hf_rows, params_ratio,
-                                    bf16_cost=1 if device.type == "cuda" else BF16_COST)
+                case = rows_per_run(
+                    name,
+                    beams,
+                    dtype,
+                    min(len(c) for c in chunks),
+                    args.hf_rows,
+                    params_ratio,
+                    bf16_cost=1 if device.type == "cuda" else BF16_COST,
+                )
                 results.append(run_case(case, recommender, trie, encoded, chunks, args))
     summary = {
         "benchmark": "constrained beam search (tawin) vs HF generate + prefix_allowed_tokens_fn",
@@ -274,12 +316,13 @@ def main(argv: list[str] | None = None) -> dict:
         "device": device_name(device),
         "torch": torch.__version__,
         "note": "rows_per_s = median over repeats; speedup = median of per-repeat ours/HF ratios; HF decodes "
-                "rows_hf_per_run rows of each chunk, ours rows_ours_per_run; identity (HF top-K items equal ours, "
-                "ordered) is expected in fp32 only",
+        "rows_hf_per_run rows of each chunk, ours rows_ours_per_run; identity (HF top-K items equal ours, "
+        "ordered) is expected in fp32 only",
         "seconds_total": round(time.perf_counter() - started, 1),
         "acceptance_10x_identical_fp32": {
             f"{r['model']}/{r['beams']}": r["speedup"] >= 10 and r["identical_fraction"] == 1.0
-            for r in results if r["model"] == "default" and r["dtype"] == "fp32"
+            for r in results
+            if r["model"] == "default" and r["dtype"] == "fp32"
         },
         "results": results,
     }

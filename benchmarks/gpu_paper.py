@@ -47,11 +47,30 @@ METHODS = {
 """The compared methods, in the syntax of an experiment YAML (as configs/experiments/industrial-compare.yaml)."""
 REPORT = {"reference": "ReRe", "candidate": "TAWin (σ*=2)", "goal_k": 3, "goal_ratio": 1.045, "ks": [1, 3, 5, 10]}
 DEFAULT_CONFIG = "configs/paper/smollm2-title-industrial.yaml"
-TINY_MODEL = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "model.num_kv_heads=2", "model.intermediate_size=64"]
+TINY_MODEL = [
+    "model.hidden_size=32",
+    "model.num_layers=2",
+    "model.num_heads=2",
+    "model.num_kv_heads=2",
+    "model.intermediate_size=64",
+]
 """The tiny built-in model of the test suite (tests/conftest.py TINY_OVERRIDES)."""
-DRY_RUN_OVERRIDES = ["model.name_or_path=null", "model.item_repr=sid", "model.max_prompt_tokens=128", *TINY_MODEL,
-                     "device=cpu", "precision=fp32", "threads=1", "sft.batch_size=16", "sft.lr=2e-3", "sft.eval_rows=8",
-                     "sft.eval_beams=10", "rl.batch_size=4", "rl.eval_rows=4", "eval.batch_size=16"]
+DRY_RUN_OVERRIDES = [
+    "model.name_or_path=null",
+    "model.item_repr=sid",
+    "model.max_prompt_tokens=128",
+    *TINY_MODEL,
+    "device=cpu",
+    "precision=fp32",
+    "threads=1",
+    "sft.batch_size=16",
+    "sft.lr=2e-3",
+    "sft.eval_rows=8",
+    "sft.eval_beams=10",
+    "rl.batch_size=4",
+    "rl.eval_rows=4",
+    "eval.batch_size=16",
+]
 """`--dry-run`: the paper config on the CPU with the tiny model (the sizes come from the caps below)."""
 DRY_RUN_CAPS = {"sft_rows": 64, "rl_steps": 2, "eval_rows": 16}
 BUDGETS_S = {"probe": 45, "sft": 100, "eval": 25, "rl": 35}
@@ -67,6 +86,7 @@ class BudgetExceeded(BaseException):
 @contextmanager
 def budget(seconds: float):
     """Raise BudgetExceeded in the main thread once `seconds` of wall-clock have passed."""
+
     def alarm(signum, frame):
         raise BudgetExceeded(f"stopped at its budget of {seconds:.0f} s")
 
@@ -99,7 +119,9 @@ class Stages:
 
     def run(self, name: str, budget_s: float, estimate_s: float | None, fn) -> StageRecord:
         record = StageRecord(name, budget_s, estimate_s)
-        self.log(f"== {name}: budget {budget_s:.0f} s" + (f", estimate {estimate_s:.1f} s" if estimate_s is not None else ""))
+        self.log(
+            f"== {name}: budget {budget_s:.0f} s" + (f", estimate {estimate_s:.1f} s" if estimate_s is not None else "")
+        )
         started = time.perf_counter()
         try:
             with budget(budget_s):
@@ -112,7 +134,13 @@ class Stages:
         finally:
             _free_memory()
         record.seconds = round(time.perf_counter() - started, 1)
-        outcome = "STOPPED at its budget" if record.stopped_at_budget else f"FAILED ({record.error})" if record.error else "done"
+        outcome = (
+            "STOPPED at its budget"
+            if record.stopped_at_budget
+            else f"FAILED ({record.error})"
+            if record.error
+            else "done"
+        )
         self.log(f"== {name}: {outcome} after {record.seconds:.1f} s{'; ' + record.note if record.note else ''}")
         self.records.append(record)
         return record
@@ -140,8 +168,13 @@ def load_grid(config_path: Path, overrides: list[str]):
         keys, value = parse_override(text)
         merge_override(base, keys, value)
     seed = base.pop("seed", 0)
-    data = {"name": f"The paper's regime on one GPU: {config_path.name}", "base": base, "seeds": [seed],
-            "methods": METHODS, "report": REPORT}
+    data = {
+        "name": f"The paper's regime on one GPU: {config_path.name}",
+        "base": base,
+        "seeds": [seed],
+        "methods": METHODS,
+        "report": REPORT,
+    }
     return parse_experiment(data, where=str(config_path))
 
 
@@ -198,7 +231,12 @@ def run_grid(experiment, session, work: Path, plan, budgets, stages: Stages, log
         folder = work / cell.id
         checkpoint = None  # None: the cell's own (the SFT checkpoint or rl/final/), through CellWorker.run
         if cell.kind == "rl":
-            rl = stages.run(f"rl {cell.label}", budgets.rl, plan.estimate_s["rl"], lambda cell=cell, folder=folder: worker.rl(cell.config, folder / "rl"))
+            rl = stages.run(
+                f"rl {cell.label}",
+                budgets.rl,
+                plan.estimate_s["rl"],
+                lambda cell=cell, folder=folder: worker.rl(cell.config, folder / "rl"),
+            )
             if rl.error:
                 continue
             if rl.stopped_at_budget:
@@ -232,8 +270,11 @@ def cmd_run(args) -> int:
     overrides = (DRY_RUN_OVERRIDES if args.dry_run else []) + list(args.set)
     budgets = Budgets(args.probe_s, args.sft_s, args.eval_s, args.rl_s)
     log = _logger(started)
-    log(f"budgets: probe {budgets.probe:.0f} s, SFT {budgets.sft:.0f} s, 4 × eval {budgets.eval:.0f} s, 3 × RL {budgets.rl:.0f} s "
-        f"= {budgets.total():.0f} s at most")
+    log(
+        f"budgets: probe {budgets.probe:.0f} s, SFT {budgets.sft:.0f} "
+        f"s, 4 × eval {budgets.eval:.0f} s, 3 × RL {budgets.rl:.0f} s "
+        f"= {budgets.total():.0f} s at most"
+    )
     experiment = load_grid(Path(args.config), overrides)
     config = replace(experiment.base, seed=experiment.seeds[0])
     session = Session.open(config, progress=False)
@@ -249,19 +290,35 @@ def cmd_run(args) -> int:
         write_outputs(out, work, state)
         return 1
     n_rows = {name: len(split) for name, split in session.dataset.splits.items()}
-    plan = plan_sizes(measured["rates"], budgets, config, n_rows, args.margin, Caps(**DRY_RUN_CAPS) if args.dry_run else Caps())
+    plan = plan_sizes(
+        measured["rates"], budgets, config, n_rows, args.margin, Caps(**DRY_RUN_CAPS) if args.dry_run else Caps()
+    )
     log("rates (s): " + ", ".join(f"{k} {v:.4g}" for k, v in asdict(measured["rates"]).items()))
-    log(f"plan: SFT {plan.sft_epochs} epoch(s) × {plan.sft_steps} steps (first_train_rows {plan.sft_max_train_rows or 'all'}), "
-        f"RL {plan.rl_steps} steps, eval {plan.eval_rows or 'all'} test rows")
-    log(f"estimates (s): SFT {plan.estimate_s['sft']:.1f}, each RL {plan.estimate_s['rl']:.1f}, each eval {plan.estimate_s['eval']:.1f}; "
-        f"total {plan.estimate_s['sft'] + 3 * plan.estimate_s['rl'] + 4 * plan.estimate_s['eval']:.1f}")
+    log(
+        f"plan: SFT {plan.sft_epochs} epoch(s) × {plan.sft_steps} "
+        f"steps (first_train_rows {plan.sft_max_train_rows or 'all'}), "
+        f"RL {plan.rl_steps} steps, eval {plan.eval_rows or 'all'} test rows"
+    )
+    log(
+        f"estimates (s): SFT {plan.estimate_s['sft']:.1f}, each RL "
+        f"{plan.estimate_s['rl']:.1f}, each eval {plan.estimate_s['eval']:.1f}; "
+        f"total {plan.estimate_s['sft'] + 3 * plan.estimate_s['rl'] + 4 * plan.estimate_s['eval']:.1f}"
+    )
     for stage in ("sft", "rl", "eval"):
         if plan.estimate_s[stage] > getattr(budgets, stage):
-            log(f"WARNING: {stage} needs {plan.estimate_s[stage]:.0f} s at its smallest size, over its budget of "
-                f"{getattr(budgets, stage):.0f} s: it will be stopped there")
+            log(
+                f"WARNING: {stage} needs {plan.estimate_s[stage]:.0f} s at its smallest size, over its budget of "
+                f"{getattr(budgets, stage):.0f} s: it will be stopped there"
+            )
     experiment = load_grid(Path(args.config), overrides + plan.overrides())
     run_grid(experiment, session, work, plan, budgets, stages, log)
-    state.config, state.experiment, state.rates, state.plan, state.n_rows = config, experiment, measured["rates"], plan, n_rows
+    state.config, state.experiment, state.rates, state.plan, state.n_rows = (
+        config,
+        experiment,
+        measured["rates"],
+        plan,
+        n_rows,
+    )
     state.seconds = time.perf_counter() - started
     results = write_outputs(out, work, state)
     failed = [r.stage for r in stages.records if r.error]
@@ -286,22 +343,38 @@ def _logger(started: float):
 def cmd_add_benchmarks(args) -> int:
     from gpu_paper_report import add_benchmarks
 
-    add_benchmarks(Path(args.out), {"decode": args.decode_rc, "rl_step": args.rl_step_rc},
-                   {"decode": args.decode_note, "rl_step": args.rl_step_note})
+    add_benchmarks(
+        Path(args.out),
+        {"decode": args.decode_rc, "rl_step": args.rl_step_rc},
+        {"decode": args.decode_note, "rl_step": args.rl_step_note},
+    )
     return 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="probe, plan, SFT, RL and evaluations, report")
     run.add_argument("--config", default=DEFAULT_CONFIG, help=f"pipeline config (default {DEFAULT_CONFIG})")
-    run.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a config field (repeatable)")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override a config field (repeatable)"
+    )
     run.add_argument("--out", required=True, help="report.md, results.json, comparison.png, logs.tar.gz")
-    run.add_argument("--work", default="/tmp/tawin-gpu-paper", help="checkpoints and stage folders (default /tmp/tawin-gpu-paper)")
-    run.add_argument("--dry-run", action="store_true", help="CPU rehearsal: the tiny built-in model, a few steps and rows")
+    run.add_argument(
+        "--work", default="/tmp/tawin-gpu-paper", help="checkpoints and stage folders (default /tmp/tawin-gpu-paper)"
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="CPU rehearsal: the tiny built-in model, a few steps and rows"
+    )
     for stage, what in (("probe", "the probe"), ("sft", "SFT"), ("eval", "each evaluation"), ("rl", "each RL run")):
-        run.add_argument(f"--{stage}-s", type=float, default=BUDGETS_S[stage], help=f"budget of {what} in s (default {BUDGETS_S[stage]})")
+        run.add_argument(
+            f"--{stage}-s",
+            type=float,
+            default=BUDGETS_S[stage],
+            help=f"budget of {what} in s (default {BUDGETS_S[stage]})",
+        )
     run.add_argument("--margin", type=float, default=0.8, help="share of each budget the plan fills (default 0.8)")
     run.set_defaults(handler=cmd_run)
     bench = commands.add_parser("add-benchmarks", help="put decode.json and rl_step.json of OUT into its report")

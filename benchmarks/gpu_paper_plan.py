@@ -94,7 +94,8 @@ class Plan:
 
     sft_epochs: int
     sft_max_train_rows: int
-    """sft.first_train_rows (the key keeps its earlier name in plan JSON files); 0 = every train row (the plan fits at least one whole epoch)."""
+    """sft.first_train_rows (the key keeps its earlier name in plan JSON files); 0 = every train row
+    (the plan fits at least one whole epoch)."""
     sft_steps: int
     """Steps per epoch."""
     sft_save_every: int
@@ -108,17 +109,29 @@ class Plan:
 
     def overrides(self) -> list[str]:
         """The --set overrides that apply the plan to the paper config."""
-        return [f"sft.epochs={self.sft_epochs}", f"sft.first_train_rows={self.sft_max_train_rows}",
-                f"sft.save_every={self.sft_save_every}", f"sft.eval_rows={self.sft_eval_rows}",
-                f"rl.max_steps={self.rl_steps}", f"rl.save_every={self.rl_save_every}", f"rl.eval_rows={self.rl_eval_rows}",
-                f"eval.sample_size={self.eval_rows}"]
+        return [
+            f"sft.epochs={self.sft_epochs}",
+            f"sft.first_train_rows={self.sft_max_train_rows}",
+            f"sft.save_every={self.sft_save_every}",
+            f"sft.eval_rows={self.sft_eval_rows}",
+            f"rl.max_steps={self.rl_steps}",
+            f"rl.save_every={self.rl_save_every}",
+            f"rl.eval_rows={self.rl_eval_rows}",
+            f"eval.sample_size={self.eval_rows}",
+        ]
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def plan_sizes(rates: Rates, budgets: Budgets, config: PipelineConfig, n_rows: dict[str, int], margin: float = 0.8,
-               caps: Caps = Caps()) -> Plan:
+def plan_sizes(
+    rates: Rates,
+    budgets: Budgets,
+    config: PipelineConfig,
+    n_rows: dict[str, int],
+    margin: float = 0.8,
+    caps: Caps = Caps(),
+) -> Plan:
     """Size SFT, RL and evaluation so each takes about `margin` of its budget (module docstring).
 
     `n_rows` holds the number of rows of the train, valid and test splits; every size is at least
@@ -126,7 +139,9 @@ def plan_sizes(rates: Rates, budgets: Budgets, config: PipelineConfig, n_rows: d
     sft, rl, evaluation = config.sft, config.rl, config.eval
     save = rates.save_s * (2 * SAVES_PER_CHECKPOINT + 1)  # halfway + end of a loop, and best/ or final/
     # Valid rows scored at the end of each SFT epoch: the config's, at most ~15% of the SFT budget.
-    valid_rows = min(sft.eval_rows or n_rows["valid"], max(evaluation.batch_size, int(0.15 * budgets.sft / rates.eval_row_s)))
+    valid_rows = min(
+        sft.eval_rows or n_rows["valid"], max(evaluation.batch_size, int(0.15 * budgets.sft / rates.eval_row_s))
+    )
     epoch_fixed = valid_rows * rates.eval_row_s + save
     steps_per_epoch = math.ceil(n_rows["train"] / sft.batch_size)
     spare = margin * budgets.sft - rates.build_s
@@ -143,15 +158,28 @@ def plan_sizes(rates: Rates, budgets: Budgets, config: PipelineConfig, n_rows: d
     rl_valid_rows = min(rl.eval_rows or n_rows["valid"], evaluation.batch_size)
     rl_fixed = rates.load_s + rl_valid_rows * rates.eval_row_s + save
     rl_steps = max(1, int((margin * budgets.rl - rl_fixed) / rates.rl_step_s))
-    rl_steps = min(rl_steps, rl.max_steps or rl_steps, max(1, n_rows["train"] // rl.batch_size), caps.rl_steps or rl_steps)
+    rl_steps = min(
+        rl_steps, rl.max_steps or rl_steps, max(1, n_rows["train"] // rl.batch_size), caps.rl_steps or rl_steps
+    )
     rl_s = rl_fixed + rl_steps * rates.rl_step_s
 
-    eval_rows = max(min(evaluation.batch_size, n_rows["test"]), int((margin * budgets.eval - rates.load_s) / rates.eval_row_s))
+    eval_rows = max(
+        min(evaluation.batch_size, n_rows["test"]), int((margin * budgets.eval - rates.load_s) / rates.eval_row_s)
+    )
     eval_rows = min(eval_rows, evaluation.sample_size or n_rows["test"], caps.eval_rows or n_rows["test"])
     eval_s = rates.load_s + eval_rows * rates.eval_row_s
-    return Plan(epochs, first_train_rows, steps, max(1, math.ceil(steps / 2)), valid_rows, rl_steps, max(1, math.ceil(rl_steps / 2)),
-                rl_valid_rows, 0 if eval_rows >= n_rows["test"] else eval_rows,
-                {"sft": round(sft_s, 1), "rl": round(rl_s, 1), "eval": round(eval_s, 1)})
+    return Plan(
+        epochs,
+        first_train_rows,
+        steps,
+        max(1, math.ceil(steps / 2)),
+        valid_rows,
+        rl_steps,
+        max(1, math.ceil(rl_steps / 2)),
+        rl_valid_rows,
+        0 if eval_rows >= n_rows["test"] else eval_rows,
+        {"sft": round(sft_s, 1), "rl": round(rl_s, 1), "eval": round(eval_s, 1)},
+    )
 
 
 def _median_time(fn, device: torch.device, repeats: int = 2) -> float:
@@ -193,14 +221,30 @@ def probe(session: Session, config: PipelineConfig, rl_config, work: Path) -> Ra
     optimizer = scheduler = None  # frees the optimizer state before the next probe (sft_step still refers to them)
 
     rows = np.sort(rng.choice(len(test), size=min(evaluation.batch_size, len(test)), replace=False))
-    beam_predictions(recommender, session.dataset, test, rows[:1], 2, 1, progress=False, log=False)  # one-off set-up costs
-    eval_s = _median_time(lambda: beam_predictions(recommender, session.dataset, test, rows, evaluation.num_beams,
-                                                   evaluation.batch_size, progress=False, log=False), device, repeats=1)
+    beam_predictions(
+        recommender, session.dataset, test, rows[:1], 2, 1, progress=False, log=False
+    )  # one-off set-up costs
+    eval_s = _median_time(
+        lambda: beam_predictions(
+            recommender,
+            session.dataset,
+            test,
+            rows,
+            evaluation.num_beams,
+            evaluation.batch_size,
+            progress=False,
+            log=False,
+        ),
+        device,
+        repeats=1,
+    )
 
     rl_index = torch.from_numpy(rng.choice(len(train), size=min(rl_config.batch_size, len(train)), replace=False))
     ids_BL, mask_BL = prompt_batch(train, rl_index)
     library_step = LibraryRLStep(model, codec, rl_config, total_steps=10, bf16=session.bf16)
-    rl_step_s = _median_time(lambda: library_step(ids_BL, mask_BL, train.target_R[rl_index], torch.Generator().manual_seed(0)), device)
+    rl_step_s = _median_time(
+        lambda: library_step(ids_BL, mask_BL, train.target_R[rl_index], torch.Generator().manual_seed(0)), device
+    )
     library_step = None  # frees the RL step's models before the next probe
 
     with tempfile.TemporaryDirectory(dir=work) as folder:

@@ -86,10 +86,26 @@ class Busy:
 
 def eval_seconds(checkpoint: str, rows: int, beams: int, env: dict[str, str], work: Path) -> float:
     """Seconds `tawin eval` spends ranking `rows` rows: wall(rows) − wall(1 row)."""
+
     def wall(n: int) -> float:
         out = fresh(work / f"eval-{n}")
-        return tawin(["eval", "--config", str(DEMO), "--checkpoint", checkpoint, "--out", str(out),
-                      "--beams", str(beams), "--set", f"eval.sample_size={n}", "--no-progress"], env)
+        return tawin(
+            [
+                "eval",
+                "--config",
+                str(DEMO),
+                "--checkpoint",
+                checkpoint,
+                "--out",
+                str(out),
+                "--beams",
+                str(beams),
+                "--set",
+                f"eval.sample_size={n}",
+                "--no-progress",
+            ],
+            env,
+        )
 
     return wall(rows) - wall(1)
 
@@ -97,17 +113,50 @@ def eval_seconds(checkpoint: str, rows: int, beams: int, env: dict[str, str], wo
 def rl_step_seconds(checkpoint: str, steps: int, env: dict[str, str], work: Path) -> float:
     """Median seconds between consecutive RL step records of `tawin rl` (start-up excluded)."""
     out = fresh(work / "rl")
-    tawin(["rl", "--config", str(DEMO), "--init", checkpoint, "--out", str(out), "--no-progress",
-           "--set", f"rl.max_steps={steps}", "--set", "rl.log_every=1", "--set", "rl.eval_every=0", "--set", "rl.eval_rows=16"], env)
-    times = [json.loads(line)["time"] for line in (out / "log.jsonl").read_text().splitlines()
-             if '"train/loss"' in line]
+    tawin(
+        [
+            "rl",
+            "--config",
+            str(DEMO),
+            "--init",
+            checkpoint,
+            "--out",
+            str(out),
+            "--no-progress",
+            "--set",
+            f"rl.max_steps={steps}",
+            "--set",
+            "rl.log_every=1",
+            "--set",
+            "rl.eval_every=0",
+            "--set",
+            "rl.eval_rows=16",
+        ],
+        env,
+    )
+    times = [
+        json.loads(line)["time"] for line in (out / "log.jsonl").read_text().splitlines() if '"train/loss"' in line
+    ]
     return statistics.median(b - a for a, b in zip(times, times[1:]))
 
 
 def make_checkpoint(work: Path) -> str:
     out = work / "sft"
-    tawin(["sft", "--config", str(DEMO), "--out", str(out), "--set", "sft.first_train_rows=512", "--set", "sft.epochs=1",
-           "--no-progress"], {})
+    tawin(
+        [
+            "sft",
+            "--config",
+            str(DEMO),
+            "--out",
+            str(out),
+            "--set",
+            "sft.first_train_rows=512",
+            "--set",
+            "sft.epochs=1",
+            "--no-progress",
+        ],
+        {},
+    )
     return str(out / "best")
 
 
@@ -138,8 +187,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    timings: dict[str, dict[str, list[float]]] = {v: {k: [] for k in ("eval_alone", "eval_busy", "rl_alone", "rl_busy")}
-                                                  for v in args.variants}
+    timings: dict[str, dict[str, list[float]]] = {
+        v: {k: [] for k in ("eval_alone", "eval_busy", "rl_alone", "rl_busy")} for v in args.variants
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         checkpoint = args.checkpoint or make_checkpoint(work)
@@ -148,12 +198,25 @@ def main(argv: list[str] | None = None) -> dict:
                 for busy in (False, True):
                     label = "busy" if busy else "alone"
                     with Busy(busy):
-                        timings[name][f"eval_{label}"].append(eval_seconds(checkpoint, args.rows, args.beams, env, work))
+                        timings[name][f"eval_{label}"].append(
+                            eval_seconds(checkpoint, args.rows, args.beams, env, work)
+                        )
                         timings[name][f"rl_{label}"].append(rl_step_seconds(checkpoint, args.rl_steps, env, work))
-                    print(f"repeat {repeat + 1}/{args.repeats} {name} {label}: eval {timings[name][f'eval_{label}'][-1]:.2f} s, "
-                          f"rl step {timings[name][f'rl_{label}'][-1]:.3f} s", file=sys.stderr, flush=True)
-    result = {"machine": machine(), "rows": args.rows, "beams": args.beams, "rl_steps": args.rl_steps, "repeats": args.repeats,
-              "variants": {name: {"env": env, **summarise(timings[name])} for name, env in args.variants.items()}}
+                    print(
+                        f"repeat {repeat + 1}/{args.repeats} {name} {label}: "
+                        f"eval {timings[name][f'eval_{label}'][-1]:.2f} s, "
+                        f"rl step {timings[name][f'rl_{label}'][-1]:.3f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    result = {
+        "machine": machine(),
+        "rows": args.rows,
+        "beams": args.beams,
+        "rl_steps": args.rl_steps,
+        "repeats": args.repeats,
+        "variants": {name: {"env": env, **summarise(timings[name])} for name, env in args.variants.items()},
+    }
     print(table(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -162,24 +225,37 @@ def main(argv: list[str] | None = None) -> dict:
 
 def summarise(times: dict[str, list[float]]) -> dict:
     medians = {key: statistics.median(values) for key, values in times.items()}
-    return {"median_s": medians, "runs_s": times,
-            "eval_busy_over_alone": medians["eval_busy"] / medians["eval_alone"],
-            "rl_busy_over_alone": medians["rl_busy"] / medians["rl_alone"]}
+    return {
+        "median_s": medians,
+        "runs_s": times,
+        "eval_busy_over_alone": medians["eval_busy"] / medians["eval_alone"],
+        "rl_busy_over_alone": medians["rl_busy"] / medians["rl_alone"],
+    }
 
 
 def table(result: dict) -> str:
-    lines = ["| variant | eval alone (s) | eval busy (s) | busy/alone | RL step alone (s) | RL step busy (s) | busy/alone |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| variant | eval alone (s) | eval busy (s) | busy/alone | RL step alone (s) | RL step busy (s) | busy/alone |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, row in result["variants"].items():
         m = row["median_s"]
-        lines.append(f"| {name} | {m['eval_alone']:.2f} | {m['eval_busy']:.2f} | {row['eval_busy_over_alone']:.2f}× | "
-                     f"{m['rl_alone']:.3f} | {m['rl_busy']:.3f} | {row['rl_busy_over_alone']:.2f}× |")
+        lines.append(
+            f"| {name} | {m['eval_alone']:.2f} | {m['eval_busy']:.2f} | {row['eval_busy_over_alone']:.2f}× | "
+            f"{m['rl_alone']:.3f} | {m['rl_busy']:.3f} | {row['rl_busy_over_alone']:.2f}× |"
+        )
     return "\n".join(lines)
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
     return {"cpu": model, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
 
 

@@ -111,8 +111,18 @@ from _common import (
 
 GROUP = 16
 """G: beams (negatives) per prompt."""
-RL = RLConfig(negatives="beam", reward="binary", weighting="none", loss="grpo", group_size=GROUP,
-              kl_beta=1e-3, lr=1e-4, max_grad_norm=0.3, weight_decay=0.0, warmup_ratio=0.0)
+RL = RLConfig(
+    negatives="beam",
+    reward="binary",
+    weighting="none",
+    loss="grpo",
+    group_size=GROUP,
+    kl_beta=1e-3,
+    lr=1e-4,
+    max_grad_norm=0.3,
+    weight_decay=0.0,
+    warmup_ratio=0.0,
+)
 """Our side's settings; TRL's GRPOConfig below mirrors each of them."""
 TRL_MICRO_BATCH = 32
 """TRL's per-device micro-batch (completions); the fastest of 16…512 for TRL here (module docstring)."""
@@ -177,8 +187,10 @@ def timed_rollout(items, tokenizer, max_prompt_tokens: int, phase: Phase, timing
 def generated_item_reward(codec: ItemCodec, item_ids):
     """Binary reward for TRL's own generation: the completion's tokens name the target item
     (item tokens + EOS, as the catalogue spells it); anything else earns 0."""
-    spelling = {tuple(codec.target_table_NL[n, : codec.target_len_N[n]].tolist()): int(item_ids[n])
-                for n in range(len(item_ids))}
+    spelling = {
+        tuple(codec.target_table_NL[n, : codec.target_len_N[n]].tolist()): int(item_ids[n])
+        for n in range(len(item_ids))
+    }
 
     def generated_item_reward(completion_ids: list, target: list[int], **_) -> list[float]:
         return [float(spelling.get(tuple(ids)) == t) for ids, t in zip(completion_ids, target)]
@@ -186,26 +198,62 @@ def generated_item_reward(codec: ItemCodec, item_ids):
     return generated_item_reward
 
 
-def trl_config(output_dir: str, prompts: int, micro_batch: int, max_completion: int, total_steps: int,
-               device: torch.device):
+def trl_config(
+    output_dir: str, prompts: int, micro_batch: int, max_completion: int, total_steps: int, device: torch.device
+):
     from trl import GRPOConfig
 
     accumulation = prompts * GROUP // micro_batch
     return GRPOConfig(
-        output_dir=output_dir, per_device_train_batch_size=micro_batch, gradient_accumulation_steps=accumulation,
-        steps_per_generation=accumulation, num_iterations=1, num_generations=GROUP,
+        output_dir=output_dir,
+        per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=accumulation,
+        steps_per_generation=accumulation,
+        num_iterations=1,
+        num_generations=GROUP,
         max_completion_length=max_completion,
-        beta=RL.kl_beta, use_bias_correction_kl=False, loss_type="grpo", scale_rewards="group", epsilon=RL.clip_eps_low,
-        temperature=1.0, top_p=1.0, top_k=0, learning_rate=RL.lr, weight_decay=RL.weight_decay,
-        max_grad_norm=RL.max_grad_norm, lr_scheduler_type="constant", max_steps=total_steps, shuffle_dataset=False,
-        gradient_checkpointing=False, logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
-        log_completions=False, disable_tqdm=True, use_cpu=device.type == "cpu", bf16=False, fp16=False,
-        dataloader_num_workers=0, seed=0,
+        beta=RL.kl_beta,
+        use_bias_correction_kl=False,
+        loss_type="grpo",
+        scale_rewards="group",
+        epsilon=RL.clip_eps_low,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        learning_rate=RL.lr,
+        weight_decay=RL.weight_decay,
+        max_grad_norm=RL.max_grad_norm,
+        lr_scheduler_type="constant",
+        max_steps=total_steps,
+        shuffle_dataset=False,
+        gradient_checkpointing=False,
+        logging_strategy="no",
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        log_completions=False,
+        disable_tqdm=True,
+        use_cpu=device.type == "cpu",
+        bf16=False,
+        fp16=False,
+        dataloader_num_workers=0,
+        seed=0,
     )
 
 
-def build_trl(side: str, model_dir: str, output_dir: str, rows, dataset, recommender, args, total_steps: int,
-              phase: Phase, timings: Timings, device: torch.device):
+def build_trl(
+    side: str,
+    model_dir: str,
+    output_dir: str,
+    rows,
+    dataset,
+    recommender,
+    args,
+    total_steps: int,
+    phase: Phase,
+    timings: Timings,
+    device: torch.device,
+):
     """The TRL trainer of `side`: TawinGRPOTrainer + the beam rollout, or plain GRPOTrainer + generate."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import GRPOTrainer
@@ -217,8 +265,14 @@ def build_trl(side: str, model_dir: str, output_dir: str, rows, dataset, recomme
     config = trl_config(output_dir, len(rows), args.trl_micro_batch, int(codec.target_len_N.max()), total_steps, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=RL.lr, weight_decay=RL.weight_decay)
     rollout = timed_rollout(dataset.items, tokenizer, max_prompt, phase, timings)
-    common = dict(model=model, args=config, train_dataset=rollout.dataset(rows), processing_class=tokenizer,
-                  optimizers=(optimizer, None), rollout_func=rollout if side == "rollout" else None)
+    common = dict(
+        model=model,
+        args=config,
+        train_dataset=rollout.dataset(rows),
+        processing_class=tokenizer,
+        optimizers=(optimizer, None),
+        rollout_func=rollout if side == "rollout" else None,
+    )
     if side == "rollout":
         settings = TawinSettings(reward=RL.reward, weighting=RL.weighting)
         trainer = TawinGRPOTrainer(**common, items=dataset.items, tawin=settings, max_prompt_tokens=max_prompt)
@@ -229,8 +283,9 @@ def build_trl(side: str, model_dir: str, output_dir: str, rows, dataset, recomme
     return trainer
 
 
-def make_alternator(side: str, ours: OurStep, phase: Phase, timings: Timings, item_ids, profile: bool,
-                    device: torch.device):
+def make_alternator(
+    side: str, ours: OurStep, phase: Phase, timings: Timings, item_ids, profile: bool, device: torch.device
+):
     """A TrainerCallback that times each TRL step and then runs (and times) one of our steps."""
     from transformers import TrainerCallback
 
@@ -272,31 +327,51 @@ def profile_ours(ours: OurStep, top: int = 15) -> list[dict]:
     print(averages.table(sort_by="self_cpu_time_total", row_limit=top), file=sys.stderr, flush=True)
     total = sum(e.self_cpu_time_total for e in averages)
     rows = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
-    return [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 1), "share": round(e.self_cpu_time_total / total, 3),
-             "calls": e.count} for e in rows]
+    return [
+        {
+            "op": e.key,
+            "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 1),
+            "share": round(e.self_cpu_time_total / total, 3),
+            "calls": e.count,
+        }
+        for e in rows
+    ]
 
 
 def parse_args(argv: list[str] | None = None):
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--prompts", type=int, default=32, help="prompts per step: real Industrial train rows (default 32)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per side after warm-up; medians over them (default 5)")
+    parser.add_argument(
+        "--prompts", type=int, default=32, help="prompts per step: real Industrial train rows (default 32)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=5, help="timed steps per side after warm-up; medians over them (default 5)"
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per side first (default 1)")
-    parser.add_argument("--trl-micro-batch", type=int, default=TRL_MICRO_BATCH,
-                        help=f"TRL's per_device_train_batch_size; gradient accumulation makes up the prompts × {GROUP} "
-                             f"completions of one optimizer step (default {TRL_MICRO_BATCH}, TRL's fastest measured)")
+    parser.add_argument(
+        "--trl-micro-batch",
+        type=int,
+        default=TRL_MICRO_BATCH,
+        help=f"TRL's per_device_train_batch_size; gradient accumulation makes up the prompts × {GROUP} "
+        f"completions of one optimizer step (default {TRL_MICRO_BATCH}, TRL's fastest measured)",
+    )
     parser.add_argument("--no-hf-generate", action="store_true", help="leave out the TRL + HF generate column")
     parser.add_argument("--profile", action="store_true", help="profile one extra step of ours with torch.profiler")
     parser.add_argument("--quick", action="store_true", help="smoke test: --prompts 8 --steps 2 --warmup 1")
     args = parser.parse_args(argv)
     if args.quick:
         args.prompts, args.steps, args.warmup = 8, 2, 1
-    problems = common_problems(args) + [f"--{name}={getattr(args, name)} must be ≥ {low}"
-                                        for name, low in (("prompts", 1), ("steps", 1), ("warmup", 0)) if getattr(args, name) < low]
+    problems = common_problems(args) + [
+        f"--{name}={getattr(args, name)} must be ≥ {low}"
+        for name, low in (("prompts", 1), ("steps", 1), ("warmup", 0))
+        if getattr(args, name) < low
+    ]
     completions = args.prompts * GROUP
     args.trl_micro_batch = min(args.trl_micro_batch, completions)
     if args.trl_micro_batch < 1 or completions % args.trl_micro_batch:
-        problems.append(f"--trl-micro-batch={args.trl_micro_batch} must divide the {completions} completions of a step "
-                        f"(--prompts {args.prompts} × G={GROUP}) so one optimizer step covers them all")
+        problems.append(
+            f"--trl-micro-batch={args.trl_micro_batch} must divide the {completions} completions of a step "
+            f"(--prompts {args.prompts} × G={GROUP}) so one optimizer step covers them all"
+        )
     if problems:
         parser.error("; ".join(problems))
     return args
@@ -330,29 +405,48 @@ def summarize(args, timings: Timings, parameters: int, seconds: float, device: t
     """The JSON summary: per TRL side and for ours, medians and ratios; settings, versions."""
     sides = {side: side_summary(phase, args.warmup) for side, phase in timings.phases.items()}
     main = sides["rollout"]  # the keys that earlier runs (and gpu_paper_report.py) read
-    first = timings.phases["rollout"].ours_phases[args.warmup:]
+    first = timings.phases["rollout"].ours_phases[args.warmup :]
     accumulation = args.prompts * GROUP // args.trl_micro_batch
     return {
         "benchmark": "one RL step: tawin loop vs TRL GRPOTrainer (tawin rollout; HF generate)",
         "dataset": DATASET,
-        "model": {"config": "ModelConfig() default Qwen2", "parameters": parameters, "dtype": "float32",
-                  "device": device_name(device)},
-        "prompts_per_step": args.prompts, "group_size": GROUP, "completions_per_step": args.prompts * GROUP,
-        "kl_beta": RL.kl_beta, "lr": RL.lr, "threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "load_average": [round(x, 2) for x in os.getloadavg()],
-        "warmup_steps": args.warmup, "timed_steps": args.steps,
-        "table_median_s_per_step": {"tawin step": main["median_s_ours"],
-                                    **{SIDES[side]: summary["median_s_trl"] for side, summary in sides.items()}},
+        "model": {
+            "config": "ModelConfig() default Qwen2",
+            "parameters": parameters,
+            "dtype": "float32",
+            "device": device_name(device),
+        },
+        "prompts_per_step": args.prompts,
+        "group_size": GROUP,
+        "completions_per_step": args.prompts * GROUP,
+        "kl_beta": RL.kl_beta,
+        "lr": RL.lr,
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "warmup_steps": args.warmup,
+        "timed_steps": args.steps,
+        "table_median_s_per_step": {
+            "tawin step": main["median_s_ours"],
+            **{SIDES[side]: summary["median_s_trl"] for side, summary in sides.items()},
+        },
         **{key: main[key] for key in ("median_s_ours", "median_s_trl", "ratio", "ratio_paired_median")},
         "steps_per_s_ours": round(1 / main["median_s_ours"], 4),
         "steps_per_s_trl": round(1 / main["median_s_trl"], 4),
         "sides": sides,
         "median_phase_s_ours": {name: round(statistics.median(p[name] for p in first), 4) for name in first[0]},
         "same_first_rollout": bool(torch.equal(timings.ours_first_items, timings.trl_first_items)),
-        "trl_settings": {"per_device_train_batch_size": args.trl_micro_batch,
-                         "gradient_accumulation_steps": accumulation, "steps_per_generation": accumulation,
-                         "num_iterations": 1, "num_generations": GROUP, "beta": RL.kl_beta, "loss_type": "grpo",
-                         "use_bias_correction_kl": False, "gradient_checkpointing": False},
+        "trl_settings": {
+            "per_device_train_batch_size": args.trl_micro_batch,
+            "gradient_accumulation_steps": accumulation,
+            "steps_per_generation": accumulation,
+            "num_iterations": 1,
+            "num_generations": GROUP,
+            "beta": RL.kl_beta,
+            "loss_type": "grpo",
+            "use_bias_correction_kl": False,
+            "gradient_checkpointing": False,
+        },
         "versions": versions("torch", "transformers", "trl", "accelerate", "datasets"),
         "seconds_total": round(seconds, 1),
     }
@@ -379,8 +473,9 @@ def main(argv: list[str] | None = None) -> dict:
     rows = sample_split(dataset, "train", args.prompts, args.seed)
     model_config = ModelConfig()
     recommender = build_recommender(model_config, dataset.items, seed=args.seed)
-    encoded = encode_split(rows, dataset.items, recommender.codec, recommender.tokenizer,
-                           model_config.max_prompt_tokens)
+    encoded = encode_split(
+        rows, dataset.items, recommender.codec, recommender.tokenizer, model_config.max_prompt_tokens
+    )
     total_steps = args.warmup + args.steps
     timings, profile_table = Timings(), None
     with tempfile.TemporaryDirectory() as model_dir, tempfile.TemporaryDirectory() as output_dir:
@@ -391,8 +486,9 @@ def main(argv: list[str] | None = None) -> dict:
             policy.load_state_dict(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).state_dict())
             ours = OurStep(policy, recommender.codec, encoded, total_steps)
             phase = timings.phases.setdefault(side, Phase())
-            trainer = build_trl(side, model_dir, output_dir, rows, dataset, recommender, args, total_steps, phase,
-                                timings, device)
+            trainer = build_trl(
+                side, model_dir, output_dir, rows, dataset, recommender, args, total_steps, phase, timings, device
+            )
             alternate = make_alternator(side, ours, phase, timings, dataset.items.item_id, args.profile, device)
             trainer.add_callback(alternate)
             alternate.restart()

@@ -28,7 +28,10 @@ KS = TOP_KS.reported
 UNIQUE = ["sft.dedupe_windows=true"]
 TITLES = ["model.item_embedding_init=titles"]
 LATEST_5K = ["data.latest_train_rows=5000"]
-DROPOUT = {p: [f"model.embedding_dropout={p}", f"model.residual_dropout={p}", f"model.attention_dropout={p}"] for p in (0.1, 0.2, 0.3)}
+DROPOUT = {
+    p: [f"model.embedding_dropout={p}", f"model.residual_dropout={p}", f"model.attention_dropout={p}"]
+    for p in (0.1, 0.2, 0.3)
+}
 SETTINGS: dict[str, list[str]] = {
     "demo-2ep": [],
     "unique-8ep": [*UNIQUE, "sft.epochs=8", "sft.patience=2"],
@@ -43,6 +46,7 @@ SETTINGS: dict[str, list[str]] = {
     "titles-4ep-drop0.1-wd0.1": [*TITLES, "sft.epochs=4", "sft.patience=2", *DROPOUT[0.1], "sft.weight_decay=0.1"],
     "titles-3ep-ls0.1": [*TITLES, "sft.epochs=3", "sft.patience=2", "sft.label_smoothing=0.1"],
     "titles-2ep-ls0.2": [*TITLES, "sft.label_smoothing=0.2"],
+    "titles-2ep-ls0.3": [*TITLES, "sft.label_smoothing=0.3"],
     # Small data: the latest 5,000 train rows only (same valid rows), where classical models shine.
     "latest5k-demo": [*LATEST_5K],
     "latest5k-titles-10ep-drop0.2": [*LATEST_5K, *TITLES, "sft.epochs=10", "sft.patience=2", *DROPOUT[0.2]],
@@ -56,8 +60,11 @@ def run(name: str, overrides: list[str], out: Path) -> dict:
     if not (folder / "summary.json").exists():
         sets = [arg for item in [*overrides, "sft.eval_rows=0"] for arg in ("--set", item)]
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "tawin", "sft", "--config", str(DEMO), "--out", str(folder), "--no-progress", *sets],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "tawin", "sft", "--config", str(DEMO), "--out", str(folder), "--no-progress", *sets],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise SystemExit(f"{name} failed ({done.returncode}):\n{done.stderr[-2000:]}")
         (folder / "wall_clock_s.txt").write_text(f"{time.perf_counter() - started:.0f}\n")
@@ -70,7 +77,11 @@ def best_valid(summary: dict) -> dict:
     """The valid metrics of the epoch the run kept (its best NDCG@10)."""
     history = summary.get("history") or summary.get("sft", {}).get("history", [])
     best = max(history, key=lambda record: record["valid/ndcg@10"])
-    return {"epoch": best["epoch"], "epochs_run": len(history), **{k.removeprefix("valid/"): v for k, v in best.items() if k.startswith("valid/")}}
+    return {
+        "epoch": best["epoch"],
+        "epochs_run": len(history),
+        **{k.removeprefix("valid/"): v for k, v in best.items() if k.startswith("valid/")},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,16 +90,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", choices=list(SETTINGS), help="run only these settings")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    lines = ["| setting | best epoch / run | " + " | ".join(f"valid R@{k}" for k in KS) + " | valid NDCG@10 | wall-clock (s) |",
-             "|---|---:|" + "---:|" * (len(KS) + 2)]
+    lines = [
+        "| setting | best epoch / run | "
+        + " | ".join(f"valid R@{k}" for k in KS)
+        + " | valid NDCG@10 | wall-clock (s) |",
+        "|---|---:|" + "---:|" * (len(KS) + 2),
+    ]
     results = {}
     for name in args.only or SETTINGS:
         cell = run(name, SETTINGS[name], out)
         valid = best_valid(cell["summary"])
         results[name] = {"overrides": SETTINGS[name], "valid": valid, "wall_s": cell["wall_s"]}
-        lines.append(f"| {name} | {valid['epoch']} / {valid['epochs_run']} | "
-                     + " | ".join(f"{valid.get(f'recall@{k}', float('nan')):.4f}" for k in KS)
-                     + f" | {valid['ndcg@10']:.4f} | {cell['wall_s']} |")
+        lines.append(
+            f"| {name} | {valid['epoch']} / {valid['epochs_run']} | "
+            + " | ".join(f"{valid.get(f'recall@{k}', float('nan')):.4f}" for k in KS)
+            + f" | {valid['ndcg@10']:.4f} | {cell['wall_s']} |"
+        )
         print(lines[-1], file=sys.stderr, flush=True)
     print("\n".join(lines))
     (out / "summary.json").write_text(json.dumps(results, indent=2) + "\n")

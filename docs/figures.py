@@ -90,7 +90,9 @@ def metrics_by_rank(n_items: int, k: int, top: int) -> dict[str, list[float]]:
     return {
         "AUC": auc(scores_BN, positive_BN).tolist(),
         f"partial AUC (max FPR {top}/n⁻)": partial_auc(scores_BN, positive_BN, top / n_negatives).tolist(),
-        f"WPAUC((K−1)/n⁻, 1/n⁻), K = {k}": wpauc(scores_BN, positive_BN, (k - 1) / n_negatives, 1 / n_negatives).tolist(),
+        f"WPAUC((K−1)/n⁻, 1/n⁻), K = {k}": wpauc(
+            scores_BN, positive_BN, (k - 1) / n_negatives, 1 / n_negatives
+        ).tolist(),
         f"Recall@{k}": recall_at_k(scores_BN, positive_BN, k).tolist(),
     }
 

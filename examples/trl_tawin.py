@@ -36,14 +36,33 @@ train = dataset.splits["train"]
 model_config = recommender.config
 rollout = BeamRollout(dataset.items, recommender.tokenizer, model_config.item_repr, model_config.max_prompt_tokens)
 config = GRPOConfig(  # tawin's RL settings; docs/trl.md lists where TRL's defaults differ
-    output_dir=f"{out}/trl", num_generations=16, per_device_train_batch_size=8 * 16, max_steps=args.rl_steps,
-    loss_type="grpo", beta=1e-3, use_bias_correction_kl=False, disable_dropout=True, learning_rate=3e-5,
-    lr_scheduler_type="cosine", max_grad_norm=0.3, max_completion_length=16,
-    gradient_checkpointing=False, bf16=False, logging_steps=5, save_strategy="no", report_to="none")
+    output_dir=f"{out}/trl",
+    num_generations=16,
+    per_device_train_batch_size=8 * 16,
+    max_steps=args.rl_steps,
+    loss_type="grpo",
+    beta=1e-3,
+    use_bias_correction_kl=False,
+    disable_dropout=True,
+    learning_rate=3e-5,
+    lr_scheduler_type="cosine",
+    max_grad_norm=0.3,
+    max_completion_length=16,
+    gradient_checkpointing=False,
+    bf16=False,
+    logging_steps=5,
+    save_strategy="no",
+    report_to="none",
+)
 trainer = TawinGRPOTrainer(
-    model=recommender.model, args=config, items=dataset.items, processing_class=recommender.tokenizer,
+    model=recommender.model,
+    args=config,
+    items=dataset.items,
+    processing_class=recommender.tokenizer,
     train_dataset=rollout.dataset(train.take(np.arange(int(0.8 * len(train)), len(train)))),
-    tawin=TawinSettings(reward="binary", weighting="tawin", target_k=3), rollout_func=rollout)
+    tawin=TawinSettings(reward="binary", weighting="tawin", target_k=3),
+    rollout_func=rollout,
+)
 trainer.train()
 save_checkpoint(trainer, recommender, f"{out}/rl")
 

@@ -60,7 +60,10 @@ def industrial_small(industrial):
     """The shipped catalogue with 256 train / 64 valid / 64 test rows (first rows of each split)."""
     from tawin.data.dataset import Dataset
 
-    splits = {name: split.take(np.arange(min(len(split), 256 if name == "train" else 64))) for name, split in industrial.splits.items()}
+    splits = {
+        name: split.take(np.arange(min(len(split), 256 if name == "train" else 64)))
+        for name, split in industrial.splits.items()
+    }
     for split in splits.values():
         object.__setattr__(split, "row", np.arange(len(split), dtype=np.int64))
     return Dataset(industrial.name, industrial.items, splits, industrial.meta)
@@ -93,8 +96,13 @@ def tiny_dataset(folder: Path) -> Path:
     from tawin.data.dataset import Dataset, Interactions, ItemTable
     from tawin.data.formats.canonical import save_dataset
 
-    items = ItemTable(np.array([10, 11, 12, 13], dtype=np.int64), ["ten", "eleven", "twelve", "thirteen"],
-                      [None] * 4, [None] * 4, list(TINY_SIDS))
+    items = ItemTable(
+        np.array([10, 11, 12, 13], dtype=np.int64),
+        ["ten", "eleven", "twelve", "thirteen"],
+        [None] * 4,
+        [None] * 4,
+        list(TINY_SIDS),
+    )
     splits = {
         "train": Interactions.from_lists([1, 2], [[10], [10, 11]], [11, 12], [100, 200]),
         "valid": Interactions.from_lists([1], [[10, 11]], [12]),
@@ -137,13 +145,27 @@ def minionerec_folder(root: Path, train_body: str = "1\t10\t11\n") -> Path:
     (root / "minionerec" / "inter").mkdir(parents=True)
     (root / "minionerec" / "index").mkdir(parents=True)
     for split in ("train", "valid", "test"):
-        write_inter(root / "minionerec" / "inter" / f"Toy.{split}.inter", train_body if split == "train" else "1\t10 11\t12\n")
-    (root / "minionerec" / "index" / "Toy.index.json").write_text(json.dumps({str(i): list(s) for i, s in zip(range(10, 14), TINY_SIDS)}))
-    (root / "minionerec" / "index" / "Toy.item.json").write_text(json.dumps({str(i): {"title": f"item {i}"} for i in range(10, 14)}))
+        write_inter(
+            root / "minionerec" / "inter" / f"Toy.{split}.inter", train_body if split == "train" else "1\t10 11\t12\n"
+        )
+    (root / "minionerec" / "index" / "Toy.index.json").write_text(
+        json.dumps({str(i): list(s) for i, s in zip(range(10, 14), TINY_SIDS)})
+    )
+    (root / "minionerec" / "index" / "Toy.item.json").write_text(
+        json.dumps({str(i): {"title": f"item {i}"} for i in range(10, 14)})
+    )
     return root
 
 
-MINIONEREC_COLUMNS = ["user_id", "history_item_title", "item_title", "history_item_id", "item_id", "history_item_sid", "item_sid"]
+MINIONEREC_COLUMNS = [
+    "user_id",
+    "history_item_title",
+    "item_title",
+    "history_item_id",
+    "item_id",
+    "history_item_sid",
+    "item_sid",
+]
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
@@ -156,6 +178,7 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
 
 
 # ------------------------------------------------------------------ the CLI and its run folders
+
 
 def fails(argv: list[str], capsys, pattern: str) -> str:
     """Run the CLI; assert exit 2, `pattern` in stderr, no traceback and nothing on stdout."""
@@ -189,7 +212,14 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 TINY_BASE = {
     "threads": 1,
     "model": dict(TINY_MODEL),
-    "sft": {"epochs": 1, "first_train_rows": 128, "eval_rows": 8, "eval_beams": 10, "batch_size": 32, "warmup_steps": 2},
+    "sft": {
+        "epochs": 1,
+        "first_train_rows": 128,
+        "eval_rows": 8,
+        "eval_beams": 10,
+        "batch_size": 32,
+        "warmup_steps": 2,
+    },
     "rl": {"max_steps": 2, "batch_size": 4, "group_size": 8, "eval_rows": 4},
     "eval": {"sample_size": 16, "num_beams": 10, "batch_size": 16, "ks": [1, 3, 5, 10], "diagnostics_rows": 4},
 }
@@ -219,13 +249,22 @@ def hf_beam_search(recommender, ids_BL: torch.Tensor, mask_BL: torch.Tensor, bea
     trie, codec = recommender.codec.trie, recommender.codec
     width = ids_BL.shape[1]
     config = GenerationConfig(
-        num_beams=beams, num_return_sequences=beams, max_new_tokens=trie.max_depth, do_sample=False,
-        length_penalty=0.0, early_stopping=True, pad_token_id=codec.pad_id, eos_token_id=codec.eos_id,
-        output_scores=True, return_dict_in_generate=True,
+        num_beams=beams,
+        num_return_sequences=beams,
+        max_new_tokens=trie.max_depth,
+        do_sample=False,
+        length_penalty=0.0,
+        early_stopping=True,
+        pad_token_id=codec.pad_id,
+        eos_token_id=codec.eos_id,
+        output_scores=True,
+        return_dict_in_generate=True,
     )
     with torch.no_grad():
         out = recommender.model.generate(
-            input_ids=ids_BL, attention_mask=mask_BL, generation_config=config,
+            input_ids=ids_BL,
+            attention_mask=mask_BL,
+            generation_config=config,
             prefix_allowed_tokens_fn=lambda batch_id, input_ids: trie.allowed_tokens(input_ids[width:].tolist()),
         )
     items = []
@@ -241,4 +280,7 @@ def encoded(industrial_small, tiny_recommender):
     from tawin.models.batching import encode_split
 
     r = tiny_recommender
-    return {name: encode_split(industrial_small.splits[name], industrial_small.items, r.codec, r.tokenizer, 512) for name in ("train", "valid")}
+    return {
+        name: encode_split(industrial_small.splits[name], industrial_small.items, r.codec, r.tokenizer, 512)
+        for name in ("train", "valid")
+    }

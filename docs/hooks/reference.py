@@ -43,22 +43,45 @@ class ConfigPage(typing.NamedTuple):
 
 
 CONFIG_PAGES = (
-    ConfigPage("Run config", "`tawin run`, `sft`, `rl`, `eval`, `recommend` and `config show` read it with "
-               "`--config FILE` and `--set SECTION.FIELD=VALUE`", "tawin.run.config", "PipelineConfig"),
-    ConfigPage("Experiment config", "`tawin experiment CONFIG` reads it; `--set KEY=VALUE` overrides an experiment "
-               "key, any other key goes to `base`. How `methods` and `evals` are written is shown on "
-               "[Experiments](../experiments.md)", "tawin.experiments.grid", "Experiment"),
-    ConfigPage("Sequential baselines", "`tawin baseline sasrec|gru4rec --config FILE --set FIELD=VALUE`, and an "
-               "experiment's `baseline` section", "tawin.baselines.sequential", "SequentialBaselineConfig"),
-    ConfigPage("Semantic IDs", "`tawin items build-sids --config FILE --set FIELD=VALUE`", "tawin.items.sids", "SIDConfig"),
-    ConfigPage("Data preparation", "`tawin data prepare --config FILE --set FIELD=VALUE`", "tawin.data.protocol.prepare_config",
-               "PrepareConfig"),
+    ConfigPage(
+        "Run config",
+        "`tawin run`, `sft`, `rl`, `eval`, `recommend` and `config show` read it with "
+        "`--config FILE` and `--set SECTION.FIELD=VALUE`",
+        "tawin.run.config",
+        "PipelineConfig",
+    ),
+    ConfigPage(
+        "Experiment config",
+        "`tawin experiment CONFIG` reads it; `--set KEY=VALUE` overrides an experiment "
+        "key, any other key goes to `base`. How `methods` and `evals` are written is shown on "
+        "[Experiments](../experiments.md)",
+        "tawin.experiments.grid",
+        "Experiment",
+    ),
+    ConfigPage(
+        "Sequential baselines",
+        "`tawin baseline sasrec|gru4rec --config FILE --set FIELD=VALUE`, and an experiment's `baseline` section",
+        "tawin.baselines.sequential",
+        "SequentialBaselineConfig",
+    ),
+    ConfigPage(
+        "Semantic IDs", "`tawin items build-sids --config FILE --set FIELD=VALUE`", "tawin.items.sids", "SIDConfig"
+    ),
+    ConfigPage(
+        "Data preparation",
+        "`tawin data prepare --config FILE --set FIELD=VALUE`",
+        "tawin.data.protocol.prepare_config",
+        "PrepareConfig",
+    ),
 )
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
     """MkDocs event: fill the generated pages' markers; check the API page's entries."""
-    generators = {"reference/cli.md": (CLI_MARKER, cli_reference), "reference/config.md": (CONFIG_MARKER, config_reference)}
+    generators = {
+        "reference/cli.md": (CLI_MARKER, cli_reference),
+        "reference/config.md": (CONFIG_MARKER, config_reference),
+    }
     where = page.file.src_uri
     if where in generators:
         marker, generate = generators[where]
@@ -176,10 +199,15 @@ def _config_tables(cls, prefix: str, title: str, anchors: dict, level: int) -> l
                     rows = []
                 group += _section_blocks(annotation, path, docs.get(name, ""), title, anchors, inner)
             elif dataclasses.is_dataclass(annotation):  # a section documented elsewhere on the page
-                rows.append(f"| `{path}` | section | | {_cell(docs.get(name, ''))} See [{annotation.__name__}](#{anchors[annotation]}). |")
+                rows.append(
+                    f"| `{path}` | section | | {_cell(docs.get(name, ''))} "
+                    f"See [{annotation.__name__}](#{anchors[annotation]}). |"
+                )
             else:
-                rows.append(f"| `{path}` | `{_type_text(annotation)}` | `{_default_text(getattr(defaults, name))}` | "
-                            f"{_cell(docs.get(name, ''))} |")
+                rows.append(
+                    f"| `{path}` | `{_type_text(annotation)}` | `{_default_text(getattr(defaults, name))}` | "
+                    f"{_cell(docs.get(name, ''))} |"
+                )
         if rows:
             group.append(_table(rows))
         if group and heading:
@@ -251,7 +279,9 @@ def _default_text(value: Any) -> str:
 
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
-    return yaml.safe_dump([to_dict_value(value)], default_flow_style=True, width=10_000, allow_unicode=True).strip()[1:-1]
+    return yaml.safe_dump([to_dict_value(value)], default_flow_style=True, width=10_000, allow_unicode=True).strip()[
+        1:-1
+    ]
 
 
 # ------------------------------------------------------------------------------------------- text
@@ -268,7 +298,7 @@ def _markdown_text(text: str) -> str:
     text = _ROLE.sub(lambda match: f"`{match.group(1)}`", " ".join(text.split()))
     parts, end = [], 0
     for match in _CODE_SPAN.finditer(text):
-        parts += [_MARKUP.sub(r"\\\1", text[end:match.start()]), match.group(0)]
+        parts += [_MARKUP.sub(r"\\\1", text[end : match.start()]), match.group(0)]
         end = match.end()
     return "".join(parts + [_MARKUP.sub(r"\\\1", text[end:])])
 
@@ -325,4 +355,3 @@ def _import_object(identifier: str) -> object:
             value = getattr(value, attribute)
         return value
     raise ModuleNotFoundError(f"no module named {parts[0]!r}")
-

@@ -113,7 +113,10 @@ def check_resumable(folder: Path) -> None:
     if folder is None or not (folder / "trainer.pt").exists():
         return
     state, weights = folder / "trainer.pt", folder / "model.safetensors"
-    fix = f"Delete {folder} to restart this stage from its beginning (the other checkpoints stay), or choose another --out folder."
+    fix = (
+        f"Delete {folder} to restart this stage from its beginning "
+        "(the other checkpoints stay), or choose another --out folder."
+    )
     try:
         with zipfile.ZipFile(state) as archive:
             broken = archive.testzip()
@@ -184,8 +187,10 @@ def write_manifest(folder: Path) -> None:
     """Record the size and sha256 of every file under `folder` (subfolders included) in ``folder/manifest.json``."""
     folder = Path(folder)
     files = sorted(path for path in folder.rglob("*") if path.is_file() and path != folder / MANIFEST)
-    entries = {path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
-               for path in files}
+    entries = {
+        path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        for path in files
+    }
     (folder / MANIFEST).write_text(json.dumps({"format": 1, "files": entries}, indent=2) + "\n")
 
 
@@ -231,8 +236,10 @@ def _manifest_problem(folder: Path, skip: tuple[str, ...]) -> str | None:
             return f"{path}: {size} bytes, but {MANIFEST} recorded {entry['bytes']} when the checkpoint was written"
         digest = file_sha256(path)
         if digest != entry["sha256"]:
-            return (f"{path}: damaged or changed since the checkpoint was written (its sha256 is {digest[:12]}…, "
-                    f"{MANIFEST} recorded {entry['sha256'][:12]}…)")
+            return (
+                f"{path}: damaged or changed since the checkpoint was written (its sha256 is {digest[:12]}…, "
+                f"{MANIFEST} recorded {entry['sha256'][:12]}…)"
+            )
     return None
 
 
@@ -245,9 +252,13 @@ def _manifest_entries(manifest: Path) -> dict[str, dict]:
     for name, entry in entries.items():
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise ValueError(f"{name!r} lies outside the checkpoint folder")
-        if not (isinstance(entry, dict) and isinstance(entry.get("bytes"), int)
-                and isinstance(entry.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])):
-            raise ValueError(f"the entry of {name!r} must be {{\"bytes\": int, \"sha256\": 64 hex digits}}")
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("bytes"), int)
+            and isinstance(entry.get("sha256"), str)
+            and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
+        ):
+            raise ValueError(f'the entry of {name!r} must be {{"bytes": int, "sha256": 64 hex digits}}')
     return entries
 
 
@@ -316,12 +327,16 @@ def _write_failure(target: Path, error: Exception) -> UserError | None:
     kept = "The previous checkpoint there is kept" if existing_folder(target) else "Nothing was written there"
     rerun = "rerun the same command: it resumes from the stage's last checkpoint, if it wrote one"
     if code in DISK_FULL:
-        return UserError(f"{target}: the checkpoint could not be written: the disk is full ({os.strerror(code)}; "
-                         f"{_free_space(target)} free now). {kept}, and no temporary files are left behind. "
-                         f"Free some space on that disk, then {rerun}.")
+        return UserError(
+            f"{target}: the checkpoint could not be written: the disk is full ({os.strerror(code)}; "
+            f"{_free_space(target)} free now). {kept}, and no temporary files are left behind. "
+            f"Free some space on that disk, then {rerun}."
+        )
     reason = " ".join(str(error).split())
-    return UserError(f"{target}: the checkpoint could not be written ({reason}). {kept}, and no temporary files are "
-                     f"left behind. Fix the cause (permissions, a read-only or failing disk), then {rerun}.")
+    return UserError(
+        f"{target}: the checkpoint could not be written ({reason}). {kept}, and no temporary files are "
+        f"left behind. Fix the cause (permissions, a read-only or failing disk), then {rerun}."
+    )
 
 
 def _os_errno(error: Exception) -> int | None:

@@ -38,7 +38,10 @@ def _coerce(value: Any, annotation: Any, path: str, problems: list[str]) -> Any:
     origin = get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            problems.append(f"{path} is a section of {annotation.__name__} fields, not a single value ({value!r}); write it as a mapping, e.g. {path}: {{field: value}}")
+            problems.append(
+                f"{path} is a section of {annotation.__name__} fields, not a single "
+                f"value ({value!r}); write it as a mapping, e.g. {path}: {{field: value}}"
+            )
             return None
         return build_config(annotation, value, path, problems)
     if isinstance(value, dict):
@@ -199,8 +202,10 @@ def read_yaml(path: str | Path) -> Any:
             return None
         repeated = _repeated_keys(node, "", set())
         if repeated:
-            raise ConfigError(f"{path}: {_join(repeated)} YAML keeps only the last occurrence and silently drops the "
-                              "others; merge each repeated key into one entry (or delete the ones you do not mean).")
+            raise ConfigError(
+                f"{path}: {_join(repeated)} YAML keeps only the last occurrence and silently drops the "
+                "others; merge each repeated key into one entry (or delete the ones you do not mean)."
+            )
         return loader.construct_document(node)
     except yaml.YAMLError as error:
         shown = " ".join(str(error).split())
@@ -210,13 +215,16 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def _repeated_keys(node: yaml.Node, where: str, visited: set[int]) -> list[str]:
-    """"`sft.epochs` is written twice (lines 3 and 7)" for each key repeated in a mapping of the tree."""
+    """ "`sft.epochs` is written twice (lines 3 and 7)" for each key repeated in a mapping of the tree."""
     if id(node) in visited:  # an alias may point back into its own anchor
         return []
     visited.add(id(node))
     if isinstance(node, yaml.SequenceNode):
-        return [found for index, item in enumerate(node.value)
-                for found in _repeated_keys(item, f"{where}[{index}]", visited)]
+        return [
+            found
+            for index, item in enumerate(node.value)
+            for found in _repeated_keys(item, f"{where}[{index}]", visited)
+        ]
     if not isinstance(node, yaml.MappingNode):
         return []
     lines: dict[tuple[str, str], list[int]] = {}
@@ -240,7 +248,9 @@ def _dotted(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def load_config(cls, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict | None = None):
+def load_config(
+    cls, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict | None = None
+):
     """Build `cls` from defaults, an optional YAML file and ``key=value`` overrides.
 
     Every problem (malformed override, unknown key, wrong type, impossible value) is reported in
@@ -256,7 +266,10 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | tupl
             raise ConfigError(f"{path}: {what}; pass an existing YAML file with --config (see configs/ for examples).")
         loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of config sections (e.g. `sft:` then indented fields), not a {type(loaded).__name__}.")
+            raise ConfigError(
+                f"{path}: the top level must be a mapping of config sections (e.g. "
+                f"`sft:` then indented fields), not a {type(loaded).__name__}."
+            )
         data = deep_merge(data, in_new_spelling(cls, loaded, problems))
     apply_overrides(cls, data, overrides, problems)
     where = f" in {path} and --set overrides" if path else ""
@@ -267,7 +280,10 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | tupl
         bad = {problem.split("=")[0].split(":")[0].split("[")[0] for problem in problems}
         named = re.compile("|".join(rf"(?<![\w.]){re.escape(name)}(?!\w)" for name in bad))
         rules = [rule for rule in (validate(config) if config is not None else []) if not named.search(rule)]
-        raise ConfigError(f"invalid configuration{where}: {_join(problems + rules)} Fix these keys in the YAML file or the --set overrides.")
+        raise ConfigError(
+            f"invalid configuration{where}: {_join(problems + rules)} "
+            "Fix these keys in the YAML file or the --set overrides."
+        )
     problems = validate(config)
     if problems:
         raise ConfigError(f"invalid configuration{where}: {_join(problems)}")
@@ -310,8 +326,8 @@ def to_dict(config) -> dict:
         if isinstance(value, dict):
             return {k: convert(v) for k, v in value.items()}
         return value
-    return convert(dataclasses.asdict(config))
 
+    return convert(dataclasses.asdict(config))
 
 
 def field_docs(cls) -> dict[str, str]:
@@ -327,8 +343,13 @@ def field_docs(cls) -> dict[str, str]:
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     docs = {}
     for node, following in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
             docs[node.target.id] = " ".join(following.value.value.split())
     return docs
 
@@ -340,8 +361,12 @@ def render_config(config, section: str | None = None) -> str:
     sections = {f.name for f in dataclasses.fields(config) if dataclasses.is_dataclass(getattr(config, f.name))}
     if section is not None:
         if section not in sections:
-            raise ConfigError(f"config show: {section!r} is not a config section; choose one of {sorted(sections)} or leave it out for the whole config.")
-        return "\n".join([f"{section}:  # {type(getattr(config, section)).__name__}", *_render(getattr(config, section), "  ")]) + "\n"
+            raise ConfigError(
+                f"config show: {section!r} is not a config section; choose one "
+                f"of {sorted(sections)} or leave it out for the whole config."
+            )
+        chosen = getattr(config, section)
+        return "\n".join([f"{section}:  # {type(chosen).__name__}", *_render(chosen, "  ")]) + "\n"
     return "\n".join(_render(config, "")) + "\n"
 
 

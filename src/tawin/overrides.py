@@ -74,8 +74,9 @@ def _put(tree: dict, dotted: str, value) -> bool:
     return True
 
 
-def rename_old_spellings(cls, data: dict, prefix: str, problems: list[str], warn: bool = True,
-                         renamed: dict[str, str] | None = None) -> dict:
+def rename_old_spellings(
+    cls, data: dict, prefix: str, problems: list[str], warn: bool = True, renamed: dict[str, str] | None = None
+) -> dict:
     """`data`, a mapping of `cls` fields, with each old spelling of ``cls.RENAMED`` (or of
     `renamed`) moved to its new place (this level only: nested sections are renamed when they are
     built). An old and a new spelling of one setting with different values is a problem; `warn`
@@ -90,8 +91,10 @@ def rename_old_spellings(cls, data: dict, prefix: str, problems: list[str], warn
             continue
         given = _lookup(data, new)
         if given is not _UNSET and given != present:
-            problems.append(f"{prefix}{old}={present!r} and {prefix}{new}={given!r} name the same setting ({prefix}{old} is "
-                            f"the old spelling of {prefix}{new}); keep only {prefix}{new}")
+            problems.append(
+                f"{prefix}{old}={present!r} and {prefix}{new}={given!r} name the same setting ({prefix}{old} is "
+                f"the old spelling of {prefix}{new}); keep only {prefix}{new}"
+            )
             _pop(data, old)
             continue
         snapshot = dict(data)
@@ -106,8 +109,9 @@ def rename_old_spellings(cls, data: dict, prefix: str, problems: list[str], warn
 
 def _warn_renamed(old: str, new: str) -> None:
     # One place of issue, so that Python's registry shows each message once per process.
-    warnings.warn(f"{old} is now spelled {new}; the old spelling still works, but write the new one", RenamedSetting,
-                  stacklevel=1)
+    warnings.warn(
+        f"{old} is now spelled {new}; the old spelling still works, but write the new one", RenamedSetting, stacklevel=1
+    )
 
 
 def renamed_path(cls, keys: list[str]) -> list[str]:
@@ -115,7 +119,7 @@ def renamed_path(cls, keys: list[str]) -> list[str]:
     for old, new in getattr(cls, "RENAMED", {}).items():
         old_keys = old.split(".")
         if keys[: len(old_keys)] == old_keys:
-            keys = [*new.split("."), *keys[len(old_keys):]]
+            keys = [*new.split("."), *keys[len(old_keys) :]]
             break
     if len(keys) > 1 and dataclasses.is_dataclass(cls):
         annotation = field_types(cls).get(keys[0])
@@ -138,8 +142,10 @@ def in_new_spelling(cls, data: dict, problems: list[str], prefix: str = "", warn
         if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
             data[name] = in_new_spelling(annotation, value, problems, f"{path}.", warn)
         elif get_origin(annotation) is tuple and isinstance(value, list) and get_args(annotation):
-            data[name] = [in_new_spelling(get_args(annotation)[0], item, problems, f"{path}[{i}].", warn)
-                          for i, item in enumerate(value)]
+            data[name] = [
+                in_new_spelling(get_args(annotation)[0], item, problems, f"{path}[{i}].", warn)
+                for i, item in enumerate(value)
+            ]
     return data
 
 
@@ -150,7 +156,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: the value {raw!r} is not valid YAML; quote it or fix the brackets (e.g. eval.ks=[1,5,10])") from None
+        raise ConfigError(
+            f"override {text!r}: the value {raw!r} is not valid YAML; "
+            "quote it or fix the brackets (e.g. eval.ks=[1,5,10])"
+        ) from None
     return key.strip().split("."), value
 
 
@@ -159,7 +168,9 @@ def merge_override(data: dict, keys: list[str], value: Any) -> None:
     for depth, key in enumerate(keys[:-1]):
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {'.'.join(keys)}: {'.'.join(keys[:depth + 1])} is a single value, not a section")
+            raise ConfigError(
+                f"override {'.'.join(keys)}: {'.'.join(keys[: depth + 1])} is a single value, not a section"
+            )
     node[keys[-1]] = value
 
 
@@ -180,8 +191,10 @@ def apply_overrides(cls, data: dict, overrides, problems: list[str], under: tupl
             _warn_renamed(old, new)
         earlier = spelled.get(tuple(new_keys))
         if earlier is not None and earlier[0] != old and earlier[1] != value:
-            problems.append(f"--set {earlier[0]}={earlier[1]!r} and --set {old}={value!r} name the same setting "
-                            f"(the old and the new spelling of {new}); keep only {new}")
+            problems.append(
+                f"--set {earlier[0]}={earlier[1]!r} and --set {old}={value!r} name the same setting "
+                f"(the old and the new spelling of {new}); keep only {new}"
+            )
         spelled[tuple(new_keys)] = (old, value)
         try:
             merge_override(data, [*under, *new_keys], value)

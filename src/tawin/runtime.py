@@ -47,7 +47,11 @@ def pick_device(device: Device = "auto") -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         from tawin.errors import ConfigError
 
-        why = "this torch build has no CUDA support" if torch.version.cuda is None else "torch finds no CUDA GPU (check the driver and CUDA_VISIBLE_DEVICES)"
+        why = (
+            "this torch build has no CUDA support"
+            if torch.version.cuda is None
+            else "torch finds no CUDA GPU (check the driver and CUDA_VISIBLE_DEVICES)"
+        )
         raise ConfigError(f"device=cuda, but {why}; use device=auto (CUDA when present, else CPU) or device=cpu.")
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
@@ -129,8 +133,9 @@ def on_terminal(stream=None) -> bool:
         return False
 
 
-def progress_bar(total: int | None, desc: str, unit: str = "step", enabled: bool = True, initial: int = 0,
-                 unit_scale: bool = False):
+def progress_bar(
+    total: int | None, desc: str, unit: str = "step", enabled: bool = True, initial: int = 0, unit_scale: bool = False
+):
     """The progress display of every loop, drawn on stderr; call ``update(n)``, ``set_postfix(...)``, ``close()``.
 
     On a terminal: a tqdm bar redrawn in place. Elsewhere (a log file, CI, ``nohup``): a
@@ -141,7 +146,9 @@ def progress_bar(total: int | None, desc: str, unit: str = "step", enabled: bool
         return PlainProgress(total, desc, unit, initial, unit_scale)
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale, disable=not enabled, leave=False)
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale, disable=not enabled, leave=False
+    )
 
 
 class PlainProgress:
@@ -163,7 +170,9 @@ class PlainProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
-        if now - self.last >= PLAIN_PROGRESS_SECONDS and self.n - self.shown >= PLAIN_PROGRESS_SHARE * (self.total or 0):
+        if now - self.last >= PLAIN_PROGRESS_SECONDS and self.n - self.shown >= PLAIN_PROGRESS_SHARE * (
+            self.total or 0
+        ):
             self._line(now)
 
     def set_postfix(self, **values) -> None:
@@ -207,7 +216,7 @@ class PlainProgress:
 
 
 def _clock(seconds: float) -> str:
-    """"42s", "12m05s", "3h07m"."""
+    """ "42s", "12m05s", "3h07m"."""
     seconds = int(seconds)
     if seconds < 60:
         return f"{seconds}s"
@@ -217,7 +226,8 @@ def _clock(seconds: float) -> str:
 
 
 def progress(iterable, total: int, desc: str, bar: bool, log=None, unit: str = "batch", every_s: float = 30.0):
-    """`iterable` with a progress display (`bar`; see :func:`progress_bar`), or else with a log line every `every_s` seconds.
+    """`iterable` with a progress display (`bar`; see :func:`progress_bar`), or else with a log line
+    every `every_s` seconds.
 
     Without a bar (``--no-progress``), `log` (default: print) receives
     ``"<desc>: <unit> i/total [elapsed, ETA]"`` at most every `every_s` seconds, and once more at

@@ -64,7 +64,9 @@ def check_report_to(report_to) -> list[str]:
         problems.append(f"report_to={names} lists `none` beside trackers; give the trackers alone, or [none] for none")
     if len(set(names)) != len(names):
         problems.append(f"report_to={names} repeats a tracker; list each once")
-    wanted = [name for name in dict.fromkeys(wanted_trackers(names)) if name in _PACKAGES]  # others: the Literal's error
+    wanted = [
+        name for name in dict.fromkeys(wanted_trackers(names)) if name in _PACKAGES
+    ]  # others: the Literal's error
     if wanted:
         from accelerate.tracking import filter_trackers
 
@@ -72,9 +74,11 @@ def check_report_to(report_to) -> list[str]:
         missing = [name for name in wanted if name not in available]
         if missing:
             packages = " and ".join(f"the {_PACKAGES[name]} package" for name in missing)
-            problems.append(f"report_to={names} needs {packages}, which is not installed; install the trackers with "
-                            f"`{INSTALL_HINT}` (or `pip install {' '.join(_PACKAGES[name] for name in missing)}`), "
-                            "or drop them from report_to")
+            problems.append(
+                f"report_to={names} needs {packages}, which is not installed; install the trackers with "
+                f"`{INSTALL_HINT}` (or `pip install {' '.join(_PACKAGES[name] for name in missing)}`), "
+                "or drop them from report_to"
+            )
     return problems
 
 
@@ -100,8 +104,11 @@ def scalars(record: dict) -> dict[str, float | int]:
     """The record's metrics: namespaced keys (`train/loss`) with a finite number as value. Bookkeeping
     keys (`time`, `stage`, `step`, `epoch`) have no namespace; a NaN (e.g. `tawin/weight_entropy`
     without TAWin weighting) is left out."""
-    return {key: value for key, value in record.items()
-            if "/" in key and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)}
+    return {
+        key: value
+        for key, value in record.items()
+        if "/" in key and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
 
 
 def mlflow_key(key: str) -> str:
@@ -256,7 +263,9 @@ def evaluated_folder(checkpoint: Path | None, out: Path) -> Path:
     belongs to the same run folder as the evaluation's `out`, else `out` itself."""
     if checkpoint is not None:
         trained = Path(checkpoint).parent
-        if (trained / "log.jsonl").is_file() and Location.of(trained).root.resolve() == Location.of(Path(out)).root.resolve():
+        if (trained / "log.jsonl").is_file() and Location.of(trained).root.resolve() == Location.of(
+            Path(out)
+        ).root.resolve():
             return trained
     return Path(out)
 
@@ -268,4 +277,3 @@ def last_step(folder: Path) -> int:
         return 0
     steps = [json.loads(line).get("step", 0) for line in path.read_text().splitlines() if line.strip()]
     return int(max(steps, default=0))
-

@@ -43,7 +43,9 @@ class RunContext:
     """The tracker run (``report_to``) that the loop's log.jsonl records also go to; None = none."""
 
 
-def optimizer_step(loss: torch.Tensor, parameters, optimizer, scheduler, max_grad_norm: float, step: int, stage: str) -> torch.Tensor:
+def optimizer_step(
+    loss: torch.Tensor, parameters, optimizer, scheduler, max_grad_norm: float, step: int, stage: str
+) -> torch.Tensor:
     """One update of every training loop: NaN guard → zero grads → backward → clip by global norm
     (NaN guard) → optimizer and scheduler step. Returns the gradient norm before clipping."""
     parameters = list(parameters)
@@ -61,7 +63,9 @@ class NumericalError(UserError):
     """A loss or gradient became NaN/inf; the last good checkpoint is kept."""
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up to the peak learning rate, then cosine decay to zero at `total_steps`."""
 
     def factor(step: int) -> float:
@@ -76,7 +80,8 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
 def check_finite(value: torch.Tensor, what: str, step: int, stage: str) -> None:
     if not torch.isfinite(value).all():
         raise NumericalError(
-            f"{stage} step {step}: the {what} is {value.detach().float().cpu().tolist()} (not finite). Training stopped; "
+            f"{stage} step {step}: the {what} is "
+            f"{value.detach().float().cpu().tolist()} (not finite). Training stopped; "
             "the last good checkpoint is kept. Lower the learning rate, raise warm-up, or check the data."
         )
 
@@ -98,8 +103,15 @@ class Progress:
     """State a loop saved beside the model through `save_training_state(extra=…)`."""
 
 
-def save_training_state(folder: Path, recommender: RecommenderLM, optimizer, scheduler, progress: Progress, dist=None,
-                        extra: dict | None = None) -> None:
+def save_training_state(
+    folder: Path,
+    recommender: RecommenderLM,
+    optimizer,
+    scheduler,
+    progress: Progress,
+    dist=None,
+    extra: dict | None = None,
+) -> None:
     """Atomically write model + optimizer + scheduler + RNG + progress to `folder` (rank 0 only).
     `extra` holds further state a loop needs to resume (e.g. a synced reference model's weights)."""
     if dist is not None and not dist.is_main:
@@ -107,8 +119,12 @@ def save_training_state(folder: Path, recommender: RecommenderLM, optimizer, sch
         return
     with writing_checkpoint(folder) as staging:
         save_recommender(recommender, staging)
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                 "progress": {k: v for k, v in progress.__dict__.items() if k != "extra"}}
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "progress": {k: v for k, v in progress.__dict__.items() if k != "extra"},
+        }
         if extra:
             state["extra"] = extra
         save_torch(state, staging / "trainer.pt")
@@ -116,16 +132,24 @@ def save_training_state(folder: Path, recommender: RecommenderLM, optimizer, sch
         dist.barrier()
 
 
-def adamw_warmup_cosine(parameters, lr: float, weight_decay: float, warmup_steps: int,
-                        total_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+def adamw_warmup_cosine(
+    parameters, lr: float, weight_decay: float, warmup_steps: int, total_steps: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """The optimizer and schedule of every training loop: AdamW (decoupled weight decay on every
     parameter) with linear warm-up over `warmup_steps` and cosine decay to zero at `total_steps`."""
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     return optimizer, warmup_cosine(optimizer, warmup_steps, total_steps)
 
 
-def start_or_resume(out: Path, recommender: RecommenderLM, parameters, lr: float, weight_decay: float,
-                    warmup_steps: int, total_steps: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, Progress, bool]:
+def start_or_resume(
+    out: Path,
+    recommender: RecommenderLM,
+    parameters,
+    lr: float,
+    weight_decay: float,
+    warmup_steps: int,
+    total_steps: int,
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, Progress, bool]:
     """:func:`adamw_warmup_cosine`, restored with the weights and the progress from ``out/last`` when
     there is one: (optimizer, scheduler, progress, resumed)."""
     optimizer, scheduler = adamw_warmup_cosine(parameters, lr, weight_decay, warmup_steps, total_steps)

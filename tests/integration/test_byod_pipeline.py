@@ -28,18 +28,56 @@ def test_raw_log_to_results(tmp_path, capsys):
         writer.writerow(["user", "item", "timestamp"])
         for user in range(30):
             for step in range(6):
-                writer.writerow([f"U{user}", f"I{(user + 3 * step) % 24}", 1_500_000_000 + user * 1000 + step * 86_400 * 30])
+                writer.writerow(
+                    [f"U{user}", f"I{(user + 3 * step) % 24}", 1_500_000_000 + user * 1000 + step * 86_400 * 30]
+                )
     raw = tmp_path / "raw"
-    assert main(["data", "prepare", "csv", str(log), "--items", str(items), "--out", str(raw), "--no-progress",
-                 "--set", "window_start=null", "--set", "window_end=null", "--set", "k_core=2", "--set", "min_items=1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "csv",
+                str(log),
+                "--items",
+                str(items),
+                "--out",
+                str(raw),
+                "--no-progress",
+                "--set",
+                "window_start=null",
+                "--set",
+                "window_end=null",
+                "--set",
+                "k_core=2",
+                "--set",
+                "min_items=1",
+            ]
+        )
+        == 0
+    )
     built = tmp_path / "built"
-    assert main(["items", "build-sids", str(raw), "--out", str(built), "--no-progress", "--set", "codebook_size=4"]) == 0
+    assert (
+        main(["items", "build-sids", str(raw), "--out", str(built), "--no-progress", "--set", "codebook_size=4"]) == 0
+    )
     assert json.loads((built / "dataset.json").read_text())["sid_source"] == "built"
     out = tmp_path / "run"
     argv = ["run", "--dataset", str(built), "--out", str(out), "--no-progress"]
-    for override in TINY_OVERRIDES + ["threads=1", "sft.epochs=1", "sft.batch_size=16", "sft.eval_rows=8", "sft.eval_beams=10",
-                                      "rl.max_steps=1", "rl.batch_size=4", "rl.group_size=4", "rl.target_k=2", "rl.eval_rows=8",
-                                      "eval.num_beams=10", "eval.ks=[1,5,10]", "eval.sample_size=8"]:
+    for override in TINY_OVERRIDES + [
+        "threads=1",
+        "sft.epochs=1",
+        "sft.batch_size=16",
+        "sft.eval_rows=8",
+        "sft.eval_beams=10",
+        "rl.max_steps=1",
+        "rl.batch_size=4",
+        "rl.group_size=4",
+        "rl.target_k=2",
+        "rl.eval_rows=8",
+        "eval.num_beams=10",
+        "eval.ks=[1,5,10]",
+        "eval.sample_size=8",
+    ]:
         argv += ["--set", override]
     assert main(argv) == 0
     metrics = json.loads((out / "eval" / "rl" / "metrics.json").read_text())

@@ -25,12 +25,28 @@ from conftest import TINY_MODEL, TINY_OVERRIDES, fails, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SFT = TINY_OVERRIDES + ["threads=1", "sft.batch_size=16", "sft.first_train_rows=32", "sft.save_every=1", "sft.epochs=1",
-                        "sft.eval_rows=4", "sft.eval_beams=10", "sft.warmup_steps=1"]
+SFT = TINY_OVERRIDES + [
+    "threads=1",
+    "sft.batch_size=16",
+    "sft.first_train_rows=32",
+    "sft.save_every=1",
+    "sft.epochs=1",
+    "sft.eval_rows=4",
+    "sft.eval_beams=10",
+    "sft.warmup_steps=1",
+]
 """Two SFT steps: a resumable checkpoint after the first, then best/ and last/ at the epoch's end."""
 EVAL = ["threads=1", "eval.sample_size=4", "eval.num_beams=10", "eval.ks=1,5,10"]
-RL = ["threads=1", "rl.max_steps=3", "rl.batch_size=4", "rl.group_size=4", "rl.save_every=1", "rl.eval_rows=4",
-      "rl.negatives=random", "rl.rows.sample_size=16"]
+RL = [
+    "threads=1",
+    "rl.max_steps=3",
+    "rl.batch_size=4",
+    "rl.group_size=4",
+    "rl.save_every=1",
+    "rl.eval_rows=4",
+    "rl.negatives=random",
+    "rl.rows.sample_size=16",
+]
 
 
 def command(name: str, out: Path, settings: list[str], *extra: str) -> list[str]:
@@ -45,7 +61,7 @@ def flip_tensor_bytes(weights: Path) -> None:
     """Invert 16 bytes of tensor data: the safetensors header (its length, then JSON) still parses."""
     data = bytearray(weights.read_bytes())
     start = 8 + struct.unpack("<Q", data[:8])[0] + 512
-    data[start:start + 16] = bytes(b ^ 0xFF for b in data[start:start + 16])
+    data[start : start + 16] = bytes(b ^ 0xFF for b in data[start : start + 16])
     weights.write_bytes(bytes(data))
 
 
@@ -88,8 +104,11 @@ def test_every_checkpoint_folder_ends_with_a_manifest_that_leaves_its_provenance
 
     for folder in (trained / "best", trained / "last"):
         listed = json.loads((folder / "manifest.json").read_text())["files"]
-        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
-                 if p.is_file() and p.name != "manifest.json"}
+        files = {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*")
+            if p.is_file() and p.name != "manifest.json"
+        }
         assert set(listed) == set(files) and {"model.safetensors", "tawin.json"} <= set(files)
         for name, data in files.items():
             assert listed[name] == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
@@ -103,13 +122,17 @@ def test_flipped_weight_bytes_are_refused_by_every_load(trained, industrial, tmp
 
     broken = shutil.copytree(trained / "best", tmp_path / "broken")
     flip_tensor_bytes(broken / "model.safetensors")
-    pattern = (re.escape(str(broken / "model.safetensors")) + r": damaged or changed since the checkpoint was written "
-               r"\(its sha256 is [0-9a-f]{12}…, manifest\.json recorded [0-9a-f]{12}…\)\. "
-               r"Restore the checkpoint folder from a copy, or retrain it")
+    pattern = (
+        re.escape(str(broken / "model.safetensors")) + r": damaged or changed since the checkpoint was written "
+        r"\(its sha256 is [0-9a-f]{12}…, manifest\.json recorded [0-9a-f]{12}…\)\. "
+        r"Restore the checkpoint folder from a copy, or retrain it"
+    )
     history = ",".join(str(item) for item in industrial.items.item_id[:2])
-    for argv in (evaluation(broken, tmp_path / "out"),
-                 command("rl", tmp_path / "out", RL, "--init", str(broken)),
-                 ["recommend", "--checkpoint", str(broken), "--history", history]):
+    for argv in (
+        evaluation(broken, tmp_path / "out"),
+        command("rl", tmp_path / "out", RL, "--init", str(broken)),
+        ["recommend", "--checkpoint", str(broken), "--history", history],
+    ):
         fails(argv, capsys, pattern)
     assert not (tmp_path / "out").exists()
     with pytest.raises(UserError, match=pattern):
@@ -170,8 +193,11 @@ def full_disk(kind: str, out: Path):
     from transformers import modeling_utils
 
     real_safe_save = modeling_utils.safe_save_file
-    error = (OSError(errno.ENOSPC, "No space left on device") if kind == "weights-oserror"
-             else SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    error = (
+        OSError(errno.ENOSPC, "No space left on device")
+        if kind == "weights-oserror"
+        else SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    )
 
     def safe_save(tensors, filename, metadata=None):
         if stopped(filename):
@@ -181,9 +207,11 @@ def full_disk(kind: str, out: Path):
     return "transformers.modeling_utils.safe_save_file", safe_save
 
 
-DISK_FULL = (r": the checkpoint could not be written: the disk is full \(No space left on device; [\d.]+ MiB free "
-             r"now\)\. The previous checkpoint there is kept, and no temporary files are left behind\. Free some space on "
-             r"that disk, then rerun the same command: it resumes from the stage's last checkpoint, if it wrote one\.")
+DISK_FULL = (
+    r": the checkpoint could not be written: the disk is full \(No space left on device; [\d.]+ MiB free "
+    r"now\)\. The previous checkpoint there is kept, and no temporary files are left behind\. Free some space on "
+    r"that disk, then rerun the same command: it resumes from the stage's last checkpoint, if it wrote one\."
+)
 
 
 @pytest.mark.parametrize("kind", ["weights-oserror", "weights-safetensors-error", "trainer-state"])
@@ -214,8 +242,11 @@ def test_a_checkpoint_without_manifest_still_loads_but_non_finite_weights_are_re
     name = sorted(tensors)[0]
     tensors[name].view(-1)[3] = float("nan")
     save_file(tensors, str(legacy / "model.safetensors"), metadata={"format": "pt"})
-    fails(evaluation(legacy, tmp_path / "again"), capsys,
-          re.escape(str(legacy / "model.safetensors")) + rf": the weights '{re.escape(name)}' hold NaN or infinite "
-          r"values, so the file is damaged \(the checkpoint has no manifest\.json of checksums, so only this could be "
-          r"checked\)")
+    fails(
+        evaluation(legacy, tmp_path / "again"),
+        capsys,
+        re.escape(str(legacy / "model.safetensors")) + rf": the weights '{re.escape(name)}' hold NaN or infinite "
+        r"values, so the file is damaged \(the checkpoint has no manifest\.json of checksums, so only this could be "
+        r"checked\)",
+    )
     assert not (tmp_path / "again").exists()

@@ -18,8 +18,14 @@ def _train(tmp_path, dataset, compile: bool):
     train = encode_split(dataset.splits["train"], dataset.items, recommender.codec, recommender.tokenizer, 512)
     valid = encode_split(dataset.splits["valid"], dataset.items, recommender.codec, recommender.tokenizer, 512)
     config = SFTConfig(epochs=1, batch_size=32, first_train_rows=96, eval_rows=8, warmup_steps=1)
-    train_sft(recommender, dataset, train, valid, config,
-              RunContext(tmp_path / str(compile), 0, torch.device("cpu"), False, progress_bars=False, compile=compile))
+    train_sft(
+        recommender,
+        dataset,
+        train,
+        valid,
+        config,
+        RunContext(tmp_path / str(compile), 0, torch.device("cpu"), False, progress_bars=False, compile=compile),
+    )
     return recommender.model.state_dict()
 
 

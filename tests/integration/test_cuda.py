@@ -31,10 +31,21 @@ pytestmark = [
 CUDA = torch.device("cuda")
 TINY = ModelConfig(**TINY_MODEL)
 RUN_OVERRIDES = TINY_OVERRIDES + [
-    "sft.epochs=1", "sft.first_train_rows=512", "sft.eval_rows=16", "sft.batch_size=32", "sft.warmup_steps=2",
-    "rl.max_steps=3", "rl.batch_size=4", "rl.group_size=8", "rl.eval_rows=8",
-    "eval.sample_size=64", "eval.num_beams=20", "eval.batch_size=16", "device=cuda",
-    "sft.log_every=4", "rl.log_every=1",
+    "sft.epochs=1",
+    "sft.first_train_rows=512",
+    "sft.eval_rows=16",
+    "sft.batch_size=32",
+    "sft.warmup_steps=2",
+    "rl.max_steps=3",
+    "rl.batch_size=4",
+    "rl.group_size=8",
+    "rl.eval_rows=8",
+    "eval.sample_size=64",
+    "eval.num_beams=20",
+    "eval.batch_size=16",
+    "device=cuda",
+    "sft.log_every=4",
+    "rl.log_every=1",
 ]
 
 

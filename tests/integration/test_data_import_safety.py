@@ -27,17 +27,31 @@ SAMPLES = {  # split: [(user, history, target, timestamp)]
     "valid": [("AXK9", [10, 11], 12, 300)],
     "test": [("B77Q", [10, 11, 12], 13, 400)],
 }
-HEADER = ["user_id", "item_asins", "item_asin", "history_item_id", "item_id", "history_item_title", "item_title",
-          "timestamp"]
+HEADER = [
+    "user_id",
+    "item_asins",
+    "item_asin",
+    "history_item_id",
+    "item_id",
+    "history_item_title",
+    "item_title",
+    "timestamp",
+]
 TRAIN = Path("train") / "Toy_5.csv"
 DATASET_FILES = {"items.parquet", "train.parquet", "valid.parquet", "test.parquet", "dataset.json"}
 
 
 def rere_row(user: str, history: list[int], target: int, timestamp: int, titles=TITLES, asins=ASINS) -> dict:
-    return {"user_id": user, "item_asins": repr([asins[i] for i in history]), "item_asin": asins[target],
-            "history_item_id": repr(history), "item_id": target,
-            "history_item_title": repr([titles[i] for i in history]), "item_title": titles[target],
-            "timestamp": timestamp}
+    return {
+        "user_id": user,
+        "item_asins": repr([asins[i] for i in history]),
+        "item_asin": asins[target],
+        "history_item_id": repr(history),
+        "item_id": target,
+        "history_item_title": repr([titles[i] for i in history]),
+        "item_title": titles[target],
+        "timestamp": timestamp,
+    }
 
 
 def rere_folder(root: Path) -> Path:
@@ -69,14 +83,20 @@ def test_a_folder_with_other_files_is_refused_a_dataset_folder_is_replaced(tmp_p
     assert entries(out) == DATASET_FILES
     (out / "notes.txt").write_text("mine")
     before = snapshot(out)
-    fails(["data", "import", str(source), "--out", str(out)], capsys,
-          r"--out .*out exists and is neither empty nor a tawin dataset folder \(it holds notes\.txt, dataset\.json, "
-          r"items\.parquet, test\.parquet, train\.parquet and 1 more\); .*so these would be lost\. "
-          r".*pass --overwrite")
+    fails(
+        ["data", "import", str(source), "--out", str(out)],
+        capsys,
+        r"--out .*out exists and is neither empty nor a tawin dataset folder \(it holds notes\.txt, dataset\.json, "
+        r"items\.parquet, test\.parquet, train\.parquet and 1 more\); .*so these would be lost\. "
+        r".*pass --overwrite",
+    )
     assert snapshot(out) == before
     (tmp_path / "file.txt").write_text("keep me")
-    fails(["data", "import", str(source), "--out", str(tmp_path / "file.txt")], capsys,
-          r"--out .*file\.txt is a file, not a folder; choose another --out folder \(the file is left as it is\)")
+    fails(
+        ["data", "import", str(source), "--out", str(tmp_path / "file.txt")],
+        capsys,
+        r"--out .*file\.txt is a file, not a folder; choose another --out folder \(the file is left as it is\)",
+    )
     assert (tmp_path / "file.txt").read_text() == "keep me" and entries(tmp_path) == {"src", "out", "file.txt"}
 
 
@@ -87,9 +107,12 @@ def test_out_never_holds_the_source(tmp_path, capsys, where, overwrite):
     out = {"source": source, "parent": source.parent, "grandparent": tmp_path}[where]
     before = snapshot(tmp_path)
     pattern = "is the source folder" if where == "source" else r"holds the source folder .*src"
-    fails(["data", "import", str(source), "--out", str(out), *overwrite], capsys,
-          rf"--out .* {pattern}: the import replaces the contents of --out, which would delete the files being "
-          r"imported \(--overwrite does not change that\)\. Choose an --out folder outside .*src\.")
+    fails(
+        ["data", "import", str(source), "--out", str(out), *overwrite],
+        capsys,
+        rf"--out .* {pattern}: the import replaces the contents of --out, which would delete the files being "
+        r"imported \(--overwrite does not change that\)\. Choose an --out folder outside .*src\.",
+    )
     assert snapshot(tmp_path) == before
 
 
@@ -98,9 +121,12 @@ def test_out_inside_the_source_holding_its_files(tmp_path, capsys):
     source = tmp_path / "src"
     rere_folder(source / "rere")
     before = snapshot(source)
-    fails(["data", "import", str(source), "--out", str(source / "rere"), "--overwrite"], capsys,
-          r"--out .*rere lies inside the source folder .*src and holds files that are not a tawin dataset "
-          r"\(test/, train/, valid/\); they may be files being imported.*\(--overwrite does not change that\)")
+    fails(
+        ["data", "import", str(source), "--out", str(source / "rere"), "--overwrite"],
+        capsys,
+        r"--out .*rere lies inside the source folder .*src and holds files that are not a tawin dataset "
+        r"\(test/, train/, valid/\); they may be files being imported.*\(--overwrite does not change that\)",
+    )
     assert snapshot(source) == before
     imports(capsys, source, source / "imported")  # a new folder inside the source is fine
     assert entries(source / "imported") == DATASET_FILES
@@ -131,9 +157,12 @@ def test_overwrite_puts_the_old_contents_back_when_writing_fails(tmp_path, capsy
         return real_replace(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "replace", move_fails)
-    fails(["data", "import", str(source), "--out", str(out), "--overwrite"], capsys,
-          r"--out .*out: cannot write the dataset there \(Input/output error\); .*Its old contents, if any, are as "
-          r"they were")
+    fails(
+        ["data", "import", str(source), "--out", str(out), "--overwrite"],
+        capsys,
+        r"--out .*out: cannot write the dataset there \(Input/output error\); .*Its old contents, if any, are as "
+        r"they were",
+    )
     assert failed and snapshot(out) == before
     assert entries(out) == {"old", "train.parquet"} and entries(tmp_path) == {"src", "out"}
 
@@ -164,9 +193,12 @@ def test_a_killed_overwrite_is_undone_by_the_next_import(tmp_path, capsys):
 def test_duplicate_column_in_a_split_csv(tmp_path, capsys):
     source = rere_folder(tmp_path / "src")
     write_csv(source / TRAIN, HEADER + ["item_id"], [rere_row(*sample) for sample in SAMPLES["train"]])  # item_id twice
-    fails(["data", "import", str(source), "--out", str(tmp_path / "out")], capsys,
-          r"train/Toy_5\.csv: line 1, the header names the column 'item_id' twice \(columns 5 and 9\); only one of "
-          r"them could be read\. Rename or remove one of the two columns\.")
+    fails(
+        ["data", "import", str(source), "--out", str(tmp_path / "out")],
+        capsys,
+        r"train/Toy_5\.csv: line 1, the header names the column 'item_id' twice \(columns 5 and 9\); only one of "
+        r"them could be read\. Rename or remove one of the two columns\.",
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -176,8 +208,11 @@ def test_duplicate_column_in_a_rere_csv_beside_inter_files(tmp_path, capsys):
     path = source / "rere" / "valid" / "Toy.csv"
     path.parent.mkdir(parents=True)
     path.write_text("timestamp,item_asin,item_asins,timestamp\n300,B012,\"['B010', 'B011']\",999\n")
-    fails(["data", "import", str(source), "--out", str(tmp_path / "out")], capsys,
-          r"rere/valid/Toy\.csv: line 1, the header names the column 'timestamp' twice \(columns 1 and 4\)")
+    fails(
+        ["data", "import", str(source), "--out", str(tmp_path / "out")],
+        capsys,
+        r"rere/valid/Toy\.csv: line 1, the header names the column 'timestamp' twice \(columns 1 and 4\)",
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -195,10 +230,13 @@ def test_history_item_seen_only_in_histories(tmp_path, capsys):
     assert items.item_id.tolist() == [10, 11, 12, 13, 99] and (items.title[-1], items.asin[-1]) == ("Hammer", "B099")
     copied = dict(rows[1], history_item_title=repr(["Glue", "Tape"]), item_asins=repr(["B010", "B011"]))
     write_csv(source / TRAIN, HEADER, [rows[0], copied])
-    fails(["data", "import", str(source), "--out", str(tmp_path / "copy")], capsys,
-          r"train/Toy_5\.csv: line 3, field 'item_asins' gives item 99 the ASIN 'B011', but line 2 of "
-          r"train/Toy_5\.csv gives that ASIN to item 11; an ASIN names one item, so one of the two item ids is wrong\. "
-          r"Correct the id")
+    fails(
+        ["data", "import", str(source), "--out", str(tmp_path / "copy")],
+        capsys,
+        r"train/Toy_5\.csv: line 3, field 'item_asins' gives item 99 the ASIN 'B011', but line 2 of "
+        r"train/Toy_5\.csv gives that ASIN to item 11; an ASIN names one item, so one of the two item ids is wrong\. "
+        r"Correct the id",
+    )
     assert not (tmp_path / "copy").exists()
 
 
@@ -233,8 +271,11 @@ def test_byte_order_mark(tmp_path, capsys, layout):
 def test_out_under_a_file(tmp_path, capsys):
     source = rere_folder(tmp_path / "src")
     (tmp_path / "some_file.txt").write_text("keep me")
-    fails(["data", "import", str(source), "--out", str(tmp_path / "some_file.txt" / "sub")], capsys,
-          r"--out .*some_file\.txt/sub cannot be made: .*some_file\.txt is a file; choose another --out folder")
+    fails(
+        ["data", "import", str(source), "--out", str(tmp_path / "some_file.txt" / "sub")],
+        capsys,
+        r"--out .*some_file\.txt/sub cannot be made: .*some_file\.txt is a file; choose another --out folder",
+    )
     assert (tmp_path / "some_file.txt").read_text() == "keep me"
 
 
@@ -251,10 +292,16 @@ def test_write_error_names_the_folder(tmp_path, capsys, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(pq, "write_table", refused)
-    fails(["data", "import", str(source), "--out", str(out)], capsys,
-          r"--out .*out: cannot write the dataset there \(Permission denied\); choose an --out folder you can write to")
+    fails(
+        ["data", "import", str(source), "--out", str(out)],
+        capsys,
+        r"--out .*out: cannot write the dataset there \(Permission denied\); choose an --out folder you can write to",
+    )
     assert snapshot(out) == before and entries(out) == DATASET_FILES
-    fails(["data", "import", str(source), "--out", str(tmp_path / "new" / "data")], capsys,
-          r"new/data: cannot write the dataset there")
+    fails(
+        ["data", "import", str(source), "--out", str(tmp_path / "new" / "data")],
+        capsys,
+        r"new/data: cannot write the dataset there",
+    )
     assert entries(tmp_path) == {"src", "out"}
     assert json.loads((out / "dataset.json").read_text())["format"] == "tawin-dataset/1"

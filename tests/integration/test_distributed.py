@@ -15,10 +15,24 @@ from safetensors.torch import load_file
 from conftest import TINY_OVERRIDES
 
 COMMON = TINY_OVERRIDES + [
-    "seed=5", "threads=1", "precision=fp32",  # N processes equal one to float32 rounding; bf16 autocast rounds each shard apart
-    "sft.first_train_rows=96", "sft.batch_size=16", "sft.epochs=1", "sft.eval_rows=16",
-    "sft.warmup_steps=2", "sft.lr=3e-3", "rl.max_steps=3", "rl.batch_size=4", "rl.group_size=8", "rl.eval_rows=8",
-    "rl.negatives=random", "rl.lr=1e-3", "eval.sample_size=40", "eval.num_beams=20", "eval.batch_size=8",
+    "seed=5",
+    "threads=1",
+    "precision=fp32",  # N processes equal one to float32 rounding; bf16 autocast rounds each shard apart
+    "sft.first_train_rows=96",
+    "sft.batch_size=16",
+    "sft.epochs=1",
+    "sft.eval_rows=16",
+    "sft.warmup_steps=2",
+    "sft.lr=3e-3",
+    "rl.max_steps=3",
+    "rl.batch_size=4",
+    "rl.group_size=8",
+    "rl.eval_rows=8",
+    "rl.negatives=random",
+    "rl.lr=1e-3",
+    "eval.sample_size=40",
+    "eval.num_beams=20",
+    "eval.batch_size=8",
 ]
 
 
@@ -29,8 +43,19 @@ def free_port() -> int:
 
 
 def tawin(args: list[str], processes: int) -> None:
-    launcher = [sys.executable, "-m", "tawin"] if processes == 1 else [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={free_port()}", "-m", "tawin"]
+    launcher = (
+        [sys.executable, "-m", "tawin"]
+        if processes == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={processes}",
+            f"--master_port={free_port()}",
+            "-m",
+            "tawin",
+        ]
+    )
     argv = launcher + args + ["--no-progress"]
     for override in COMMON:
         argv += ["--set", override]

@@ -11,7 +11,15 @@ import pytest
 from tawin.cli import main
 from tawin.run.expected import Expectation, compare, read_expectation
 
-POPULARITY_ONLY = ["--set", "stages=[popularity]", "--set", "eval.sample_size=200", "--set", "threads=1", "--no-progress"]
+POPULARITY_ONLY = [
+    "--set",
+    "stages=[popularity]",
+    "--set",
+    "eval.sample_size=200",
+    "--set",
+    "threads=1",
+    "--no-progress",
+]
 
 
 def write(path, ranges, made_by="3 seeds, test"):
@@ -28,21 +36,26 @@ def test_run_prints_each_number_inside_or_outside_its_range(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"recall@3 {recall3:.4f} in [" in printed and "All 1 numbers lie inside the expected ranges." in printed
 
-    outside = write(tmp_path / "outside.json", {"Popularity": {"recall@3": [recall3 + 0.01, recall3 + 0.02]},
-                                                "SFT": {"recall@3": [0.0, 1.0]}})
+    outside = write(
+        tmp_path / "outside.json",
+        {"Popularity": {"recall@3": [recall3 + 0.01, recall3 + 0.02]}, "SFT": {"recall@3": [0.0, 1.0]}},
+    )
     assert main(["run", "--out", str(tmp_path / "run"), "--expect", str(outside), *POPULARITY_ONLY]) == 0
     printed = capsys.readouterr().out
     assert "OUTSIDE" in printed and "1 of 1 numbers lie outside" in printed
     assert "SFT: not in this run's table (missing, not checked)" in printed
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
-    ("{not json", "not a readable JSON file"),
-    (json.dumps({"ranges": {}}), "needs a non-empty object 'ranges'"),
-    (json.dumps({"ranges": {"SFT": {"recall@3": [0.2, 0.1]}}}), r"low ≤ high"),
-    (json.dumps({"ranges": {"SFT": {"recall@3": [0.1, "x"]}}}), r"must be \[low, high\]"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        ("{not json", "not a readable JSON file"),
+        (json.dumps({"ranges": {}}), "needs a non-empty object 'ranges'"),
+        (json.dumps({"ranges": {"SFT": {"recall@3": [0.2, 0.1]}}}), r"low ≤ high"),
+        (json.dumps({"ranges": {"SFT": {"recall@3": [0.1, "x"]}}}), r"must be \[low, high\]"),
+    ],
+)
 def test_a_bad_expectation_file_fails_before_any_work(tmp_path, capsys, content, message):
     path = tmp_path / "expected.json"
     if content is not None:
@@ -55,7 +68,9 @@ def test_a_bad_expectation_file_fails_before_any_work(tmp_path, capsys, content,
 
 
 def test_compare_counts_only_numbers_the_run_has():
-    expectation = Expectation("m", {"A": {"recall@1": (0.1, 0.2), "ndcg@10": (0.0, 0.05)}, "B": {"recall@1": (0.0, 1.0)}})
+    expectation = Expectation(
+        "m", {"A": {"recall@1": (0.1, 0.2), "ndcg@10": (0.0, 0.05)}, "B": {"recall@1": (0.0, 1.0)}}
+    )
     lines, inside, checked = compare({"A": {"recall@1": 0.15, "ndcg@10": 0.06}}, expectation)
     assert (inside, checked) == (1, 2)
     assert lines[0] == "  A: recall@1 0.1500 in [0.1000, 0.2000]; ndcg@10 0.0600 OUTSIDE [0.0000, 0.0500]"

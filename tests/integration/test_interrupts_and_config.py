@@ -37,16 +37,20 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-
 # ------------------------------------------------------------------ a key written twice
 
-@pytest.mark.parametrize("command", [
-    ["config", "show"],
-    ["sft", "--out", "{out}"],
-    ["run", "--out", "{out}"],
-    ["eval", "--checkpoint", "popularity", "--out", "{out}"],
-    ["rl", "--init", "{out}/no-checkpoint", "--out", "{out}"],
-], ids=["config-show", "sft", "run", "eval", "rl"])
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["config", "show"],
+        ["sft", "--out", "{out}"],
+        ["run", "--out", "{out}"],
+        ["eval", "--checkpoint", "popularity", "--out", "{out}"],
+        ["rl", "--init", "{out}/no-checkpoint", "--out", "{out}"],
+    ],
+    ids=["config-show", "sft", "run", "eval", "rl"],
+)
 def test_a_section_written_twice_is_refused_naming_file_key_and_lines(command, tmp_path, capsys):
     config = write(tmp_path / "twice.yaml", TWO_SFT_BLOCKS)
     out = tmp_path / "out"
@@ -58,9 +62,14 @@ def test_a_section_written_twice_is_refused_naming_file_key_and_lines(command, t
 
 
 def test_a_field_written_twice_inside_a_section_names_its_dotted_path(tmp_path, capsys):
-    config = write(tmp_path / "epochs.yaml", "sft:\n  epochs: 1\n  lr: 1.0e-3\n  epochs: 3\nrl:\n  tau: 2.0\n  tau: 3.0\n")
-    fails(["config", "show", "--config", str(config)], capsys,
-          r"epochs\.yaml: `sft\.epochs` is written twice \(lines 2 and 4\); `rl\.tau` is written twice \(lines 6 and 7\)")
+    config = write(
+        tmp_path / "epochs.yaml", "sft:\n  epochs: 1\n  lr: 1.0e-3\n  epochs: 3\nrl:\n  tau: 2.0\n  tau: 3.0\n"
+    )
+    fails(
+        ["config", "show", "--config", str(config)],
+        capsys,
+        r"epochs\.yaml: `sft\.epochs` is written twice \(lines 2 and 4\); `rl\.tau` is written twice \(lines 6 and 7\)",
+    )
     # A key merged in with `<<` may be overridden on purpose: that is no repetition.
     from tawin.cli import main
 
@@ -73,26 +82,47 @@ def test_a_field_written_twice_inside_a_section_names_its_dotted_path(tmp_path, 
 def test_baseline_and_experiment_yamls_refuse_a_repeated_key(tmp_path, capsys):
     baseline = write(tmp_path / "sasrec.yaml", "max_epochs: 1\nhidden: 16\nmax_epochs: 2\n")
     out = tmp_path / "baseline"
-    fails(["baseline", "sasrec", "--config", str(baseline), "--out", str(out), "--set", "max_epochs=0"], capsys,
-          r"sasrec\.yaml: `max_epochs` is written twice \(lines 1 and 3\)")
+    fails(
+        ["baseline", "sasrec", "--config", str(baseline), "--out", str(out), "--set", "max_epochs=0"],
+        capsys,
+        r"sasrec\.yaml: `max_epochs` is written twice \(lines 1 and 3\)",
+    )
     assert not out.exists()
-    experiment = write(tmp_path / "grid.yaml", textwrap.dedent("""\
+    experiment = write(
+        tmp_path / "grid.yaml",
+        textwrap.dedent("""\
         seeds: [0]
         methods:
           GRPO: {weighting: none}
           TAWin: {weighting: tawin}
           GRPO: {weighting: none, negatives: random}
-        """))
-    fails(["experiment", str(experiment), "--out", str(tmp_path / "grid"), "--set", "rl.max_steps=-1"], capsys,
-          r"grid\.yaml: `methods\.GRPO` is written twice \(lines 3 and 5\)")
+        """),
+    )
+    fails(
+        ["experiment", str(experiment), "--out", str(tmp_path / "grid"), "--set", "rl.max_steps=-1"],
+        capsys,
+        r"grid\.yaml: `methods\.GRPO` is written twice \(lines 3 and 5\)",
+    )
     assert not (tmp_path / "grid").exists()
 
 
 def test_a_repeated_key_in_a_saved_config_is_not_resumed(tmp_path, capsys):
     dataset = tiny_dataset(tmp_path / "data")
     out = tmp_path / "eval"
-    argv = ["eval", "--checkpoint", "popularity", "--dataset", str(dataset), "--out", str(out), "--no-progress",
-            "--beams", "4", "--set", "eval.ks=[1,2,4]"]
+    argv = [
+        "eval",
+        "--checkpoint",
+        "popularity",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--beams",
+        "4",
+        "--set",
+        "eval.ks=[1,2,4]",
+    ]
     from tawin.cli import main
 
     assert main(argv) == 0
@@ -106,20 +136,37 @@ def test_a_repeated_key_in_a_saved_config_is_not_resumed(tmp_path, capsys):
 
 # ------------------------------------------------------------------ rl.target_k and the group
 
+
 def test_target_k_beyond_the_group_is_refused_with_an_explicit_anchor(tmp_path, capsys):
-    fails(["config", "show", "--set", "rl.group_size=8", "--set", "rl.anchor=2", "--set", "rl.target_k=10"], capsys,
-          r"rl\.target_k=10 must be ≤ G−1=7: TAWin targets Recall@K through the window at rank K−1=9 among the group's "
-          r"G−1 negatives \(ranks 0\.\.6\); lower rl\.target_k to ≤ 7 or raise rl\.group_size to ≥ 11")
-    experiment = write(tmp_path / "grid.yaml", "base: {rl: {group_size: 4}}\nmethods:\n  TAWin: {anchor: 1, target_k: 5}\n")
+    fails(
+        ["config", "show", "--set", "rl.group_size=8", "--set", "rl.anchor=2", "--set", "rl.target_k=10"],
+        capsys,
+        r"rl\.target_k=10 must be ≤ G−1=7: TAWin targets Recall@K through the window at rank K−1=9 among the group's "
+        r"G−1 negatives \(ranks 0\.\.6\); lower rl\.target_k to ≤ 7 or raise rl\.group_size to ≥ 11",
+    )
+    experiment = write(
+        tmp_path / "grid.yaml", "base: {rl: {group_size: 4}}\nmethods:\n  TAWin: {anchor: 1, target_k: 5}\n"
+    )
     fails(["experiment", str(experiment), "--out", str(tmp_path / "grid")], capsys, r"rl\.target_k=5 must be ≤ G−1=3")
 
 
 # ------------------------------------------------------------------ Ctrl-C
 
 RUN = TINY_OVERRIDES + [
-    "threads=1", "sft.first_train_rows=256", "sft.epochs=1", "sft.batch_size=8", "sft.save_every=2", "sft.eval_rows=8",
-    "rl.max_steps=2", "rl.batch_size=4", "rl.group_size=8", "rl.eval_rows=4", "rl.negatives=random",
-    "eval.sample_size=16", "eval.num_beams=10", "eval.ks=[1,3,5,10]",
+    "threads=1",
+    "sft.first_train_rows=256",
+    "sft.epochs=1",
+    "sft.batch_size=8",
+    "sft.save_every=2",
+    "sft.eval_rows=8",
+    "rl.max_steps=2",
+    "rl.batch_size=4",
+    "rl.group_size=8",
+    "rl.eval_rows=4",
+    "rl.negatives=random",
+    "eval.sample_size=16",
+    "eval.num_beams=10",
+    "eval.ks=[1,3,5,10]",
 ]
 
 
@@ -127,8 +174,9 @@ def start_run(out: Path) -> subprocess.Popen:
     argv = [sys.executable, "-m", "tawin", "run", "--out", str(out), "--no-progress"]
     for override in RUN:
         argv += ["--set", override]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
 
 
 def interrupt(process: subprocess.Popen, when) -> None:
@@ -219,14 +267,41 @@ def test_ctrl_c_stops_an_experiment_and_its_workers_in_one_line(tmp_path, indust
     from conftest import TINY_BASE
 
     data = save_dataset(industrial_small, tmp_path / "data")
-    slow_sft = {**TINY_BASE["sft"], "epochs": 50, "first_train_rows": 256, "log_every": 1}  # outlives the test unless stopped
-    config = write(tmp_path / "tiny.yaml", yaml.safe_dump({
-        "name": "tiny", "base": {**TINY_BASE, "sft": slow_sft, "data": {"dataset": str(data)}}, "seeds": [0, 1],
-        "methods": {"SFT only": None},
-    }))
-    process = subprocess.Popen([sys.executable, "-m", "tawin", "experiment", str(config), "--out", str(tmp_path / "out"),
-                                "--no-progress", "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    slow_sft = {
+        **TINY_BASE["sft"],
+        "epochs": 50,
+        "first_train_rows": 256,
+        "log_every": 1,
+    }  # outlives the test unless stopped
+    config = write(
+        tmp_path / "tiny.yaml",
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "base": {**TINY_BASE, "sft": slow_sft, "data": {"dataset": str(data)}},
+                "seeds": [0, 1],
+                "methods": {"SFT only": None},
+            }
+        ),
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tawin",
+            "experiment",
+            str(config),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+            "--jobs",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     logs = [tmp_path / "out" / f"seed_{seed}" / "sft" / "log.jsonl" for seed in (0, 1)]
     try:
         deadline = time.time() + 300

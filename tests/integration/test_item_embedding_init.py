@@ -51,11 +51,31 @@ def dataset(items, tmp_path_factory) -> Path:
 def test_sft_from_scratch_starts_from_the_title_vectors(items, dataset, tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     out = tmp_path / "sft"
-    overrides = TINY_OVERRIDES + ["model.item_embedding_init=titles", f"seed={SEED}", "threads=1", "sft.lr=1e-9",
-                                  "sft.epochs=1", "sft.batch_size=8", "sft.warmup_steps=0", "sft.eval_rows=4",
-                                  "sft.eval_beams=10"]
-    assert main(["sft", "--dataset", str(dataset), "--out", str(out), "--no-progress",
-                 *(arg for override in overrides for arg in ("--set", override))]) == 0
+    overrides = TINY_OVERRIDES + [
+        "model.item_embedding_init=titles",
+        f"seed={SEED}",
+        "threads=1",
+        "sft.lr=1e-9",
+        "sft.epochs=1",
+        "sft.batch_size=8",
+        "sft.warmup_steps=0",
+        "sft.eval_rows=4",
+        "sft.eval_beams=10",
+    ]
+    assert (
+        main(
+            [
+                "sft",
+                "--dataset",
+                str(dataset),
+                "--out",
+                str(out),
+                "--no-progress",
+                *(arg for override in overrides for arg in ("--set", override)),
+            ]
+        )
+        == 0
+    )
     assert yaml.safe_load((out / "config.yaml").read_text())["model"]["item_embedding_init"] == "titles"
     assert checkpoint_config(out / "best").item_embedding_init == "titles"
 

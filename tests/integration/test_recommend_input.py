@@ -47,6 +47,7 @@ def recommender(checkpoint, dataset) -> tawin.Recommender:
 @pytest.fixture()
 def no_ranking(monkeypatch):
     """Fail the test if the beam search starts: the checks must come before the work."""
+
     def ranked(*args, **kwargs):
         raise AssertionError("ranked before the output was checked")
 
@@ -70,20 +71,27 @@ def test_an_unwritable_output_is_refused_before_ranking(checkpoint, dataset, tmp
     source = histories_file(tmp_path, [10, 11])
     (tmp_path / "blocker").write_text("a file, not a folder")
     target = tmp_path / "blocker" / "o.jsonl"
-    fails(recommend(checkpoint, dataset, "--input", str(source), "--output", str(target)), capsys,
-          r"--output .*blocker/o\.jsonl: .*blocker is a file, not a folder; pass --output a path in a folder")
+    fails(
+        recommend(checkpoint, dataset, "--input", str(source), "--output", str(target)),
+        capsys,
+        r"--output .*blocker/o\.jsonl: .*blocker is a file, not a folder; pass --output a path in a folder",
+    )
 
 
-def test_a_folder_without_write_permission_is_refused_before_ranking(checkpoint, dataset, tmp_path, capsys, no_ranking,
-                                                                     monkeypatch):
+def test_a_folder_without_write_permission_is_refused_before_ranking(
+    checkpoint, dataset, tmp_path, capsys, no_ranking, monkeypatch
+):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(tempfile, "mkstemp", denied)  # root may write anywhere, so the denial is simulated
     source = histories_file(tmp_path, [10, 11])
-    fails(recommend(checkpoint, dataset, "--input", str(source), "--output", str(tmp_path / "new" / "o.jsonl")), capsys,
-          r"--output .*o\.jsonl: cannot write a file in .*new \(Permission denied\); "
-          r"pass --output a path in a folder you can write to")
+    fails(
+        recommend(checkpoint, dataset, "--input", str(source), "--output", str(tmp_path / "new" / "o.jsonl")),
+        capsys,
+        r"--output .*o\.jsonl: cannot write a file in .*new \(Permission denied\); "
+        r"pass --output a path in a folder you can write to",
+    )
     assert not (tmp_path / "new").exists()  # the folder made for it is removed again
 
 
@@ -93,8 +101,11 @@ def test_a_read_only_folder_is_refused_before_ranking(checkpoint, dataset, tmp_p
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     try:
-        fails(recommend(checkpoint, dataset, "--input", str(source), "--output", str(locked / "o.jsonl")), capsys,
-              r"cannot write a file in .*locked \(Permission denied\)")
+        fails(
+            recommend(checkpoint, dataset, "--input", str(source), "--output", str(locked / "o.jsonl")),
+            capsys,
+            r"cannot write a file in .*locked \(Permission denied\)",
+        )
     finally:
         locked.chmod(0o700)
 
@@ -110,9 +121,12 @@ def test_the_output_is_never_the_input(spelling, overwrite, checkpoint, dataset,
         target = tmp_path / "." / ".." / tmp_path.name / source.name
     elif spelling in ("symlink", "hardlink"):
         (target.symlink_to if spelling == "symlink" else target.hardlink_to)(source)
-    fails(recommend(checkpoint, dataset, "--input", str(source), "--output", str(target), *overwrite), capsys,
-          r"--output .* is the --input file .*histories\.jsonl: writing it would replace the histories; "
-          r"pass another --output")
+    fails(
+        recommend(checkpoint, dataset, "--input", str(source), "--output", str(target), *overwrite),
+        capsys,
+        r"--output .* is the --input file .*histories\.jsonl: writing it would replace the histories; "
+        r"pass another --output",
+    )
     assert source.read_text() == "[10, 11]\n"
 
 
@@ -120,8 +134,11 @@ def test_an_existing_output_is_kept_unless_overwrite(checkpoint, dataset, tmp_pa
     source = histories_file(tmp_path, [10, 11])
     target = tmp_path / "recs.jsonl"
     target.write_text("yesterday's recommendations\n")
-    fails(recommend(checkpoint, dataset, "--input", str(source), "--output", str(target)), capsys,
-          r"--output .*recs\.jsonl exists; pass --overwrite to replace it .* or another --output path")
+    fails(
+        recommend(checkpoint, dataset, "--input", str(source), "--output", str(target)),
+        capsys,
+        r"--output .*recs\.jsonl exists; pass --overwrite to replace it .* or another --output path",
+    )
     # With --overwrite, a run that fails while ranking still leaves the old file and no temporary one.
     with pytest.raises(AssertionError, match="ranked before"):
         main(recommend(checkpoint, dataset, "--input", str(source), "--output", str(target), "--overwrite"))
@@ -147,8 +164,11 @@ def test_an_empty_history_is_named_as_such(checkpoint, dataset, tmp_path, capsys
     empty = r"the history is empty, and a prompt needs at least one item; pass 1 or more known item ids"
     fails(recommend(checkpoint, dataset, "--history", ","), capsys, rf"--history: {empty}")
     source = histories_file(tmp_path, [10], [])
-    fails(recommend(checkpoint, dataset, "--input", str(source), "--output", str(tmp_path / "o.jsonl")), capsys,
-          rf"histories\.jsonl: line 2, field 'history': {empty}")
+    fails(
+        recommend(checkpoint, dataset, "--input", str(source), "--output", str(tmp_path / "o.jsonl")),
+        capsys,
+        rf"histories\.jsonl: line 2, field 'history': {empty}",
+    )
     assert not (tmp_path / "o.jsonl").exists()
     with pytest.raises(DataError, match=rf"history 1: {empty}"):
         recommender.recommend([[10], []], k=2)
@@ -157,8 +177,10 @@ def test_an_empty_history_is_named_as_such(checkpoint, dataset, tmp_path, capsys
 def test_a_long_history_is_cut_with_one_warning_on_stderr(checkpoint, dataset, tmp_path, capsys):
     assert main(recommend(checkpoint, dataset, "--history", ",".join(["10", "11", "12"] * 5))) == 0
     err = capsys.readouterr().err
-    assert err == ("tawin: warning: the history has 15 items: each prompt keeps only the latest 10, the most a "
-                   "training row holds, so the older items do not count.\n")
+    assert err == (
+        "tawin: warning: the history has 15 items: each prompt keeps only the latest 10, the most a "
+        "training row holds, so the older items do not count.\n"
+    )
     source = histories_file(tmp_path, [10, 11] * 6, [12], [13] * 10_000)
     assert main(recommend(checkpoint, dataset, "--input", str(source), "--output", str(tmp_path / "o.jsonl"))) == 0
     err = capsys.readouterr().err
@@ -171,7 +193,8 @@ def test_the_api_warns_once_per_call_and_keeps_the_latest_items(recommender):
         ranked = recommender.recommend([[10, 11, 12, 13] * 2500, [11] * 20, [12]], k=2)
     assert [str(w.message) for w in caught] == [
         "2 of 3 histories are longer than 10 items (up to 10000): each prompt keeps only the latest 10, the most a "
-        "training row holds, so the older items do not count."]
+        "training row holds, so the older items do not count."
+    ]
     assert caught[0].filename == __file__  # it points at the caller
     assert ranked[0].history == [12, 13] + [10, 11, 12, 13] * 2 and ranked[1].history == [11] * 10
     with warnings.catch_warnings():
@@ -182,29 +205,41 @@ def test_the_api_warns_once_per_call_and_keeps_the_latest_items(recommender):
 # ------------------------------------------------------------------ the Python API's input forms
 
 
-@pytest.mark.parametrize(("histories", "pattern"), [
-    (None, r"histories: got None; pass one history as a list of integer item ids, oldest first, e\.g\. \[117, "),
-    ("10", r"histories: got the text '10' \(item ids are integers: convert text with int\(\.\.\.\)\)"),
-    ((h for h in [[10]]), r"histories: got a generator, which has no length and is read once \(pass list\(\.\.\.\) "),
-    ({10, 11}, r"histories: got a set; pass one history as a list"),
-    ([[True]], r"history 0, position 0: got True \(bool\), not an item id"),
-    ([[10], [11, "12"]], r"history 1, position 1: got the text '12' .*, not an item id"),
-    ([10, 11.0], r"history 0, position 1: got 11\.0 \(float\), not an item id"),
-    ([[10], 11], r"history 1: got an int; pass one history as a list"),
-    (np.array([[10.0, 11.0]]), r"history 0: a 1-D numpy array of float64; .* \(or a 1-D or 2-D integer numpy array\)"),
-    (np.array([True, False]), r"history 0: a 1-D numpy array of bool"),
-    (np.zeros((1, 1, 1), dtype=np.int64), r"histories: a 3-D numpy array"),
-])
+@pytest.mark.parametrize(
+    ("histories", "pattern"),
+    [
+        (None, r"histories: got None; pass one history as a list of integer item ids, oldest first, e\.g\. \[117, "),
+        ("10", r"histories: got the text '10' \(item ids are integers: convert text with int\(\.\.\.\)\)"),
+        (
+            (h for h in [[10]]),
+            r"histories: got a generator, which has no length and is read once \(pass list\(\.\.\.\) ",
+        ),
+        ({10, 11}, r"histories: got a set; pass one history as a list"),
+        ([[True]], r"history 0, position 0: got True \(bool\), not an item id"),
+        ([[10], [11, "12"]], r"history 1, position 1: got the text '12' .*, not an item id"),
+        ([10, 11.0], r"history 0, position 1: got 11\.0 \(float\), not an item id"),
+        ([[10], 11], r"history 1: got an int; pass one history as a list"),
+        (
+            np.array([[10.0, 11.0]]),
+            r"history 0: a 1-D numpy array of float64; .* \(or a 1-D or 2-D integer numpy array\)",
+        ),
+        (np.array([True, False]), r"history 0: a 1-D numpy array of bool"),
+        (np.zeros((1, 1, 1), dtype=np.int64), r"histories: a 3-D numpy array"),
+    ],
+)
 def test_the_api_refuses_other_forms(histories, pattern, recommender):
     with pytest.raises(DataError, match=pattern):
         recommender.recommend(histories, k=2)
 
 
-@pytest.mark.parametrize(("k", "pattern"), [
-    ("3", r"k='3' \(str\) must be an integer in \[1, 4\], e\.g\. k=4"),
-    (True, r"k=True \(bool\) must be an integer in \[1, 4\]"),
-    (2.0, r"k=2\.0 \(float\) must be an integer in \[1, 4\]"),
-])
+@pytest.mark.parametrize(
+    ("k", "pattern"),
+    [
+        ("3", r"k='3' \(str\) must be an integer in \[1, 4\], e\.g\. k=4"),
+        (True, r"k=True \(bool\) must be an integer in \[1, 4\]"),
+        (2.0, r"k=2\.0 \(float\) must be an integer in \[1, 4\]"),
+    ],
+)
 def test_the_api_refuses_a_k_that_is_not_an_integer(k, pattern, recommender):
     with pytest.raises(UserError, match=pattern):
         recommender.recommend([[10, 11]], k=k)

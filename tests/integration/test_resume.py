@@ -15,9 +15,20 @@ import pytest
 from conftest import TINY_OVERRIDES
 
 COMMON = TINY_OVERRIDES + [
-    "seed=3", "threads=1", "sft.first_train_rows=320", "sft.batch_size=16", "sft.epochs=2", "sft.save_every=4",
-    "sft.eval_rows=16", "sft.warmup_steps=3", "rl.max_steps=8", "rl.batch_size=4", "rl.group_size=8",
-    "rl.save_every=2", "rl.eval_rows=8", "rl.negatives=random",
+    "seed=3",
+    "threads=1",
+    "sft.first_train_rows=320",
+    "sft.batch_size=16",
+    "sft.epochs=2",
+    "sft.save_every=4",
+    "sft.eval_rows=16",
+    "sft.warmup_steps=3",
+    "rl.max_steps=8",
+    "rl.batch_size=4",
+    "rl.group_size=8",
+    "rl.save_every=2",
+    "rl.eval_rows=8",
+    "rl.negatives=random",
 ]
 
 
@@ -25,7 +36,9 @@ def tawin(args: list[str], out: Path) -> subprocess.Popen:
     argv = [sys.executable, "-m", "tawin", *args, "--out", str(out), "--no-progress"]
     for override in COMMON:
         argv += ["--set", override]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
 
 
 def finish(process: subprocess.Popen) -> None:
@@ -42,7 +55,10 @@ def kill_after_checkpoint(process: subprocess.Popen, trainer_state: Path, min_st
         if process.poll() is not None:
             pytest.fail("the run finished before it could be interrupted; lower save_every")
         try:
-            if trainer_state.exists() and torch.load(trainer_state, weights_only=False)["progress"]["global_step"] >= min_step:
+            if (
+                trainer_state.exists()
+                and torch.load(trainer_state, weights_only=False)["progress"]["global_step"] >= min_step
+            ):
                 break
         except Exception:  # the file is being replaced; look again
             pass
@@ -64,7 +80,10 @@ def test_sft_and_rl_resume_after_sigkill_match_uninterrupted(tmp_path):
     assert not (killed / "sft" / "summary.json").exists()
     finish(tawin(["sft"], killed / "sft"))
     assert weights(straight / "sft" / "best") == weights(killed / "sft" / "best")
-    assert json.loads((straight / "sft" / "summary.json").read_text())["history"] == json.loads((killed / "sft" / "summary.json").read_text())["history"]
+    assert (
+        json.loads((straight / "sft" / "summary.json").read_text())["history"]
+        == json.loads((killed / "sft" / "summary.json").read_text())["history"]
+    )
 
     finish(tawin(["rl", "--init", str(straight / "sft" / "best")], straight / "rl"))
     process = tawin(["rl", "--init", str(straight / "sft" / "best")], killed / "rl")
@@ -78,8 +97,18 @@ def test_sft_and_rl_resume_after_sigkill_match_uninterrupted(tmp_path):
 
 @pytest.mark.slow
 def test_same_config_twice_gives_identical_metrics(tmp_path):
-    quick = ["--set", "sft.first_train_rows=64", "--set", "sft.epochs=1", "--set", "stages=[sft,eval]",
-             "--set", "eval.sample_size=16", "--set", "eval.num_beams=20"]
+    quick = [
+        "--set",
+        "sft.first_train_rows=64",
+        "--set",
+        "sft.epochs=1",
+        "--set",
+        "stages=[sft,eval]",
+        "--set",
+        "eval.sample_size=16",
+        "--set",
+        "eval.num_beams=20",
+    ]
     for name in ("a", "b"):
         finish(tawin(["run", *quick], tmp_path / name))
     metrics = [(tmp_path / name / "eval" / "sft" / "metrics.json").read_text() for name in ("a", "b")]

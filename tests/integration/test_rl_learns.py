@@ -31,17 +31,40 @@ def _target_ranks(recommender, encoded) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("weighting,loss", [("none", "grpo"), ("tawin", "dapo")])
-def test_rl_on_repeated_prompts_ranks_their_targets_higher(tmp_path, industrial_small, tiny_recommender, weighting, loss):
+def test_rl_on_repeated_prompts_ranks_their_targets_higher(
+    tmp_path, industrial_small, tiny_recommender, weighting, loss
+):
     r = tiny_recommender
     rows = industrial_small.splits["train"].take(np.arange(PROMPTS))
     train = encode_split(rows, industrial_small.items, r.codec, r.tokenizer, 512)
     valid = encode_split(industrial_small.splits["valid"], industrial_small.items, r.codec, r.tokenizer, 512)
     before_B = _target_ranks(r, train)
     # Random negatives put the target in every group, so every step carries signal.
-    config = RLConfig(negatives="random", reward="binary", weighting=weighting, loss=loss, group_size=16,
-                      batch_size=PROMPTS, epochs=40, max_steps=0, lr=3e-3, warmup_ratio=0.0,
-                      max_grad_norm=1.0, kl_beta=0.0, eval_rows=8, log_every=10, save_every=1000)
-    result = train_rl(r, industrial_small, train, valid, config, RunContext(tmp_path, 0, torch.device("cpu"), False, progress_bars=False))
+    config = RLConfig(
+        negatives="random",
+        reward="binary",
+        weighting=weighting,
+        loss=loss,
+        group_size=16,
+        batch_size=PROMPTS,
+        epochs=40,
+        max_steps=0,
+        lr=3e-3,
+        warmup_ratio=0.0,
+        max_grad_norm=1.0,
+        kl_beta=0.0,
+        eval_rows=8,
+        log_every=10,
+        save_every=1000,
+    )
+    result = train_rl(
+        r,
+        industrial_small,
+        train,
+        valid,
+        config,
+        RunContext(tmp_path, 0, torch.device("cpu"), False, progress_bars=False),
+    )
     after_B = _target_ranks(r, train)
     assert result["steps"] == 40
     # Untrained, the targets sit mid-catalogue (ranks 712–2,581 of 3,686 here); 40 steps on their

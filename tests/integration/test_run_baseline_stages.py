@@ -111,8 +111,23 @@ def test_the_baselines_learn_from_the_latest_train_rows(small, tmp_path):
     for kind in LABELS:
         assert read(out / "eval" / kind / "result.json")["train_rows"] == LATEST
         alone = tmp_path / kind
-        assert main(["baseline", kind, "--dataset", str(small), "--out", str(alone), "--latest-train-rows", str(LATEST),
-                     "--set", f"seed={SEED}"]) == 0
+        assert (
+            main(
+                [
+                    "baseline",
+                    kind,
+                    "--dataset",
+                    str(small),
+                    "--out",
+                    str(alone),
+                    "--latest-train-rows",
+                    str(LATEST),
+                    "--set",
+                    f"seed={SEED}",
+                ]
+            )
+            == 0
+        )
         assert read(out / "eval" / kind / "metrics.json") == read(alone / "metrics.json")
 
 
@@ -131,12 +146,19 @@ def test_the_baselines_are_scored_on_the_evaluated_rows_at_the_eval_ks(small, in
     model, _ = train_baseline("gru4rec", industrial_small, SequentialBaselineConfig(seed=SEED), log=None)
     rows = sample_rows(64, 16, 5)
     assert not np.array_equal(rows, np.arange(16))
-    sampled = Dataset("sampled", industrial_small.items,
-                      {**industrial_small.splits, "valid": industrial_small.splits["valid"].take(rows)}, {})
+    sampled = Dataset(
+        "sampled",
+        industrial_small.items,
+        {**industrial_small.splits, "valid": industrial_small.splits["valid"].take(rows)},
+        {},
+    )
     assert metrics == evaluate_baseline(model, sampled, "valid", ks=(1, 5))[0]
 
 
 def test_a_misspelt_stage_is_refused_with_the_closest_name(small, tmp_path, capsys):
-    fails(run_argv(tmp_path / "run", small, stages="popularity,sasrek"), capsys,
-          r"stages\[1\]='sasrek' is not one of \[.*'gru4rec'\] \(did you mean 'sasrec'\?\)")
+    fails(
+        run_argv(tmp_path / "run", small, stages="popularity,sasrek"),
+        capsys,
+        r"stages\[1\]='sasrek' is not one of \[.*'gru4rec'\] \(did you mean 'sasrec'\?\)",
+    )
     assert not (tmp_path / "run").exists()

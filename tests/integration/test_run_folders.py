@@ -59,8 +59,25 @@ def ckpt_b(tmp_path_factory, industrial) -> Path:
 
 
 def evaluation(checkpoint, out: Path, dataset: Path, *extra: str) -> list[str]:
-    return ["eval", "--checkpoint", str(checkpoint), "--out", str(out), "--dataset", str(dataset), "--no-progress",
-            "--set", "threads=1", "--set", "eval.sample_size=4", "--set", "eval.num_beams=20", "--set", "eval.batch_size=4", *extra]
+    return [
+        "eval",
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--dataset",
+        str(dataset),
+        "--no-progress",
+        "--set",
+        "threads=1",
+        "--set",
+        "eval.sample_size=4",
+        "--set",
+        "eval.num_beams=20",
+        "--set",
+        "eval.batch_size=4",
+        *extra,
+    ]
 
 
 def ok(argv: list[str], capsys) -> str:
@@ -77,12 +94,19 @@ def test_eval_refuses_a_folder_made_from_another_checkpoint(small, ckpt_a, tmp_p
     out = tmp_path / "eval"
     ok(evaluation("popularity", out, small), capsys)
     before = snapshot(out)
-    fails(evaluation(ckpt_a, out, small), capsys,
-          rf"holds a eval with a different config \(changed: provenance\.checkpoint: popularity → {ckpt_a} \(sha256 [0-9a-f]{{12}}…\), model\.")
+    fails(
+        evaluation(ckpt_a, out, small),
+        capsys,
+        r"holds a eval with a different config \(changed: provenance\.checkpoint: "
+        rf"popularity → {ckpt_a} \(sha256 [0-9a-f]{{12}}…\), model\.",
+    )
     assert snapshot(out) == before
     ok(evaluation(ckpt_a, out, small, "--overwrite"), capsys)
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["provenance"]["checkpoint"]["path"] == str(ckpt_a) and len(saved["provenance"]["checkpoint"]["sha256"]) == 64
+    assert (
+        saved["provenance"]["checkpoint"]["path"] == str(ckpt_a)
+        and len(saved["provenance"]["checkpoint"]["sha256"]) == 64
+    )
     assert (out / "predictions.jsonl").read_bytes() != before["predictions.jsonl"]
     assert not (out / ".replaced").exists()
 
@@ -94,18 +118,47 @@ def test_eval_resumes_a_copy_of_its_checkpoint_but_not_other_weights(small, ckpt
     copy = shutil.copytree(ckpt_a, tmp_path / "moved-a")
     ok(evaluation(copy, out, small), capsys)  # same content elsewhere: the same result, resumed
     assert snapshot(out)["metrics.json"] == before["metrics.json"]
-    fails(evaluation(ckpt_b, out, small), capsys, rf"changed: provenance\.checkpoint: {copy} \(sha256 \w+…\) → {ckpt_b} \(sha256 \w+…\)")
+    fails(
+        evaluation(ckpt_b, out, small),
+        capsys,
+        rf"changed: provenance\.checkpoint: {copy} \(sha256 \w+…\) → {ckpt_b} \(sha256 \w+…\)",
+    )
 
 
 def test_rl_refuses_a_folder_trained_from_another_init(small, ckpt_a, ckpt_b, tmp_path, capsys):
     def rl(init: Path) -> list[str]:
-        return ["rl", "--init", str(init), "--out", str(tmp_path / "rl"), "--dataset", str(small), "--no-progress",
-                "--set", "threads=1", "--set", "rl.max_steps=1", "--set", "rl.batch_size=2", "--set", "rl.group_size=4",
-                "--set", "rl.target_k=1", "--set", "rl.eval_rows=2", "--set", "rl.negatives=random"]
+        return [
+            "rl",
+            "--init",
+            str(init),
+            "--out",
+            str(tmp_path / "rl"),
+            "--dataset",
+            str(small),
+            "--no-progress",
+            "--set",
+            "threads=1",
+            "--set",
+            "rl.max_steps=1",
+            "--set",
+            "rl.batch_size=2",
+            "--set",
+            "rl.group_size=4",
+            "--set",
+            "rl.target_k=1",
+            "--set",
+            "rl.eval_rows=2",
+            "--set",
+            "rl.negatives=random",
+        ]
 
     ok(rl(ckpt_a), capsys)
     before = snapshot(tmp_path / "rl")
-    fails(rl(ckpt_b), capsys, rf"holds a rl with a different config \(changed: provenance\.init: {ckpt_a} \(sha256 \w+…\) → {ckpt_b}")
+    fails(
+        rl(ckpt_b),
+        capsys,
+        rf"holds a rl with a different config \(changed: provenance\.init: {ckpt_a} \(sha256 \w+…\) → {ckpt_b}",
+    )
     assert snapshot(tmp_path / "rl") == before
 
 
@@ -114,7 +167,11 @@ def test_a_dataset_changed_in_place_is_refused(small, tmp_path, capsys):
     out = tmp_path / "eval"
     ok(evaluation("popularity", out, data), capsys)
     rewrite(data, "test.parquet", target=np.roll(pq.read_table(data / "test.parquet")["target"].to_numpy(), 1))
-    fails(evaluation("popularity", out, data), capsys, rf"changed: provenance\.dataset: {data} \(sha256 \w+…\) → {data} \(sha256 \w+…\)")
+    fails(
+        evaluation("popularity", out, data),
+        capsys,
+        rf"changed: provenance\.dataset: {data} \(sha256 \w+…\) → {data} \(sha256 \w+…\)",
+    )
 
 
 # ------------------------------------------------------------------ 2. --overwrite never loses the old run first
@@ -132,8 +189,11 @@ def earlier_sft(tmp_path) -> Path:
 
 def test_overwrite_with_a_model_that_does_not_exist_keeps_the_old_run(small, earlier_sft, capsys):
     before = snapshot(earlier_sft)
-    fails(["sft", "--out", str(earlier_sft), "--overwrite", "--model", "/not/a/model", "--dataset", str(small)], capsys,
-          r"model\.name_or_path='/not/a/model' could not be loaded.*no such folder")
+    fails(
+        ["sft", "--out", str(earlier_sft), "--overwrite", "--model", "/not/a/model", "--dataset", str(small)],
+        capsys,
+        r"model\.name_or_path='/not/a/model' could not be loaded.*no such folder",
+    )
     assert snapshot(earlier_sft) == before
 
 
@@ -143,17 +203,25 @@ def test_overwrite_that_fails_inside_the_folder_puts_the_old_run_back(small, tmp
     before = snapshot(out)
     unloadable = fake_checkpoint(tmp_path / "unloadable")  # passes the early checks; its weights fail to load
     fails(evaluation(unloadable, out, small, "--overwrite"), capsys, r"unloadable: the checkpoint could not be loaded")
-    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == [".lock", "config.yaml", "metrics.json", "predictions.jsonl"]
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == [
+        ".lock",
+        "config.yaml",
+        "metrics.json",
+        "predictions.jsonl",
+    ]
 
 
 def test_a_killed_overwrite_is_undone_by_the_next_command(small, tmp_path, capsys):
     out = tmp_path / "eval"
     ok(evaluation("popularity", out, small), capsys)
     before = snapshot(out)
-    killed = ("import os, sys; from tawin.config import load_config; from tawin.run.config import PipelineConfig; "
-              "from tawin.run.folder import RunFolder; "
-              "folder = RunFolder(sys.argv[1], load_config(PipelineConfig, None, ['seed=9']), overwrite=True, kind='eval').__enter__(); "
-              "open(os.path.join(sys.argv[1], 'log.jsonl'), 'w').write('{}'); os._exit(9)")
+    killed = (
+        "import os, sys; from tawin.config import load_config; from tawin.run.config import PipelineConfig; "
+        "from tawin.run.folder import RunFolder; "
+        "folder = RunFolder(sys.argv[1], load_config(PipelineConfig, "
+        "None, ['seed=9']), overwrite=True, kind='eval').__enter__(); "
+        "open(os.path.join(sys.argv[1], 'log.jsonl'), 'w').write('{}'); os._exit(9)"
+    )
     assert subprocess.run([sys.executable, "-c", killed, str(out)]).returncode == 9
     assert (out / ".replaced" / "metrics.json").exists() and not (out / "metrics.json").exists()
     ok(evaluation("popularity", out, small), capsys)  # the old run is back, and resumes
@@ -170,14 +238,29 @@ def test_baseline_follows_the_folder_rules(small, tmp_path, capsys):
     assert saved["kind"] == "baseline" and saved["method"] == "popularity" and saved["sequential"] is None
     assert saved["provenance"]["dataset"]["path"] == str(small)
     before = snapshot(out)
-    fails(["baseline", "sasrec", "--dataset", str(small), "--out", str(out)], capsys,
-          r"holds a baseline with a different config \(changed: method: 'popularity' → 'sasrec', sequential")
-    fails(["eval", "--checkpoint", "popularity", "--dataset", str(small), "--out", str(out)], capsys, r"kind: 'baseline' → 'eval'")
-    fails(["baseline", "popularity", "--dataset", str(small), "--out", str(out), "--set", "lr=1"], capsys, r"popularity has no settings")
+    fails(
+        ["baseline", "sasrec", "--dataset", str(small), "--out", str(out)],
+        capsys,
+        r"holds a baseline with a different config \(changed: method: 'popularity' → 'sasrec', sequential",
+    )
+    fails(
+        ["eval", "--checkpoint", "popularity", "--dataset", str(small), "--out", str(out)],
+        capsys,
+        r"kind: 'baseline' → 'eval'",
+    )
+    fails(
+        ["baseline", "popularity", "--dataset", str(small), "--out", str(out), "--set", "lr=1"],
+        capsys,
+        r"popularity has no settings",
+    )
     ok(["baseline", "popularity", "--dataset", str(small), "--out", str(out)], capsys)  # finished: resumed, not redone
     assert snapshot(out) == before
     (tmp_path / "file").write_text("keep")
-    fails(["baseline", "popularity", "--dataset", str(small), "--out", str(tmp_path / "file")], capsys, r"is a file, not a folder")
+    fails(
+        ["baseline", "popularity", "--dataset", str(small), "--out", str(tmp_path / "file")],
+        capsys,
+        r"is a file, not a folder",
+    )
     assert (tmp_path / "file").read_text() == "keep"
     fails(["baseline", "popularity", "--dataset", "", "--out", str(tmp_path / "x")], capsys, r"--dataset is empty")
     assert not (tmp_path / "x").exists()
@@ -189,16 +272,40 @@ def test_baseline_refuses_a_folder_in_use(small, tmp_path, capsys):
 
     out = tmp_path / "busy"
     with RunFolder(out, BaselineRun("popularity", str(small)), kind="baseline"):
-        fails(["baseline", "popularity", "--dataset", str(small), "--out", str(out)], capsys, r"another tawin process is writing")
+        fails(
+            ["baseline", "popularity", "--dataset", str(small), "--out", str(out)],
+            capsys,
+            r"another tawin process is writing",
+        )
         assert not (out / "metrics.json").exists()
 
 
 # ------------------------------------------------------------------ 4. and 8. a finished tawin run, rerun
 
 
-RUN = ["--set", "threads=1", "--set", "stages=sft,eval", "--set", "sft.epochs=1", "--set", "sft.batch_size=16", "--set", "sft.eval_rows=4",
-       "--set", "sft.log_every=1", "--set", "sft.warmup_steps=1", "--set", "eval.sample_size=4", "--set", "eval.num_beams=20",
-       "--set", "eval.batch_size=4", *[arg for override in TINY_OVERRIDES for arg in ("--set", override)]]
+RUN = [
+    "--set",
+    "threads=1",
+    "--set",
+    "stages=sft,eval",
+    "--set",
+    "sft.epochs=1",
+    "--set",
+    "sft.batch_size=16",
+    "--set",
+    "sft.eval_rows=4",
+    "--set",
+    "sft.log_every=1",
+    "--set",
+    "sft.warmup_steps=1",
+    "--set",
+    "eval.sample_size=4",
+    "--set",
+    "eval.num_beams=20",
+    "--set",
+    "eval.batch_size=4",
+    *[arg for override in TINY_OVERRIDES for arg in ("--set", override)],
+]
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +341,14 @@ def test_rerun_of_a_finished_run_keeps_the_recorded_costs(finished_run, small, c
 
 def test_outputs_and_checkpoints_follow_the_umask(finished_run):
     _, _, modes = finished_run
-    assert {"sft/best/model.safetensors", "sft/last/trainer.pt", "eval/sft/metrics.json", "eval/sft/predictions.jsonl", "config.yaml",
-            "results.json"} <= set(modes)
+    assert {
+        "sft/best/model.safetensors",
+        "sft/last/trainer.pt",
+        "eval/sft/metrics.json",
+        "eval/sft/predictions.jsonl",
+        "config.yaml",
+        "results.json",
+    } <= set(modes)
     assert {name: oct(mode) for name, (is_dir, mode) in modes.items() if mode != (0o750 if is_dir else 0o640)} == {}
 
 
@@ -250,28 +363,64 @@ def test_sft_without_progress_bars_prints_log_lines(finished_run):
 def test_settings_that_cannot_change_a_result_do_not_block_a_resume(small, tmp_path, capsys):
     out = tmp_path / "eval"
     ok(evaluation("popularity", out, small), capsys)
-    ok(evaluation("popularity", out, small, "--set", "sft.log_every=7", "--set", "rl.save_every=3", "--set", "rl.log_every=2"), capsys)
+    ok(
+        evaluation(
+            "popularity", out, small, "--set", "sft.log_every=7", "--set", "rl.save_every=3", "--set", "rl.log_every=2"
+        ),
+        capsys,
+    )
     assert yaml.safe_load((out / "config.yaml").read_text())["sft"]["log_every"] == 7
-    fails(evaluation("popularity", out, small, "--set", "threads=2"), capsys,
-          r"changed: threads: 1 → 2 \(the CPU thread count changes the order of float reductions")
+    fails(
+        evaluation("popularity", out, small, "--set", "threads=2"),
+        capsys,
+        r"changed: threads: 1 → 2 \(the CPU thread count changes the order of float reductions",
+    )
 
 
 def test_eval_and_rl_refuse_model_settings_they_would_ignore(small, ckpt_a, tmp_path, capsys):
-    fails(evaluation(ckpt_a, tmp_path / "e", small, "--set", "model.hidden_size=64"), capsys,
-          rf"model\.hidden_size=64 \(the checkpoint has 32\): `tawin eval` builds no model; it loads {ckpt_a}, whose tawin\.json fixes")
-    fails(["rl", "--init", str(ckpt_a), "--out", str(tmp_path / "r"), "--dataset", str(small), "--model", "Qwen/Qwen2.5-0.5B"], capsys,
-          r"model\.name_or_path='Qwen/Qwen2\.5-0\.5B' \(the checkpoint has None\): `tawin rl` builds no model")
-    fails(evaluation("popularity", tmp_path / "e", small, "--set", "model.num_layers=2"), capsys,
-          r"model\.num_layers: the popularity baseline uses no model; drop these overrides")
+    fails(
+        evaluation(ckpt_a, tmp_path / "e", small, "--set", "model.hidden_size=64"),
+        capsys,
+        r"model\.hidden_size=64 \(the checkpoint has 32\): `tawin eval` "
+        rf"builds no model; it loads {ckpt_a}, whose tawin\.json fixes",
+    )
+    fails(
+        [
+            "rl",
+            "--init",
+            str(ckpt_a),
+            "--out",
+            str(tmp_path / "r"),
+            "--dataset",
+            str(small),
+            "--model",
+            "Qwen/Qwen2.5-0.5B",
+        ],
+        capsys,
+        r"model\.name_or_path='Qwen/Qwen2\.5-0\.5B' \(the checkpoint has None\): `tawin rl` builds no model",
+    )
+    fails(
+        evaluation("popularity", tmp_path / "e", small, "--set", "model.num_layers=2"),
+        capsys,
+        r"model\.num_layers: the popularity baseline uses no model; drop these overrides",
+    )
     assert not (tmp_path / "e").exists() and not (tmp_path / "r").exists()
-    tiny = [arg for override in TINY_OVERRIDES for arg in ("--set", override)]  # the checkpoint's own values: consistent, accepted
-    ok(evaluation(ckpt_a, tmp_path / "e", small, *tiny, "--set", "model.max_prompt_tokens=64"), capsys)  # prompt truncation applies
+    tiny = [
+        arg for override in TINY_OVERRIDES for arg in ("--set", override)
+    ]  # the checkpoint's own values: consistent, accepted
+    ok(
+        evaluation(ckpt_a, tmp_path / "e", small, *tiny, "--set", "model.max_prompt_tokens=64"), capsys
+    )  # prompt truncation applies
     model = yaml.safe_load((tmp_path / "e" / "config.yaml").read_text())["model"]
     assert model["hidden_size"] == 32 and model["num_layers"] == 2 and model["max_prompt_tokens"] == 64  # what was used
 
 
 def test_an_empty_dataset_name_is_an_error(tmp_path, capsys):
-    fails(["eval", "--checkpoint", "popularity", "--dataset", "", "--out", str(tmp_path / "e")], capsys, r"data\.dataset is empty")
+    fails(
+        ["eval", "--checkpoint", "popularity", "--dataset", "", "--out", str(tmp_path / "e")],
+        capsys,
+        r"data\.dataset is empty",
+    )
     assert not (tmp_path / "e").exists()
 
 
@@ -291,8 +440,11 @@ def test_a_setting_added_later_at_its_default_resumes_and_other_values_are_refus
     assert saved["sft"]["label_smoothing"] == 0.0  # the resumed folder records the setting from now on
     del saved["sft"]["label_smoothing"]
     (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
-    fails(evaluation(ckpt_a, out, small, "--set", "sft.label_smoothing=0.1"), capsys,
-          r"different config \(changed: sft\.label_smoothing: \(unset\) → 0\.1\)")
+    fails(
+        evaluation(ckpt_a, out, small, "--set", "sft.label_smoothing=0.1"),
+        capsys,
+        r"different config \(changed: sft\.label_smoothing: \(unset\) → 0\.1\)",
+    )
 
 
 def test_a_baseline_folder_from_before_latest_train_rows_resumes(small, tmp_path, capsys):
@@ -302,5 +454,8 @@ def test_a_baseline_folder_from_before_latest_train_rows_resumes(small, tmp_path
     del saved["latest_train_rows"]
     (out / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
     ok(["baseline", "popularity", "--dataset", str(small), "--out", str(out)], capsys)
-    fails(["baseline", "popularity", "--dataset", str(small), "--out", str(out), "--latest-train-rows", "8"], capsys,
-          r"changed: latest_train_rows: 0 → 8")
+    fails(
+        ["baseline", "popularity", "--dataset", str(small), "--out", str(out), "--latest-train-rows", "8"],
+        capsys,
+        r"changed: latest_train_rows: 0 → 8",
+    )

@@ -13,19 +13,33 @@ from conftest import TINY_BASE
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("method", "cell_id", "stage", "checkpoint", "announced"), [
-    ({"SFT only": None}, "sft-only", "sft", "best", "seed_0: SFT →"),
-    ({"TAWin": {"weighting": "tawin", "target_k": 3, "anchor": 1}}, "tawin", "tawin/rl", "final", "seed_0: RL TAWin"),
-], ids=["sft", "rl"])
-def test_an_experiment_retrains_a_stage_whose_checkpoint_is_half_written(method, cell_id, stage, checkpoint, announced,
-                                                                         tmp_path, capsys, industrial_small):
+@pytest.mark.parametrize(
+    ("method", "cell_id", "stage", "checkpoint", "announced"),
+    [
+        ({"SFT only": None}, "sft-only", "sft", "best", "seed_0: SFT →"),
+        (
+            {"TAWin": {"weighting": "tawin", "target_k": 3, "anchor": 1}},
+            "tawin",
+            "tawin/rl",
+            "final",
+            "seed_0: RL TAWin",
+        ),
+    ],
+    ids=["sft", "rl"],
+)
+def test_an_experiment_retrains_a_stage_whose_checkpoint_is_half_written(
+    method, cell_id, stage, checkpoint, announced, tmp_path, capsys, industrial_small
+):
     from tawin.cli import main
     from tawin.data.formats.canonical import save_dataset
 
     data = save_dataset(industrial_small, tmp_path / "data")
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"name": "tiny", "base": {**TINY_BASE, "data": {"dataset": str(data)}},
-                                      "seeds": [0], "methods": method}))
+    config.write_text(
+        yaml.safe_dump(
+            {"name": "tiny", "base": {**TINY_BASE, "data": {"dataset": str(data)}}, "seeds": [0], "methods": method}
+        )
+    )
     out = tmp_path / "out"
     argv = ["experiment", str(config), "--out", str(out), "--no-progress"]
     assert main(argv) == 0

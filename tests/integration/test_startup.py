@@ -39,12 +39,16 @@ print("PROBE" + json.dumps({"code": code, "seen": seen}))
 
 def probe(*argv: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+    )
     line = next(line for line in done.stdout.splitlines() if line.startswith("PROBE"))
-    return json.loads(line[len("PROBE"):])
+    return json.loads(line[len("PROBE") :])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["config", "show"], ["config", "show", "rl"], ["sft", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--version"], ["config", "show"], ["config", "show", "rl"], ["sft", "--help"]]
+)
 def test_help_version_and_config_show_load_neither_torch_nor_transformers(argv):
     result = probe(*argv)
     assert result["code"] in (0, None)
@@ -54,7 +58,16 @@ def test_help_version_and_config_show_load_neither_torch_nor_transformers(argv):
 def test_the_openmp_settings_are_in_place_when_torch_loads(tmp_path):
     from tawin.runtime import OPENMP_SETTINGS
 
-    result = probe("eval", "--checkpoint", "popularity", "--out", str(tmp_path / "eval"), "--set", "eval.sample_size=8", "--no-progress")
+    result = probe(
+        "eval",
+        "--checkpoint",
+        "popularity",
+        "--out",
+        str(tmp_path / "eval"),
+        "--set",
+        "eval.sample_size=8",
+        "--no-progress",
+    )
     assert result["code"] == 0
     assert "torch" in result["seen"], "the command was meant to load torch"
     for name, value in OPENMP_SETTINGS.items():
@@ -63,7 +76,25 @@ def test_the_openmp_settings_are_in_place_when_torch_loads(tmp_path):
 
 def test_the_users_own_openmp_setting_wins(tmp_path):
     env = {**os.environ, "OMP_WAIT_POLICY": "ACTIVE"}
-    done = subprocess.run([sys.executable, "-c", PROBE, "eval", "--checkpoint", "popularity", "--out", str(tmp_path / "eval"),
-                           "--set", "eval.sample_size=8", "--no-progress"], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
-    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("PROBE"))[len("PROBE"):])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PROBE,
+            "eval",
+            "--checkpoint",
+            "popularity",
+            "--out",
+            str(tmp_path / "eval"),
+            "--set",
+            "eval.sample_size=8",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("PROBE"))[len("PROBE") :])
     assert result["seen"]["torch"]["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -26,10 +26,26 @@ from tawin.train_utils import JsonlLog
 from conftest import TINY_MODEL, TINY_OVERRIDES
 
 FAST = TINY_OVERRIDES + [
-    "threads=1", "sft.epochs=1", "sft.first_train_rows=64", "sft.eval_rows=8", "sft.eval_beams=10", "sft.batch_size=16",
-    "sft.warmup_steps=1", "sft.log_every=1", "rl.max_steps=3", "rl.batch_size=2", "rl.group_size=4", "rl.eval_rows=4",
-    "rl.log_every=1", "rl.eval_every=2", "rl.weighting=tawin", "rl.anchor=1", "eval.sample_size=8", "eval.num_beams=10",
-    "eval.batch_size=8", "eval.ks=1,3,5,10",
+    "threads=1",
+    "sft.epochs=1",
+    "sft.first_train_rows=64",
+    "sft.eval_rows=8",
+    "sft.eval_beams=10",
+    "sft.batch_size=16",
+    "sft.warmup_steps=1",
+    "sft.log_every=1",
+    "rl.max_steps=3",
+    "rl.batch_size=2",
+    "rl.group_size=4",
+    "rl.eval_rows=4",
+    "rl.log_every=1",
+    "rl.eval_every=2",
+    "rl.weighting=tawin",
+    "rl.anchor=1",
+    "eval.sample_size=8",
+    "eval.num_beams=10",
+    "eval.batch_size=8",
+    "eval.ks=1,3,5,10",
 ]
 
 
@@ -81,7 +97,11 @@ def test_tensorboard_holds_every_logged_scalar_of_sft_rl_and_evaluation(tmp_path
     assert main(argv) == 0
     board = out / "tracking" / "tensorboard"
     # One run per model (add_hparams writes a timestamp-named sub-run beside each, as torch does).
-    runs = {p.parent.relative_to(board).as_posix() for p in board.glob("**/events.out.tfevents.*") if not is_timestamp(p.parent.name)}
+    runs = {
+        p.parent.relative_to(board).as_posix()
+        for p in board.glob("**/events.out.tfevents.*")
+        if not is_timestamp(p.parent.name)
+    }
     assert runs == {"sft", "rl", "eval/popularity"}
     for stage in ("sft", "rl"):
         logged = jsonl_scalars(out / stage / "log.jsonl")
@@ -92,10 +112,22 @@ def test_tensorboard_holds_every_logged_scalar_of_sft_rl_and_evaluation(tmp_path
         assert saved["model.hidden_size"] == TINY_MODEL["hidden_size"] and saved["rl.group_size"] == 4
         assert saved["report_to"] == '["tensorboard"]' and saved["eval.ks"] == "[1, 3, 5, 10]"
     rl_keys = set(jsonl_scalars(out / "rl" / "log.jsonl"))
-    assert {"train/loss", "train/kl", "train/lr", "rollout/reward", "rollout/target_in_group", "tawin/weight_entropy",
-            "eval/recall@3", "eval/ndcg@10"} <= rl_keys
-    assert {"train/loss", "train/lr", "train/tokens_per_s", "eval/recall@10"} <= set(jsonl_scalars(out / "sft" / "log.jsonl"))
-    assert tensorboard_scalars(board / "eval" / "popularity") == eval_scalars(out / "eval" / "popularity" / "metrics.json", "test", 0)
+    assert {
+        "train/loss",
+        "train/kl",
+        "train/lr",
+        "rollout/reward",
+        "rollout/target_in_group",
+        "tawin/weight_entropy",
+        "eval/recall@3",
+        "eval/ndcg@10",
+    } <= rl_keys
+    assert {"train/loss", "train/lr", "train/tokens_per_s", "eval/recall@10"} <= set(
+        jsonl_scalars(out / "sft" / "log.jsonl")
+    )
+    assert tensorboard_scalars(board / "eval" / "popularity") == eval_scalars(
+        out / "eval" / "popularity" / "metrics.json", "test", 0
+    )
 
 
 @pytest.mark.slow
@@ -103,23 +135,50 @@ def test_experiment_logs_each_cell_as_a_run_of_its_group(tmp_path, industrial_sm
     from tawin.data.formats.canonical import save_dataset
 
     data = save_dataset(industrial_small, tmp_path / "data")
-    base = {"threads": 1, "report_to": ["tensorboard"], "data": {"dataset": str(data)}, "model": dict(TINY_MODEL),
-            "sft": {"epochs": 1, "first_train_rows": 64, "eval_rows": 4, "eval_beams": 10, "batch_size": 32, "log_every": 1},
-            "rl": {"max_steps": 2, "batch_size": 2, "group_size": 4, "eval_rows": 4, "log_every": 1},
-            "eval": {"sample_size": 8, "num_beams": 10, "batch_size": 8, "ks": [1, 3, 5, 10]}}
+    base = {
+        "threads": 1,
+        "report_to": ["tensorboard"],
+        "data": {"dataset": str(data)},
+        "model": dict(TINY_MODEL),
+        "sft": {
+            "epochs": 1,
+            "first_train_rows": 64,
+            "eval_rows": 4,
+            "eval_beams": 10,
+            "batch_size": 32,
+            "log_every": 1,
+        },
+        "rl": {"max_steps": 2, "batch_size": 2, "group_size": 4, "eval_rows": 4, "log_every": 1},
+        "eval": {"sample_size": 8, "num_beams": 10, "batch_size": 8, "ks": [1, 3, 5, 10]},
+    }
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"name": "tiny", "base": base, "seeds": [0], "baselines": ["popularity"],
-                                      "methods": {"SFT only": None, "GRPO": {"negatives": "beam"}},
-                                      "report": {"reference": "SFT only", "candidate": "GRPO"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "base": base,
+                "seeds": [0],
+                "baselines": ["popularity"],
+                "methods": {"SFT only": None, "GRPO": {"negatives": "beam"}},
+                "report": {"reference": "SFT only", "candidate": "GRPO"},
+            }
+        )
+    )
     out = tmp_path / "out"
     assert main(["experiment", str(config), "--out", str(out), "--no-progress"]) == 0
     board = out / "tracking" / "tensorboard"
     # The seed's SFT model is the SFT cell's run; the RL cell and the baseline are runs of their own.
-    for run, cell, log in (("seed_0/sft", "seed_0/sft-only", "seed_0/sft/log.jsonl"), ("seed_0/grpo/rl", "seed_0/grpo", "seed_0/grpo/rl/log.jsonl"),
-                           ("seed_0/popularity", "seed_0/popularity", None)):
+    for run, cell, log in (
+        ("seed_0/sft", "seed_0/sft-only", "seed_0/sft/log.jsonl"),
+        ("seed_0/grpo/rl", "seed_0/grpo", "seed_0/grpo/rl/log.jsonl"),
+        ("seed_0/popularity", "seed_0/popularity", None),
+    ):
         logged = jsonl_scalars(out / log) if log else {}
         step = max((s for values in logged.values() for s, _ in values), default=0)
-        assert tensorboard_scalars(board / run) == {**logged, **eval_scalars(out / cell / "metrics.json", "test", step)}, run
+        assert tensorboard_scalars(board / run) == {
+            **logged,
+            **eval_scalars(out / cell / "metrics.json", "test", step),
+        }, run
 
 
 def test_a_missing_tracker_package_is_one_error_before_any_work(tmp_path, monkeypatch, capsys):
@@ -132,19 +191,28 @@ def test_a_missing_tracker_package_is_one_error_before_any_work(tmp_path, monkey
     assert "the wandb package and the mlflow package, which is not installed" in error
     assert "pip install 'tawin[tracking]'" in error and not out.exists()
     experiment = tmp_path / "experiment.yaml"  # the same rule for an experiment's base config
-    experiment.write_text(yaml.safe_dump({"name": "tiny", "base": {"report_to": ["tensorboard"]}, "methods": {"SFT only": None}}))
+    experiment.write_text(
+        yaml.safe_dump({"name": "tiny", "base": {"report_to": ["tensorboard"]}, "methods": {"SFT only": None}})
+    )
     assert main(["experiment", str(experiment), "--out", str(tmp_path / "exp"), "--no-progress"]) == 2
-    assert "report_to=['tensorboard'] needs the tensorboard package" in capsys.readouterr().err and not (tmp_path / "exp").exists()
+    assert (
+        "report_to=['tensorboard'] needs the tensorboard package" in capsys.readouterr().err
+        and not (tmp_path / "exp").exists()
+    )
 
 
 def test_report_to_rules():
     assert PipelineConfig().check() == [] and PipelineConfig(report_to=("none",)).check() == []
     assert Tracking().open(PipelineConfig(report_to=("none",)), Path("unused")) is None
     problems = PipelineConfig(report_to=("none", "tensorboard", "tensorboard")).check()
-    assert any("lists `none` beside trackers" in p for p in problems) and any("repeats a tracker" in p for p in problems)
+    assert any("lists `none` beside trackers" in p for p in problems) and any(
+        "repeats a tracker" in p for p in problems
+    )
     from tawin.config import load_config
 
-    with pytest.raises(ConfigError, match=r"report_to\[0\]='tensorbord' is not one of .* \(did you mean 'tensorboard'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"report_to\[0\]='tensorbord' is not one of .* \(did you mean 'tensorboard'\?\)"
+    ):
         load_config(PipelineConfig, None, ["report_to=tensorbord"])
 
 
@@ -183,11 +251,11 @@ def wandb_records(path: Path):
     assert data[:4] == b":W&B"
     while position + 7 <= len(data):
         left = 32768 - position % 32768
-        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
         if left < 7 or (kind == 0 and length == 0):  # block padding
             position += left
             continue
-        pending += data[position + 7:position + 7 + length]
+        pending += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a full record, or the last piece of one
             record = wandb_internal_pb2.Record()
@@ -209,7 +277,9 @@ def test_wandb_offline_run_is_named_by_the_cell_grouped_by_the_experiment(tmp_pa
     config = PipelineConfig(report_to=("wandb",))
     tracking = Tracking()
     write_records(folder, tracking.open(config, folder))
-    tracking.log_evaluation(config, {"recall@5": 0.375, "n_rows": 8}, "test", experiment / "seed_0" / "tawin", folder / "final")
+    tracking.log_evaluation(
+        config, {"recall@5": 0.375, "n_rows": 8}, "test", experiment / "seed_0" / "tawin", folder / "final"
+    )
     tracking.close()
     [path] = (experiment / "tracking" / "wandb").glob("offline-run-*/run-*.wandb")
     # wandb's writer process may still be flushing the file when finish() returns (seen rarely: a file
@@ -221,17 +291,30 @@ def test_wandb_offline_run_is_named_by_the_cell_grouped_by_the_experiment(tmp_pa
     for record in wandb_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "history":
-            values = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
-            rows.setdefault(record.history.step.num, {}).update({k: v for k, v in values.items() if not k.startswith("_")})
+            values = {
+                item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item
+            }
+            rows.setdefault(record.history.step.num, {}).update(
+                {k: v for k, v in values.items() if not k.startswith("_")}
+            )
         elif kind == "run":
             run = record.run
         elif kind == "config":
             hyper.update({item.key: json.loads(item.value_json) for item in record.config.update})
     assert (run.display_name, run.run_group, run.project) == (str(folder), "tiny", "tawin")
-    assert rows == {0: {"eval/recall@3": 0.25, "eval/n_rows": 4},
-                    1: {"train/loss": 0.5, "train/lr": 1e-5},
-                    2: {"train/loss": 0.125, "train/lr": 2e-5, "tawin/weight_entropy": 0.75, "eval/recall@3": 0.5, "eval/n_rows": 4,
-                        "eval/test/recall@5": 0.375, "eval/test/n_rows": 8}}
+    assert rows == {
+        0: {"eval/recall@3": 0.25, "eval/n_rows": 4},
+        1: {"train/loss": 0.5, "train/lr": 1e-5},
+        2: {
+            "train/loss": 0.125,
+            "train/lr": 2e-5,
+            "tawin/weight_entropy": 0.75,
+            "eval/recall@3": 0.5,
+            "eval/n_rows": 4,
+            "eval/test/recall@5": 0.375,
+            "eval/test/n_rows": 8,
+        },
+    }
     assert hyper["rl.anchor"] == "null" and hyper["report_to"] == '["wandb"]' and hyper["seed"] == 0
 
 

@@ -17,9 +17,21 @@ from conftest import TINY_BASE, TINY_OVERRIDES, fails, snapshot
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 LATEST = 96
-FAST = [*TINY_OVERRIDES, "threads=1", "sft.epochs=1", "sft.eval_rows=8", "sft.eval_beams=10", "sft.batch_size=32",
-        "rl.max_steps=2", "rl.batch_size=4", "rl.group_size=8", "rl.eval_rows=4", "eval.sample_size=16",
-        "eval.num_beams=10", "eval.ks=1,3,5,10"]
+FAST = [
+    *TINY_OVERRIDES,
+    "threads=1",
+    "sft.epochs=1",
+    "sft.eval_rows=8",
+    "sft.eval_beams=10",
+    "sft.batch_size=32",
+    "rl.max_steps=2",
+    "rl.batch_size=4",
+    "rl.group_size=8",
+    "rl.eval_rows=4",
+    "eval.sample_size=16",
+    "eval.num_beams=10",
+    "eval.ks=1,3,5,10",
+]
 
 
 @pytest.fixture()
@@ -42,6 +54,7 @@ def seen(monkeypatch) -> dict[str, list]:
         def wrapper(recommender, dataset, train, valid, config, run, rows=None):
             found[name] = train.rows.row.tolist()
             return real(recommender, dataset, train, valid, config, run, rows=rows)
+
         return wrapper
 
     def on_dataset(name, real):
@@ -49,6 +62,7 @@ def seen(monkeypatch) -> dict[str, list]:
             dataset = kind_or_dataset if name == "popularity" else args[0]
             found[name] = dataset.split("train").row.tolist()
             return real(kind_or_dataset, *args, **kwargs)
+
         return wrapper
 
     monkeypatch.setattr(stages, "train_sft", loop("sft", stages.train_sft))
@@ -63,14 +77,28 @@ def sft_data_record(folder: Path) -> dict:
     return next(json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if "train/rows" in line)
 
 
-def test_a_run_trains_every_stage_on_the_latest_rows_and_refuses_to_resume_on_others(tmp_path, capsys,
-                                                                                    industrial_small, small, seen):
+def test_a_run_trains_every_stage_on_the_latest_rows_and_refuses_to_resume_on_others(
+    tmp_path, capsys, industrial_small, small, seen
+):
     from tawin.data.protocol.sampling import maximal_windows
 
     out = tmp_path / "run"
-    argv = ["run", "--out", str(out), "--dataset", str(small), "--no-progress", "--set", "stages=[sft,rl,popularity]",
-            "--set", f"data.latest_train_rows={LATEST}", "--set", "sft.history_loss_weight=1",
-            "--set", "sft.dedupe_windows=true"]
+    argv = [
+        "run",
+        "--out",
+        str(out),
+        "--dataset",
+        str(small),
+        "--no-progress",
+        "--set",
+        "stages=[sft,rl,popularity]",
+        "--set",
+        f"data.latest_train_rows={LATEST}",
+        "--set",
+        "sft.history_loss_weight=1",
+        "--set",
+        "sft.dedupe_windows=true",
+    ]
     for override in FAST:
         argv += ["--set", override]
     assert main(argv) == 0
@@ -103,30 +131,63 @@ def test_sft_logs_its_rows_and_tokens_without_deduplication(tmp_path, capsys, sm
     assert "sft: 64 train rows" in capsys.readouterr().out
 
 
-def test_tawin_baseline_trains_on_the_latest_rows_and_keeps_them_in_its_identity(tmp_path, capsys,
-                                                                                 industrial_small, small, seen):
+def test_tawin_baseline_trains_on_the_latest_rows_and_keeps_them_in_its_identity(
+    tmp_path, capsys, industrial_small, small, seen
+):
     n_train = len(industrial_small.splits["train"])
     out = tmp_path / "gru4rec"
-    argv = ["baseline", "gru4rec", "--dataset", str(small), "--out", str(out), "--latest-train-rows", str(LATEST),
-            "--set", "max_epochs=1", "--set", "hidden=8"]
+    argv = [
+        "baseline",
+        "gru4rec",
+        "--dataset",
+        str(small),
+        "--out",
+        str(out),
+        "--latest-train-rows",
+        str(LATEST),
+        "--set",
+        "max_epochs=1",
+        "--set",
+        "hidden=8",
+    ]
     assert main(argv) == 0
     assert seen["sequential"] == list(range(n_train - LATEST, n_train))
     assert yaml.safe_load((out / "config.yaml").read_text())["latest_train_rows"] == LATEST
     before, _ = snapshot(out), capsys.readouterr()
     fails([*argv[:-6], "--latest-train-rows", "50", *argv[-4:]], capsys, r"latest_train_rows: 96 → 50")
     assert snapshot(out) == before
-    assert main(["baseline", "popularity", "--dataset", str(small), "--out", str(tmp_path / "pop"),
-                 "--latest-train-rows", "10"]) == 0
+    assert (
+        main(
+            [
+                "baseline",
+                "popularity",
+                "--dataset",
+                str(small),
+                "--out",
+                str(tmp_path / "pop"),
+                "--latest-train-rows",
+                "10",
+            ]
+        )
+        == 0
+    )
     assert seen["popularity"] == list(range(n_train - 10, n_train))
 
 
 def test_an_experiment_gives_its_baselines_the_rows_of_its_llm_cells(tmp_path, industrial_small, small, seen):
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "tiny", "base": {**TINY_BASE, "data": {"dataset": str(small), "latest_train_rows": LATEST}},
-        "seeds": [0], "methods": {"SFT only": None}, "baselines": ["gru4rec", "popularity"],
-        "baseline": {"max_epochs": 1, "hidden": 8},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "base": {**TINY_BASE, "data": {"dataset": str(small), "latest_train_rows": LATEST}},
+                "seeds": [0],
+                "methods": {"SFT only": None},
+                "baselines": ["gru4rec", "popularity"],
+                "baseline": {"max_epochs": 1, "hidden": 8},
+            }
+        )
+    )
     assert main(["experiment", str(config), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     n_train = len(industrial_small.splits["train"])
     latest = list(range(n_train - LATEST, n_train))

@@ -36,9 +36,21 @@ TARGET_BEAM = (0, 3, 6, -1)
 """Row b's target is its policy's beam at this position (-1: a target outside the group)."""
 LR = 1e-3
 BETA = 0.04
-MATCHING = dict(loss_type="grpo", beta=BETA, use_bias_correction_kl=False, epsilon=0.2, disable_dropout=True,
-                num_iterations=1, steps_per_generation=1, gradient_accumulation_steps=1, learning_rate=LR,
-                weight_decay=0.0, max_grad_norm=0.3, lr_scheduler_type="constant", temperature=1.0)
+MATCHING = dict(
+    loss_type="grpo",
+    beta=BETA,
+    use_bias_correction_kl=False,
+    epsilon=0.2,
+    disable_dropout=True,
+    num_iterations=1,
+    steps_per_generation=1,
+    gradient_accumulation_steps=1,
+    learning_rate=LR,
+    weight_decay=0.0,
+    max_grad_norm=0.3,
+    lr_scheduler_type="constant",
+    temperature=1.0,
+)
 """GRPOConfig settings equal to tawin's RLConfig below (TRL's defaults differ for most of them)."""
 
 
@@ -102,9 +114,20 @@ def tawin_step(start: Start, reward: str, weighting: str, anchor: int = 2, tau: 
     from tawin.rl.train import rl_step_loss
     from tawin.train_utils import optimizer_step, warmup_cosine
 
-    config = RLConfig(negatives="beam", reward=reward, weighting=weighting, loss="grpo", group_size=GROUP,
-                      anchor=anchor, tau=tau, kl_beta=BETA, lr=LR, max_grad_norm=0.3, weight_decay=0.0,
-                      warmup_ratio=0.0)
+    config = RLConfig(
+        negatives="beam",
+        reward=reward,
+        weighting=weighting,
+        loss="grpo",
+        group_size=GROUP,
+        anchor=anchor,
+        tau=tau,
+        kl_beta=BETA,
+        lr=LR,
+        max_grad_norm=0.3,
+        weight_decay=0.0,
+        warmup_ratio=0.0,
+    )
     recommender = load_policy(start)
     policy, codec = recommender.model, recommender.codec
     reference = load_recommender(start.reference, start.dataset.items).model.eval().requires_grad_(False)
@@ -124,10 +147,22 @@ def tawin_step(start: Start, reward: str, weighting: str, anchor: int = 2, tau: 
 def grpo_config(tmp_path: Path, **overrides):
     from trl import GRPOConfig
 
-    settings = dict(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=ROWS * GROUP, num_generations=GROUP,
-                    max_completion_length=8, max_steps=1, shuffle_dataset=False, gradient_checkpointing=False,
-                    logging_strategy="no", save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=True,
-                    bf16=False, seed=0)
+    settings = dict(
+        output_dir=str(tmp_path / "trl"),
+        per_device_train_batch_size=ROWS * GROUP,
+        num_generations=GROUP,
+        max_completion_length=8,
+        max_steps=1,
+        shuffle_dataset=False,
+        gradient_checkpointing=False,
+        logging_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+        bf16=False,
+        seed=0,
+    )
     return GRPOConfig(**{**MATCHING, **settings, **overrides})
 
 
@@ -150,8 +185,13 @@ def trl_step(start: Start, tmp_path: Path, settings=None, trainer_class=None, **
     policy, tokenizer = recommender.model, recommender.tokenizer
     args = grpo_config(tmp_path, **overrides)
     rollout = KeptRollout(start.dataset.items, tokenizer)
-    common = dict(model=policy, args=args, processing_class=tokenizer, train_dataset=rollout.dataset(start.rows),
-                  rollout_func=rollout)
+    common = dict(
+        model=policy,
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=rollout.dataset(start.rows),
+        rollout_func=rollout,
+    )
     if trainer_class is None:
         trainer = TawinGRPOTrainer(**common, items=start.dataset.items, tawin=settings)
     else:
@@ -204,8 +244,11 @@ def test_one_trl_step_equals_one_tawin_step(start, tmp_path, case):
     assert_same_step(trl, ours)
 
 
-WRONG = {"anchor1-for-anchor2": dict(anchor=1), "tau10-for-tau1": dict(anchor=2, tau=10.0),
-         "tau0.1-for-tau1": dict(anchor=2, tau=0.1)}
+WRONG = {
+    "anchor1-for-anchor2": dict(anchor=1),
+    "tau10-for-tau1": dict(anchor=2, tau=10.0),
+    "tau0.1-for-tau1": dict(anchor=2, tau=0.1),
+}
 
 
 @pytest.mark.parametrize("wrong", sorted(WRONG))
@@ -248,19 +291,33 @@ def construct(start: Start, tmp_path: Path, monkeypatch, settings=None, model=No
 
     monkeypatch.setattr(GRPOTrainer, "__init__", reached_trl)
     recommender = load_policy(start)
-    return TawinGRPOTrainer(model=recommender.model if model is None else model,
-                            args=grpo_config(tmp_path, **overrides), items=start.dataset.items,
-                            processing_class=tokenizer or recommender.tokenizer, tawin=settings or TawinSettings(),
-                            train_dataset=None)
+    return TawinGRPOTrainer(
+        model=recommender.model if model is None else model,
+        args=grpo_config(tmp_path, **overrides),
+        items=start.dataset.items,
+        processing_class=tokenizer or recommender.tokenizer,
+        tawin=settings or TawinSettings(),
+        train_dataset=None,
+    )
 
 
 BAD_SETTINGS = {
-    "anchor at G-1": (dict(anchor=GROUP - 1), {},
-                      r"anchor=7 lies outside the group's G−1=7 negatives .*num_generations = 8"),
-    "G below K": (dict(target_k=GROUP), {}, r"anchor=7 \(= target_k − 1 with target_k=8\) lies outside the group's G−1=7 negatives"),
+    "anchor at G-1": (
+        dict(anchor=GROUP - 1),
+        {},
+        r"anchor=7 lies outside the group's G−1=7 negatives .*num_generations = 8",
+    ),
+    "G below K": (
+        dict(target_k=GROUP),
+        {},
+        r"anchor=7 \(= target_k − 1 with target_k=8\) lies outside the group's G−1=7 negatives",
+    ),
     "G below K, anchor given": (dict(target_k=GROUP, anchor=2), {}, r"target_k=8 must be ≤ G−1=7"),
-    "everything at once": (dict(anchor=9, tau=0.0), dict(scale_rewards="batch", temperature=0.7),
-                           r"tau=0.0 must be > 0.*anchor=9 lies outside.*scale_rewards='batch'.*temperature=0.7"),
+    "everything at once": (
+        dict(anchor=9, tau=0.0),
+        dict(scale_rewards="batch", temperature=0.7),
+        r"tau=0.0 must be > 0.*anchor=9 lies outside.*scale_rewards='batch'.*temperature=0.7",
+    ),
 }
 
 
@@ -289,8 +346,16 @@ def test_a_model_without_the_sid_tokens_fails_at_construction(start, tmp_path, m
     from tawin.models.tokenizer import build_word_tokenizer
 
     plain = build_word_tokenizer(PROMPT_TEMPLATE, [])
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(plain), hidden_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2, intermediate_size=64))
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(plain),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            intermediate_size=64,
+        )
+    )
     with pytest.raises(ConfigError, match=r"the tokenizer lacks \d+ semantic-ID token.*start from a tawin SFT"):
         construct(start, tmp_path, monkeypatch, model=model, tokenizer=plain)
     with pytest.raises(ConfigError, match=r"embedding has \d+ rows but the catalogue's tokens reach id \d+"):

@@ -19,7 +19,9 @@ TEST_REFERENCE = re.compile(r"(tests/[\w/]+\.py)((?:`?,? ?`?::\w+)*)")
 
 
 def test_figures_script_writes_every_figure_the_docs_show(tmp_path):
-    subprocess.run([sys.executable, str(REPO / "docs" / "figures.py"), "--out", str(tmp_path)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "docs" / "figures.py"), "--out", str(tmp_path)], check=True, capture_output=True
+    )
     shown = {name for page in PAGES for name in re.findall(r"figures/(\w+\.png)\)", page.read_text())}
     assert {"tawin_weights.png", "wpauc_window.png"} <= shown
     for name in shown:
@@ -35,5 +37,7 @@ def test_every_test_the_pages_cite_exists():
             assert source.is_file(), f"{page.name} cites {path}, which does not exist"
             for name in re.findall(r"::(\w+)", names):
                 cited += 1
-                assert re.search(rf"^def {name}\(", source.read_text(), flags=re.MULTILINE), f"{page.name} cites {path}::{name}, which does not exist"
+                assert re.search(rf"^def {name}\(", source.read_text(), flags=re.MULTILINE), (
+                    f"{page.name} cites {path}::{name}, which does not exist"
+                )
     assert cited >= 10, "the concepts page should cite the tests of each lemma by name"

@@ -86,7 +86,9 @@ def test_config_reference_lists_every_field_of_the_run_config_with_its_default(h
 
 
 def test_config_reference_escapes_markup_outside_code(hook):
-    assert hook._markdown_text("σ* = K − 1, `a*b` and <run> [0, 1) x|y") == r"σ\* = K − 1, `a*b` and \<run\> \[0, 1) x\|y"
+    assert (
+        hook._markdown_text("σ* = K − 1, `a*b` and <run> [0, 1) x|y") == r"σ\* = K − 1, `a*b` and \<run\> \[0, 1) x\|y"
+    )
     assert hook._markdown_text("see :mod:`tawin.rl`") == "see `tawin.rl`"
 
 
@@ -96,4 +98,3 @@ def test_api_check_names_entries_that_do_not_import_and_exports_without_an_entry
     assert any("tawin.metrics.no_such_module.thing` does not import" in p for p in problems)
     assert any(p.startswith("tawin.metrics.topk_metrics is exported but has no") for p in problems)
     assert not any(p.startswith("tawin.metrics.hit_matrix ") for p in problems)
-

@@ -23,17 +23,30 @@ PACKAGE = REPO / "src" / "tawin"
 
 STAGES: dict[str, int] = {
     # Foundation: imported from every stage, so they may import nothing above it.
-    "__init__": 0, "errors": 0, "config": 0, "overrides": 0, "checkpoint": 0, "runtime": 0, "distributed": 0, "lazy": 0,
+    "__init__": 0,
+    "errors": 0,
+    "config": 0,
+    "overrides": 0,
+    "checkpoint": 0,
+    "runtime": 0,
+    "distributed": 0,
+    "lazy": 0,
     "data": 1,
     "items": 2,
     "models": 3,
-    "decoding": 4, "metrics": 4,
-    "eval": 5, "baselines": 5,
+    "decoding": 4,
+    "metrics": 4,
+    "eval": 5,
+    "baselines": 5,
     "tracking": 5,  # experiment trackers: below training, whose log.jsonl records it forwards
-    "train_utils": 6, "sft": 6, "rl": 6,
-    "run": 7, "experiments": 7,
+    "train_utils": 6,
+    "sft": 6,
+    "rl": 6,
+    "run": 7,
+    "experiments": 7,
     "integrations": 7,  # tawin inside other trainers (TRL): uses rl, models and decoding; nothing imports it
-    "cli": 8, "__main__": 8,
+    "cli": 8,
+    "__main__": 8,
 }
 """Stage of each top-level module or package of ``tawin``, keyed by its name under ``tawin.``."""
 
@@ -65,7 +78,9 @@ def module_name(path: Path) -> str:
 
 
 MODULES: dict[str, Path] = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-TREES: dict[str, ast.Module] = {name: ast.parse(path.read_text(encoding="utf-8"), str(path)) for name, path in MODULES.items()}
+TREES: dict[str, ast.Module] = {
+    name: ast.parse(path.read_text(encoding="utf-8"), str(path)) for name, path in MODULES.items()
+}
 
 
 def stage_key(module: str) -> str:
@@ -99,12 +114,17 @@ def imported_modules(module: str) -> list[tuple[str, int]]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    return {module: {target for target, _ in imported_modules(module) if target in MODULES and target != module} for module in MODULES}
+    return {
+        module: {target for target, _ in imported_modules(module) if target in MODULES and target != module}
+        for module in MODULES
+    }
 
 
 def test_every_module_has_a_stage():
     unknown = sorted({stage_key(m) for m in MODULES} - set(STAGES))
-    assert not unknown, f"tawin.{unknown} have no stage: add each to STAGES in {Path(__file__).name} at the stage it belongs to"
+    assert not unknown, (
+        f"tawin.{unknown} have no stage: add each to STAGES in {Path(__file__).name} at the stage it belongs to"
+    )
 
 
 def test_imports_only_point_down_the_stage_order():
@@ -117,9 +137,16 @@ def test_imports_only_point_down_the_stage_order():
             if (module, target) in ALLOWED_UPWARD_IMPORTS:
                 used.add((module, target))
                 continue
-            violations.append(f"{MODULES[module].relative_to(PACKAGE.parent)}:{line}: {module} (stage {low}) imports {target} (stage {high})")
-    assert not violations, "imports of a later stage; move the shared piece down to the lower stage:\n" + "\n".join(violations)
-    assert used == ALLOWED_UPWARD_IMPORTS, f"allow-list entries no longer needed, remove them: {sorted(ALLOWED_UPWARD_IMPORTS - used)}"
+            violations.append(
+                f"{MODULES[module].relative_to(PACKAGE.parent)}:{line}: "
+                f"{module} (stage {low}) imports {target} (stage {high})"
+            )
+    assert not violations, "imports of a later stage; move the shared piece down to the lower stage:\n" + "\n".join(
+        violations
+    )
+    assert used == ALLOWED_UPWARD_IMPORTS, (
+        f"allow-list entries no longer needed, remove them: {sorted(ALLOWED_UPWARD_IMPORTS - used)}"
+    )
 
 
 def data_layer(module: str) -> int | None:
@@ -139,7 +166,9 @@ def test_data_subpackages_import_only_down():
         for target, line in imported_modules(module)
         if data_layer(target) is not None and data_layer(target) > data_layer(module)
     ]
-    assert not violations, "imports up the order inside tawin.data; move the shared piece down:\n" + "\n".join(violations)
+    assert not violations, "imports up the order inside tawin.data; move the shared piece down:\n" + "\n".join(
+        violations
+    )
 
 
 def test_sft_and_rl_never_import_each_other():
@@ -149,7 +178,9 @@ def test_sft_and_rl_never_import_each_other():
         for target, line in imported_modules(module)
         if {stage_key(module), stage_key(target)} == set(SIBLINGS_THAT_NEVER_MEET)
     ]
-    assert not crossings, "sft and rl must not import each other; move the shared piece to tawin.train_utils:\n" + "\n".join(crossings)
+    assert not crossings, (
+        "sft and rl must not import each other; move the shared piece to tawin.train_utils:\n" + "\n".join(crossings)
+    )
 
 
 def test_no_import_cycle():
@@ -174,12 +205,16 @@ def test_no_import_cycle():
     for module in sorted(graph):
         if module not in state:
             cycle = visit(module)
-            assert cycle is None, "import cycle: " + " → ".join(cycle) + "; move what both need into a module of its own"
+            assert cycle is None, (
+                "import cycle: " + " → ".join(cycle) + "; move what both need into a module of its own"
+            )
 
 
 def test_files_stay_under_the_line_limit():
     long = {module: len(MODULES[module].read_text(encoding="utf-8").splitlines()) for module in MODULES}
-    over = {module: lines for module, lines in long.items() if lines > MAX_FILE_LINES and module not in ALLOWED_LONG_FILES}
+    over = {
+        module: lines for module, lines in long.items() if lines > MAX_FILE_LINES and module not in ALLOWED_LONG_FILES
+    }
     assert not over, f"files over {MAX_FILE_LINES} lines; split them by what they do: {over}"
     stale = sorted(m for m in ALLOWED_LONG_FILES if long.get(m, 0) <= MAX_FILE_LINES)
     assert not stale, f"allow-list entries no longer needed, remove them: {stale}"
@@ -192,7 +227,11 @@ def test_functions_stay_under_the_line_limit():
         for node in ast.walk(tree)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     }
-    over = {f"{module}.{name}": lines for (module, name), lines in lengths.items() if lines > MAX_FUNCTION_LINES and (module, name) not in ALLOWED_LONG_FUNCTIONS}
+    over = {
+        f"{module}.{name}": lines
+        for (module, name), lines in lengths.items()
+        if lines > MAX_FUNCTION_LINES and (module, name) not in ALLOWED_LONG_FUNCTIONS
+    }
     assert not over, f"functions over {MAX_FUNCTION_LINES} lines; split them: {over}"
     stale = sorted(entry for entry in ALLOWED_LONG_FUNCTIONS if lengths.get(entry, 0) <= MAX_FUNCTION_LINES)
     assert not stale, f"allow-list entries no longer needed, remove them: {stale}"
@@ -233,8 +272,14 @@ def test_docs_module_table_lists_every_module():
     layout = page.split("\n## Where the code lives\n", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^\| `(tawin/[\w/]+\.py)` \|", layout, flags=re.MULTILINE))
     package = REPO / "src"
-    modules = {str(p.relative_to(package)) for p in (package / "tawin").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
-    assert listed == modules, f"docs/index.md module table: missing {sorted(modules - listed)}, not in the tree {sorted(listed - modules)}"
+    modules = {
+        str(p.relative_to(package))
+        for p in (package / "tawin").rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    }
+    assert listed == modules, (
+        f"docs/index.md module table: missing {sorted(modules - listed)}, not in the tree {sorted(listed - modules)}"
+    )
 
 
 def test_readme_layout_names_every_package_folder():

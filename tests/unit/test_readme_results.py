@@ -2,7 +2,7 @@
 
 Each row between ``<!-- compare:start -->`` and ``<!-- compare:end -->`` names its method as a
 link to a committed ``report.md``; the ``results.json`` beside that report is summarised with the
-report's own code (:func:`tawin.experiments.report.summarize`, mean ± sample std over seeds), and
+report's own code (:func:`tawin.experiments.summaries.summarize`, mean ± sample std over seeds), and
 every cell of the row must equal it as printed. The demo table between ``<!-- demo:start -->``
 and ``<!-- demo:end -->`` must equal ``benchmarks/results/demo.md``, the record of that run.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from tawin.experiments.report import mean_std, summarize
+from tawin.experiments.summaries import mean_std, summarize
 
 from conftest import REPO
 
@@ -52,7 +52,9 @@ def test_readme_results_table_equals_results_json():
         assert label in summary, f"{label!r} is not a method of {report.parent / 'results.json'}"
         cells = [cell.strip() for cell in match["cells"].split("|")]
         expected = [mean_std(summary[label][metric]) for metric in metrics] + [str(summary[label][metrics[0]][2])]
-        assert cells == expected, f"README row {label!r} differs from {report.parent.name}/results.json: {cells} != {expected}"
+        assert cells == expected, (
+            f"README row {label!r} differs from {report.parent.name}/results.json: {cells} != {expected}"
+        )
 
 
 def test_readme_demo_table_equals_its_record():
@@ -62,13 +64,17 @@ def test_readme_demo_table_equals_its_record():
     recorded = {row[0]: dict(zip(header, row)) for row in record[2:] if len(row) == len(header)}
     readme_rows = table_rows(block)
     columns = readme_rows[0]
-    assert "commit" in columns[0] and any(char.isdigit() for char in columns[0]), "the demo table's heading names its machine, commit and date"
+    assert "commit" in columns[0] and any(char.isdigit() for char in columns[0]), (
+        "the demo table's heading names its machine, commit and date"
+    )
     for row in readme_rows[2:]:
         method = row[0]
         assert method in recorded, f"README demo row {method!r} is not in benchmarks/results/demo.md"
         for column, value in zip(columns[1:], row[1:]):
             if column in recorded[method]:
-                assert value == recorded[method][column], f"README demo {method} {column}: {value} != {recorded[method][column]}"
+                assert value == recorded[method][column], (
+                    f"README demo {method} {column}: {value} != {recorded[method][column]}"
+                )
 
 
 def test_readme_links_point_at_committed_files():

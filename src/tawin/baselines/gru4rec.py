@@ -31,7 +31,9 @@ class GRU4Rec(nn.Module):
         super().__init__()
         self.item_embedding = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.embedding_dropout = nn.Dropout(dropout)
-        self.gru = nn.GRU(hidden, hidden, num_layers=n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            hidden, hidden, num_layers=n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0
+        )
         self.output_dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden, n_items)
         nn.init.normal_(self.item_embedding.weight, std=hidden**-0.5)

@@ -52,9 +52,16 @@ def popularity_predictions(dataset: Dataset, split: str, rows: np.ndarray, top: 
     ranked_B = popularity_ranking(train, 1, top, dataset.items.item_id)[0]
     seen, counts = np.unique(train.target, return_counts=True)
     frequency = dict(zip(seen.tolist(), counts.tolist()))
-    scores_B = np.log(np.array([frequency.get(i, 0) + 1 for i in ranked_B], dtype=np.float64) / (len(train.target) + len(seen)))
-    return Predictions(interactions.row[rows], interactions.user[rows], interactions.target[rows],
-                       np.tile(ranked_B, (len(rows), 1)), np.repeat(scores_B[None], len(rows), axis=0).astype(np.float32))
+    scores_B = np.log(
+        np.array([frequency.get(i, 0) + 1 for i in ranked_B], dtype=np.float64) / (len(train.target) + len(seen))
+    )
+    return Predictions(
+        interactions.row[rows],
+        interactions.user[rows],
+        interactions.target[rows],
+        np.tile(ranked_B, (len(rows), 1)),
+        np.repeat(scores_B[None], len(rows), axis=0).astype(np.float32),
+    )
 
 
 def evaluate_popularity(dataset: Dataset, split: str, ks: tuple[int, ...] = TOP_KS.scored) -> dict:

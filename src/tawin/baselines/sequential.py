@@ -92,14 +92,32 @@ class SequentialBaselineConfig:
         """Every broken rule, each with its fix (empty when the config is valid); as for every config,
         the caller raises them as one :class:`ConfigError` (:func:`for_kind` does)."""
         problems = []
-        for name in ("n_layers", "gru_layers", "n_heads", "batch_size", "max_epochs", "patience", "early_stop_k", "eval_top", "eval_batch_size"):
+        for name in (
+            "n_layers",
+            "gru_layers",
+            "n_heads",
+            "batch_size",
+            "max_epochs",
+            "patience",
+            "early_stop_k",
+            "eval_top",
+            "eval_batch_size",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 problems.append(f"{name}={value!r} must be an integer >= 1; set a positive value.")
         if self.hidden is not None and (not isinstance(self.hidden, int) or self.hidden < 1):
             problems.append(f"hidden={self.hidden!r} must be an integer >= 1 (or null for the kind's tuned width).")
-        if isinstance(self.hidden, int) and isinstance(self.n_heads, int) and self.n_heads >= 1 and self.hidden % self.n_heads:
-            problems.append(f"hidden={self.hidden} must be divisible by n_heads={self.n_heads}; pick n_heads among the divisors of hidden.")
+        if (
+            isinstance(self.hidden, int)
+            and isinstance(self.n_heads, int)
+            and self.n_heads >= 1
+            and self.hidden % self.n_heads
+        ):
+            problems.append(
+                f"hidden={self.hidden} must be divisible by "
+                f"n_heads={self.n_heads}; pick n_heads among the divisors of hidden."
+            )
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout={self.dropout!r} must lie in [0, 1); 0.2-0.5 works for these baselines.")
         if not self.lr > 0:
@@ -107,15 +125,23 @@ class SequentialBaselineConfig:
         if not self.weight_decay >= 0:
             problems.append(f"weight_decay={self.weight_decay!r} must be >= 0; use 0 to disable it.")
         if self.train_positions not in get_args(TrainPositions):
-            problems.append(f"train_positions={self.train_positions!r} must be one of {list(get_args(TrainPositions))}.")
+            problems.append(
+                f"train_positions={self.train_positions!r} must be one of {list(get_args(TrainPositions))}."
+            )
         if isinstance(self.early_stop_k, int) and isinstance(self.eval_top, int) and self.early_stop_k > self.eval_top:
-            problems.append(f"early_stop_k={self.early_stop_k} must be <= eval_top={self.eval_top}; raise eval_top or lower early_stop_k.")
+            problems.append(
+                f"early_stop_k={self.early_stop_k} must be <= "
+                f"eval_top={self.eval_top}; raise eval_top or lower early_stop_k."
+            )
         if not isinstance(self.seed, int):
             problems.append(f"seed={self.seed!r} must be an integer.")
         return problems
 
 
-TUNED: dict[str, dict[str, float]] = {"sasrec": {"hidden": 128, "dropout": 0.3}, "gru4rec": {"hidden": 64, "dropout": 0.5}}
+TUNED: dict[str, dict[str, float]] = {
+    "sasrec": {"hidden": 128, "dropout": 0.3},
+    "gru4rec": {"hidden": 64, "dropout": 0.5},
+}
 """Each kind's width and dropout chosen on valid (see :class:`SequentialBaselineConfig`), used where those are null."""
 
 
@@ -169,14 +195,18 @@ def build_model(kind: BaselineKind, n_items: int, max_len: int, config: Sequenti
     raise ConfigError(f"kind={kind!r} is not a baseline; choose one of {list(get_args(BaselineKind))}.")
 
 
-def last_position_loss(model: nn.Module, tokens_BH: torch.Tensor, last_B: torch.Tensor, target_B: torch.Tensor) -> torch.Tensor:
+def last_position_loss(
+    model: nn.Module, tokens_BH: torch.Tensor, last_B: torch.Tensor, target_B: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy of each row's final history position against its target column."""
     hidden_BHD = model.encode(tokens_BH)
     hidden_BD = hidden_BHD[torch.arange(len(last_B)), last_B]
     return F.cross_entropy(model.score(hidden_BD), target_B)
 
 
-def all_positions_loss(model: nn.Module, tokens_BH: torch.Tensor, last_B: torch.Tensor, target_B: torch.Tensor) -> torch.Tensor:
+def all_positions_loss(
+    model: nn.Module, tokens_BH: torch.Tensor, last_B: torch.Tensor, target_B: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy of every real position against the next item (the last one against the target)."""
     labels_BH = torch.cat([tokens_BH[:, 1:], torch.zeros_like(tokens_BH[:, :1])], dim=1) - 1
     labels_BH[torch.arange(len(last_B)), last_B] = target_B
@@ -255,7 +285,9 @@ def train_baseline(
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-        metrics, _ = evaluate_baseline(model, dataset, "valid", ks=(k,), top=config.eval_top, batch_size=config.eval_batch_size)
+        metrics, _ = evaluate_baseline(
+            model, dataset, "valid", ks=(k,), top=config.eval_top, batch_size=config.eval_batch_size
+        )
         record = {
             "epoch": epoch,
             "train/loss": float(np.mean(losses)),
@@ -303,8 +335,9 @@ def run_baseline(
     k = config.early_stop_k
     evaluate_on = {"valid": None, "test": None} if evaluate_on is None else evaluate_on
     results = {
-        split: evaluate_baseline(model, dataset, split, ks, top=config.eval_top, batch_size=config.eval_batch_size,
-                                 rows=rows)[0]
+        split: evaluate_baseline(
+            model, dataset, split, ks, top=config.eval_top, batch_size=config.eval_batch_size, rows=rows
+        )[0]
         for split, rows in evaluate_on.items()
     }
     best_epoch = max(history, key=lambda record: record[f"valid/ndcg@{k}"])["epoch"]

@@ -28,7 +28,7 @@ _EXPORTS = {
     "ItemTable": "dataset",
     "SPLITS": "dataset",
     "load_dataset": "formats.canonical",
-    "load_items": "formats.canonical",
+    "load_items": "formats.canonical_tables",
     "save_dataset": "formats.canonical",
     "import_dataset": "formats.registry",
     "LAYOUTS": "formats.registry",
@@ -55,7 +55,7 @@ MOVED = {
     "tawin.data.io": "tawin.data.formats.canonical",
     "tawin.data.out_folder": "tawin.data.formats.out_folder",
     "tawin.data.importers": "tawin.data.formats.registry (import_dataset, LAYOUTS) and "
-                            "tawin.data.formats.minionerec_inter (import_minionerec, read_inter)",
+    "tawin.data.formats.minionerec_inter (import_minionerec, read_inter)",
     "tawin.data.csv_import": "tawin.data.formats.csv_import",
     "tawin.data.csv_splits": "tawin.data.formats.csv_splits",
     "tawin.data.minionerec_index": "tawin.data.formats.minionerec_index",
@@ -78,8 +78,11 @@ class _MovedModules(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname in MOVED:
-            raise ModuleNotFoundError(f"{fullname} has moved to {MOVED[fullname]}; import it from there, or import "
-                                      "its public names from tawin.data", name=fullname)
+            raise ModuleNotFoundError(
+                f"{fullname} has moved to {MOVED[fullname]}; import it from there, or import "
+                "its public names from tawin.data",
+                name=fullname,
+            )
         return None
 
 

@@ -7,7 +7,7 @@ every item gets it (``<d_0>`` when alone) so that all SIDs of a dataset have the
 The rule serves both SID sources: :mod:`tawin.items.sids` applies it to the codes it builds, and
 the MiniOneRec readers (:func:`tawin.data.formats.minionerec_index.build_items`) to a dataset's own
 SID tokens, which collide for a few duplicate listings. Unique SIDs are a rule of the canonical
-catalogue (:func:`tawin.data.formats.canonical.load_items` refuses duplicates), so the rule lives
+catalogue (:func:`tawin.data.formats.canonical_tables.load_items` refuses duplicates), so the rule lives
 beside :mod:`tawin.data.dataset`, below both :mod:`tawin.data.formats` and :mod:`tawin.data.protocol`.
 """
 
@@ -62,7 +62,9 @@ def resolve_collisions(codes_NL: np.ndarray) -> tuple[np.ndarray, CollisionRepor
     return np.concatenate([codes_NL, rank_N[:, None]], axis=1), report
 
 
-def make_unique(sid_tokens: list[tuple[str, ...]], prefix: str | None = None) -> tuple[list[tuple[str, ...]], CollisionReport]:
+def make_unique(
+    sid_tokens: list[tuple[str, ...]], prefix: str | None = None
+) -> tuple[list[tuple[str, ...]], CollisionReport]:
     """:func:`resolve_collisions` on token tuples (e.g. a dataset's own MiniOneRec SIDs).
 
     All tuples must have the same depth L. When any collide, each gets one more token
@@ -70,7 +72,10 @@ def make_unique(sid_tokens: list[tuple[str, ...]], prefix: str | None = None) ->
     """
     depths = {len(s) for s in sid_tokens}
     if len(depths) > 1 or 0 in depths:
-        raise DataError(f"semantic IDs have depths {sorted(depths)}; every item needs a non-empty SID of one common depth before collisions can be resolved.")
+        raise DataError(
+            f"semantic IDs have depths {sorted(depths)}; every item needs a "
+            "non-empty SID of one common depth before collisions can be resolved."
+        )
     if not sid_tokens:
         return [], CollisionReport(0, 0, 0, False)
     depth = depths.pop()
@@ -78,7 +83,9 @@ def make_unique(sid_tokens: list[tuple[str, ...]], prefix: str | None = None) ->
         assert depth < len(DEFAULT_PREFIXES), "pass a prefix for SIDs deeper than the default prefixes"
         prefix = DEFAULT_PREFIXES[depth]
     tokens_NL = np.array([list(s) for s in sid_tokens], dtype=object)
-    codes_NL = np.stack([np.unique(tokens_NL[:, level].astype(str), return_inverse=True)[1].reshape(-1) for level in range(depth)], 1)
+    codes_NL = np.stack(
+        [np.unique(tokens_NL[:, level].astype(str), return_inverse=True)[1].reshape(-1) for level in range(depth)], 1
+    )
     unique_codes, report = resolve_collisions(codes_NL)
     if not report.added_level:
         return [tuple(s) for s in sid_tokens], report

@@ -5,7 +5,8 @@ row are appended to the row's own sequence as K parallel tokens per step (tree a
 :mod:`tawin.decoding.tree`), and a 4-D attention mask lets each beam see the prompt and only its
 own ancestors. A step is one forward of [B, K] tokens plus a few tensor ops: gather the trie
 children of every beam's node (padded to the depth's fan-out M), add their log-probabilities to
-the beam scores, keep the top K of the K·M candidates per row. Reordering beams only permutes the small ancestor table, never the cache.
+the beam scores, keep the top K of the K·M candidates per row. Reordering beams only permutes the
+small ancestor table, never the cache.
 No Python loop per beam and no ``.item()`` inside a step.
 
 Scores are summed token log-probabilities of the whole item sequence including EOS (no length
@@ -68,15 +69,19 @@ def constrained_beam_search(
         source_BK = flat_BK // width
         chosen_token_BK = child_token_BKM.view(batch, -1).gather(1, flat_BK)
         nodes_BK = child_node_BKM.view(batch, -1).gather(1, flat_BK)
-        tokens_BKL = torch.cat([tokens_BKL.gather(1, source_BK.unsqueeze(-1).expand_as(tokens_BKL)),
-                                chosen_token_BK.unsqueeze(-1)], dim=-1)
+        tokens_BKL = torch.cat(
+            [tokens_BKL.gather(1, source_BK.unsqueeze(-1).expand_as(tokens_BKL)), chosen_token_BK.unsqueeze(-1)], dim=-1
+        )
         if depth == trie.max_depth - 1:
             break
         # The chosen tokens become slot `depth` of every row's token tree.
-        ancestors_BKS = torch.cat([ancestors_BKS.gather(1, source_BK.unsqueeze(-1).expand_as(ancestors_BKS)), beam_slot_BK1], dim=-1)
+        ancestors_BKS = torch.cat(
+            [ancestors_BKS.gather(1, source_BK.unsqueeze(-1).expand_as(ancestors_BKS)), beam_slot_BK1], dim=-1
+        )
         mask = tree_mask(attention_mask_BL, ancestors_BKS, beams, float_mask, out.logits.dtype)
-        out = model(input_ids=chosen_token_BK, attention_mask=mask, position_ids=next_position_BK,
-                    cache=cache, use_cache=True)
+        out = model(
+            input_ids=chosen_token_BK, attention_mask=mask, position_ids=next_position_BK, cache=cache, use_cache=True
+        )
         cache = out.cache
         next_position_BK = next_position_BK + 1
         logp_BKV = torch.log_softmax(out.logits.float(), dim=-1)

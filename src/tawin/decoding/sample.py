@@ -14,8 +14,15 @@ from tawin.items.trie import ItemTrie
 
 
 @torch.no_grad()
-def constrained_sample(model, trie: ItemTrie, input_ids_BL, attention_mask_BL, num_samples: int,
-                       temperature: float, generator: torch.Generator) -> torch.Tensor:
+def constrained_sample(
+    model,
+    trie: ItemTrie,
+    input_ids_BL,
+    attention_mask_BL,
+    num_samples: int,
+    temperature: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Item positions [B, G] of G samples per prompt."""
     batch, group = input_ids_BL.shape[0], num_samples
     device = input_ids_BL.device

@@ -109,11 +109,19 @@ def _plan(trie: ItemTrie, chunk_nodes: int, device: torch.device) -> _Plan:
             see.append(torch.eye(part.stop - part.start, dtype=torch.bool))
             child_token, child_node, child_valid = trie.children(nodes[part], depth)
             edge_flat = torch.nonzero(child_valid.flatten()).flatten()
-            chunks.append(_Chunk(
-                depth, part, tokens[part].to(device), nodes[part].to(device), spans,
-                torch.cat(see, dim=1).to(device), child_token.to(device),
-                edge_flat.to(device), child_node.flatten()[edge_flat].to(device),
-            ))
+            chunks.append(
+                _Chunk(
+                    depth,
+                    part,
+                    tokens[part].to(device),
+                    nodes[part].to(device),
+                    spans,
+                    torch.cat(see, dim=1).to(device),
+                    child_token.to(device),
+                    edge_flat.to(device),
+                    child_node.flatten()[edge_flat].to(device),
+                )
+            )
     root_tokens, root_children, root_valid = trie.children(torch.zeros(1, dtype=torch.long), 0)
     is_leaf = trie.leaf_item_T >= 0
     leaf_node_N = torch.empty(trie.n_items, dtype=torch.long)
@@ -172,13 +180,22 @@ def score_all_items(
     for chunk in plan.chunks:
         depth, width = chunk.depth, chunk.tokens_C.shape[0]
         see_B1CS = torch.cat([prompt_see_B11L.expand(-1, -1, width, -1), chunk.see_CS.expand(batch, 1, -1, -1)], dim=-1)
-        step = model(input_ids=chunk.tokens_C.expand(batch, -1), attention_mask=as_attention_mask(see_B1CS, float_mask, out.logits.dtype),
-                     position_ids=(prompt_len_B1 + depth - 1).expand(-1, width),
-                     cache=_chunk_cache(prompt_kv, kv, chunk.spans), use_cache=True)
+        step = model(
+            input_ids=chunk.tokens_C.expand(batch, -1),
+            attention_mask=as_attention_mask(see_B1CS, float_mask, out.logits.dtype),
+            position_ids=(prompt_len_B1 + depth - 1).expand(-1, width),
+            cache=_chunk_cache(prompt_kv, kv, chunk.spans),
+            use_cache=True,
+        )
         if plan.keep_kv[depth - 1]:
             if kv[depth - 1] is None:
-                kv[depth - 1] = [(_level_buffer(layer.keys, plan.level_sizes[depth - 1]),
-                                  _level_buffer(layer.values, plan.level_sizes[depth - 1])) for layer in step.cache.layers]
+                kv[depth - 1] = [
+                    (
+                        _level_buffer(layer.keys, plan.level_sizes[depth - 1]),
+                        _level_buffer(layer.values, plan.level_sizes[depth - 1]),
+                    )
+                    for layer in step.cache.layers
+                ]
             for (keys, values), layer in zip(kv[depth - 1], step.cache.layers):
                 keys[:, :, chunk.level_slice] = layer.keys[:, :, -width:]
                 values[:, :, chunk.level_slice] = layer.values[:, :, -width:]
@@ -190,11 +207,15 @@ def score_all_items(
 
 def _chunk_cache(prompt_kv, kv, spans: list[tuple[int, int, int]]) -> DynamicCache:
     """A fresh cache holding the prompt, then the chunk's ancestor slice of each earlier level."""
-    return DynamicCache(ddp_cache_data=[
-        (torch.cat([keys] + [kv[s - 1][layer][0][:, :, lo:hi] for s, lo, hi in spans], dim=2),
-         torch.cat([values] + [kv[s - 1][layer][1][:, :, lo:hi] for s, lo, hi in spans], dim=2))
-        for layer, (keys, values) in enumerate(prompt_kv)
-    ])
+    return DynamicCache(
+        ddp_cache_data=[
+            (
+                torch.cat([keys] + [kv[s - 1][layer][0][:, :, lo:hi] for s, lo, hi in spans], dim=2),
+                torch.cat([values] + [kv[s - 1][layer][1][:, :, lo:hi] for s, lo, hi in spans], dim=2),
+            )
+            for layer, (keys, values) in enumerate(prompt_kv)
+        ]
+    )
 
 
 def _level_buffer(like: torch.Tensor, size: int) -> torch.Tensor:
@@ -234,8 +255,13 @@ def score_items(
     seq = sequence_batch(input_ids_BL.cpu(), attention_mask_BL.cpu(), codec, items_BG.cpu())
     width = seq.input_ids_BT.shape[1] - seq.prompt_width  # item tokens incl. EOS, right-padded
     kwargs = {"logits_to_keep": width + 1} if _accepts_logits_to_keep(model) else {}
-    logits = model(input_ids=seq.input_ids_BT.to(device), attention_mask=seq.attention_mask_BT.to(device),
-                   position_ids=seq.position_ids_BT.to(device), use_cache=False, **kwargs).logits
+    logits = model(
+        input_ids=seq.input_ids_BT.to(device),
+        attention_mask=seq.attention_mask_BT.to(device),
+        position_ids=seq.position_ids_BT.to(device),
+        use_cache=False,
+        **kwargs,
+    ).logits
     # Position prompt_width − 1 + j predicts item token j; only the last width + 1 logits matter.
     logits_nW = logits[:, -(width + 1) : -1]
     labels_nW = seq.labels_BT[:, seq.prompt_width - 1 : seq.prompt_width - 1 + width].to(device)

@@ -24,7 +24,9 @@ def as_attention_mask(allowed: torch.Tensor, float_mask: bool, dtype: torch.dtyp
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
-def tree_mask(prompt_mask_BL: torch.Tensor, ancestors_BGS: torch.Tensor, branches: int, float_mask: bool, dtype: torch.dtype) -> torch.Tensor:
+def tree_mask(
+    prompt_mask_BL: torch.Tensor, ancestors_BGS: torch.Tensor, branches: int, float_mask: bool, dtype: torch.dtype
+) -> torch.Tensor:
     """4-D mask [B, 1, G, L + S·G] for the G branch tokens of the current step.
 
     The cache holds the prompt (L positions) and then S earlier steps of G tokens each; branch g
@@ -38,12 +40,19 @@ def tree_mask(prompt_mask_BL: torch.Tensor, ancestors_BGS: torch.Tensor, branche
     return as_attention_mask(torch.cat([prompt_part, tree_part], dim=-1).unsqueeze(1), float_mask, dtype)
 
 
-def encode_prompt(model: torch.nn.Module, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor, **forward_kwargs):
+def encode_prompt(
+    model: torch.nn.Module, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor, **forward_kwargs
+):
     """Run the left-padded prompts once, keeping their cache; returns (model output, lengths [B, 1]).
 
     Positions count only real tokens, so the first generated token of row b sits at position
     ``lengths[b]`` whatever the row's padding.
     """
-    out = model(input_ids=input_ids_BL, attention_mask=attention_mask_BL,
-                position_ids=(attention_mask_BL.cumsum(-1) - 1).clamp(min=0), use_cache=True, **forward_kwargs)
+    out = model(
+        input_ids=input_ids_BL,
+        attention_mask=attention_mask_BL,
+        position_ids=(attention_mask_BL.cumsum(-1) - 1).clamp(min=0),
+        use_cache=True,
+        **forward_kwargs,
+    )
     return out, attention_mask_BL.sum(-1, keepdim=True)

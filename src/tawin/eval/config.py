@@ -60,7 +60,8 @@ class EvalConfig:
         elif max(self.ks) > self.num_beams >= 1:
             problems.append(
                 f"eval.ks contains K={max(self.ks)} but eval.num_beams={self.num_beams}: beam search ranks only "
-                f"num_beams items, so Recall@{max(self.ks)} would be wrong; raise eval.num_beams to ≥ {max(self.ks)} or drop K"
+                f"num_beams items, so Recall@{max(self.ks)} would be "
+                f"wrong; raise eval.num_beams to ≥ {max(self.ks)} or drop K"
             )
         if self.batch_size < 1:
             problems.append(f"eval.batch_size={self.batch_size} must be ≥ 1")
@@ -68,7 +69,10 @@ class EvalConfig:
             if getattr(self, name) < 0:
                 problems.append(f"eval.{name}={getattr(self, name)} must be ≥ 0 (0 = all rows)")
         if self.opauc_group_size is not None and self.opauc_group_size < 2:
-            problems.append(f"eval.opauc_group_size={self.opauc_group_size} must be ≥ 2; use the RL group size (e.g. 16), or null for rl.group_size")
+            problems.append(
+                f"eval.opauc_group_size={self.opauc_group_size} must be ≥ 2; "
+                "use the RL group size (e.g. 16), or null for rl.group_size"
+            )
         return problems
 
     def evaluated_rows(self, n_rows: int) -> np.ndarray:
@@ -86,7 +90,8 @@ class EvalConfig:
         if self.opauc_group_size is not None and not 2 <= self.opauc_group_size <= n_items:
             problems.append(
                 f"eval.opauc_group_size={self.opauc_group_size} must lie in [2, N={n_items}]: OPAUC's "
-                f"max_fpr = (G−1)/n⁻ needs at least one and at most n⁻={n_neg} negatives; use the RL group size (e.g. 16)"
+                "max_fpr = (G−1)/n⁻ needs at least one and at most "
+                f"n⁻={n_neg} negatives; use the RL group size (e.g. 16)"
             )
         too_big = [k for k in TOP_KS.reported if k > n_neg]
         if too_big:

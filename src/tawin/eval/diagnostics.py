@@ -35,8 +35,15 @@ from tawin.runtime import progress as show_progress
 
 
 @torch.no_grad()
-def exact_scores(recommender: RecommenderLM, encoded: EncodedSplit, rows: np.ndarray, batch_size: int,
-                 progress: bool = False, chunk_nodes: int = DEFAULT_CHUNK_NODES, desc: str = "exact scores") -> torch.Tensor:
+def exact_scores(
+    recommender: RecommenderLM,
+    encoded: EncodedSplit,
+    rows: np.ndarray,
+    batch_size: int,
+    progress: bool = False,
+    chunk_nodes: int = DEFAULT_CHUNK_NODES,
+    desc: str = "exact scores",
+) -> torch.Tensor:
     """Exact log π(Y_i | H_u) of every catalogue item for each of `rows` (indices into `encoded`).
 
     The model is put in eval mode for the call; `progress` shows a bar, else a log line comes every
@@ -97,8 +104,10 @@ def diagnostics(recommender: RecommenderLM, encoded: EncodedSplit, config: EvalC
     positive_RN = torch.zeros(scores_RN.shape, dtype=torch.bool)
     positive_RN[torch.arange(len(rows)), encoded.target_R[torch.as_tensor(rows, dtype=torch.long)]] = True
     n_neg = n_items - 1
-    per_row = [auc(scores_RN, positive_RN),
-               partial_auc(scores_RN, positive_RN, max_fpr=(config.opauc_group_size - 1) / n_neg)]
+    per_row = [
+        auc(scores_RN, positive_RN),
+        partial_auc(scores_RN, positive_RN, max_fpr=(config.opauc_group_size - 1) / n_neg),
+    ]
     per_row += [wpauc(scores_RN, positive_RN, alpha=(k - 1) / n_neg, d=1 / n_neg) for k in TOP_KS.reported]
     per_row += [recall_at_k(scores_RN, positive_RN, k) for k in TOP_KS.reported]
     return {**{name: float(values.mean()) for name, values in zip(names, per_row)}, "diagnostics_rows": int(len(rows))}

@@ -43,7 +43,15 @@ class Predictions:
 
     def write_jsonl(self, path: Path) -> None:
         lines = [
-            json.dumps({"row": int(r), "user": int(u), "target": int(t), "items": i.tolist(), "scores": [round(float(s), 6) for s in s_]})
+            json.dumps(
+                {
+                    "row": int(r),
+                    "user": int(u),
+                    "target": int(t),
+                    "items": i.tolist(),
+                    "scores": [round(float(s), 6) for s in s_],
+                }
+            )
             for r, u, t, i, s_ in zip(self.row_R, self.user_R, self.target_R, self.items_RK, self.scores_RK)
         ]
         atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
@@ -61,8 +69,18 @@ class Predictions:
 
 
 @torch.no_grad()
-def beam_predictions(recommender: RecommenderLM, dataset: Dataset, encoded: EncodedSplit, rows: np.ndarray,
-                     num_beams: int, batch_size: int, progress: bool = True, desc: str = "eval", dist=None, log=None) -> Predictions:
+def beam_predictions(
+    recommender: RecommenderLM,
+    dataset: Dataset,
+    encoded: EncodedSplit,
+    rows: np.ndarray,
+    num_beams: int,
+    batch_size: int,
+    progress: bool = True,
+    desc: str = "eval",
+    dist=None,
+    log=None,
+) -> Predictions:
     """Top-`num_beams` items for each of `rows` (indices into `encoded`).
 
     `progress` shows a bar; without one, `log` gets a line every 30 s (default print, False = silent).
@@ -102,16 +120,30 @@ def beam_predictions(recommender: RecommenderLM, dataset: Dataset, encoded: Enco
     if items:
         items_RK[by_length] = torch.cat(items).numpy()
         scores_RK[by_length] = torch.cat(scores).numpy()
-    return Predictions(row_R=split.row[rows], user_R=split.user[rows], target_R=split.target[rows],
-                       items_RK=items_RK, scores_RK=scores_RK)
+    return Predictions(
+        row_R=split.row[rows],
+        user_R=split.user[rows],
+        target_R=split.target[rows],
+        items_RK=items_RK,
+        scores_RK=scores_RK,
+    )
 
 
-def evaluate(recommender: RecommenderLM, dataset: Dataset, encoded: EncodedSplit, config: EvalConfig,
-             output_dir: Path | None = None, progress: bool = True, dist=None) -> dict:
+def evaluate(
+    recommender: RecommenderLM,
+    dataset: Dataset,
+    encoded: EncodedSplit,
+    config: EvalConfig,
+    output_dir: Path | None = None,
+    progress: bool = True,
+    dist=None,
+) -> dict:
     """Evaluate on `config.split`; writes metrics.json and predictions.jsonl when `output_dir` is set."""
     started = time.time()
     rows = config.evaluated_rows(len(encoded))
-    predictions = beam_predictions(recommender, dataset, encoded, rows, config.num_beams, config.batch_size, progress, dist=dist)
+    predictions = beam_predictions(
+        recommender, dataset, encoded, rows, config.num_beams, config.batch_size, progress, dist=dist
+    )
     metrics = predictions.metrics(config.ks)
     if config.diagnostics:
         from tawin.eval.diagnostics import diagnostics

@@ -6,8 +6,9 @@
 * :mod:`tawin.experiments.worker` — one cell: resolve → train → evaluate → cell.json;
 * :mod:`tawin.experiments.pool` — ``--jobs``: cells in worker processes that stop with their parent;
 * :mod:`tawin.experiments.results` — cell.json, the cells' paths and results.json;
-* :mod:`tawin.experiments.report` — report.md (mean ± std, gains, goal line, paired bootstrap,
-  diagnostics, anchor sweep) and the plots.
+* :mod:`tawin.experiments.summaries` — summaries of results.json (mean ± std, gains, goal line,
+  paired bootstrap, diagnostics, anchor sweep, cost) as the tables of report.md;
+* :mod:`tawin.experiments.report` — report.md and the plots.
 
 Nothing is imported here so that ``tawin --help`` stays fast.
 """

@@ -21,16 +21,27 @@ from pathlib import Path
 
 def add_experiment_parser(commands) -> None:
     """Register `tawin experiment` on the CLI's subparsers."""
-    p = commands.add_parser("experiment", help="a grid of methods × seeds (× σ*) sharing one SFT per seed → results.json, report.md, plots")
+    p = commands.add_parser(
+        "experiment", help="a grid of methods × seeds (× σ*) sharing one SFT per seed → results.json, report.md, plots"
+    )
     p.add_argument("config", help="experiment YAML (see configs/experiments/)")
     p.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override: seeds=[0], report.goal_k=5, … for experiment keys; anything else (rl.max_steps=2) goes to base")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override: seeds=[0], report.goal_k=5, … for experiment keys; anything else (rl.max_steps=2) goes to base",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.add_argument("--overwrite", action="store_true", help="replace an experiment with a different config in --out")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="cells run at once, each in its own process (CPU threads are split between them unless "
-                        "threads is set); the results are those of --jobs 1")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="cells run at once, each in its own process (CPU threads are split between them unless "
+        "threads is set); the results are those of --jobs 1",
+    )
     p.set_defaults(func=cmd_experiment)
 
 
@@ -43,6 +54,11 @@ def cmd_experiment(args) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs={args.jobs} must be ≥ 1 (cells run at once)")
     experiment = load_experiment(args.config, args.set)
-    results = run_experiment(experiment, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress, jobs=args.jobs)
-    print(f"{len(results['cells'])} cells finished; wrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'report.md'}")
+    results = run_experiment(
+        experiment, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress, jobs=args.jobs
+    )
+    print(
+        f"{len(results['cells'])} cells finished; wrote "
+        f"{Path(args.out) / 'results.json'} and {Path(args.out) / 'report.md'}"
+    )
     return 0

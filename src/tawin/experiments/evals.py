@@ -34,12 +34,16 @@ def parse_evals(raw, base_eval: EvalConfig | None, problems: list[str]) -> tuple
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        problems.append(f"evals must map a name to eval overrides, e.g. evals: {{in_sample: {{split: train}}}}; got {raw!r}")
+        problems.append(
+            f"evals must map a name to eval overrides, e.g. evals: {{in_sample: {{split: train}}}}; got {raw!r}"
+        )
         return ()
     named = []
     for name, overrides in raw.items():
         if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]+", name):
-            problems.append(f"evals: the name {name!r} must be lowercase letters, digits or _ (it names the folder eval_<name>/)")
+            problems.append(
+                f"evals: the name {name!r} must be lowercase letters, digits or _ (it names the folder eval_<name>/)"
+            )
             continue
         if not isinstance(overrides, dict):
             problems.append(f"evals.{name} must be a mapping of eval fields, e.g. {{split: train, sample_size: 1000}}")
@@ -47,7 +51,9 @@ def parse_evals(raw, base_eval: EvalConfig | None, problems: list[str]) -> tuple
         if base_eval is None:
             continue
         local: list[str] = []
-        overrides = rename_old_spellings(EvalConfig, overrides, f"evals.{name}.", problems)  # before base_eval's new spellings join
+        overrides = rename_old_spellings(
+            EvalConfig, overrides, f"evals.{name}.", problems
+        )  # before base_eval's new spellings join
         merged = {**to_dict(base_eval), **overrides, "diagnostics": False}
         built = build_config(EvalConfig, merged, f"evals.{name}", local)
         problems += local

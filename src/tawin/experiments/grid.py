@@ -72,8 +72,11 @@ ANCHOR_LISTS: tuple[AnchorMode, ...] = ("best_on_valid", "grid")
 CellKind = Literal["sft", "rl", "baseline"]
 
 
-METHOD_RENAMED: dict[str, str] = {"data.rl_holdout": "rows.holdout", "data.rl_holdout_order": "rows.holdout_order",
-                                   **RLConfig.RENAMED}
+METHOD_RENAMED: dict[str, str] = {
+    "data.rl_holdout": "rows.holdout",
+    "data.rl_holdout_order": "rows.holdout_order",
+    **RLConfig.RENAMED,
+}
 """Old spellings in a method's YAML mapping that still load (see :mod:`tawin.overrides`)."""
 SFT_ROWS: dict[str, str] = {"holdout": "rl_holdout", "holdout_order": "rl_holdout_order"}
 """The `rl.rows` fields that choose SFT's rows (an SFT-only method may set them), each with the
@@ -82,8 +85,11 @@ earlier spelling that names its SFT folder."""
 
 @dataclass(frozen=True)
 class Method:
-    RENAMED: ClassVar[dict[str, str]] = {"data.rl_holdout": "rl.rows.holdout", "data.rl_holdout_order": "rl.rows.holdout_order",
-                                         **{f"rl.{old}": f"rl.{new}" for old, new in RLConfig.RENAMED.items()}}
+    RENAMED: ClassVar[dict[str, str]] = {
+        "data.rl_holdout": "rl.rows.holdout",
+        "data.rl_holdout_order": "rl.rows.holdout_order",
+        **{f"rl.{old}": f"rl.{new}" for old, new in RLConfig.RENAMED.items()},
+    }
     """Old spellings in the experiment's saved config.yaml, where a method's `data` held its hold-out."""
     RETIRED: ClassVar[tuple[str, ...]] = ("data",)
 
@@ -147,16 +153,22 @@ class Experiment:
     """Further evaluations of every LLM cell (see :mod:`tawin.experiments.evals`)."""
 
     def check(self) -> list[str]:
-        """Cross-field rules (folder names, labels, report Ks and labels, baselines) and every cell's resolved config."""
+        """Cross-field rules (folder names, labels, report Ks and labels, baselines) and every cell's
+        resolved config."""
         problems: list[str] = []
         folders: dict[str, str] = {}
         labels: dict[str, str] = {}
         cells = expand_cells(self, problems)
         for cell in (c for c in cells if c.seed == self.seeds[0]):
             if folders.setdefault(cell.name, cell.label) != cell.label:
-                problems.append(f"methods {folders[cell.name]!r} and {cell.label!r} share the folder name {cell.name!r}; rename one")
+                problems.append(
+                    f"methods {folders[cell.name]!r} and {cell.label!r} share the folder name {cell.name!r}; rename one"
+                )
             if labels.setdefault(cell.label, cell.name) != cell.name:
-                problems.append(f"two cells are labelled {cell.label!r} (folders {labels[cell.label]!r} and {cell.name!r}); rename a method")
+                problems.append(
+                    f"two cells are labelled {cell.label!r} (folders "
+                    f"{labels[cell.label]!r} and {cell.name!r}); rename a method"
+                )
         labels |= {m.label: "" for m in self.methods}  # a method whose RL config failed still counts
         for role in ("reference", "candidate", "sft_reference"):
             value = getattr(self.report, role)
@@ -165,11 +177,16 @@ class Experiment:
         spec, ks = self.report, set(self.base.eval.ks)
         for name, wanted in (("ks", spec.ks), ("sweep_ks", spec.sweep_ks), ("goal_k", (spec.goal_k,))):
             if missing := sorted(set(wanted) - ks):
-                problems.append(f"report.{name} asks for K={missing} but base.eval.ks={sorted(ks)}; add them to base.eval.ks or drop them")
+                problems.append(
+                    f"report.{name} asks for K={missing} but "
+                    f"base.eval.ks={sorted(ks)}; add them to base.eval.ks or drop them"
+                )
         sequential = [b for b in self.baselines if b != "popularity"]
         if sequential and max(self.base.eval.ks, default=0) > self.baseline.eval_top:
-            problems.append(f"baseline.eval_top={self.baseline.eval_top} < max(base.eval.ks)={max(self.base.eval.ks)}: "
-                            f"{sequential} could not be scored at every K; raise baseline.eval_top")
+            problems.append(
+                f"baseline.eval_top={self.baseline.eval_top} < max(base.eval.ks)={max(self.base.eval.ks)}: "
+                f"{sequential} could not be scored at every K; raise baseline.eval_top"
+            )
         return problems
 
 
@@ -232,7 +249,9 @@ def expand_cells(experiment: Experiment, problems: list[str] | None = None) -> l
     problems = [] if problems is None else problems
     base = experiment.base
     problems += [f"base: {p}" for p in validate(base) if not p.startswith("rl.")]
-    specs: list[tuple] = []  # (folder, label, method, kind, rl or None, anchor mode, candidates): the same for every seed
+    specs: list[
+        tuple
+    ] = []  # (folder, label, method, kind, rl or None, anchor mode, candidates): the same for every seed
     for method in experiment.methods:
         specs += _method_specs(method, base, problems)
     for baseline in experiment.baselines:
@@ -262,13 +281,25 @@ def _method_specs(method: Method, base: PipelineConfig, problems: list[str]) -> 
     if method.anchor_mode == "grid":
         for anchor in method.candidates:
             problems += [f"{where} at σ*={anchor}: {p}" for p in replace(rl, anchor=anchor).check()]
-        return [(f"{name}-a{anchor}", f"{method.label} (σ*={anchor})", method.label, "rl", replace(rl, anchor=anchor), "grid", ())
-                for anchor in method.candidates]
+        return [
+            (
+                f"{name}-a{anchor}",
+                f"{method.label} (σ*={anchor})",
+                method.label,
+                "rl",
+                replace(rl, anchor=anchor),
+                "grid",
+                (),
+            )
+            for anchor in method.candidates
+        ]
     if method.anchor_mode == "best_on_valid":
         for anchor in method.candidates:
             problems += [f"{where} candidate σ*={anchor}: {p}" for p in replace(rl, anchor=anchor).check()]
         if rl.target_k not in base.eval.ks:
-            problems.append(f"{where}: best_on_valid picks σ* by valid Recall@{rl.target_k}; add {rl.target_k} to base.eval.ks")
+            problems.append(
+                f"{where}: best_on_valid picks σ* by valid Recall@{rl.target_k}; add {rl.target_k} to base.eval.ks"
+            )
         return [(name, method.label, method.label, "rl", rl, "best_on_valid", method.candidates)]
     problems += [f"{where}: {p}" for p in rl.check()]
     if rl.weighting == "tawin" and rl.anchor is None:  # σ* = target_k − 1, recorded as such

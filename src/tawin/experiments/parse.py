@@ -91,10 +91,18 @@ def parse_experiment(data: dict, where: str = "experiment", problems: list[str] 
     methods = _parse_methods(data.get("methods"), problems)
     if base is not None:
         # Cross-field rules run on whatever parsed, so one error lists every problem.
-        experiment = Experiment(base, seeds or (0,), methods, tuple(b for b in baselines if b in get_args(BaselineName)),
-                                baseline or SequentialBaselineConfig(), diagnostics is True, tuple(diagnostics_seeds or ()),
-                                report or ReportSpec(), str(data.get("name", "experiment")),
-                                parse_evals(data.get("evals"), base.eval, problems))
+        experiment = Experiment(
+            base,
+            seeds or (0,),
+            methods,
+            tuple(b for b in baselines if b in get_args(BaselineName)),
+            baseline or SequentialBaselineConfig(),
+            diagnostics is True,
+            tuple(diagnostics_seeds or ()),
+            report or ReportSpec(),
+            str(data.get("name", "experiment")),
+            parse_evals(data.get("evals"), base.eval, problems),
+        )
         problems += [p for p in experiment.check() if p not in problems]
     if problems or base is None:
         raise ConfigError(f"invalid experiment in {where}: " + "; ".join(problems) + ".")
@@ -135,8 +143,10 @@ def _parse_methods(raw, problems: list[str]) -> tuple[Method, ...]:
             continue
         spec = rename_old_spellings(None, spec, f"{where}.", problems, renamed=METHOD_RENAMED)
         if "data" in spec:
-            problems.append(f"{where}.data={spec.pop('data')!r}: every cell of an experiment shares base.data (the dataset); "
-                            "a method chooses its train rows in `rows`, e.g. rows: {holdout: 0}")
+            problems.append(
+                f"{where}.data={spec.pop('data')!r}: every cell of an experiment shares base.data (the dataset); "
+                "a method chooses its train rows in `rows`, e.g. rows: {holdout: 0}"
+            )
         if "sweep_anchor" in spec:
             problems.append(f"{where}.sweep_anchor: {LEGACY_SPELLINGS['sweep_anchor']}")
             spec.pop("sweep_anchor")
@@ -154,8 +164,9 @@ def _sft_only_rows(spec: dict, where: str, problems: list[str]) -> dict:
     """An SFT-only method's overrides: at most the SFT hold-out in `rows` (it trains no RL)."""
     rows = spec.get("rows", {})
     if set(spec) - {"rows"} or not isinstance(rows, dict) or set(rows) - set(SFT_ROWS):
-        problems.append(f"{where}: sft_only takes no RL overrides but the hold-out, rows: {{{', '.join(SFT_ROWS)}}} "
-                        f"(got {spec!r})")
+        problems.append(
+            f"{where}: sft_only takes no RL overrides but the hold-out, rows: {{{', '.join(SFT_ROWS)}}} (got {spec!r})"
+        )
         return {}
     return {"rows": rows} if rows else {}
 
@@ -171,7 +182,15 @@ def _parse_anchor(anchor, where: str, problems: list[str]) -> tuple[AnchorMode, 
         if any(a < 0 for a in candidates):
             problems.append(f"{where}.{mode}={list(candidates)} must be ≥ 0 (σ* is a 0-based rank among the negatives)")
         return mode, candidates
-    legacy = "candidates" if isinstance(anchor, dict) and "candidates" in anchor else "auto" if anchor == "auto" else None
-    problems.append(f"{where}={anchor!r}: " + (LEGACY_SPELLINGS[legacy] if legacy else "write an integer σ*, null (σ* = target_k − 1), "
-                                                "{best_on_valid: [1, 2, 3]} or {grid: [0, 1, 2]}"))
+    legacy = (
+        "candidates" if isinstance(anchor, dict) and "candidates" in anchor else "auto" if anchor == "auto" else None
+    )
+    problems.append(
+        f"{where}={anchor!r}: "
+        + (
+            LEGACY_SPELLINGS[legacy]
+            if legacy
+            else "write an integer σ*, null (σ* = target_k − 1), {best_on_valid: [1, 2, 3]} or {grid: [0, 1, 2]}"
+        )
+    )
     return "config", None

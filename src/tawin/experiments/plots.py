@@ -87,11 +87,13 @@ def plot_anchor_sweep(sweeps: dict, path: Path, ks=TOP_KS.swept, before_rl: dict
             stats = [points[a].get(f"recall@{k}", (np.nan, np.nan, 0)) for a in anchors]
             mean = np.array([s[0] for s in stats])
             std = np.nan_to_num(np.array([s[1] for s in stats]))
-            line, = ax.plot(anchors, mean, marker="o", label=f"Recall@{k}")
+            (line,) = ax.plot(anchors, mean, marker="o", label=f"Recall@{k}")
             ax.fill_between(anchors, mean - std, mean + std, alpha=0.15, color=line.get_color())
             ax.axvline(k - 1, linestyle=":", color=line.get_color(), alpha=0.8)
             if before_rl and k in before_rl:
-                ax.axhline(before_rl[k], linestyle="--", color=line.get_color(), alpha=0.6, label=f"Recall@{k}, SFT only")
+                ax.axhline(
+                    before_rl[k], linestyle="--", color=line.get_color(), alpha=0.6, label=f"Recall@{k}, SFT only"
+                )
         ax.set_xticks(anchors)
         ax.set_xlabel("anchor σ* (0-based rank among the group's negatives)")
         ax.set_ylabel("mean over seeds (± std)")

@@ -35,8 +35,9 @@ TaskKind = Literal["sft", "cell"]
 """A worker's task: train a seed's shared SFT checkpoint, or run a cell."""
 
 
-def run_in_processes(experiment: Experiment, out: Path, pending: list[Cell], jobs: int,
-                     done: Callable[[Cell, float], None]) -> None:
+def run_in_processes(
+    experiment: Experiment, out: Path, pending: list[Cell], jobs: int, done: Callable[[Cell, float], None]
+) -> None:
     """Run `pending` in `jobs` spawned processes; `done(cell, seconds)` is called here as each finishes."""
     llm_cells = [cell for cell in pending if cell.kind != "baseline"]
     # One SFT run per (seed, SFT folder): the first cell that names it trains it.
@@ -83,8 +84,14 @@ class Workers:
         # Started with SIGINT blocked, which they inherit, so that Ctrl-C (sent to the whole process
         # group) reaches this process alone, which stops them (see stop()).
         with sigint_blocked():
-            self.processes = [context.Process(target=_serve, args=(experiment, out, jobs, os.getpid(), self.tasks, self.results),
-                                              name=f"tawin-worker-{index}") for index in range(processes)]
+            self.processes = [
+                context.Process(
+                    target=_serve,
+                    args=(experiment, out, jobs, os.getpid(), self.tasks, self.results),
+                    name=f"tawin-worker-{index}",
+                )
+                for index in range(processes)
+            ]
             for process in self.processes:
                 process.start()
 
@@ -105,8 +112,10 @@ class Workers:
                 break
             except queue.Empty:
                 if dead := [process for process in self.processes if not process.is_alive()]:
-                    raise RuntimeError(f"the worker process {dead[0].name} ended (exit code {dead[0].exitcode}) before its "
-                                       "cells were done; rerun the same command to resume") from None
+                    raise RuntimeError(
+                        f"the worker process {dead[0].name} ended (exit code {dead[0].exitcode}) before its "
+                        "cells were done; rerun the same command to resume"
+                    ) from None
         kind, cell = self.submitted.pop(task_id)
         if error is not None:
             failure, where = error

@@ -1,245 +1,50 @@
 """Experiments — report.md and plots from results.json.
 
-Summaries are pure functions of the results mapping (see :func:`tawin.experiments.results.collect_results`):
-
-    mean_K = (1/S) Σ_s m_s,   std_K = sqrt(Σ_s (m_s − mean_K)² / (S − 1))   (sample std; "—" for S = 1)
-    gain over a reference = (mean / mean_ref − 1) · 100 %
-    goal: mean Recall@K(candidate) ≥ ratio · mean Recall@K(reference)
-
-The paired bootstrap (:func:`tawin.metrics.paired_bootstrap`) resamples eval rows: per-row
-Recall@K is read from each seed's predictions.jsonl and averaged over seeds per row, so the
-interval reflects row sampling (the spread over seeds is the ± in the tables). The plots
+The summaries and tables it is made of are in :mod:`tawin.experiments.summaries`; the plots
 (comparison.png, diagnostics.png, anchor_sweep.png) are drawn by :mod:`tawin.experiments.plots`.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
-from tawin.experiments.plots import DIAGNOSTICS, Stats, plot_anchor_sweep, plot_comparison, plot_diagnostics
+from tawin.experiments.plots import plot_anchor_sweep, plot_comparison, plot_diagnostics
+from tawin.experiments.summaries import (
+    anchor_choices,
+    anchor_sweep,
+    bootstrap_statement,
+    comparison_table,
+    cost_table,
+    diagnostics_table,
+    evals_sections,
+    gains_table,
+    goal_statement,
+    paired_rows,
+    summarize,
+    sweep_section,
+)
 from tawin.metrics.ranking import TOP_KS
 
 
-def summarize(results: dict) -> dict[str, dict[str, Stats]]:
-    """label → metric → (mean, sample std, seeds) over the label's finished cells, in report order.
-
-    Each metric is summarised over the cells that have it: diagnostics may cover fewer seeds."""
-    runs: dict[str, list[dict]] = {}
-    for entry in results["cells"].values():
-        runs.setdefault(entry["label"], []).append(entry["metrics"])
-    order = [label for label in results.get("labels", []) if label in runs] + [label for label in runs if label not in results.get("labels", [])]
-    summary = {}
-    for label in order:
-        metrics = runs[label]
-        keys = dict.fromkeys(key for m in metrics for key in m if key != "n_rows")
-        summary[label] = {key: _stats([m[key] for m in metrics if key in m]) for key in keys}
-    return summary
-
-
-def _stats(values) -> Stats:
-    values = np.asarray(values, dtype=np.float64)
-    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-    return float(values.mean()), std, len(values)
-
-
-def mean_std(stats: Stats, digits: int = 4) -> str:
-    mean, std, _ = stats
-    return f"{mean:.{digits}f} ± " + ("—" if math.isnan(std) else f"{std:.{digits}f}")
-
-
-def comparison_table(summary: dict, ks=TOP_KS.reported) -> str:
-    """Markdown: one row per method, Recall@K and NDCG@K as mean ± std, and the number of seeds."""
-    names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
-    lines = ["| method | " + " | ".join(n.replace("recall", "Recall").replace("ndcg", "NDCG") for n in names) + " | seeds |",
-             "|---|" + "---:|" * (len(names) + 1)]
-    for label, stats in summary.items():
-        cells = [mean_std(stats[n]) if n in stats else "" for n in names]
-        seeds = next(iter(stats.values()))[2] if stats else 0
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {seeds} |")
-    return "\n".join(lines)
-
-
-def relative_gains(summary: dict, reference: str, ks=TOP_KS.reported) -> dict[str, dict[str, float]]:
-    """label → metric → (mean / mean_reference − 1) · 100 (NaN where the reference's mean is 0)."""
-    ref = summary[reference]
-    gains = {}
-    for label, stats in summary.items():
-        if label == reference:
-            continue
-        gains[label] = {}
-        for name in [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]:
-            if name in stats and name in ref:
-                gains[label][name] = (stats[name][0] / ref[name][0] - 1) * 100 if ref[name][0] else float("nan")
-    return gains
-
-
-def gains_table(summary: dict, reference: str, ks=TOP_KS.reported) -> str:
-    names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
-    lines = ["| method | " + " | ".join(n.replace("recall", "Recall").replace("ndcg", "NDCG") for n in names) + " |",
-             "|---|" + "---:|" * len(names)]
-    for label, gains in relative_gains(summary, reference, ks).items():
-        lines.append(f"| {label} | " + " | ".join("—" if math.isnan(gains.get(n, float("nan"))) else f"{gains[n]:+.1f}%" for n in names) + " |")
-    return "\n".join(lines)
-
-
-def goal_statement(summary: dict, candidate: str, reference: str, k: int = 3, ratio: float = 1.045) -> str:
-    """One plain sentence: is mean Recall@k of `candidate` ≥ ratio × that of `reference`?"""
-    metric = f"recall@{k}"
-    goal = f"{candidate} mean Recall@{k} ≥ {ratio:g} × {reference}'s"
-    missing = [label for label in (candidate, reference) if metric not in summary.get(label, {})]
-    if missing:
-        return f"Goal ({goal}): cannot be evaluated yet — no finished cells with Recall@{k} for {', '.join(missing)}."
-    a, b = summary[candidate][metric][0], summary[reference][metric][0]
-    verdict = "met" if a >= ratio * b else "not met"
-    achieved = f"{a / b:.3f}× {reference}, {(a / b - 1) * 100:+.1f}%" if b else f"{reference} scores 0, so any value meets it"
-    return f"Goal ({goal}): **{verdict}** — {candidate} {a:.4f} vs {ratio:g} × {b:.4f} = {ratio * b:.4f} ({achieved})."
-
-
-def bootstrap_statement(a_R, b_R, candidate: str, reference: str, k: int, n_seeds: int, resamples: int = 10000) -> str:
-    """The paired bootstrap of per-row Recall@k (candidate − reference) in one paragraph."""
-    from tawin.metrics import paired_bootstrap
-
-    result = paired_bootstrap(np.asarray(a_R), np.asarray(b_R), n_resamples=resamples, seed=0)
-    excludes = result["ci_low"] > 0 or result["ci_high"] < 0
-    gain = "—" if math.isnan(result["relative_gain"]) else f"{result['relative_gain'] * 100:+.1f}%"
-    return (f"Paired bootstrap over {result['n_rows']} eval rows (per-row Recall@{k} averaged over {n_seeds} seed(s), "
-            f"{result['n_resamples']} resamples): {candidate} − {reference} = {result['mean_diff']:+.4f} "
-            f"[{result['confidence']:.0%} CI {result['ci_low']:+.4f}, {result['ci_high']:+.4f}], relative {gain}, "
-            f"one-sided p = {result['p_value']:.3f}; the interval {'excludes' if excludes else 'includes'} 0.")
-
-
-def paired_rows(out: Path, results: dict, candidate: str, reference: str, k: int,
-                evaluation: str = "") -> tuple[np.ndarray, np.ndarray, int] | None:
-    """Per-row Recall@k of both labels on the rows every seed of both evaluated, averaged over
-    seeds; `evaluation` names a further evaluation (its eval_<name>/ predictions) instead of the main one."""
-    from tawin.eval.evaluate import Predictions
-    from tawin.metrics import per_row_topk
-
-    per_label = {}
-    for label in (candidate, reference):
-        seeds = []
-        for cell_id, entry in sorted(results["cells"].items()):
-            path = Path(out) / cell_id / (f"eval_{evaluation}" if evaluation else "") / "predictions.jsonl"
-            if entry["label"] == label and path.exists():
-                predictions = Predictions.read_jsonl(path)
-                values = per_row_topk(predictions.items_RK, predictions.target_R, (k,))[f"recall@{k}"]
-                seeds.append(dict(zip(predictions.row_R.tolist(), values.tolist())))
-        if not seeds:
-            return None
-        per_label[label] = seeds
-    rows = sorted(set.intersection(*(set(seed) for seeds in per_label.values() for seed in seeds)))
-    if not rows:
-        return None
-    a_R, b_R = (np.array([np.mean([seed[r] for seed in per_label[label]]) for r in rows]) for label in (candidate, reference))
-    return a_R, b_R, min(len(per_label[candidate]), len(per_label[reference]))
-
-
-def diagnostics_table(summary: dict) -> str:
-    """AUC, OPAUC and WPAUC@K (mean ± std) of every label that has them; empty string if none."""
-    rows = {label: stats for label, stats in summary.items() if "auc" in stats}
-    if not rows:
-        return ""
-    columns = [(key, name) for key, name in DIAGNOSTICS if any(key in stats for stats in rows.values())]
-    lines = ["| method | " + " | ".join(name for _, name in columns) + " | seeds |", "|---|" + "---:|" * (len(columns) + 1)]
-    for label, stats in rows.items():
-        lines.append(f"| {label} | " + " | ".join(mean_std(stats[key]) if key in stats else "" for key, _ in columns)
-                     + f" | {stats['auc'][2]} |")
-    return "\n".join(lines)
-
-
-def anchor_sweep(results: dict) -> dict[str, dict[int, dict[str, Stats]]]:
-    """method → σ* → metric → stats, from the cells of `anchor: {grid: […]}` methods (anchor_mode grid)."""
-    runs: dict[str, dict[int, list[dict]]] = {}
-    for entry in results["cells"].values():
-        if entry.get("anchor_mode") == "grid":
-            runs.setdefault(entry["method"], {}).setdefault(int(entry["anchor"]), []).append(entry["metrics"])
-    return {method: {anchor: {key: _stats([m[key] for m in metrics]) for key in metrics[0] if key != "n_rows" and all(key in m for m in metrics)}
-                     for anchor, metrics in sorted(by_anchor.items())}
-            for method, by_anchor in runs.items()}
-
-
-def sweep_peaks(points: dict[int, dict[str, Stats]], ks=TOP_KS.swept) -> dict[int, dict]:
-    """K → {"peak": argmax σ* of mean Recall@K, "value", "expected": K−1, "within_1": |peak − (K−1)| ≤ 1}."""
-    peaks = {}
-    for k in ks:
-        scored = {anchor: stats[f"recall@{k}"][0] for anchor, stats in points.items() if f"recall@{k}" in stats}
-        if scored:
-            peak = max(scored, key=lambda a: (scored[a], -a))
-            peaks[k] = {"peak": peak, "value": scored[peak], "expected": k - 1, "within_1": abs(peak - (k - 1)) <= 1}
-    return peaks
-
-
-def sweep_section(method: str, points: dict[int, dict[str, Stats]], ks=TOP_KS.swept) -> str:
-    names = [f"recall@{k}" for k in ks]
-    lines = [f"### {method}", "", "| σ* | " + " | ".join(f"Recall@{k}" for k in ks) + " |", "|---:|" + "---:|" * len(ks)]
-    for anchor, stats in points.items():
-        lines.append(f"| {anchor} | " + " | ".join(mean_std(stats[n]) if n in stats else "" for n in names) + " |")
-    lines.append("")
-    peaks = sweep_peaks(points, ks)
-    for k, peak in peaks.items():
-        verdict = "within ±1 of K−1 ✓" if peak["within_1"] else "NOT within ±1 of K−1 ✗"
-        lines.append(f"- Recall@{k} peaks at σ* = {peak['peak']} ({peak['value']:.4f}); K−1 = {peak['expected']}: {verdict}.")
-    order = [peaks[k]["peak"] for k in ks if k in peaks]
-    if len(order) > 1:
-        moves = all(a <= b for a, b in zip(order, order[1:]))
-        lines.append(f"- The peak {'moves to larger σ* (or stays) as K grows' if moves else 'does not move monotonically with K'}: {order}.")
-    return "\n".join(lines)
-
-
-def anchor_choices(results: dict) -> str:
-    """Per seed, σ* chosen by `anchor: null` (theory: target_k − 1) or `anchor: {best_on_valid: […]}` (valid)."""
-    lines = []
-    for cell_id, entry in sorted(results["cells"].items()):
-        if entry.get("anchor_mode") == "auto":
-            lines.append(f"- {cell_id} ({entry['label']}): σ* = {entry['anchor']} = target_k − 1 (theory, Lemma 3.5).")
-        elif entry.get("anchor_mode") == "best_on_valid":
-            sweep = entry.get("anchor_sweep", {})
-            scores = ", ".join(f"σ*={a}: {s:.4f}" for a, s in sweep.get("scores", {}).items())
-            lines.append(f"- {cell_id} ({entry['label']}): σ* = {entry['anchor']} chosen by {sweep.get('metric', 'valid')} ({scores}).")
-    return "\n".join(lines)
-
-
-def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | None = None,
-                  paired_sft: tuple[np.ndarray, np.ndarray, int] | None = None) -> str:
+def render_report(
+    results: dict,
+    paired: tuple[np.ndarray, np.ndarray, int] | None = None,
+    paired_sft: tuple[np.ndarray, np.ndarray, int] | None = None,
+) -> str:
     """report.md as a string; `paired` / `paired_sft` = :func:`paired_rows` output for the candidate
     against report.reference / report.sft_reference."""
     spec = results.get("experiment", {}).get("report", {})
-    evaluation = results.get("experiment", {}).get("base", {}).get("eval", {})
     ks = tuple(spec.get("ks", TOP_KS.reported))
-    reference, candidate = spec.get("reference"), spec.get("candidate")
-    k, ratio = spec.get("goal_k", 3), spec.get("goal_ratio", 1.045)
     summary = summarize(results)
-    n_rows = sorted({e["metrics"].get("n_rows") for e in results["cells"].values()} - {None})
-    lines = [f"# {results.get('name', 'experiment')}", "",
-             f"{len(results['cells'])}/{results.get('n_cells', len(results['cells']))} cells finished"
-             f"{'' if results.get('complete', True) else ' (incomplete: rerun the same command to finish)'}; "
-             f"split `{evaluation.get('split', 'test')}`, rows per cell {_counts(n_rows)}, {evaluation.get('num_beams', '?')} beams over the full catalogue.", ""]
+    lines = _header(results)
     if summary:
-        lines += ["## Recall@K and NDCG@K (mean ± std over seeds)", "", comparison_table(summary, ks), "", "![comparison](comparison.png)", ""]
-    if reference in summary:
-        lines += [f"## Relative gain over {reference} (mean vs mean)", "", gains_table(summary, reference, ks), ""]
-    if reference and candidate:
-        lines += ["## Goal", "", goal_statement(summary, candidate, reference, k, ratio), ""]
-        lines += ["## Paired bootstrap", ""]
-        if paired is not None:
-            lines += [bootstrap_statement(*paired[:2], candidate, reference, k, paired[2], spec.get("bootstrap_resamples", 10000)), ""]
-        else:
-            lines += [f"Not available: no common eval rows in predictions.jsonl of {candidate} and {reference} yet.", ""]
-    if (sft_reference := spec.get("sft_reference")) and candidate:
-        lines += [f"## Against {sft_reference}", ""]
-        if sft_reference in summary and candidate in summary:
-            lines += [gains_table({label: summary[label] for label in (sft_reference, candidate)}, sft_reference, ks), ""]
-        lines += [bootstrap_statement(*paired_sft[:2], candidate, sft_reference, k, paired_sft[2], spec.get("bootstrap_resamples", 10000))
-                  if paired_sft is not None else f"Not available: no common eval rows of {candidate} and {sft_reference} yet.", ""]
+        lines += ["## Recall@K and NDCG@K (mean ± std over seeds)", "", comparison_table(summary, ks), ""]
+        lines += ["![comparison](comparison.png)", ""]
+    lines += _reference_sections(summary, spec, ks, paired, paired_sft)
     lines += evals_sections(results, ks)
-    if table := diagnostics_table(summary):
-        rows = sorted({e["metrics"]["diagnostics_rows"] for e in results["cells"].values() if "diagnostics_rows" in e["metrics"]})
-        lines += ["## Diagnostics (exact full-catalogue scores; SFT = before RL)", "",
-                  f"Every catalogue item scored exactly on a fixed seeded sample of {_counts(rows)} eval rows.", "",
-                  table, "", "![diagnostics](diagnostics.png)", ""]
+    lines += _diagnostics_section(results, summary)
     if sweeps := anchor_sweep(results):
         lines += ["## Anchor sweep (each Recall@K should peak near σ* = K − 1)", ""]
         for method, points in sweeps.items():
@@ -248,52 +53,85 @@ def render_report(results: dict, paired: tuple[np.ndarray, np.ndarray, int] | No
     if choices := anchor_choices(results):
         lines += ["## Anchors chosen automatically", "", choices, ""]
     if cost := cost_table(results):
-        lines += ["## Cost (wall-clock per cell)", "",
-                  "A seed's shared SFT counts in the first cell that needed it when the cells run in one process; "
-                  "with `--jobs N` the SFT runs train first and count in no cell (each one's `seconds` is in its "
-                  "seed_S/sft*/summary.json).", "", cost, ""]
+        lines += [
+            "## Cost (wall-clock per cell)",
+            "",
+            "A seed's shared SFT counts in the first cell that needed it when the cells run in one process; "
+            "with `--jobs N` the SFT runs train first and count in no cell (each one's `seconds` is in its "
+            "seed_S/sft*/summary.json).",
+            "",
+            cost,
+            "",
+        ]
     return "\n".join(lines)
 
 
-def evaluation_view(results: dict, evaluation: str) -> dict:
-    """`results` with each cell's metrics replaced by those of its evaluation `evaluation` (cells without it dropped)."""
-    cells = {cell_id: {**entry, "metrics": entry["evals"][evaluation]}
-             for cell_id, entry in results["cells"].items() if evaluation in entry.get("evals", {})}
-    return {**results, "cells": cells}
+def _header(results: dict) -> list[str]:
+    """The title, and how many cells finished on which split, rows and beams."""
+    evaluation = results.get("experiment", {}).get("base", {}).get("eval", {})
+    n_rows = sorted({e["metrics"].get("n_rows") for e in results["cells"].values()} - {None})
+    return [
+        f"# {results.get('name', 'experiment')}",
+        "",
+        f"{len(results['cells'])}/{results.get('n_cells', len(results['cells']))} cells finished"
+        f"{'' if results.get('complete', True) else ' (incomplete: rerun the same command to finish)'}; "
+        f"split `{evaluation.get('split', 'test')}`, rows per cell {_counts(n_rows)}, "
+        f"{evaluation.get('num_beams', '?')} beams over the full catalogue.",
+        "",
+    ]
 
 
-def evals_sections(results: dict, ks=TOP_KS.reported) -> list[str]:
-    """One Recall/NDCG table per further evaluation (``evals:``), e.g. the valid split beside test."""
+def _reference_sections(summary: dict, spec: dict, ks: tuple[int, ...], paired, paired_sft) -> list[str]:
+    """The candidate against report.reference (gains, goal, paired bootstrap) and report.sft_reference."""
+    reference, candidate = spec.get("reference"), spec.get("candidate")
+    k, ratio, resamples = spec.get("goal_k", 3), spec.get("goal_ratio", 1.045), spec.get("bootstrap_resamples", 10000)
     lines = []
-    for named in results.get("experiment", {}).get("evals", []):
-        if summary := summarize(evaluation_view(results, named["name"])):
-            lines += [f"## Evaluation `{named['name']}`: split `{named['eval']['split']}`, "
-                      f"{named['eval']['num_beams']} beams (mean ± std over seeds)", "", comparison_table(summary, ks), ""]
+    if reference in summary:
+        lines += [f"## Relative gain over {reference} (mean vs mean)", "", gains_table(summary, reference, ks), ""]
+    if reference and candidate:
+        lines += ["## Goal", "", goal_statement(summary, candidate, reference, k, ratio), ""]
+        lines += ["## Paired bootstrap", ""]
+        if paired is not None:
+            lines += [bootstrap_statement(*paired[:2], candidate, reference, k, paired[2], resamples), ""]
+        else:
+            lines += [
+                f"Not available: no common eval rows in predictions.jsonl of {candidate} and {reference} yet.",
+                "",
+            ]
+    if (sft_reference := spec.get("sft_reference")) and candidate:
+        lines += [f"## Against {sft_reference}", ""]
+        if sft_reference in summary and candidate in summary:
+            pair = {label: summary[label] for label in (sft_reference, candidate)}
+            lines += [gains_table(pair, sft_reference, ks), ""]
+        if paired_sft is not None:
+            lines += [bootstrap_statement(*paired_sft[:2], candidate, sft_reference, k, paired_sft[2], resamples), ""]
+        else:
+            lines += [f"Not available: no common eval rows of {candidate} and {sft_reference} yet.", ""]
     return lines
+
+
+def _diagnostics_section(results: dict, summary: dict) -> list[str]:
+    """AUC, OPAUC and WPAUC@K of the labels that have them; nothing when none has."""
+    table = diagnostics_table(summary)
+    if not table:
+        return []
+    cells = results["cells"].values()
+    rows = sorted({e["metrics"]["diagnostics_rows"] for e in cells if "diagnostics_rows" in e["metrics"]})
+    return [
+        "## Diagnostics (exact full-catalogue scores; SFT = before RL)",
+        "",
+        f"Every catalogue item scored exactly on a fixed seeded sample of {_counts(rows)} eval rows.",
+        "",
+        table,
+        "",
+        "![diagnostics](diagnostics.png)",
+        "",
+    ]
 
 
 def _counts(values: list[int]) -> str:
     """Row counts for prose: "4533", or "16, 64" where cells differ; "?" when none is known."""
     return ", ".join(str(v) for v in values) or "?"
-
-
-def cost_table(results: dict) -> str:
-    """Mean wall-clock per cell by label: training and evaluation, and apart from them the exact-score
-    diagnostics (far costlier on a CPU, and run for some seeds only); empty string if no cell has timings."""
-    work, diagnostics = {}, {}
-    for entry in results["cells"].values():
-        if "seconds" in entry:
-            work.setdefault(entry["label"], []).append(entry["seconds"])
-        if "diagnostics_seconds" in entry:
-            diagnostics.setdefault(entry["label"], []).append(entry["diagnostics_seconds"])
-    if not work:
-        return ""
-    if not diagnostics:
-        return "\n".join(["| method | mean s | cells |", "|---|---:|---:|"]
-                         + [f"| {label} | {np.mean(v):.0f} | {len(v)} |" for label, v in work.items()])
-    rows = [f"| {label} | {np.mean(v):.0f} | {len(v)} | " + (f"{np.mean(diagnostics[label]):.0f} | {len(diagnostics[label])} |"
-                                                            if label in diagnostics else "— | 0 |") for label, v in work.items()]
-    return "\n".join(["| method | mean s (train + eval) | cells | mean s (diagnostics) | cells |", "|---|---:|---:|---:|---:|"] + rows)
 
 
 def write_report(out: Path, results: dict) -> list[Path]:
@@ -305,12 +143,18 @@ def write_report(out: Path, results: dict) -> list[Path]:
     reference, candidate = spec.get("reference"), spec.get("candidate")
     paired = paired_rows(out, results, candidate, reference, spec.get("goal_k", 3)) if reference and candidate else None
     sft_reference = spec.get("sft_reference")
-    paired_sft = paired_rows(out, results, candidate, sft_reference, spec.get("goal_k", 3)) if sft_reference and candidate else None
+    paired_sft = (
+        paired_rows(out, results, candidate, sft_reference, spec.get("goal_k", 3))
+        if sft_reference and candidate
+        else None
+    )
     atomic_write_text(out / "report.md", render_report(results, paired, paired_sft))
     written = [out / "report.md"]
     summary = summarize(results)
     if summary:
-        plot_comparison(summary, out / "comparison.png", tuple(spec.get("ks", TOP_KS.reported)), results.get("name", ""))
+        plot_comparison(
+            summary, out / "comparison.png", tuple(spec.get("ks", TOP_KS.reported)), results.get("name", "")
+        )
         written.append(out / "comparison.png")
     if diagnostics_table(summary):
         plot_diagnostics(summary, out / "diagnostics.png")
@@ -318,8 +162,11 @@ def write_report(out: Path, results: dict) -> list[Path]:
     if sweeps := anchor_sweep(results):
         sweep_ks = tuple(spec.get("sweep_ks", TOP_KS.swept))
         sft_only = [entry["metrics"] for entry in results["cells"].values() if entry.get("kind") == "sft"]
-        before_rl = {k: float(np.mean([m[f"recall@{k}"] for m in sft_only])) for k in sweep_ks
-                     if sft_only and all(f"recall@{k}" in m for m in sft_only)}
+        before_rl = {
+            k: float(np.mean([m[f"recall@{k}"] for m in sft_only]))
+            for k in sweep_ks
+            if sft_only and all(f"recall@{k}" in m for m in sft_only)
+        }
         plot_anchor_sweep(sweeps, out / "anchor_sweep.png", sweep_ks, before_rl)
         written.append(out / "anchor_sweep.png")
     return written

@@ -84,8 +84,12 @@ def cell_checkpoint(out: Path, cell: Cell, record: CellRecord | None) -> Path:
 def needs_diagnostics(out: Path, cell: Cell) -> bool:
     """A finished LLM cell whose config asks for diagnostics that its metrics.json does not hold."""
     folder = Path(out) / cell.id
-    return (cell.kind != "baseline" and cell.config.eval.diagnostics and stage_done(folder, "cell")
-            and "auc" not in json.loads((folder / "metrics.json").read_text()))
+    return (
+        cell.kind != "baseline"
+        and cell.config.eval.diagnostics
+        and stage_done(folder, "cell")
+        and "auc" not in json.loads((folder / "metrics.json").read_text())
+    )
 
 
 def missing_evals(out: Path, experiment: Experiment, cell: Cell) -> list:
@@ -114,18 +118,33 @@ def collect_results(out: Path, experiment: Experiment, cells: list[Cell], write:
         rl = config.rl
         anchor = rl.resolved_anchor if cell.kind == "rl" and rl.weighting == "tawin" else None
         entries[cell.id] = {
-            "seed": cell.seed, "cell": cell.name, "label": cell.label, "method": cell.method, "kind": cell.kind,
-            "anchor": anchor, "anchor_mode": cell.anchor_mode if anchor is not None else None,
-            **(record.to_json() if record is not None else {}), "config": to_dict(config),
+            "seed": cell.seed,
+            "cell": cell.name,
+            "label": cell.label,
+            "method": cell.method,
+            "kind": cell.kind,
+            "anchor": anchor,
+            "anchor_mode": cell.anchor_mode if anchor is not None else None,
+            **(record.to_json() if record is not None else {}),
+            "config": to_dict(config),
             "metrics": json.loads((folder / "metrics.json").read_text()),
         }
-        evals = {named.name: json.loads((eval_folder(folder, named.name) / "metrics.json").read_text())
-                 for named in experiment.evals if stage_done(eval_folder(folder, named.name), "cell")}
+        evals = {
+            named.name: json.loads((eval_folder(folder, named.name) / "metrics.json").read_text())
+            for named in experiment.evals
+            if stage_done(eval_folder(folder, named.name), "cell")
+        }
         if evals:
             entries[cell.id]["evals"] = evals
     labels = list(dict.fromkeys(cell.label for cell in cells))
-    results = {"name": experiment.name, "experiment": to_dict(experiment), "labels": labels,
-               "n_cells": len(cells), "complete": len(entries) == len(cells), "cells": entries}
+    results = {
+        "name": experiment.name,
+        "experiment": to_dict(experiment),
+        "labels": labels,
+        "n_cells": len(cells),
+        "complete": len(entries) == len(cells),
+        "cells": entries,
+    }
     if write:
         atomic_write_json(Path(out) / "results.json", results)
     return results

@@ -27,8 +27,9 @@ EXTENDABLE = ("diagnostics", "diagnostics_seeds", "report", "evals")
 """Experiment keys that may change on a finished folder: they add to its cells, never invalidate them."""
 
 
-def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, progress: bool = True, log=print,
-                   jobs: int = 1) -> dict:
+def run_experiment(
+    experiment: Experiment, out: Path, overwrite: bool = False, progress: bool = True, log=print, jobs: int = 1
+) -> dict:
     """Run every unfinished cell, rewriting results.json after each; then the report. Returns results.json's mapping."""
     out = Path(out)
     cells = expand_cells(experiment)
@@ -55,7 +56,10 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
             collect_results(out, experiment, cells, write=True)
             bar.update(1)
             eta = (time.time() - started) / finished * (len(pending) - finished)
-            say(f"[{len(cells) - len(pending) + finished}/{len(cells)}] {cell.id} done in {seconds:.0f}s; ETA {_duration(eta)}")
+            say(
+                f"[{len(cells) - len(pending) + finished}/{len(cells)}] "
+                f"{cell.id} done in {seconds:.0f}s; ETA {_duration(eta)}"
+            )
 
         if jobs <= 1 or len(pending) <= 1:
             worker = CellWorker(experiment, out, progress, say, session)
@@ -75,4 +79,10 @@ def run_experiment(experiment: Experiment, out: Path, overwrite: bool = False, p
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.0f}s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+    return (
+        f"{seconds:.0f}s"
+        if seconds < 90
+        else f"{seconds / 60:.0f} min"
+        if seconds < 5400
+        else f"{seconds / 3600:.1f} h"
+    )

@@ -23,7 +23,7 @@ import numpy as np
 
 from tawin.checkpoint import atomic_write_json, atomic_write_text
 from tawin.experiments.plots import _pyplot
-from tawin.experiments.report import (
+from tawin.experiments.summaries import (
     anchor_sweep,
     comparison_table,
     evaluation_view,
@@ -56,7 +56,10 @@ def topk_summary(results: dict, ks=TOP_KS.swept) -> dict | None:
     reference = results.get("experiment", {}).get("report", {}).get("reference")
     summary_in, summary_main = summarize(inside), summarize(main)
     grid_cell = next(e for e in inside["cells"].values() if e.get("anchor_mode") == "grid")
-    curve = lambda points: {f"recall@{k}": [points.get(a, {}).get(f"recall@{k}", (float("nan"),))[0] for a in anchors] for k in ks}  # noqa: E731
+
+    def curve(points: dict) -> dict:
+        return {f"recall@{k}": [points.get(a, {}).get(f"recall@{k}", (float("nan"),))[0] for a in anchors] for k in ks}
+
     return {
         "anchors": anchors,
         "in_sample": curve(points_in),
@@ -76,7 +79,9 @@ def _peaks_lines(points: dict, ks) -> list[str]:
     return lines
 
 
-def _bootstrap_lines(out: Path, results: dict, method: str, reference: str | None, anchors: list[int], ks, evaluation: str) -> list[str]:
+def _bootstrap_lines(
+    out: Path, results: dict, method: str, reference: str | None, anchors: list[int], ks, evaluation: str
+) -> list[str]:
     """Paired bootstrap over rows (per-row Recall@K averaged over seeds) of TAWin(σ* = K−1) − reference."""
     lines = []
     for k in ks:
@@ -89,9 +94,11 @@ def _bootstrap_lines(out: Path, results: dict, method: str, reference: str | Non
         a_R, b_R, seeds = paired
         test = paired_bootstrap(a_R, b_R, n_resamples=10000, seed=0)
         side = "above 0" if test["ci_low"] > 0 else "below 0" if test["ci_high"] < 0 else "includes 0"
-        lines.append(f"- Recall@{k}: {candidate} − {reference} = {test['mean_diff']:+.4f} "
-                     f"[95% CI {test['ci_low']:+.4f}, {test['ci_high']:+.4f}, {side}] over {len(a_R)} rows × {seeds} seed(s); "
-                     f"ratio {1 + test['relative_gain']:.3f}×.")
+        lines.append(
+            f"- Recall@{k}: {candidate} − {reference} = {test['mean_diff']:+.4f} "
+            f"[95% CI {test['ci_low']:+.4f}, {test['ci_high']:+.4f}, {side}] over {len(a_R)} rows × {seeds} seed(s); "
+            f"ratio {1 + test['relative_gain']:.3f}×."
+        )
     return lines
 
 
@@ -101,14 +108,32 @@ def render_topk_control(out: Path, results: dict, summary: dict) -> str:
     reference = results.get("experiment", {}).get("report", {}).get("reference")
     split = results.get("experiment", {}).get("base", {}).get("eval", {}).get("split", "test")
     anchors = summary["anchors"]
-    lines = [f"# {results.get('name', 'experiment')}: Top-K control", "",
-             f"RL ran {summary['passes']} passes over the same {summary['rows']} train prompts; every cell is scored on those "
-             f"prompts (in-sample) and on {split}. Means ± std over seeds.", ""]
-    for title, view_results, evaluation in (("In-sample (the prompts RL trained on)", inside, IN_SAMPLE), (f"{split} (new users)", results, "")):
+    lines = [
+        f"# {results.get('name', 'experiment')}: Top-K control",
+        "",
+        f"RL ran {summary['passes']} passes over the same "
+        f"{summary['rows']} train prompts; every cell is scored on those "
+        f"prompts (in-sample) and on {split}. Means ± std over seeds.",
+        "",
+    ]
+    for title, view_results, evaluation in (
+        ("In-sample (the prompts RL trained on)", inside, IN_SAMPLE),
+        (f"{split} (new users)", results, ""),
+    ):
         sweep = anchor_sweep(view_results).get(method, {})
-        lines += [f"## {title}", "", comparison_table(summarize(view_results), TOP_KS.reported), "",
-                  "| σ* | " + " | ".join(f"Recall@{k}" for k in TOP_KS.swept) + " |", "|---:|" + "---:|" * len(TOP_KS.swept)]
-        lines += [f"| {a} | " + " | ".join(mean_std(sweep[a][f"recall@{k}"]) for k in TOP_KS.swept) + " |" for a in anchors if a in sweep]
+        lines += [
+            f"## {title}",
+            "",
+            comparison_table(summarize(view_results), TOP_KS.reported),
+            "",
+            "| σ* | " + " | ".join(f"Recall@{k}" for k in TOP_KS.swept) + " |",
+            "|---:|" + "---:|" * len(TOP_KS.swept),
+        ]
+        lines += [
+            f"| {a} | " + " | ".join(mean_std(sweep[a][f"recall@{k}"]) for k in TOP_KS.swept) + " |"
+            for a in anchors
+            if a in sweep
+        ]
         lines += [""] + _peaks_lines(sweep, TOP_KS.swept)
         lines += _bootstrap_lines(out, view_results, method, reference, anchors, TOP_KS.swept, evaluation) + [""]
     return "\n".join(lines) + "\n"
@@ -122,16 +147,31 @@ def plot_topk_control(summary: dict, path: Path) -> None:
     for ax, part in zip(axes, ("in_sample", "test")):
         for k_key, values in summary[part].items():
             k = int(k_key.split("@")[1])
-            line, = ax.plot(anchors, values, marker="o", label=f"Recall@{k}")
+            (line,) = ax.plot(anchors, values, marker="o", label=f"Recall@{k}")
             ax.axvline(k - 1, linestyle=":", color=line.get_color(), alpha=0.5)
             if k_key in summary["sft"][part]:
-                ax.axhline(summary["sft"][part][k_key], linestyle="--", color=line.get_color(), alpha=0.6, label=f"Recall@{k}, SFT")
+                ax.axhline(
+                    summary["sft"][part][k_key],
+                    linestyle="--",
+                    color=line.get_color(),
+                    alpha=0.6,
+                    label=f"Recall@{k}, SFT",
+                )
             if k_key in summary["rere"][part]:
-                ax.axhline(summary["rere"][part][k_key], linestyle="-.", color=line.get_color(), alpha=0.6, label=f"Recall@{k}, reference")
+                ax.axhline(
+                    summary["rere"][part][k_key],
+                    linestyle="-.",
+                    color=line.get_color(),
+                    alpha=0.6,
+                    label=f"Recall@{k}, reference",
+                )
         ax.set_xticks(anchors)
         ax.set_xlabel("anchor σ* (0-based rank among the group's negatives; vertical: K − 1)")
         ax.set_ylabel("mean over seeds")
-        ax.set_title(("in-sample: the RL prompts" if part == "in_sample" else "test: new users") + f" ({summary['rows']} rows)" * (part == "in_sample"))
+        ax.set_title(
+            ("in-sample: the RL prompts" if part == "in_sample" else "test: new users")
+            + f" ({summary['rows']} rows)" * (part == "in_sample")
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()

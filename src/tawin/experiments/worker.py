@@ -38,7 +38,14 @@ from tawin.run.stages import eval_stage, popularity_stage, rl_stage, sft_stage
 class CellWorker:
     """Trains and evaluates cells; the Session is opened on first need unless one is given."""
 
-    def __init__(self, experiment: Experiment, out: Path, progress: bool, log: Callable[[str], None], session: Session | None = None):
+    def __init__(
+        self,
+        experiment: Experiment,
+        out: Path,
+        progress: bool,
+        log: Callable[[str], None],
+        session: Session | None = None,
+    ):
         self.experiment, self.out, self.progress, self.log = experiment, Path(out), progress, log
         self._session = session
 
@@ -68,7 +75,9 @@ class CellWorker:
             started = time.time()
             self.log(f"{cell.id}: evaluating {named.name} on {named.eval.split}")
             config = replace(cell.config, eval=named.eval)
-            eval_stage(self.session(config), config, cell_checkpoint(self.out, cell, record), eval_folder(folder, named.name))
+            eval_stage(
+                self.session(config), config, cell_checkpoint(self.out, cell, record), eval_folder(folder, named.name)
+            )
             record.seconds += time.time() - started
             write_cell(folder, record)
 
@@ -86,7 +95,9 @@ class CellWorker:
         write_cell(folder, record)  # cell.json before metrics.json: metrics.json marks the cell done
         started = time.time()
         self.log(f"{cell.id}: evaluating on {cell.config.eval.split}")
-        plain = replace(cell.config, eval=replace(cell.config.eval, diagnostics=False))  # the diagnostics are timed apart
+        plain = replace(
+            cell.config, eval=replace(cell.config.eval, diagnostics=False)
+        )  # the diagnostics are timed apart
         eval_stage(self.session(plain), plain, checkpoint, folder)
         record.seconds += time.time() - started
         write_cell(folder, record)
@@ -101,7 +112,9 @@ class CellWorker:
         self.log(f"{cell.id}: diagnostics on {evaluation.diagnostics_rows or 'all'} {evaluation.split} rows")
         encoded = session.encoded(recommender, evaluation.split, cell.config.model.max_prompt_tokens)
         found = diagnostics(recommender, encoded, evaluation, progress=self.progress)
-        session.tracking.log_evaluation(cell.config, found, evaluation.split, folder, cell_checkpoint(self.out, cell, record))
+        session.tracking.log_evaluation(
+            cell.config, found, evaluation.split, folder, cell_checkpoint(self.out, cell, record)
+        )
         atomic_write_json(folder / "metrics.json", {**json.loads((folder / "metrics.json").read_text()), **found})
 
     def sft(self, config: PipelineConfig, name: str = "sft") -> Path:
@@ -133,8 +146,15 @@ class CellWorker:
             valid = replace(config, eval=replace(config.eval, split="valid", diagnostics=False))
             scores[anchor] = eval_stage(self.session(valid), valid, final, candidate / "valid")[f"recall@{k}"]
         best = choose_anchor(scores, k)
-        self.log(f"{cell.id}: valid Recall@{k} by σ*: " + ", ".join(f"{a}: {s:.4f}" for a, s in scores.items()) + f" → σ*={best}")
-        return {"anchor": best, "anchor_sweep": {"metric": f"valid/recall@{k}", "scores": {str(a): s for a, s in scores.items()}}}
+        self.log(
+            f"{cell.id}: valid Recall@{k} by σ*: "
+            + ", ".join(f"{a}: {s:.4f}" for a, s in scores.items())
+            + f" → σ*={best}"
+        )
+        return {
+            "anchor": best,
+            "anchor_sweep": {"metric": f"valid/recall@{k}", "scores": {str(a): s for a, s in scores.items()}},
+        }
 
     def baseline(self, cell: Cell, folder: Path, record: CellRecord) -> None:
         """Popularity, or SASRec/GRU4Rec trained per seed; scored on the LLM cells' eval rows."""
@@ -159,8 +179,13 @@ class CellWorker:
         rows = evaluation.evaluated_rows(len(dataset.splits[evaluation.split]))
         splits = {**dataset.splits, evaluation.split: dataset.splits[evaluation.split].take(rows)}
         self.log(f"{cell.id}: training {cell.label}")
-        result = run_baseline(cell.name, Dataset(dataset.name, dataset.items, splits, dataset.meta),
-                              replace(self.experiment.baseline, seed=cell.seed), ks=evaluation.ks, log=None)
+        result = run_baseline(
+            cell.name,
+            Dataset(dataset.name, dataset.items, splits, dataset.meta),
+            replace(self.experiment.baseline, seed=cell.seed),
+            ks=evaluation.ks,
+            log=None,
+        )
         settings = {"baseline": {k: result[k] for k in ("epochs", "best_epoch", "config")}, "valid": result["valid"]}
         return settings, result[evaluation.split]
 

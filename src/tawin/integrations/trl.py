@@ -49,11 +49,21 @@ except ImportError as error:  # an optional extra: say how to get it
 TESTED_TRL = "1.16.0"
 """The TRL version the parity test checks; the override relies on that version's step."""
 if trl.__version__ != TESTED_TRL:
-    warnings.warn(f"tawin.integrations.trl is tested with trl=={TESTED_TRL}, not {trl.__version__}: "
-                  "run tests/integration/test_trl_parity.py before trusting it", stacklevel=2)
+    warnings.warn(
+        f"tawin.integrations.trl is tested with trl=={TESTED_TRL}, not {trl.__version__}: "
+        "run tests/integration/test_trl_parity.py before trusting it",
+        stacklevel=2,
+    )
 
-__all__ = ["BeamRollout", "TawinGRPOTrainer", "TawinSettings", "item_reward", "rank_reward", "save_checkpoint",
-           "tawin_advantages"]
+__all__ = [
+    "BeamRollout",
+    "TawinGRPOTrainer",
+    "TawinSettings",
+    "item_reward",
+    "rank_reward",
+    "save_checkpoint",
+    "tawin_advantages",
+]
 
 
 @dataclass(frozen=True)
@@ -88,13 +98,20 @@ class TawinSettings:
         if self.weighting != "tawin":
             return problems
         # RLConfig's rules of the TAWin window, read with these settings' names (no `rl.` section).
-        rules = RLConfig(weighting="tawin", target_k=self.target_k, anchor=self.anchor, tau=self.tau, budget=self.budget,
-                         group_size=group).check()
+        rules = RLConfig(
+            weighting="tawin",
+            target_k=self.target_k,
+            anchor=self.anchor,
+            tau=self.tau,
+            budget=self.budget,
+            group_size=group,
+        ).check()
         return problems + [f"{rule.replace('rl.', '')} (G = group_size = num_generations = {group})" for rule in rules]
 
 
-def tawin_advantages(centred_BG: torch.Tensor, is_target_BG: torch.Tensor, settings: TawinSettings,
-                     scale: bool = True) -> tuple[torch.Tensor, float | None]:
+def tawin_advantages(
+    centred_BG: torch.Tensor, is_target_BG: torch.Tensor, settings: TawinSettings, scale: bool = True
+) -> tuple[torch.Tensor, float | None]:
     """tawin's advantages from TRL's centred rewards r − mean_G r, in beam order.
 
     Args:
@@ -129,9 +146,20 @@ class TawinGRPOTrainer(GRPOTrainer):
     as one :class:`~tawin.errors.ConfigError`, before TRL builds anything.
     """
 
-    def __init__(self, model, args, *, items, processing_class, tawin: TawinSettings = TawinSettings(),
-                 reward_funcs=None, rollout_func: BeamRollout | None = None, item_repr: str = "sid",
-                 max_prompt_tokens: int = 512, **kwargs):
+    def __init__(
+        self,
+        model,
+        args,
+        *,
+        items,
+        processing_class,
+        tawin: TawinSettings = TawinSettings(),
+        reward_funcs=None,
+        rollout_func: BeamRollout | None = None,
+        item_repr: str = "sid",
+        max_prompt_tokens: int = 512,
+        **kwargs,
+    ):
         groups = sorted({args.num_generations, args.num_generations_eval or args.num_generations})
         problems = [problem for group in groups for problem in tawin.problems(group)]
         problems += _config_problems(args, kwargs.get("train_dataset"))
@@ -139,19 +167,28 @@ class TawinGRPOTrainer(GRPOTrainer):
             try:
                 rollout_func = BeamRollout(items, processing_class, item_repr, max_prompt_tokens)
             except ConfigError as error:
-                problems.append(f"{error} A model without the catalogue's tokens cannot generate its items: start "
-                                "from a tawin SFT checkpoint (tawin.models.build.load_recommender)")
+                problems.append(
+                    f"{error} A model without the catalogue's tokens cannot generate its items: start "
+                    "from a tawin SFT checkpoint (tawin.models.build.load_recommender)"
+                )
         elif not isinstance(rollout_func, BeamRollout):
-            problems.append("rollout_func must be a tawin.integrations.trl.BeamRollout: TAWin ranks negatives "
-                            "by beam order")
+            problems.append(
+                "rollout_func must be a tawin.integrations.trl.BeamRollout: TAWin ranks negatives by beam order"
+            )
         if isinstance(rollout_func, BeamRollout):
             problems += _model_problems(model, rollout_func, args)
         if problems:
             raise ConfigError("TawinGRPOTrainer: " + "; ".join(problems) + ".")
         with warnings.catch_warnings():  # TRL marks rollout_func experimental; docs/trl.md says so and pins TRL
             warnings.filterwarnings("ignore", message=".*'rollout_func'.*experimental")
-            super().__init__(model=model, reward_funcs=reward_funcs or REWARD_FUNCS[tawin.reward], args=args,
-                             processing_class=processing_class, rollout_func=rollout_func, **kwargs)
+            super().__init__(
+                model=model,
+                reward_funcs=reward_funcs or REWARD_FUNCS[tawin.reward],
+                args=args,
+                processing_class=processing_class,
+                rollout_func=rollout_func,
+                **kwargs,
+            )
         self.tawin = tawin
         self.scale_by_group_std = self.scale_rewards == "group"
         # TRL then only centres the rewards, and tawin_advantages scales them as tawin does.
@@ -165,8 +202,9 @@ class TawinGRPOTrainer(GRPOTrainer):
         centred_BG = output["advantages"].view(-1, group)
         # TRL has merged the rollout's `item` into each input, beside the dataset's `target`.
         is_target_BG = torch.tensor([int(x["item"]) == int(x["target"]) for x in inputs], device=centred_BG.device)
-        advantages_BG, entropy = tawin_advantages(centred_BG, is_target_BG.view(-1, group), self.tawin,
-                                                  self.scale_by_group_std)
+        advantages_BG, entropy = tawin_advantages(
+            centred_BG, is_target_BG.view(-1, group), self.tawin, self.scale_by_group_std
+        )
         output["advantages"] = advantages_BG.reshape(-1)
         if entropy is not None:
             self._metrics[mode]["tawin/weight_entropy"].append(entropy)
@@ -177,23 +215,32 @@ def _config_problems(args, train_dataset) -> list[str]:
     """GRPOConfig settings and dataset columns that tawin's step cannot honour."""
     problems = []
     if args.scale_rewards not in ("group", "none"):
-        problems.append(f"scale_rewards={args.scale_rewards!r}: tawin scales advantages per group; "
-                        "use 'group' or 'none'")
+        problems.append(
+            f"scale_rewards={args.scale_rewards!r}: tawin scales advantages per group; use 'group' or 'none'"
+        )
     if args.multi_objective_aggregation != "sum_then_normalize":
-        problems.append(f"multi_objective_aggregation={args.multi_objective_aggregation!r} normalises per batch; "
-                        "use 'sum_then_normalize'")
+        problems.append(
+            f"multi_objective_aggregation={args.multi_objective_aggregation!r} normalises per batch; "
+            "use 'sum_then_normalize'"
+        )
     if args.temperature != 1.0:
-        problems.append(f"temperature={args.temperature}: beams are found at temperature 1 and TRL would score "
-                        f"them at {args.temperature}; set temperature=1.0 (beam search does not sample)")
+        problems.append(
+            f"temperature={args.temperature}: beams are found at temperature 1 and TRL would score "
+            f"them at {args.temperature}; set temperature=1.0 (beam search does not sample)"
+        )
     completions = args.per_device_train_batch_size * args.steps_per_generation
     if completions % args.num_generations:
-        problems.append(f"per_device_train_batch_size × steps_per_generation = {completions} completions per process "
-                        f"must be a multiple of num_generations={args.num_generations}: the beam rollout searches "
-                        "whole groups, one per prompt")
+        problems.append(
+            f"per_device_train_batch_size × steps_per_generation = {completions} completions per process "
+            f"must be a multiple of num_generations={args.num_generations}: the beam rollout searches "
+            "whole groups, one per prompt"
+        )
     columns = getattr(train_dataset, "column_names", None)
     if columns is not None and not {"prompt", "target"} <= set(columns):
-        problems.append(f"train_dataset has columns {columns}; it needs 'prompt' and 'target' (the target's "
-                        "catalogue item id): build it with BeamRollout.dataset(split)")
+        problems.append(
+            f"train_dataset has columns {columns}; it needs 'prompt' and 'target' (the target's "
+            "catalogue item id): build it with BeamRollout.dataset(split)"
+        )
     return problems
 
 
@@ -201,20 +248,26 @@ def _model_problems(model, rollout: BeamRollout, args) -> list[str]:
     """What stops `model` from generating the catalogue's items, or TRL from building its reference."""
     problems = []
     if args.num_generations > len(rollout.items):
-        problems.append(f"num_generations={args.num_generations} exceeds the catalogue's {len(rollout.items)} "
-                        "items (beams are distinct items)")
+        problems.append(
+            f"num_generations={args.num_generations} exceeds the catalogue's {len(rollout.items)} "
+            "items (beams are distinct items)"
+        )
     if not isinstance(model, torch.nn.Module):
         return problems
     rows = model.get_input_embeddings().num_embeddings
     highest = int(rollout.codec.target_table_NL.max())
     if highest >= rows:
-        problems.append(f"the model's embedding has {rows} rows but the catalogue's tokens reach id {highest}: the "
-                        "model lacks the semantic-ID tokens; resize it (tawin.models.build.add_item_tokens) and SFT "
-                        "it first")
+        problems.append(
+            f"the model's embedding has {rows} rows but the catalogue's tokens reach id {highest}: the "
+            "model lacks the semantic-ID tokens; resize it (tawin.models.build.add_item_tokens) and SFT "
+            "it first"
+        )
     saved_as = getattr(model.config, "_name_or_path", "")
     if args.beta != 0.0 and not getattr(model, "peft_config", None) and not saved_as:
-        problems.append(f"beta={args.beta} needs a reference model, which TRL loads from model.config._name_or_path, "
-                        "empty here: save the model and load it from that folder (e.g. a tawin checkpoint)")
+        problems.append(
+            f"beta={args.beta} needs a reference model, which TRL loads from model.config._name_or_path, "
+            "empty here: save the model and load it from that folder (e.g. a tawin checkpoint)"
+        )
     return problems
 
 

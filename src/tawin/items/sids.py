@@ -89,26 +89,49 @@ def require_valid(config: SIDConfig) -> None:
 
 def _config_problems(config: SIDConfig) -> list[str]:
     problems = []
-    for name, minimum in (("levels", 1), ("codebook_size", 2), ("kmeans_iters", 1), ("sinkhorn_iters", 1), ("max_text_chars", 1), ("batch_size", 1)):
+    for name, minimum in (
+        ("levels", 1),
+        ("codebook_size", 2),
+        ("kmeans_iters", 1),
+        ("sinkhorn_iters", 1),
+        ("max_text_chars", 1),
+        ("batch_size", 1),
+    ):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             problems.append(f"{name}={value!r} must be an integer >= {minimum}; set it to {minimum} or more.")
     if not isinstance(config.seed, int) or isinstance(config.seed, bool):
         problems.append(f"seed={config.seed!r} must be an integer.")
     fields = config.text_fields
-    if not isinstance(fields, tuple) or not fields or len(set(fields)) != len(fields) or not set(fields) <= {"title", "description"}:
-        problems.append(f"text_fields={fields!r} must list 'title' and/or 'description' once each, e.g. ('title', 'description').")
+    if (
+        not isinstance(fields, tuple)
+        or not fields
+        or len(set(fields)) != len(fields)
+        or not set(fields) <= {"title", "description"}
+    ):
+        problems.append(
+            f"text_fields={fields!r} must list 'title' and/or 'description' once each, e.g. ('title', 'description')."
+        )
     if config.balanced_levels not in ("none", "residual", "all"):
         problems.append(f"balanced_levels={config.balanced_levels!r} must be 'none', 'residual' or 'all'.")
     epsilon = config.sinkhorn_epsilon
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
-        problems.append(f"sinkhorn_epsilon={epsilon!r} must be a number > 0 (try 0.05); use balanced_levels='none' to turn balancing off.")
+        problems.append(
+            f"sinkhorn_epsilon={epsilon!r} must be a number > 0 (try "
+            "0.05); use balanced_levels='none' to turn balancing off."
+        )
     if config.device not in ("cpu", "cuda"):
         problems.append(f"device={config.device!r} must be 'cpu' or 'cuda'.")
     prefixes = config.token_prefixes
-    bad = [p for p in prefixes if not isinstance(p, str) or not _PREFIX_PATTERN.match(p)] if isinstance(prefixes, tuple) else [prefixes]
+    bad = (
+        [p for p in prefixes if not isinstance(p, str) or not _PREFIX_PATTERN.match(p)]
+        if isinstance(prefixes, tuple)
+        else [prefixes]
+    )
     if bad:
-        problems.append(f"token_prefixes contains {bad!r}; each prefix must be a letter followed by letters/digits, e.g. 'a'.")
+        problems.append(
+            f"token_prefixes contains {bad!r}; each prefix must be a letter followed by letters/digits, e.g. 'a'."
+        )
     elif len(set(prefixes)) != len(prefixes):
         problems.append(f"token_prefixes={prefixes!r} repeats a prefix; every level needs its own.")
     if isinstance(prefixes, tuple) and isinstance(config.levels, int) and len(prefixes) < config.levels + 1:
@@ -141,7 +164,9 @@ def codes_to_tokens(codes_NL: np.ndarray, prefixes: tuple[str, ...] = DEFAULT_PR
 # Building SIDs for a catalogue and for a dataset folder
 
 
-def build_semantic_ids(items: ItemTable, config: SIDConfig, embeddings_ND: np.ndarray | None = None, show_progress: bool = True) -> tuple[list[tuple[str, ...]], dict]:
+def build_semantic_ids(
+    items: ItemTable, config: SIDConfig, embeddings_ND: np.ndarray | None = None, show_progress: bool = True
+) -> tuple[list[tuple[str, ...]], dict]:
     """Embed the items' texts, quantise with residual k-means, make the sequences unique.
 
     Args:
@@ -161,10 +186,20 @@ def build_semantic_ids(items: ItemTable, config: SIDConfig, embeddings_ND: np.nd
         texts = item_texts(items, config.text_fields, config.max_text_chars)
         embeddings_ND = embed_items(texts, config.batch_size, show_progress, config.device)
     if embeddings_ND.ndim != 2 or embeddings_ND.shape[0] != len(items):
-        raise DataError(f"embeddings of shape {tuple(embeddings_ND.shape)} do not match the {len(items)} items; pass one row per item, in item-table order.")
+        raise DataError(
+            f"embeddings of shape {tuple(embeddings_ND.shape)} do not match the "
+            f"{len(items)} items; pass one row per item, in item-table order."
+        )
     embedded = time.perf_counter()
     fit = fit_residual_kmeans(
-        embeddings_ND, config.levels, config.codebook_size, config.seed, config.kmeans_iters, level_epsilons(config), config.sinkhorn_iters, config.device
+        embeddings_ND,
+        config.levels,
+        config.codebook_size,
+        config.seed,
+        config.kmeans_iters,
+        level_epsilons(config),
+        config.sinkhorn_iters,
+        config.device,
     )
     quantised = time.perf_counter()
     unique_codes, report = resolve_collisions(fit.codes_NL)
@@ -190,7 +225,13 @@ def build_semantic_ids(items: ItemTable, config: SIDConfig, embeddings_ND: np.nd
     return sids, stats
 
 
-def build_sids_for_dataset(dataset_folder: str | Path, output_folder: str | Path, config: SIDConfig, embeddings_ND: np.ndarray | None = None, show_progress: bool = True) -> dict:
+def build_sids_for_dataset(
+    dataset_folder: str | Path,
+    output_folder: str | Path,
+    config: SIDConfig,
+    embeddings_ND: np.ndarray | None = None,
+    show_progress: bool = True,
+) -> dict:
     """Rebuild the SIDs of a dataset folder and write the result as a dataset folder.
 
     The output has the same items and splits with ``sid`` replaced; ``dataset.json`` gains
@@ -204,7 +245,13 @@ def build_sids_for_dataset(dataset_folder: str | Path, output_folder: str | Path
     source, output = Path(dataset_folder), Path(output_folder)
     dataset = load_dataset(source, allow_empty_splits=True, require_sids=False)
     sids, stats = build_semantic_ids(dataset.items, config, embeddings_ND, show_progress)
-    meta = dict(dataset.meta, sid_source="built", sid_config=asdict(config), sid_stats=stats, sid_collisions_resolved=stats["collisions_before"])
+    meta = dict(
+        dataset.meta,
+        sid_source="built",
+        sid_config=asdict(config),
+        sid_stats=stats,
+        sid_collisions_resolved=stats["collisions_before"],
+    )
     meta.pop("next_step", None)
     canonical = {"items.parquet", "dataset.json", *(f"{name}.parquet" for name in SPLITS)}
     output.parent.mkdir(parents=True, exist_ok=True)

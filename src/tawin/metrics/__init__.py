@@ -25,6 +25,8 @@ _lazy = lazy_exports(__name__, _EXPORTS)
 
 def __getattr__(name: str) -> object:
     if name == "DEFAULT_KS":  # renamed: one cut-off constant with named subsets (#24)
-        raise AttributeError("tawin.metrics.DEFAULT_KS is now tawin.metrics.TOP_KS.scored "
-                             "(TOP_KS.reported and TOP_KS.swept are the subsets the reports use)")
+        raise AttributeError(
+            "tawin.metrics.DEFAULT_KS is now tawin.metrics.TOP_KS.scored "
+            "(TOP_KS.reported and TOP_KS.swept are the subsets the reports use)"
+        )
     return _lazy(name)

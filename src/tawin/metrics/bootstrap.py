@@ -42,9 +42,7 @@ def paired_bootstrap(
     a_R = np.asarray(a_R, dtype=np.float64)
     b_R = np.asarray(b_R, dtype=np.float64)
     if a_R.ndim != 1 or a_R.shape != b_R.shape:
-        raise ValueError(
-            f"a_R and b_R must be 1-D of equal length, got {a_R.shape} and {b_R.shape}"
-        )
+        raise ValueError(f"a_R and b_R must be 1-D of equal length, got {a_R.shape} and {b_R.shape}")
     n_rows = a_R.shape[0]
     if n_rows == 0:
         raise ValueError("paired_bootstrap needs at least one row")

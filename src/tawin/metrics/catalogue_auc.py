@@ -55,17 +55,12 @@ import torch
 _CEIL_RTOL = 1e-9
 
 
-def _check_inputs(
-    scores: torch.Tensor, positive: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_inputs(scores: torch.Tensor, positive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate shapes/values; return (scores as float, n_pos_B int64)."""
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D [B, N], got shape {tuple(scores.shape)}")
     if positive.shape != scores.shape:
-        raise ValueError(
-            f"positive must have the shape of scores {tuple(scores.shape)}, "
-            f"got {tuple(positive.shape)}"
-        )
+        raise ValueError(f"positive must have the shape of scores {tuple(scores.shape)}, got {tuple(positive.shape)}")
     if positive.dtype != torch.bool:
         raise ValueError(f"positive must be a bool tensor, got {positive.dtype}")
     if not scores.is_floating_point():
@@ -88,9 +83,7 @@ def _as_row_tensor(x: float | torch.Tensor, like: torch.Tensor, name: str) -> to
     """A float or [B] tensor as float64 [B] on ``like``'s device."""
     x_B = torch.as_tensor(x, dtype=torch.float64, device=like.device)
     if x_B.ndim > 1 or (x_B.ndim == 1 and x_B.shape[0] != like.shape[0]):
-        raise ValueError(
-            f"{name} must be a float or a [B={like.shape[0]}] tensor, got {tuple(x_B.shape)}"
-        )
+        raise ValueError(f"{name} must be a float or a [B={like.shape[0]}] tensor, got {tuple(x_B.shape)}")
     return x_B.expand(like.shape[0])
 
 
@@ -179,8 +172,7 @@ def wpauc(
     d_B = _as_row_tensor(d, scores, "d")
     if bool((alpha_B < 0).any() | (d_B <= 0).any() | (alpha_B + d_B > 1 + _CEIL_RTOL).any()):
         raise ValueError(
-            f"need alpha >= 0, d > 0 and alpha + d <= 1 (fractions of the negatives); got "
-            f"alpha={alpha}, d={d}"
+            f"need alpha >= 0, d > 0 and alpha + d <= 1 (fractions of the negatives); got alpha={alpha}, d={d}"
         )
     n_neg_B = scores.shape[1] - n_pos_B
     lo_B = _robust_ceil(alpha_B * n_neg_B).clamp(max=n_neg_B)
@@ -276,8 +268,6 @@ def ndcg_at_k(scores: torch.Tensor, positive: torch.Tensor, k: int) -> torch.Ten
     ranks = torch.arange(1, n_items + 1, dtype=torch.float64, device=above_BN.device)
     discount = 1.0 / torch.log2(ranks + 1.0)
     cum_discount = torch.cat([ranks.new_zeros(1), torch.cumsum(discount, dim=0)])  # D(0..N)
-    gain_BN = (
-        cum_discount[(above_BN + tie_BN).clamp(max=k)] - cum_discount[above_BN.clamp(max=k)]
-    ) / tie_BN
+    gain_BN = (cum_discount[(above_BN + tie_BN).clamp(max=k)] - cum_discount[above_BN.clamp(max=k)]) / tie_BN
     dcg_B = torch.where(is_pos_BN, gain_BN, 0.0).sum(dim=1)
     return dcg_B / cum_discount[n_pos_B.clamp(max=k)]

@@ -136,8 +136,7 @@ def topk_metrics(
     per_row = per_row_topk(ranked_items_RB, targets_R, ks)
     n_rows = int(np.asarray(targets_R).shape[0])
     out: dict[str, float] = {
-        name: float(values_R.mean()) if n_rows else float("nan")
-        for name, values_R in per_row.items()
+        name: float(values_R.mean()) if n_rows else float("nan") for name, values_R in per_row.items()
     }
     out["n_rows"] = n_rows
     return out

@@ -37,9 +37,13 @@ def item_positions(items: ItemTable, item_ids: np.ndarray) -> np.ndarray:
     return np.where(item_ids < 0, -1, positions)
 
 
-def encode_split(split: Interactions, items: ItemTable, codec: ItemCodec, tokenizer, max_prompt_tokens: int) -> EncodedSplit:
+def encode_split(
+    split: Interactions, items: ItemTable, codec: ItemCodec, tokenizer, max_prompt_tokens: int
+) -> EncodedSplit:
     history_RH = item_positions(items, split.history_RH)
-    texts = [render_prompt(history_RH[r, : split.history_len[r]].tolist(), codec.prompt_text) for r in range(len(split))]
+    texts = [
+        render_prompt(history_RH[r, : split.history_len[r]].tolist(), codec.prompt_text) for r in range(len(split))
+    ]
     ids = encode_prompts(tokenizer, texts, max_prompt_tokens)
     lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
     width = int(lengths.max()) if len(ids) else 1
@@ -76,7 +80,9 @@ class SequenceBatch:
     prompt_width: int
 
 
-def sequence_batch(prompt_ids_BL: torch.Tensor, prompt_mask_BL: torch.Tensor, codec: ItemCodec, items_BG: torch.Tensor) -> SequenceBatch:
+def sequence_batch(
+    prompt_ids_BL: torch.Tensor, prompt_mask_BL: torch.Tensor, codec: ItemCodec, items_BG: torch.Tensor
+) -> SequenceBatch:
     """Prompt ⊕ item tokens for every (row, candidate) pair: B·G sequences, prompt repeated.
 
     `items_BG` holds item positions; G = 1 for SFT. The returned tensors have B·G rows.
@@ -97,7 +103,9 @@ def sequence_batch(prompt_ids_BL: torch.Tensor, prompt_mask_BL: torch.Tensor, co
     return SequenceBatch(input_ids, attention, positions, labels != -100, labels, prompt_width)
 
 
-def length_bucketed_batches(lengths_R: torch.Tensor, batch_size: int, generator: torch.Generator, bucket_batches: int = 50) -> list[torch.Tensor]:
+def length_bucketed_batches(
+    lengths_R: torch.Tensor, batch_size: int, generator: torch.Generator, bucket_batches: int = 50
+) -> list[torch.Tensor]:
     """Shuffled batches of similar-length rows: little padding, still a random order.
 
     The epoch's permutation is cut into chunks of `bucket_batches` batches; each chunk is sorted by

@@ -61,7 +61,10 @@ def build_recommender(config: ModelConfig, items: ItemTable, seed: int = 0) -> R
     """A fresh model for `items` (weights random for the default model, pretrained otherwise)."""
     if config.name_or_path is None:
         if config.item_repr != "sid":
-            raise ConfigError("model.item_repr=title needs a pretrained tokenizer; pass --model NAME_OR_PATH (e.g. Qwen/Qwen2.5-0.5B) or use item_repr=sid.")
+            raise ConfigError(
+                "model.item_repr=title needs a pretrained tokenizer; pass --model "
+                "NAME_OR_PATH (e.g. Qwen/Qwen2.5-0.5B) or use item_repr=sid."
+            )
         codes = sorted({token for sid in items.sid for token in sid})
         tokenizer = build_word_tokenizer(PROMPT_TEMPLATE, codes)
         torch.manual_seed(seed)
@@ -102,8 +105,14 @@ def _load_pretrained(config: ModelConfig):
 def _maybe_lora(model, config: ModelConfig):
     if config.lora_r <= 0:
         return model
-    return apply_lora(model, config.lora_r, config.lora_alpha, tuple(config.lora_target_modules), config.lora_dropout,
-                      train_embeddings=config.item_repr == "sid")
+    return apply_lora(
+        model,
+        config.lora_r,
+        config.lora_alpha,
+        tuple(config.lora_target_modules),
+        config.lora_dropout,
+        train_embeddings=config.item_repr == "sid",
+    )
 
 
 def add_item_tokens(tokenizer, model, items: ItemTable) -> list[str]:
@@ -127,9 +136,13 @@ def save_recommender(recommender: RecommenderLM, folder: Path) -> None:
     follow_umask(folder)  # transformers writes the weights through a private (0600) temporary file
 
 
-CHECKPOINT_FIX = "Pass a folder written by `tawin sft` or `tawin rl` (e.g. RUN/sft/best), or rerun the stage that wrote it."
-DAMAGED_FIX = ("Restore the checkpoint folder from a copy, or retrain it: rerun the command that wrote it with a fresh "
-               "--out folder (for a last/ folder: delete it and rerun that command to restart its stage).")
+CHECKPOINT_FIX = (
+    "Pass a folder written by `tawin sft` or `tawin rl` (e.g. RUN/sft/best), or rerun the stage that wrote it."
+)
+DAMAGED_FIX = (
+    "Restore the checkpoint folder from a copy, or retrain it: rerun the command that wrote it with a fresh "
+    "--out folder (for a last/ folder: delete it and rerun that command to restart its stage)."
+)
 
 
 def check_checkpoint(folder: str | Path) -> Path:
@@ -140,7 +153,10 @@ def check_checkpoint(folder: str | Path) -> Path:
     the checkpoint's ``manifest.json`` (its sha256; a folder without one: the weights must be finite)."""
     folder = Path(folder)
     if not (folder / "tawin.json").exists():
-        raise UserError(f"{folder}: not a tawin checkpoint (no tawin.json). Pass a folder written by `tawin sft` or `tawin rl` (e.g. RUN/sft/best).")
+        raise UserError(
+            f"{folder}: not a tawin checkpoint (no tawin.json). Pass a "
+            "folder written by `tawin sft` or `tawin rl` (e.g. RUN/sft/best)."
+        )
     checkpoint_config(folder)
     weights = sorted(folder.glob("*.safetensors"))
     for path in weights or [folder / "model.safetensors"]:
@@ -159,7 +175,9 @@ def checkpoint_config(folder: str | Path) -> ModelConfig:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{path}: not readable JSON ({' '.join(str(error).split())}). {CHECKPOINT_FIX}") from None
     if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
-        raise UserError(f"{path}: must hold {{\"model\": {{…the ModelConfig fields…}}}}, as `tawin sft` writes it. {CHECKPOINT_FIX}")
+        raise UserError(
+            f'{path}: must hold {{"model": {{…the ModelConfig fields…}}}}, as `tawin sft` writes it. {CHECKPOINT_FIX}'
+        )
     problems: list[str] = []
     config = build_config(ModelConfig, saved["model"], "model", problems)
     problems += validate(config) if config is not None else []
@@ -177,7 +195,9 @@ def load_recommender(folder: str | Path, items: ItemTable) -> RecommenderLM:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype))
     except (OSError, ValueError, KeyError, RuntimeError) as error:
         reason = " ".join(str(error).split())[:400]
-        raise UserError(f"{folder}: the checkpoint could not be loaded ({type(error).__name__}: {reason}). {CHECKPOINT_FIX}") from None
+        raise UserError(
+            f"{folder}: the checkpoint could not be loaded ({type(error).__name__}: {reason}). {CHECKPOINT_FIX}"
+        ) from None
     set_neutral_generation_config(model, tokenizer)
     if config.name_or_path is None:  # the extra dropouts live in tawin.json, not in config.json
         apply_dropout(model, config)

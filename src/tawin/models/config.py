@@ -70,23 +70,37 @@ class ModelConfig:
     def check(self) -> list[str]:
         problems = []
         if self.name_or_path is not None and not self.name_or_path.strip():
-            problems.append("model.name_or_path is empty; name a Hugging Face model or folder, or use null for the built-in small model")
+            problems.append(
+                "model.name_or_path is empty; name a Hugging Face model "
+                "or folder, or use null for the built-in small model"
+            )
         if self.name_or_path is None and self.item_repr == "title":
-            problems.append("model.item_repr=title needs a pretrained tokenizer; set model.name_or_path (e.g. smollm2 or Qwen/Qwen2.5-0.5B) or use item_repr=sid")
+            problems.append(
+                "model.item_repr=title needs a pretrained tokenizer; set "
+                "model.name_or_path (e.g. smollm2 or Qwen/Qwen2.5-0.5B) or use item_repr=sid"
+            )
         if self.item_embedding_init == "titles" and self.item_repr == "title":
-            problems.append("model.item_embedding_init=titles initialises the semantic-ID tokens, but model.item_repr=title has none "
-                            "(items are written in the model's own word pieces, whose embeddings already carry the text); "
-                            "set model.item_embedding_init=random or model.item_repr=sid")
+            problems.append(
+                "model.item_embedding_init=titles initialises the "
+                "semantic-ID tokens, but model.item_repr=title has none "
+                "(items are written in the model's own word pieces, whose embeddings already carry the text); "
+                "set model.item_embedding_init=random or model.item_repr=sid"
+            )
         if self.lora_r < 0:
             problems.append(f"model.lora_r={self.lora_r} must be ≥ 0 (0 = full fine-tuning)")
         elif self.lora_r > 0:
             if self.name_or_path is None:
-                problems.append(f"model.lora_r={self.lora_r} adapts a pretrained model, but model.name_or_path is null (the default model starts random "
-                                "and must train in full); set model.name_or_path or lora_r=0")
+                problems.append(
+                    f"model.lora_r={self.lora_r} adapts a pretrained model, but "
+                    "model.name_or_path is null (the default model starts random "
+                    "and must train in full); set model.name_or_path or lora_r=0"
+                )
             if self.lora_alpha <= 0:
                 problems.append(f"model.lora_alpha={self.lora_alpha} must be > 0")
             if not self.lora_target_modules:
-                problems.append("model.lora_target_modules is empty; list the linear layers to adapt, e.g. [q_proj, v_proj]")
+                problems.append(
+                    "model.lora_target_modules is empty; list the linear layers to adapt, e.g. [q_proj, v_proj]"
+                )
             if not 0 <= self.lora_dropout < 1:
                 problems.append(f"model.lora_dropout={self.lora_dropout} must lie in [0, 1)")
         return problems + self._architecture_problems()
@@ -97,9 +111,15 @@ class ModelConfig:
             if min(self.num_heads, self.num_kv_heads) < 1:
                 pass  # reported below
             elif self.hidden_size % self.num_heads:
-                problems.append(f"model.hidden_size={self.hidden_size} must be divisible by model.num_heads={self.num_heads}; change one of them")
+                problems.append(
+                    f"model.hidden_size={self.hidden_size} must be divisible "
+                    f"by model.num_heads={self.num_heads}; change one of them"
+                )
             elif self.num_heads % self.num_kv_heads:
-                problems.append(f"model.num_heads={self.num_heads} must be divisible by model.num_kv_heads={self.num_kv_heads}; change one of them")
+                problems.append(
+                    f"model.num_heads={self.num_heads} must be divisible by "
+                    f"model.num_kv_heads={self.num_kv_heads}; change one of them"
+                )
             for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
                 if getattr(self, name) < 1:
                     problems.append(f"model.{name}={getattr(self, name)} must be ≥ 1")
@@ -114,7 +134,9 @@ class ModelConfig:
             if not 0 <= probability < 1:
                 problems.append(f"model.{name}={probability} must lie in [0, 1) (a dropout probability; 0 = off)")
             elif probability > 0 and self.name_or_path is not None:
-                problems.append(f"model.{name}={probability} configures the built-in model (model.name_or_path: null); "
-                                f"a pretrained model keeps the dropout of its own config. Set model.{name}=0 "
-                                "(LoRA adapters have model.lora_dropout)")
+                problems.append(
+                    f"model.{name}={probability} configures the built-in model (model.name_or_path: null); "
+                    f"a pretrained model keeps the dropout of its own config. Set model.{name}=0 "
+                    "(LoRA adapters have model.lora_dropout)"
+                )
         return problems

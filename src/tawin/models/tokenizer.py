@@ -26,12 +26,8 @@ def build_word_tokenizer(template_text: str, code_tokens: list[str]) -> PreTrain
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     core.add_special_tokens(specials)
     core.add_tokens(codes)
-    core.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK
-    )
+    core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab[BOS])])
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK)
 
 
 def _code_sort_key(token: str) -> tuple[str, int]:

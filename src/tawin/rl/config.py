@@ -48,27 +48,54 @@ class RLRows:
     def check(self) -> list[str]:
         problems = []
         if not 0 <= self.holdout < 1:
-            problems.append(f"rl.rows.holdout={self.holdout} must lie in [0, 1) (the share of train rows held out of SFT "
-                            "for RL; 0 = none)")
+            problems.append(
+                f"rl.rows.holdout={self.holdout} must lie in [0, 1) (the share of train rows held out of SFT "
+                "for RL; 0 = none)"
+            )
         if not 0 <= self.latest_share <= 1:
-            problems.append(f"rl.rows.latest_share={self.latest_share} must lie in [0, 1] (the latest share of the train "
-                            "rows RL uses; 0 = all)")
+            problems.append(
+                f"rl.rows.latest_share={self.latest_share} must lie in [0, 1] (the latest share of the train "
+                "rows RL uses; 0 = all)"
+            )
         if self.sample_size < 0:
             problems.append(f"rl.rows.sample_size={self.sample_size} must be ≥ 0 (0 = all rows)")
         if not 0 <= self.sample_seed < 2**32:
-            problems.append(f"rl.rows.sample_seed={self.sample_seed} must lie in [0, 2^32 − 1] (the range numpy's seeding "
-                            "accepts)")
+            problems.append(
+                f"rl.rows.sample_seed={self.sample_seed} must lie in [0, 2^32 − 1] (the range numpy's seeding accepts)"
+            )
         return problems
 
 
 @dataclass(frozen=True)
 class RLConfig:
     SECTIONS: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = (
-        ("The group: the G candidates of each prompt",
-         ("negatives", "group_size", "sample_temperature", "inject_target", "informative_batches", "max_draws_per_step")),
-        ("The objective: reward, advantages, TAWin window, loss",
-         ("reward", "weighting", "target_k", "anchor", "tau", "budget", "loss", "clip_eps_low", "clip_eps_high", "kl_beta",
-          "sft_loss_weight")),
+        (
+            "The group: the G candidates of each prompt",
+            (
+                "negatives",
+                "group_size",
+                "sample_temperature",
+                "inject_target",
+                "informative_batches",
+                "max_draws_per_step",
+            ),
+        ),
+        (
+            "The objective: reward, advantages, TAWin window, loss",
+            (
+                "reward",
+                "weighting",
+                "target_k",
+                "anchor",
+                "tau",
+                "budget",
+                "loss",
+                "clip_eps_low",
+                "clip_eps_high",
+                "kl_beta",
+                "sft_loss_weight",
+            ),
+        ),
         ("Optimisation", ("lr", "batch_size", "epochs", "max_steps", "warmup_ratio", "max_grad_norm", "weight_decay")),
         ("The rows RL trains on", ("rows",)),
         ("The reference model", ("ref_sync_every", "ref_sync_alpha")),
@@ -76,8 +103,11 @@ class RLConfig:
         ("Logging and saving", ("log_every", "save_every")),
     )
     """Headings of the fields, in field order: `tawin config show rl` and the docs print them."""
-    RENAMED: ClassVar[dict[str, str]] = {"latest_share": "rows.latest_share", "max_rows": "rows.sample_size",
-                                         "sample_seed": "rows.sample_seed"}
+    RENAMED: ClassVar[dict[str, str]] = {
+        "latest_share": "rows.latest_share",
+        "max_rows": "rows.sample_size",
+        "sample_seed": "rows.sample_seed",
+    }
     """Old spellings that still load (see :mod:`tawin.overrides`)."""
 
     # --- The group: the G candidates of each prompt -------------------------------------------------
@@ -195,8 +225,10 @@ class RLConfig:
         """Every impossible combination, each with its value, the rule and the fix (`rows` checks its own)."""
         problems = []
         if self.group_size < 2:
-            problems.append(f"rl.group_size={self.group_size} must be ≥ 2 (a group needs a positive and a negative); "
-                            "raise it (the paper uses 16)")
+            problems.append(
+                f"rl.group_size={self.group_size} must be ≥ 2 (a group needs a positive and a negative); "
+                "raise it (the paper uses 16)"
+            )
         if self.target_k < 1:
             problems.append(f"rl.target_k={self.target_k} must be ≥ 1 (the K of Recall@K); set it to e.g. 3")
         if self.anchor is not None and self.anchor < 0:
@@ -204,8 +236,10 @@ class RLConfig:
         if self.weighting == "tawin":
             problems += self._tawin_problems()
         if self.reward == "rank" and self.negatives != "beam":
-            problems.append(f"rl.reward=rank is ReRe's beam-position penalty and needs rl.negatives=beam (got {self.negatives}); "
-                            "set rl.negatives=beam or rl.reward=binary")
+            problems.append(
+                f"rl.reward=rank is ReRe's beam-position penalty and needs rl.negatives=beam (got {self.negatives}); "
+                "set rl.negatives=beam or rl.reward=binary"
+            )
         return problems + self._optimisation_problems() + self._lever_problems()
 
     def _optimisation_problems(self) -> list[str]:
@@ -239,14 +273,18 @@ class RLConfig:
         if self.max_draws_per_step < 1:
             problems.append(f"rl.max_draws_per_step={self.max_draws_per_step} must be ≥ 1 (prompt batches per step)")
         if self.inject_target and self.negatives == "random":
-            problems.append("rl.inject_target=true has no effect with rl.negatives=random (those groups always hold the target); "
-                            "set rl.inject_target=false or use beam/sample negatives")
+            problems.append(
+                "rl.inject_target=true has no effect with rl.negatives=random (those groups always hold the target); "
+                "set rl.inject_target=false or use beam/sample negatives"
+            )
         if not 0 < self.ref_sync_alpha <= 1:
             problems.append(f"rl.ref_sync_alpha={self.ref_sync_alpha} must lie in (0, 1]")
         if self.sft_loss_weight < 0:
             problems.append(f"rl.sft_loss_weight={self.sft_loss_weight} must be ≥ 0 (0 = no SFT term)")
         if (self.select_best or self.patience) and not self.eval_every:
-            problems.append("rl.select_best and rl.patience need valid evaluations during RL; set rl.eval_every > 0 (e.g. 100)")
+            problems.append(
+                "rl.select_best and rl.patience need valid evaluations during RL; set rl.eval_every > 0 (e.g. 100)"
+            )
         for name in ("eval_every", "eval_rows", "ref_sync_every", "patience"):
             if getattr(self, name) < 0:
                 problems.append(f"rl.{name}={getattr(self, name)} must be ≥ 0")
@@ -259,13 +297,19 @@ class RLConfig:
         """The rules of the TAWin weights: τ, σ* and target_k inside the group, the budget."""
         problems = []
         if self.tau <= 0:
-            problems.append(f"rl.tau={self.tau} must be > 0; use a large tau (e.g. 1e4) for uniform weights or weighting=none")
+            problems.append(
+                f"rl.tau={self.tau} must be > 0; use a large tau (e.g. 1e4) for uniform weights or weighting=none"
+            )
         anchor = self.resolved_anchor
         if (self.anchor is None or self.anchor >= 0) and self.target_k >= 1 and not 0 <= anchor <= self.group_size - 2:
-            source = f"rl.anchor={anchor}" if self.anchor is not None else \
-                f"rl.anchor={anchor} (= target_k − 1 with rl.target_k={self.target_k})"
+            source = (
+                f"rl.anchor={anchor}"
+                if self.anchor is not None
+                else f"rl.anchor={anchor} (= target_k − 1 with rl.target_k={self.target_k})"
+            )
             problems.append(
-                f"{source} lies outside the group's G−1={self.group_size - 1} negatives (ranks 0..{self.group_size - 2}); "
+                f"{source} lies outside the group's G−1={self.group_size - 1} "
+                f"negatives (ranks 0..{self.group_size - 2}); "
                 f"lower rl.anchor/rl.target_k to ≤ {self.group_size - 2} or raise rl.group_size to ≥ {anchor + 2}"
             )
         if self.anchor is not None and self.target_k > self.group_size - 1 >= 1:
@@ -278,5 +322,7 @@ class RLConfig:
                 f"or raise rl.group_size to ≥ {k + 1}"
             )
         if not 0 < self.budget <= self.group_size - 1:
-            problems.append(f"rl.budget={self.budget} must lie in (0, G−1={self.group_size - 1}]; 1 suits one positive per group")
+            problems.append(
+                f"rl.budget={self.budget} must lie in (0, G−1={self.group_size - 1}]; 1 suits one positive per group"
+            )
         return problems

@@ -64,9 +64,7 @@ def _clipped_surrogate(
     """(−min(r·A, clip(r, 1−ε_low, 1+ε_high)·A), clipped-branch-active mask), elementwise."""
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
     loss = -torch.minimum(ratio * advantages, clipped * advantages)
-    active = ((ratio < 1.0 - eps_low) & (advantages < 0)) | (
-        (ratio > 1.0 + eps_high) & (advantages > 0)
-    )
+    active = ((ratio < 1.0 - eps_low) & (advantages < 0)) | ((ratio > 1.0 + eps_high) & (advantages > 0))
     return loss, active
 
 
@@ -96,15 +94,14 @@ def _check_shapes(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages
     assert advantages_BG.shape == shape[:-1], "advantages must be [B, G] of logp's [B, G, L]"
 
 
-def _token_level_loss(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG,
-                      clip_eps_low, clip_eps_high, kl_beta, reduce) -> LossOutput:
+def _token_level_loss(
+    logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG, clip_eps_low, clip_eps_high, kl_beta, reduce
+) -> LossOutput:
     """Token-level clipped surrogate + β·k3, averaged by `reduce` (GRPO: per sequence; DAPO: per token)."""
     _check_shapes(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG)
     mask_BGL = mask_BGL != 0
     ratio_BGL = torch.exp(logp_new_BGL - logp_old_BGL.detach())
-    token_loss_BGL, active_BGL = _clipped_surrogate(
-        ratio_BGL, advantages_BG.unsqueeze(-1), clip_eps_low, clip_eps_high
-    )
+    token_loss_BGL, active_BGL = _clipped_surrogate(ratio_BGL, advantages_BG.unsqueeze(-1), clip_eps_low, clip_eps_high)
     policy_loss = reduce(token_loss_BGL, mask_BGL)
     kl = reduce(_k3_kl(logp_new_BGL, logp_ref_BGL.detach()), mask_BGL)
     clip_fraction = _token_mean(active_BGL.to(logp_new_BGL.dtype), mask_BGL)
@@ -134,8 +131,17 @@ def grpo_loss(
     Returns:
         :class:`LossOutput`.
     """
-    return _token_level_loss(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG,
-                             clip_eps_low, clip_eps_high, kl_beta, _sequence_mean)
+    return _token_level_loss(
+        logp_new_BGL,
+        logp_old_BGL,
+        logp_ref_BGL,
+        mask_BGL,
+        advantages_BG,
+        clip_eps_low,
+        clip_eps_high,
+        kl_beta,
+        _sequence_mean,
+    )
 
 
 def dapo_loss(
@@ -153,8 +159,17 @@ def dapo_loss(
     Token-level normalisation by the batch's total number of valid tokens. Args and return as
     :func:`grpo_loss`.
     """
-    return _token_level_loss(logp_new_BGL, logp_old_BGL, logp_ref_BGL, mask_BGL, advantages_BG,
-                             clip_eps_low, clip_eps_high, kl_beta, _token_mean)
+    return _token_level_loss(
+        logp_new_BGL,
+        logp_old_BGL,
+        logp_ref_BGL,
+        mask_BGL,
+        advantages_BG,
+        clip_eps_low,
+        clip_eps_high,
+        kl_beta,
+        _token_mean,
+    )
 
 
 def gspo_loss(
@@ -177,9 +192,7 @@ def gspo_loss(
     n_tokens_BG = mask_BGL.sum(dim=-1).to(logp_new_BGL.dtype)
     log_ratio_BGL = logp_new_BGL - logp_old_BGL.detach()
     log_ratio_BG = _masked_sum(log_ratio_BGL, mask_BGL, dim=-1) / torch.clamp(n_tokens_BG, min=1.0)
-    seq_loss_BG, active_BG = _clipped_surrogate(
-        torch.exp(log_ratio_BG), advantages_BG, clip_eps_low, clip_eps_high
-    )
+    seq_loss_BG, active_BG = _clipped_surrogate(torch.exp(log_ratio_BG), advantages_BG, clip_eps_low, clip_eps_high)
     has_tokens_BG = n_tokens_BG > 0
     n_seqs = torch.clamp(has_tokens_BG.sum(), min=1)
     policy_loss = _masked_sum(seq_loss_BG, has_tokens_BG) / n_seqs

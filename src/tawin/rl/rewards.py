@@ -55,3 +55,7 @@ def rank_reward(is_target_BG: torch.Tensor) -> torch.Tensor:
     negative_in_hit_group_BG = has_target_B1 & ~is_target_BG
     reward_BG = binary_reward(is_target_BG)
     return reward_BG + negative_in_hit_group_BG.to(reward_BG.dtype) * penalty_G
+
+
+REWARDS = {"binary": binary_reward, "rank": rank_reward}
+"""The reward function of each ``rl.reward`` choice."""

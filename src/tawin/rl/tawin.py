@@ -53,9 +53,7 @@ def negative_ranks(scores_BG: torch.Tensor, is_negative_BG: torch.Tensor) -> tor
     return torch.where(is_negative_BG, sigma_BG, torch.full_like(sigma_BG, -1))
 
 
-def _solve_threshold(
-    x_BG: torch.Tensor, n_neg_B: torch.Tensor, tau: float, budget: float
-) -> torch.Tensor:
+def _solve_threshold(x_BG: torch.Tensor, n_neg_B: torch.Tensor, tau: float, budget: float) -> torch.Tensor:
     """λ_B with Σ_i min(1, exp((x_i − λ)/τ)) = budget; x float64 with −inf on non-negatives.
 
     Returns +inf for groups where no m < min(budget, |N|) exists (no negatives)."""

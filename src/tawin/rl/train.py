@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +34,17 @@ from tawin.decoding.tree import needs_float_mask
 from tawin.errors import ConfigError
 from tawin.eval.evaluate import beam_predictions
 from tawin.metrics.ranking import TOP_KS
-from tawin.models.batching import EncodedSplit, prompt_batch
+from tawin.models.batching import EncodedSplit
 from tawin.models.build import RecommenderLM
 from tawin.models.dropout import disable_dropout
 from tawin.models.loss import sft_loss
 from tawin.rl.advantages import group_advantages
 from tawin.rl.config import RLConfig
 from tawin.rl.loss import select_loss
-from tawin.rl.rewards import binary_reward, rank_reward
-from tawin.rl.rollout import Rollout, concat_groups, group_logprobs, make_rollout
+from tawin.rl.rewards import REWARDS
+from tawin.rl.rollout import group_logprobs
 from tawin.rl.rows import split_train_rows
+from tawin.rl.step_batch import StepBatch, draw_stats, draw_step_batch
 from tawin.rl.tawin import tawin_weights, weight_entropy
 from tawin.runtime import autocast, maybe_compile, progress_bar
 from tawin.train_utils import (
@@ -58,16 +58,30 @@ from tawin.train_utils import (
     start_or_resume,
 )
 
-REWARDS = {"binary": binary_reward, "rank": rank_reward}
 
-
-def rl_step_loss(policy, reference, rollout, config: RLConfig, bf16: bool, float_mask: bool = False) -> tuple[torch.Tensor, dict]:
+def rl_step_loss(
+    policy, reference, rollout, config: RLConfig, bf16: bool, float_mask: bool = False
+) -> tuple[torch.Tensor, dict]:
     """Rewards → advantages (→ TAWin) → policy loss for one rollout; returns (loss, stats)."""
     device = rollout.items_BG.device
     with autocast(device, bf16):
-        logp_new_BGT = group_logprobs(policy, rollout.prompt_ids_BL, rollout.prompt_mask_BL, rollout.tokens_BGT, rollout.token_mask_BGT, float_mask)
+        logp_new_BGT = group_logprobs(
+            policy,
+            rollout.prompt_ids_BL,
+            rollout.prompt_mask_BL,
+            rollout.tokens_BGT,
+            rollout.token_mask_BGT,
+            float_mask,
+        )
         with torch.no_grad():
-            logp_ref_BGT = group_logprobs(reference, rollout.prompt_ids_BL, rollout.prompt_mask_BL, rollout.tokens_BGT, rollout.token_mask_BGT, float_mask)
+            logp_ref_BGT = group_logprobs(
+                reference,
+                rollout.prompt_ids_BL,
+                rollout.prompt_mask_BL,
+                rollout.tokens_BGT,
+                rollout.token_mask_BGT,
+                float_mask,
+            )
     rewards_BG = REWARDS[config.reward](rollout.is_target_BG)
     advantages_BG = group_advantages(rewards_BG)
     # Negatives are ordered by the policy's score: the beam order for beams, else log π(Y|H).
@@ -78,8 +92,14 @@ def rl_step_loss(policy, reference, rollout, config: RLConfig, bf16: bool, float
         advantages_BG = advantages_BG * weights_BG.to(advantages_BG.dtype)
         entropy = weight_entropy(weights_BG, ~rollout.is_target_BG).mean()
     out = select_loss(config.loss)(
-        logp_new_BGT, logp_new_BGT.detach(), logp_ref_BGT, rollout.token_mask_BGT, advantages_BG,
-        clip_eps_low=config.clip_eps_low, clip_eps_high=config.clip_eps_high, kl_beta=config.kl_beta,
+        logp_new_BGT,
+        logp_new_BGT.detach(),
+        logp_ref_BGT,
+        rollout.token_mask_BGT,
+        advantages_BG,
+        clip_eps_low=config.clip_eps_low,
+        clip_eps_high=config.clip_eps_high,
+        kl_beta=config.kl_beta,
     )
     stats = {
         "train/kl": float(out.kl),
@@ -91,11 +111,6 @@ def rl_step_loss(policy, reference, rollout, config: RLConfig, bf16: bool, float
     return out.loss, stats
 
 
-def informative_groups(rewards_BG: torch.Tensor) -> torch.Tensor:
-    """bool [B]: groups whose rewards are not all equal, i.e. with a non-zero GRPO advantage."""
-    return rewards_BG.amax(dim=-1) > rewards_BG.amin(dim=-1)
-
-
 @torch.no_grad()
 def mix_into_reference(reference: torch.nn.Module, policy: torch.nn.Module, alpha: float) -> None:
     """TRL's reference sync: θ_ref ← α·θ_policy + (1 − α)·θ_ref, parameter by parameter."""
@@ -103,74 +118,28 @@ def mix_into_reference(reference: torch.nn.Module, policy: torch.nn.Module, alph
         ref_param.mul_(1.0 - alpha).add_(policy_param.detach().to(ref_param.dtype), alpha=alpha)
 
 
-@dataclass
-class StepBatch:
-    """The groups one step trains on, and what drawing them cost."""
-
-    rollout: Rollout
-    rows_B: torch.Tensor  # int64 train-row indices of the groups (global batch)
-    draws: int  # prompt batches rolled out
-    groups_drawn: int
-    informative_drawn: int
-    found_drawn: int  # groups whose target the policy found itself (before any injection)
-    prompt_tokens: int
-
-
-def draw_step_batch(policy, recommender: RecommenderLM, train: EncodedSplit, rows_R: torch.Tensor, config: RLConfig,
-                    run: RunContext, progress: Progress, draws_per_epoch: int, draws_total: int) -> StepBatch:
-    """Roll out the next prompt batch(es) of the epoch order: one batch, or with
-    `informative_batches` further ones until `batch_size` informative groups (or the draw cap)."""
-    kept: list[tuple[torch.Tensor, Rollout]] = []
-    drawn = informative = found = tokens = draws = 0
-    while True:
-        draw = progress.batches_drawn
-        epoch, position = divmod(draw, draws_per_epoch)
-        order = torch.randperm(len(rows_R), generator=torch.Generator().manual_seed(run.seed * 100_003 + 7919 + epoch))
-        global_B = rows_R[order[position * config.batch_size : (position + 1) * config.batch_size]]
-        index_B = run.dist.shard(global_B)
-        share = (len(global_B), len(index_B) * run.dist.rank)
-        # Rollout randomness is a function of (seed, draw) so a resumed run draws the same groups.
-        generator = torch.Generator().manual_seed(run.seed * 1_000_003 + draw)
-        ids_BL, mask_BL = prompt_batch(train, index_B)
-        target_B = train.target_R[index_B].to(run.device)
-        rollout = make_rollout(policy, recommender.codec, ids_BL.to(run.device), mask_BL.to(run.device), target_B,
-                               config.negatives, config.group_size, generator, config.sample_temperature, share,
-                               inject_target=config.inject_target)
-        progress.batches_drawn, draws = draw + 1, draws + 1
-        tokens += int(mask_BL.sum())
-        found += int(rollout.target_found_B.sum())
-        drawn += len(index_B)
-        if not config.informative_batches:
-            return StepBatch(rollout, global_B, draws, drawn, drawn, found, tokens)
-        keep_B = informative_groups(REWARDS[config.reward](rollout.is_target_BG))
-        informative += int(keep_B.sum())
-        kept.append((index_B[keep_B.cpu()], rollout.select(keep_B)))
-        have = sum(len(rows) for rows, _ in kept)
-        if have >= config.batch_size or draws >= config.max_draws_per_step or progress.batches_drawn >= draws_total:
-            break
-    rows_B = torch.cat([rows for rows, _ in kept])[: config.batch_size]
-    if len(rows_B) == 0:  # nothing informative within the cap: train on the last draw (KL term only)
-        return StepBatch(rollout, index_B, draws, drawn, informative, found, tokens)
-    ids_BL, mask_BL = prompt_batch(train, rows_B)
-    rollout = concat_groups([r for _, r in kept], ids_BL.to(run.device), mask_BL.to(run.device), len(rows_B))
-    return StepBatch(rollout, rows_B, draws, drawn, informative, found, tokens)
-
-
-def train_rl(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, valid: EncodedSplit,
-             config: RLConfig, run: RunContext, rows: np.ndarray | None = None) -> dict:
-    """RL on the train rows `rows`; returns steps, valid metrics, seconds.
-
-    `rows` are the ones :func:`~tawin.rl.rows.split_train_rows` picks (the stages pass them);
-    None = that function's RL rows under `config.rows` and the run's seed."""
+def train_rl(
+    recommender: RecommenderLM,
+    dataset: Dataset,
+    train: EncodedSplit,
+    valid: EncodedSplit,
+    config: RLConfig,
+    run: RunContext,
+    rows: np.ndarray | None = None,
+) -> dict:
+    """RL on the train rows `rows` (None: those :func:`~tawin.rl.rows.split_train_rows` picks under
+    `config.rows` and the run's seed, as the stages pass them); returns steps, valid metrics, seconds."""
     out = Path(run.output_dir)
     policy = recommender.model.to(run.device)
     disable_dropout(policy)  # the ratio π/π_old must compare the log-probs of one deterministic policy
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
-    rows_R = torch.as_tensor(split_train_rows(len(train), config.rows, run.seed).rl if rows is None else rows, dtype=torch.long)
+    chosen = split_train_rows(len(train), config.rows, run.seed).rl if rows is None else rows
+    rows_R = torch.as_tensor(chosen, dtype=torch.long)
     draws_per_epoch, draws_total, total_steps = _step_budget(config, len(rows_R), run)
     trained = maybe_compile(run.dist.wrap(policy), run.compile)
     float_mask = needs_float_mask(policy)
     optimizer, scheduler, progress = _start_or_resume(out, recommender, policy, reference, config, total_steps, run)
+    parameters = list(policy.parameters())
     log = JsonlLog(out / "log.jsonl", run.tracker)
     valid_rows = sample_rows(len(valid), config.eval_rows, run.seed)
     started = time.time()
@@ -183,33 +152,24 @@ def train_rl(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, 
         batch = draw_step_batch(policy, recommender, train, rows_R, config, run, progress, draws_per_epoch, draws_total)
         policy.train()
         loss, stats = rl_step_loss(trained, reference, batch.rollout, config, run.bf16, float_mask)
-        if config.sft_loss_weight > 0:
-            term, _ = sft_loss(trained, recommender.codec, train, batch.rows_B, run.bf16, run.dist)
-            loss = loss + config.sft_loss_weight * term
-            stats["train/sft_loss"] = float(term.detach())
-        optimizer_step(loss, policy.parameters(), optimizer, scheduler, config.max_grad_norm, progress.global_step, "rl")
+        if config.sft_loss_weight > 0:  # research lever: the SFT cross-entropy on the step's prompts as a term
+            loss, stats = _add_sft_term(loss, stats, trained, recommender, train, batch.rows_B, config, run)
+        optimizer_step(loss, parameters, optimizer, scheduler, config.max_grad_norm, progress.global_step, "rl")
         progress.global_step += 1
         if config.ref_sync_every and progress.global_step % config.ref_sync_every == 0:
             mix_into_reference(reference, policy, config.ref_sync_alpha)
         window["tokens"] += batch.prompt_tokens + int(batch.rollout.token_mask_BGT.sum())
         bar.update(1)
-        stats["train/loss"] = float(loss.detach())
-        stats.update(_draw_stats(batch, config))
-        if run.dist.enabled:  # log the mean over processes, as one process would see it
-            everyone = run.dist.gather([stats])
-            stats = {k: sum(s[k] for s in everyone) / len(everyone) for k in stats}
-        progress.history.append({"step": progress.global_step, **stats})
+        progress.history.append({"step": progress.global_step, **_step_stats(stats, loss, batch, config, run)})
         finished = progress.global_step == total_steps or progress.batches_drawn >= draws_total
         if run.dist.is_main and (progress.global_step % config.log_every == 0 or finished):
             window = _log_steps(progress, config, log, run, bar, scheduler, window, total_steps, started)
         if config.eval_every and progress.global_step % config.eval_every == 0 and not finished:
             _evaluate_valid(recommender, dataset, valid, valid_rows, progress, log, run, config, out)
-            if config.patience and progress.bad_epochs >= config.patience:
-                run.log(f"rl: stopping early at step {progress.global_step}: {config.patience} evaluations without a better "
-                        f"valid recall@{config.target_k}")
-                finished = True
+            finished = _out_of_patience(progress, config, run)
         if progress.global_step % config.save_every == 0 or finished:
-            save_training_state(out / "last", recommender, optimizer, scheduler, progress, run.dist, _resume_extra(reference, config))
+            extra = _resume_extra(reference, config)
+            save_training_state(out / "last", recommender, optimizer, scheduler, progress, run.dist, extra)
         if finished:
             break
     bar.close()
@@ -217,29 +177,79 @@ def train_rl(recommender: RecommenderLM, dataset: Dataset, train: EncodedSplit, 
     return {**_save_final(recommender, progress, metrics, config, run, out), "seconds": time.time() - started}
 
 
+def _add_sft_term(
+    loss: torch.Tensor,
+    stats: dict,
+    policy,
+    recommender: RecommenderLM,
+    train: EncodedSplit,
+    rows_B: torch.Tensor,
+    config: RLConfig,
+    run: RunContext,
+) -> tuple[torch.Tensor, dict]:
+    """`loss` + rl.sft_loss_weight × the SFT cross-entropy of the rows' targets (logged as train/sft_loss)."""
+    term, _ = sft_loss(policy, recommender.codec, train, rows_B, run.bf16, run.dist)
+    return loss + config.sft_loss_weight * term, {**stats, "train/sft_loss": float(term.detach())}
+
+
+def _step_stats(stats: dict, loss: torch.Tensor, batch: StepBatch, config: RLConfig, run: RunContext) -> dict:
+    """The step's log figures: the loss's terms, the loss, what drawing the groups cost; with several
+    processes their mean, as one process would see it."""
+    stats = {**stats, "train/loss": float(loss.detach()), **draw_stats(batch, config)}
+    if run.dist.enabled:
+        everyone = run.dist.gather([stats])
+        stats = {k: sum(s[k] for s in everyone) / len(everyone) for k in stats}
+    return stats
+
+
+def _out_of_patience(progress: Progress, config: RLConfig, run: RunContext) -> bool:
+    """Whether `patience` evaluations in a row found no better valid recall@target_k (then it says so)."""
+    if not (config.patience and progress.bad_epochs >= config.patience):
+        return False
+    run.log(
+        f"rl: stopping early at step {progress.global_step}: {config.patience} evaluations without a better "
+        f"valid recall@{config.target_k}"
+    )
+    return True
+
+
 def _step_budget(config: RLConfig, n_rows: int, run: RunContext) -> tuple[int, int, int]:
     """(prompt batches per epoch, prompt batches in all, optimizer steps) of RL on `n_rows` train
     rows; a ConfigError when the batch does not fit the processes or the rows."""
     if config.batch_size % run.dist.world_size:
-        raise ConfigError(f"rl.batch_size={config.batch_size} must be divisible by the {run.dist.world_size} processes so every "
-                          "process scores the same number of groups; change rl.batch_size or --num_processes")
+        raise ConfigError(
+            f"rl.batch_size={config.batch_size} must be divisible by the {run.dist.world_size} processes so every "
+            "process scores the same number of groups; change rl.batch_size or --num_processes"
+        )
     if config.informative_batches and run.dist.enabled:
-        raise ConfigError("rl.informative_batches=true runs in one process only (which groups are kept would differ per process); "
-                          "set rl.informative_batches=false or run without accelerate/torchrun")
+        raise ConfigError(
+            "rl.informative_batches=true runs in one process only (which groups are kept would differ per process); "
+            "set rl.informative_batches=false or run without accelerate/torchrun"
+        )
     draws_per_epoch = n_rows // config.batch_size
     if draws_per_epoch < 1:
-        raise ConfigError(f"RL has {n_rows} train rows, fewer than rl.batch_size={config.batch_size}; "
-                          "lower rl.batch_size or select more rows in rl.rows (sample_size, latest_share, holdout)")
+        raise ConfigError(
+            f"RL has {n_rows} train rows, fewer than rl.batch_size={config.batch_size}; "
+            "lower rl.batch_size or select more rows in rl.rows (sample_size, latest_share, holdout)"
+        )
     draws_total = config.epochs * draws_per_epoch
     return draws_per_epoch, draws_total, draws_total if config.max_steps <= 0 else min(config.max_steps, draws_total)
 
 
-def _start_or_resume(out: Path, recommender: RecommenderLM, policy, reference, config: RLConfig, total_steps: int,
-                     run: RunContext) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, Progress]:
+def _start_or_resume(
+    out: Path, recommender: RecommenderLM, policy, reference, config: RLConfig, total_steps: int, run: RunContext
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, Progress]:
     """:func:`~tawin.train_utils.start_or_resume` with RL's schedule; a resumed run also gets back
     its synced reference model and its count of prompt batches drawn."""
-    optimizer, scheduler, progress, resumed = start_or_resume(out, recommender, policy.parameters(), config.lr, config.weight_decay,
-                                                              int(config.warmup_ratio * total_steps), total_steps)
+    optimizer, scheduler, progress, resumed = start_or_resume(
+        out,
+        recommender,
+        policy.parameters(),
+        config.lr,
+        config.weight_decay,
+        int(config.warmup_ratio * total_steps),
+        total_steps,
+    )
     if resumed:
         run.log(f"rl: resuming from {out / 'last'} at step {progress.global_step}/{total_steps}")
         if "reference" in progress.extra:
@@ -248,10 +258,19 @@ def _start_or_resume(out: Path, recommender: RecommenderLM, policy, reference, c
     return optimizer, scheduler, progress
 
 
-def _log_steps(progress: Progress, config: RLConfig, log: JsonlLog, run: RunContext, bar, scheduler, window: dict,
-               total_steps: int, started: float) -> dict:
+def _log_steps(
+    progress: Progress,
+    config: RLConfig,
+    log: JsonlLog,
+    run: RunContext,
+    bar,
+    scheduler,
+    window: dict,
+    total_steps: int,
+    started: float,
+) -> dict:
     """One log record averaging the steps since the last one; returns the next token window."""
-    recent = progress.history[-config.log_every:]
+    recent = progress.history[-config.log_every :]
     summary = {k: sum(h[k] for h in recent) / len(recent) for k in recent[0] if k != "step"}
     summary["train/tokens_per_s"] = window["tokens"] / max(1e-9, time.time() - window["start"])
     log.write({"stage": "rl", "step": progress.global_step, "train/lr": scheduler.get_last_lr()[0], **summary})
@@ -259,12 +278,16 @@ def _log_steps(progress: Progress, config: RLConfig, log: JsonlLog, run: RunCont
     if not run.progress_bars:
         elapsed = time.time() - started
         eta = elapsed / max(1, progress.global_step) * (total_steps - progress.global_step)
-        run.log(f"rl step {progress.global_step}/{total_steps}: loss {summary['train/loss']:.4f}  "
-                f"target in group {summary['rollout/target_in_group']:.2f}  [{elapsed:.0f}s, ETA {eta:.0f}s]")
+        run.log(
+            f"rl step {progress.global_step}/{total_steps}: loss {summary['train/loss']:.4f}  "
+            f"target in group {summary['rollout/target_in_group']:.2f}  [{elapsed:.0f}s, ETA {eta:.0f}s]"
+        )
     return {"tokens": 0, "start": time.time()}
 
 
-def _save_final(recommender: RecommenderLM, progress: Progress, metrics: dict, config: RLConfig, run: RunContext, out: Path) -> dict:
+def _save_final(
+    recommender: RecommenderLM, progress: Progress, metrics: dict, config: RLConfig, run: RunContext, out: Path
+) -> dict:
     """final/ = the last model, or with `select_best` the best one on valid (its step and metrics)."""
     result = {"steps": progress.global_step, "valid": metrics}
     if config.select_best and (out / "best" / "best.json").exists():
@@ -272,16 +295,13 @@ def _save_final(recommender: RecommenderLM, progress: Progress, metrics: dict, c
         load_weights_into(recommender, out / "best")
         result = {"steps": progress.global_step, "valid": best["valid"], "best_step": best["step"]}
         run.log(f"rl: final/ is the step-{best['step']} checkpoint, the best on valid recall@{config.target_k}")
-    save_best(out / "final", recommender, {"step": result.get("best_step", progress.global_step), "valid": result["valid"]}, run.dist)
+    save_best(
+        out / "final",
+        recommender,
+        {"step": result.get("best_step", progress.global_step), "valid": result["valid"]},
+        run.dist,
+    )
     return result
-
-
-def _draw_stats(batch: StepBatch, config: RLConfig) -> dict:
-    if not config.informative_batches and not config.inject_target:
-        return {}
-    return {"rollout/target_in_group": batch.found_drawn / max(1, batch.groups_drawn),
-            "rollout/informative_share": batch.informative_drawn / max(1, batch.groups_drawn),
-            "rollout/draws": float(batch.draws)}
 
 
 def _resume_extra(reference: torch.nn.Module, config: RLConfig) -> dict | None:
@@ -293,13 +313,23 @@ def _evaluate_valid(recommender, dataset, valid, rows, progress, log, run, confi
     """Valid Recall/NDCG on the fixed row sample; tracks the best Recall@target_k for
     `select_best` (saving it to best/) and `patience` (counting evaluations without a gain)."""
     ks = tuple(sorted({*TOP_KS.reported, config.target_k}))
-    predictions = beam_predictions(recommender, dataset, valid, rows, max(20, config.group_size, config.target_k), 32,
-                                   progress=run.progress_bars, desc="rl valid", dist=run.dist)
+    predictions = beam_predictions(
+        recommender,
+        dataset,
+        valid,
+        rows,
+        max(20, config.group_size, config.target_k),
+        32,
+        progress=run.progress_bars,
+        desc="rl valid",
+        dist=run.dist,
+    )
     metrics = predictions.metrics(ks)
     if config.select_best or config.patience:
         score = metrics[f"recall@{config.target_k}"]
         if score > progress.best_metric:
-            # Progress's SFT-named fields serve RL too: best_epoch holds the best step, bad_epochs the evaluations without a gain.
+            # Progress's SFT-named fields serve RL too: best_epoch holds the best step, bad_epochs the
+            # evaluations without a gain.
             progress.best_metric, progress.best_epoch, progress.bad_epochs = score, progress.global_step, 0
             if config.select_best:
                 save_best(out / "best", recommender, {"step": progress.global_step, "valid": metrics}, run.dist)
@@ -308,5 +338,8 @@ def _evaluate_valid(recommender, dataset, valid, rows, progress, log, run, confi
     if not run.dist.is_main:
         return metrics
     log.write({"stage": "rl", "step": progress.global_step, **{f"eval/{k}": v for k, v in metrics.items()}})
-    run.log(f"rl step {progress.global_step}: valid recall@3 {metrics['recall@3']:.4f}  recall@10 {metrics['recall@10']:.4f}  ndcg@10 {metrics['ndcg@10']:.4f}")
+    run.log(
+        f"rl step {progress.global_step}: valid recall@3 {metrics['recall@3']:.4f}  "
+        f"recall@10 {metrics['recall@10']:.4f}  ndcg@10 {metrics['ndcg@10']:.4f}"
+    )
     return metrics

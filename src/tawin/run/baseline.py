@@ -41,12 +41,20 @@ class BaselineRun:
     """SASRec/GRU4Rec settings; null for popularity."""
 
 
-def baseline_run(method: BaselineName, dataset: str, sequential: SequentialBaselineConfig | None, settings_given: bool,
-                 latest_train_rows: int = 0) -> BaselineRun:
+def baseline_run(
+    method: BaselineName,
+    dataset: str,
+    sequential: SequentialBaselineConfig | None,
+    settings_given: bool,
+    latest_train_rows: int = 0,
+) -> BaselineRun:
     """The run's settings, checked: popularity takes none, the others a valid config."""
     if method == "popularity":
         if settings_given:
-            raise ConfigError("tawin baseline popularity has no settings (it ranks items by their train frequency): drop --config and --set.")
+            raise ConfigError(
+                "tawin baseline popularity has no settings (it ranks "
+                "items by their train frequency): drop --config and --set."
+            )
         sequential = None
     else:
         sequential = sequential or SequentialBaselineConfig()
@@ -54,14 +62,16 @@ def baseline_run(method: BaselineName, dataset: str, sequential: SequentialBasel
     if not dataset:
         raise ConfigError("--dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder.")
     if latest_train_rows < 0:
-        raise ConfigError(f"--latest-train-rows {latest_train_rows} must be ≥ 0 "
-                          "(the latest train rows kept; 0 = all of them).")
+        raise ConfigError(
+            f"--latest-train-rows {latest_train_rows} must be ≥ 0 (the latest train rows kept; 0 = all of them)."
+        )
     dataset_path(dataset)  # a missing dataset fails before the folder is touched
     return BaselineRun(method, dataset, latest_train_rows, sequential)
 
 
 def run_baseline_folder(run: BaselineRun, out: Path, overwrite: bool = False) -> dict:
-    """Train (SASRec/GRU4Rec) and evaluate on valid and test into `out`; returns {"valid": metrics, "test": metrics, …}."""
+    """Train (SASRec/GRU4Rec) and evaluate on valid and test into `out`; returns {"valid": metrics,
+    "test": metrics, …}."""
     out = Path(out)
     # A bad dataset fails before the folder is touched.
     data = keep_latest_train_rows(load_dataset(dataset_path(run.dataset)), run.latest_train_rows)

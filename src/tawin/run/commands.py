@@ -57,17 +57,31 @@ def with_checkpoint_model(args, config, checkpoint: str | Path, command: str):
     if str(checkpoint) != "popularity":
         check_checkpoint(checkpoint)
         saved = checkpoint_config(checkpoint)
-    given = (["name_or_path"] if getattr(args, "model", None) is not None else []) + \
-        [text.split("=", 1)[0].strip()[len("model."):] for text in args.set if text.strip().startswith("model.")]
-    ignored = [name for name in dict.fromkeys(given) if f"model.{name}" not in KEPT_MODEL_SETTINGS
-               and (saved is None or getattr(config.model, name) != getattr(saved, name))]
+    given = (["name_or_path"] if getattr(args, "model", None) is not None else []) + [
+        text.split("=", 1)[0].strip()[len("model.") :] for text in args.set if text.strip().startswith("model.")
+    ]
+    ignored = [
+        name
+        for name in dict.fromkeys(given)
+        if f"model.{name}" not in KEPT_MODEL_SETTINGS
+        and (saved is None or getattr(config.model, name) != getattr(saved, name))
+    ]
     if ignored and saved is None:
-        raise ConfigError(f"{', '.join(f'model.{name}' for name in ignored)}: the popularity baseline uses no model; drop these overrides.")
+        raise ConfigError(
+            f"{', '.join(f'model.{name}' for name in ignored)}: the "
+            "popularity baseline uses no model; drop these overrides."
+        )
     if ignored:
-        shown = ", ".join(f"model.{name}={getattr(config.model, name)!r} (the checkpoint has {getattr(saved, name)!r})" for name in ignored)
-        raise ConfigError(f"{shown}: `tawin {command}` builds no model; it loads {checkpoint}, whose tawin.json fixes the architecture, "
-                          "name_or_path and item representation (of the model settings only model.max_prompt_tokens, the prompt "
-                          "truncation, applies). Drop these overrides, or train a model with them (`tawin sft --set model.…`).")
+        shown = ", ".join(
+            f"model.{name}={getattr(config.model, name)!r} (the checkpoint has {getattr(saved, name)!r})"
+            for name in ignored
+        )
+        raise ConfigError(
+            f"{shown}: `tawin {command}` builds no model; it loads "
+            f"{checkpoint}, whose tawin.json fixes the architecture, "
+            "name_or_path and item representation (of the model settings only model.max_prompt_tokens, the prompt "
+            "truncation, applies). Drop these overrides, or train a model with them (`tawin sft --set model.…`)."
+        )
     if saved is None:
         return config
     return replace(config, model=replace(saved, max_prompt_tokens=config.model.max_prompt_tokens))
@@ -80,7 +94,9 @@ def cmd_run(args) -> int:
     config = load_pipeline_config(args, "run")
     expectation = read_expectation(args.expect) if args.expect else None  # a bad file fails before any training
     results = run_pipeline(config, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress)
-    if expectation is not None and results and os.environ.get("RANK", "0") == "0":  # once, under torchrun/accelerate too
+    if (
+        expectation is not None and results and os.environ.get("RANK", "0") == "0"
+    ):  # once, under torchrun/accelerate too
         print(expectation_report(results, expectation, args.expect))
     return 0
 
@@ -91,8 +107,15 @@ def cmd_sft(args) -> int:
 
     config = load_pipeline_config(args, "sft")
     out = Path(args.out)
-    with command_folder(config, out, "sft", overwrite=args.overwrite, progress=not args.no_progress, resumable=("last",),
-                        searches=("sft",)) as session:
+    with command_folder(
+        config,
+        out,
+        "sft",
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        resumable=("last",),
+        searches=("sft",),
+    ) as session:
         best = sft_stage(session, config, out)
     print(f"best checkpoint: {best}")
     return 0
@@ -102,10 +125,20 @@ def cmd_rl(args) -> int:
     from tawin.run.folder import command_folder
     from tawin.run.stages import rl_stage
 
-    config = with_checkpoint_model(args, load_pipeline_config(args, "rl"), args.init, "rl")  # before the output folder is touched
+    config = with_checkpoint_model(
+        args, load_pipeline_config(args, "rl"), args.init, "rl"
+    )  # before the output folder is touched
     out = Path(args.out)
-    with command_folder(config, out, "rl", overwrite=args.overwrite, progress=not args.no_progress, checkpoints={"init": args.init},
-                        resumable=("last",), searches=("rl",)) as session:
+    with command_folder(
+        config,
+        out,
+        "rl",
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        checkpoints={"init": args.init},
+        resumable=("last",),
+        searches=("rl",),
+    ) as session:
         final = rl_stage(session, config, Path(args.init), out)
     print(f"final checkpoint: {final}")
     return 0
@@ -117,11 +150,20 @@ def cmd_eval(args) -> int:
     from tawin.run.pipeline import results_table
     from tawin.run.stages import eval_stage, popularity_stage
 
-    config = with_checkpoint_model(args, load_pipeline_config(args, "eval"), args.checkpoint, "eval")  # before the output folder is touched
+    config = with_checkpoint_model(
+        args, load_pipeline_config(args, "eval"), args.checkpoint, "eval"
+    )  # before the output folder is touched
     popularity = args.checkpoint == "popularity"
     out = Path(args.out)
-    with command_folder(config, out, "eval", overwrite=args.overwrite, progress=not args.no_progress,
-                        checkpoints={"checkpoint": args.checkpoint}, searches=() if popularity else ("eval",)) as session:
+    with command_folder(
+        config,
+        out,
+        "eval",
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        checkpoints={"checkpoint": args.checkpoint},
+        searches=() if popularity else ("eval",),
+    ) as session:
         if popularity:
             metrics = popularity_stage(session, config, out)
         else:
@@ -140,9 +182,14 @@ def cmd_recommend(args) -> int:
     from tawin.run.recommend import check_records, history_problem, output_file, read_histories, recommend_file
 
     if (args.history is None) == (args.input is None) or (args.input is None) != (args.output is None):
-        raise UserError("pass either --history ITEMS (one history, printed) or --input FILE.jsonl --output FILE.jsonl (many, written).")
+        raise UserError(
+            "pass either --history ITEMS (one history, printed) or "
+            "--input FILE.jsonl --output FILE.jsonl (many, written)."
+        )
     if args.k < 1 or args.beams < 1:
-        raise UserError(f"--k {args.k} and --beams {args.beams} must both be ≥ 1 (--k items are shown out of the --beams ranked).")
+        raise UserError(
+            f"--k {args.k} and --beams {args.beams} must both be ≥ 1 (--k items are shown out of the --beams ranked)."
+        )
     if args.input is not None:
         source, target = Path(args.input), Path(args.output)
         records = read_histories(source)
@@ -154,7 +201,9 @@ def cmd_recommend(args) -> int:
     try:
         history = [int(x) for x in args.history.replace(",", " ").split()]
     except ValueError:
-        raise UserError(f"--history {args.history!r} must be item ids separated by commas, e.g. --history 117,118,130") from None
+        raise UserError(
+            f"--history {args.history!r} must be item ids separated by commas, e.g. --history 117,118,130"
+        ) from None
 
     def check_history(dataset) -> None:
         problem = history_problem(dataset, history)
@@ -182,11 +231,14 @@ def _recommender(args, check_histories) -> Recommender:
     session = Session.open(config, progress=False)
     check_histories(session.dataset)
     config = with_checkpoint_model(args, config, args.checkpoint, "recommend")
-    recommender = Recommender(session.load(args.checkpoint), session.dataset, args.beams,
-                              max_prompt_tokens=config.model.max_prompt_tokens)
+    recommender = Recommender(
+        session.load(args.checkpoint), session.dataset, args.beams, max_prompt_tokens=config.model.max_prompt_tokens
+    )
     if args.k > recommender.beams:
-        raise UserError(f"--k {args.k} exceeds the {recommender.beams} ranked items (--beams {args.beams}, catalogue "
-                        f"{len(session.dataset.items)} items); lower --k or raise --beams.")
+        raise UserError(
+            f"--k {args.k} exceeds the {recommender.beams} ranked items (--beams {args.beams}, catalogue "
+            f"{len(session.dataset.items)} items); lower --k or raise --beams."
+        )
     return recommender
 
 

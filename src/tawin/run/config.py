@@ -36,16 +36,24 @@ class DataConfig:
     test are unchanged: a small-data run. `sft.first_train_rows` keeps the first N, for SFT only."""
 
     def check(self) -> list[str]:
-        problems = [] if self.dataset.strip() else ["data.dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder"]
+        problems = (
+            []
+            if self.dataset.strip()
+            else ["data.dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder"]
+        )
         if self.latest_train_rows < 0:
-            problems.append(f"data.latest_train_rows={self.latest_train_rows} must be ≥ 0 "
-                            "(the latest train rows kept; 0 = all)")
+            problems.append(
+                f"data.latest_train_rows={self.latest_train_rows} must be ≥ 0 (the latest train rows kept; 0 = all)"
+            )
         return problems
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    RENAMED: ClassVar[dict[str, str]] = {"data.rl_holdout": "rl.rows.holdout", "data.rl_holdout_order": "rl.rows.holdout_order"}
+    RENAMED: ClassVar[dict[str, str]] = {
+        "data.rl_holdout": "rl.rows.holdout",
+        "data.rl_holdout_order": "rl.rows.holdout_order",
+    }
     """Old spellings that still load (see :mod:`tawin.overrides`); each section lists its own."""
 
     seed: int = 0
@@ -94,8 +102,10 @@ class PipelineConfig:
         elif len(set(self.stages)) != len(self.stages):
             problems.append(f"stages={list(self.stages)} repeats a stage; list each once")
         if self.sft.history_loss_weight > 0 and self.model.item_repr != "sid":
-            problems.append(f"sft.history_loss_weight={self.sft.history_loss_weight} needs model.item_repr: sid (a title's tokens "
-                            "cannot be told apart from prompt text); set it to 0 for titles")
+            problems.append(
+                f"sft.history_loss_weight={self.sft.history_loss_weight} needs model.item_repr: sid (a title's tokens "
+                "cannot be told apart from prompt text); set it to 0 for titles"
+            )
         return problems
 
     def check_dataset(self, dataset: Dataset) -> list[str]:
@@ -106,16 +116,26 @@ class PipelineConfig:
         """A beam search or a group of `stages` that would need more distinct items than the N =
         `n_items` of the catalogue (checked once the folder is known to be this run's, so that a
         refusal about the folder itself comes first)."""
-        searches = {"sft": [("sft.eval_beams", self.sft.eval_beams)], "eval": [("eval.num_beams", self.resolved_eval.num_beams)],
-                    "rl": [("rl.group_size", self.rl.group_size)]}
-        return [f"{name}={value} exceeds the catalogue's {n_items} items (a search returns distinct items); set {name} ≤ {n_items}"
-                for stage in stages for name, value in searches.get(stage, []) if value > n_items]
+        searches = {
+            "sft": [("sft.eval_beams", self.sft.eval_beams)],
+            "eval": [("eval.num_beams", self.resolved_eval.num_beams)],
+            "rl": [("rl.group_size", self.rl.group_size)],
+        }
+        return [
+            f"{name}={value} exceeds the catalogue's {n_items} items "
+            f"(a search returns distinct items); set {name} ≤ {n_items}"
+            for stage in stages
+            for name, value in searches.get(stage, [])
+            if value > n_items
+        ]
 
 
 def dataset_path(name_or_path: str) -> Path:
     """The folder of a shipped dataset name or a dataset folder path; ConfigError otherwise."""
     if not name_or_path.strip():  # Path("") is the working directory, never meant as a dataset
-        raise ConfigError("data.dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder.")
+        raise ConfigError(
+            "data.dataset is empty; pass a shipped dataset name such as 'industrial' or a dataset folder."
+        )
     shipped = SHIPPED / name_or_path
     if (shipped / "items.parquet").exists():
         return shipped
@@ -124,5 +144,7 @@ def dataset_path(name_or_path: str) -> Path:
         return path
     names = sorted(p.name for p in SHIPPED.iterdir() if p.is_dir())
     what = "is a file, not a dataset folder" if path.exists() else "is neither a shipped dataset"
-    raise ConfigError(f"data.dataset={name_or_path!r} {what} ({', '.join(names)}) nor an existing folder; "
-                      "pass one of those names or the path of a folder made by `tawin data import`/`tawin data prepare`.")
+    raise ConfigError(
+        f"data.dataset={name_or_path!r} {what} ({', '.join(names)}) nor an existing folder; "
+        "pass one of those names or the path of a folder made by `tawin data import`/`tawin data prepare`."
+    )

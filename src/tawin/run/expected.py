@@ -51,9 +51,16 @@ def read_expectation(path: str | Path) -> Expectation:
             raise UserError(f"--expect {path}: ranges[{method!r}] must map metrics to [low, high]; {fix}")
         ranges[method] = {}
         for metric, bounds in metrics.items():
-            if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_number(b) for b in bounds) and bounds[0] <= bounds[1]):
-                raise UserError(f"--expect {path}: ranges[{method!r}][{metric!r}]={bounds!r} must be [low, high] "
-                                f"with finite numbers, low ≤ high; {fix}")
+            if not (
+                isinstance(bounds, list)
+                and len(bounds) == 2
+                and all(_is_number(b) for b in bounds)
+                and bounds[0] <= bounds[1]
+            ):
+                raise UserError(
+                    f"--expect {path}: ranges[{method!r}][{metric!r}]={bounds!r} must be [low, high] "
+                    f"with finite numbers, low ≤ high; {fix}"
+                )
             ranges[method][metric] = (float(bounds[0]), float(bounds[1]))
     return Expectation(str(data.get("made_by", "")), ranges)
 
@@ -89,8 +96,11 @@ def compare(results: dict[str, dict], expectation: Expectation) -> tuple[list[st
 def expectation_report(results: dict[str, dict], expectation: Expectation, source: str | Path) -> str:
     """The text `tawin run --expect` prints after its table."""
     lines, inside, checked = compare(results, expectation)
-    verdict = (f"All {checked} numbers lie inside the expected ranges." if checked and inside == checked
-               else f"{checked - inside} of {checked} numbers lie outside the expected ranges: this run does not reproduce "
-                    "the published one within its stated spread (another recipe, dataset or seed, or a real difference).")
+    verdict = (
+        f"All {checked} numbers lie inside the expected ranges."
+        if checked and inside == checked
+        else f"{checked - inside} of {checked} numbers lie outside the expected ranges: this run does not reproduce "
+        "the published one within its stated spread (another recipe, dataset or seed, or a real difference)."
+    )
     head = f"Expected ranges ({source}): {expectation.made_by}".rstrip(": ")
     return "\n".join([head, *lines, verdict])

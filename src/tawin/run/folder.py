@@ -5,7 +5,7 @@ resolved config plus, where given, the provenance of its inputs (the dataset's a
 content hashes, :mod:`tawin.run.provenance`); both are saved as ``config.yaml``. Rerunning the same
 command on the same folder resumes (finished stages are skipped, interrupted ones continue from
 their last checkpoint); a folder whose identity differs is refused, naming what changed, unless
-``--overwrite``. Settings that cannot change a result (:data:`RESULT_NEUTRAL`) never block a resume.
+``--overwrite``. Settings that cannot change a result never block a resume (:mod:`tawin.run.config_changes`).
 
 ``--overwrite`` replaces nothing up front: the old contents are moved aside into ``.replaced/``
 inside the folder, and put back if the new command fails (or is interrupted or killed) before it
@@ -20,7 +20,6 @@ checked, the session opened, the folder entered, resumable checkpoints and searc
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
 import shutil
@@ -32,12 +31,13 @@ from typing import TYPE_CHECKING, Literal
 import yaml
 
 from tawin.checkpoint import atomic_write_text, check_resumable
-from tawin.config import read_yaml, to_dict, to_dict_value
+from tawin.config import read_yaml, to_dict
 from tawin.errors import ConfigError, UserError
 from tawin.overrides import in_new_spelling
 from tawin.run.config import DataConfig, PipelineConfig, Stage, dataset_path
+from tawin.run.config_changes import blocking_changes, describe_change
 from tawin.run.interrupts import deferred_interrupts
-from tawin.run.provenance import checkpoint_provenance, dataset_provenance, describe, identity
+from tawin.run.provenance import checkpoint_provenance, dataset_provenance
 
 if TYPE_CHECKING:
     from tawin.run.session import Session
@@ -45,20 +45,9 @@ if TYPE_CHECKING:
 FolderKind = Literal["run", "sft", "rl", "eval", "baseline", "experiment"]
 """What wrote the folder: saved as the `kind` key of config.yaml, so a folder never resumes another command."""
 
-RESULT_NEUTRAL = ("sft.log_every", "sft.save_every", "rl.log_every", "rl.save_every", "report_to")
-"""Settings that change how often a run logs or saves, or where it reports, never what it computes
-(a resumed run is bit-identical to an uninterrupted one whatever they are): a change resumes."""
-
-REASONS = {
-    "threads": "the CPU thread count changes the order of float reductions, so the resumed part would not match",
-    "device": "another device computes floats differently, so the resumed part would not match",
-    "precision": "another precision computes different numbers",
-    "compile": "torch.compile fuses operations and changes float rounding",
-    "seed": "another seed draws other samples and initial weights",
-}
-"""Why a change of these settings is refused, said in the message."""
-
-RESULT_FILES = frozenset({"model.safetensors", "trainer.pt", "metrics.json", "summary.json", "results.json", "result.json"})
+RESULT_FILES = frozenset(
+    {"model.safetensors", "trainer.pt", "metrics.json", "summary.json", "results.json", "result.json"}
+)
 """Files that mark a checkpoint or a result: once a new run has written one, an overwrite is final."""
 
 ASIDE = ".replaced"
@@ -71,15 +60,22 @@ class RunFolder:
     ``--out`` must not be a file, no other process may hold the folder's lock, and a saved
     ``config.yaml`` must match (unless `overwrite`), except in the top-level keys named in
     `extendable` (changes there add to the finished work rather than invalidate it) and in
-    :data:`RESULT_NEUTRAL`; the saved config is then updated. `provenance` (a mapping of input name
-    → ``{path, sha256}``) is part of the identity, paths excepted. Only then is ``config.yaml``
-    written. If the command then fails before producing anything else, the files this folder added
-    (and the folder, if it created it) are removed again: no partial output. With `overwrite`, see
-    the module docstring.
+    :data:`~tawin.run.config_changes.RESULT_NEUTRAL`; the saved config is then updated.
+    `provenance` (a mapping of input name → ``{path, sha256}``) is part of the identity, paths
+    excepted. Only then is ``config.yaml`` written. If the command then fails before producing
+    anything else, the files this folder added (and the folder, if it created it) are removed
+    again: no partial output. With `overwrite`, see the module docstring.
     """
 
-    def __init__(self, path: Path, config, overwrite: bool = False, kind: FolderKind = "run", extendable: tuple[str, ...] = (),
-                 provenance: dict | None = None):
+    def __init__(
+        self,
+        path: Path,
+        config,
+        overwrite: bool = False,
+        kind: FolderKind = "run",
+        extendable: tuple[str, ...] = (),
+        provenance: dict | None = None,
+    ):
         self.path = Path(path)
         self.config = config
         self.overwrite = overwrite
@@ -99,7 +95,9 @@ class RunFolder:
         if isinstance(data, DataConfig):
             dataset_path(data.dataset)  # a missing dataset fails before the folder is touched
         if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"--out {self.path} is a file, not a folder; choose another --out folder or remove the file.")
+            raise UserError(
+                f"--out {self.path} is a file, not a folder; choose another --out folder or remove the file."
+            )
         resolved = {"kind": self.kind, **to_dict(self.config)}
         if self.provenance is not None:
             resolved["provenance"] = self.provenance
@@ -114,7 +112,9 @@ class RunFolder:
                 try:
                     self.path.mkdir(parents=True, exist_ok=True)
                 except OSError as error:
-                    raise UserError(f"--out {self.path}: cannot create the folder ({error.strerror}); choose a writable location.") from None
+                    raise UserError(
+                        f"--out {self.path}: cannot create the folder ({error.strerror}); choose a writable location."
+                    ) from None
                 self._acquire()
             if self._previous_differs(resolved):  # checked again under the lock
                 self._set_aside()
@@ -129,14 +129,18 @@ class RunFolder:
         try:
             self._lock = open(lock_path, "a")  # noqa: SIM115 (the lock is held until _release closes it, past this method)
         except OSError as error:
-            raise UserError(f"--out {self.path}: cannot open {lock_path} ({error.strerror}); choose a writable --out folder.") from None
+            raise UserError(
+                f"--out {self.path}: cannot open {lock_path} ({error.strerror}); choose a writable --out folder."
+            ) from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
             self._lock = None
-            raise UserError(f"{self.path}: another tawin process is writing into this folder right now (it holds {lock_path}). "
-                            "Wait for it to finish or choose another --out folder.") from None
+            raise UserError(
+                f"{self.path}: another tawin process is writing into this folder right now (it holds {lock_path}). "
+                "Wait for it to finish or choose another --out folder."
+            ) from None
         self._recover()
 
     def _previous_differs(self, resolved: dict) -> bool:
@@ -151,13 +155,13 @@ class RunFolder:
         if not isinstance(previous, dict):
             if self.overwrite:
                 return True
-            raise UserError(f"{saved} is not a readable tawin config, so {self.path} cannot be resumed safely. "
-                            "Choose another --out folder, or pass --overwrite to replace its contents.")
+            raise UserError(
+                f"{saved} is not a readable tawin config, so {self.path} cannot be resumed safely. "
+                "Choose another --out folder, or pass --overwrite to replace its contents."
+            )
         # A folder of an earlier version saved settings under their earlier names: compare them under today's.
         previous = in_new_spelling(type(self.config), previous, [], warn=False)
-        changed = _diff_keys(identity(previous), identity(resolved))
-        changed = {key for key in changed if key.split(".")[0] not in self.extendable and not _neutral(key)}
-        changed -= _added_at_default(previous, resolved, changed, self.config)
+        changed = blocking_changes(previous, resolved, self.config, self.extendable)
         if not changed:
             return False
         if not self.overwrite:
@@ -166,15 +170,24 @@ class RunFolder:
 
     def _refusal(self, previous: dict, resolved: dict, changed: set[str]) -> str:
         what = previous.get("kind", "run")
-        if "provenance" not in previous and self.provenance is not None and all(key.startswith("provenance.") for key in changed):
-            return (f"{self.path} holds a {what} written before tawin recorded what a result is made from (its config.yaml has no "
-                    "provenance: dataset and checkpoint hashes), so it cannot be shown to match this command's inputs. "
-                    "Pass --overwrite to redo it, or choose another --out folder.")
+        if (
+            "provenance" not in previous
+            and self.provenance is not None
+            and all(key.startswith("provenance.") for key in changed)
+        ):
+            return (
+                f"{self.path} holds a {what} written before tawin recorded "
+                "what a result is made from (its config.yaml has no "
+                "provenance: dataset and checkpoint hashes), so it cannot be shown to match this command's inputs. "
+                "Pass --overwrite to redo it, or choose another --out folder."
+            )
         ordered = sorted(changed, key=lambda key: (key != "kind", not key.startswith("provenance."), key))
-        shown = ", ".join(_change(previous, resolved, key) for key in ordered[:8])
+        shown = ", ".join(describe_change(previous, resolved, key) for key in ordered[:8])
         more = f" and {len(ordered) - 8} more" if len(ordered) > 8 else ""
-        return (f"{self.path} holds a {what} with a different config (changed: {shown}{more}). "
-                "Rerun with the same config to resume, choose another --out folder, or pass --overwrite to replace it.")
+        return (
+            f"{self.path} holds a {what} with a different config (changed: {shown}{more}). "
+            "Rerun with the same config to resume, choose another --out folder, or pass --overwrite to replace it."
+        )
 
     # --- --overwrite: the old contents wait in .replaced/ until the new run has a checkpoint --------------
 
@@ -259,10 +272,18 @@ class RunFolder:
 
 
 @contextmanager
-def command_folder(config: PipelineConfig, out: Path, kind: FolderKind, *, overwrite: bool, progress: bool,
-                   checkpoints: dict[str, str | Path] | None = None, resumable: tuple[str, ...] = (),
-                   searches: tuple[Stage, ...] = (),
-                   timed: Callable[[str], AbstractContextManager] = lambda name: nullcontext()) -> Iterator[Session]:
+def command_folder(
+    config: PipelineConfig,
+    out: Path,
+    kind: FolderKind,
+    *,
+    overwrite: bool,
+    progress: bool,
+    checkpoints: dict[str, str | Path] | None = None,
+    resumable: tuple[str, ...] = (),
+    searches: tuple[Stage, ...] = (),
+    timed: Callable[[str], AbstractContextManager] = lambda name: nullcontext(),
+) -> Iterator[Session]:
     """The set-up of every command that trains or evaluates into `out` (`tawin run`, `sft`, `rl`, `eval`):
 
     1. a model the command builds (``model.name_or_path``) is found; a command that loads
@@ -285,8 +306,10 @@ def command_folder(config: PipelineConfig, out: Path, kind: FolderKind, *, overw
         check_model_source(config.model.name_or_path)
     with timed("load data"):
         session = Session.open(config, progress)
-    provenance = {"dataset": dataset_provenance(config.data.dataset),
-                  **{name: checkpoint_provenance(folder) for name, folder in checkpoints.items()}}
+    provenance = {
+        "dataset": dataset_provenance(config.data.dataset),
+        **{name: checkpoint_provenance(folder) for name, folder in checkpoints.items()},
+    }
     with RunFolder(out, config, overwrite, kind=kind, provenance=provenance):
         for folder in resumable:
             check_resumable(Path(out) / folder)
@@ -296,68 +319,3 @@ def command_folder(config: PipelineConfig, out: Path, kind: FolderKind, *, overw
             yield session
         finally:
             session.tracking.close()
-
-
-_UNSET = object()
-
-
-def _added_at_default(previous: dict, resolved: dict, changed: set[str], config) -> set[str]:
-    """The changed keys that the saved config lacks and that this command sets to the field's
-    default: settings added by a later tawin version, whose default does what the earlier version
-    did, so that a folder written before them still resumes."""
-    defaults = _defaults(config)
-    return {key for key in changed if _lookup(previous, key) is _UNSET
-            and _lookup(defaults, key) is not _UNSET and _lookup(defaults, key) == _lookup(resolved, key)}
-
-
-def _defaults(config) -> dict:
-    """The default of each field of a config dataclass, as the nested dict of config.yaml (a field
-    without a default, e.g. a baseline's method, is left out unless it holds a config itself)."""
-    tree = {}
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if field.default is not dataclasses.MISSING:
-            tree[field.name] = to_dict_value(field.default)
-        elif field.default_factory is not dataclasses.MISSING:
-            made = field.default_factory()
-            tree[field.name] = to_dict(made) if dataclasses.is_dataclass(made) else to_dict_value(made)
-        elif dataclasses.is_dataclass(value):
-            tree[field.name] = _defaults(value)
-    return tree
-
-
-def _neutral(key: str) -> bool:
-    return any(key == name or key.endswith("." + name) for name in RESULT_NEUTRAL)
-
-
-def _change(previous: dict, resolved: dict, key: str) -> str:
-    """One changed key for the refusal: old → new, with the reason where a setting's effect is not obvious."""
-    if key.startswith("provenance.") and key.endswith(".sha256"):
-        name = key[: -len(".sha256")]
-        return f"{name}: {describe(_lookup(previous, name))} → {describe(_lookup(resolved, name))}"
-    text = f"{key}: {_show(_lookup(previous, key))} → {_show(_lookup(resolved, key))}"
-    reason = REASONS.get(key.removeprefix("base."))  # experiments keep the pipeline's settings under `base`
-    return f"{text} ({reason})" if reason else text
-
-
-def _lookup(tree, dotted: str):
-    for key in dotted.split("."):
-        tree = tree.get(key, _UNSET) if isinstance(tree, dict) else _UNSET
-    return tree
-
-
-def _show(value) -> str:
-    text = "(unset)" if value is _UNSET else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _diff_keys(a, b, prefix="") -> set[str]:
-    """Dotted paths of the leaves that differ (a section missing on one side counts as empty)."""
-    if isinstance(a, dict) or isinstance(b, dict):
-        a = a if isinstance(a, dict) else {}
-        b = b if isinstance(b, dict) else {}
-        keys = set()
-        for key in set(a) | set(b):
-            keys |= _diff_keys(a.get(key, _UNSET), b.get(key, _UNSET), f"{prefix}.{key}" if prefix else key)
-        return keys
-    return {prefix or "(root)"} if a != b else set()

@@ -35,8 +35,16 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
     started = time.time()
     timer = StageTimer(previous=_recorded_costs(out))
     results: dict[str, dict] = {}
-    with command_folder(config, out, "run", overwrite=overwrite, progress=progress, resumable=("sft/last", "rl/last"),
-                        searches=config.stages, timed=timer.stage) as session:
+    with command_folder(
+        config,
+        out,
+        "run",
+        overwrite=overwrite,
+        progress=progress,
+        resumable=("sft/last", "rl/last"),
+        searches=config.stages,
+        timed=timer.stage,
+    ) as session:
         sft_best = out / "sft" / "best"
         if "sft" in config.stages:
             with timer.stage("sft", done=stage_done(out / "sft", "sft")):
@@ -60,7 +68,9 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
         if session.dist.is_main:
             report = results_markdown(config, results, timer, total)
             atomic_write_text(out / "results.md", report)
-            atomic_write_json(out / "results.json", {"results": results, "stages": timer.records, "total_seconds": round(total, 1)})
+            atomic_write_json(
+                out / "results.json", {"results": results, "stages": timer.records, "total_seconds": round(total, 1)}
+            )
             log(report)
     return results
 
@@ -90,7 +100,9 @@ def results_markdown(config: PipelineConfig, results: dict, timer: StageTimer, t
     lines = [f"## Results on {config.data.dataset} / {split} ({config.eval.num_beams} beams, full catalogue)", ""]
     if results:
         first = next(iter(results.values()))
-        ks = tuple(k for k in TOP_KS.reported if all(f"recall@{k}" in m for m in results.values())) or tuple(config.eval.ks)
+        ks = tuple(k for k in TOP_KS.reported if all(f"recall@{k}" in m for m in results.values())) or tuple(
+            config.eval.ks
+        )
         lines += [results_table(results, ks), "", f"rows evaluated: {first['n_rows']}", ""]
     lines += ["## Cost of each stage", "", timer.table(), "", f"total wall-clock: {total:.0f} s ({total / 60:.1f} min)"]
     return "\n".join(lines) + "\n"
@@ -132,7 +144,9 @@ class StageTimer:
         if done and name in self.previous:
             self.records.append({**self.previous[name], "earlier": True})
         else:
-            self.records.append({"stage": name, "seconds": round(time.time() - started, 1), "peak_rss_mb": round(peak_rss_mb())})
+            self.records.append(
+                {"stage": name, "seconds": round(time.time() - started, 1), "peak_rss_mb": round(peak_rss_mb())}
+            )
 
     @property
     def carried_seconds(self) -> float:
@@ -141,5 +155,8 @@ class StageTimer:
 
     def table(self) -> str:
         lines = ["| stage | wall-clock (s) | peak RSS so far (MB) |", "|---|---:|---:|"]
-        lines += [f"| {r['stage']}{' (earlier run)' if r.get('earlier') else ''} | {r['seconds']:.1f} | {r['peak_rss_mb']} |" for r in self.records]
+        lines += [
+            f"| {r['stage']}{' (earlier run)' if r.get('earlier') else ''} | {r['seconds']:.1f} | {r['peak_rss_mb']} |"
+            for r in self.records
+        ]
         return "\n".join(lines)

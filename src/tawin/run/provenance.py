@@ -22,8 +22,16 @@ from tawin.checkpoint import hash_file_into
 from tawin.data.dataset import SPLITS
 from tawin.run.config import dataset_path
 
-CHECKPOINT_FILES = ("*.safetensors", "tawin.json", "config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json",
-                    "vocab.*", "merges.txt")
+CHECKPOINT_FILES = (
+    "*.safetensors",
+    "tawin.json",
+    "config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+)
 """The files of a checkpoint that decide what it predicts (not trainer.pt, best.json or generation_config.json)."""
 
 
@@ -56,8 +64,10 @@ def identity(resolved: dict) -> dict:
     """What a folder compares: `resolved` with the provenance paths left out."""
     if not isinstance(resolved.get("provenance"), dict):
         return resolved
-    blocks = {name: {k: v for k, v in block.items() if k != "path"} if isinstance(block, dict) else block
-              for name, block in resolved["provenance"].items()}
+    blocks = {
+        name: {k: v for k, v in block.items() if k != "path"} if isinstance(block, dict) else block
+        for name, block in resolved["provenance"].items()
+    }
     return {**resolved, "provenance": blocks}
 
 

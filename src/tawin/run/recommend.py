@@ -58,7 +58,14 @@ class Recommendations:
 class Recommender:
     """A trained model and its catalogue, ready to rank the next items for purchase histories."""
 
-    def __init__(self, model: build.RecommenderLM, dataset: Dataset, beams: int = 50, batch_size: int = 32, max_prompt_tokens: int = 512):
+    def __init__(
+        self,
+        model: build.RecommenderLM,
+        dataset: Dataset,
+        beams: int = 50,
+        batch_size: int = 32,
+        max_prompt_tokens: int = 512,
+    ):
         if beams < 1 or batch_size < 1:
             raise UserError(f"beams={beams} and batch_size={batch_size} must both be ≥ 1.")
         self.model = model
@@ -70,8 +77,15 @@ class Recommender:
         self._known = set(dataset.items.item_id.tolist())
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, dataset: str = "industrial", beams: int = 50, device: Device = "auto",
-                        batch_size: int = 32, max_prompt_tokens: int = 512) -> Recommender:
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        dataset: str = "industrial",
+        beams: int = 50,
+        device: Device = "auto",
+        batch_size: int = 32,
+        max_prompt_tokens: int = 512,
+    ) -> Recommender:
         """Load the checkpoint `path` (e.g. ``RUN/sft/best``) for the catalogue of `dataset` (a shipped
         name or a dataset folder: the one the model was trained on)."""
         data = load_dataset(dataset_path(dataset))
@@ -110,22 +124,38 @@ class Recommender:
             return []
         rows = Interactions.from_lists([0] * len(histories), histories, [history[-1] for history in histories])
         encoded = encode_split(rows, self.dataset.items, self.model.codec, self.model.tokenizer, self.max_prompt_tokens)
-        predictions = beam_predictions(self.model, self.dataset, encoded, np.arange(len(histories)), self.beams,
-                                       self.batch_size, progress=False, log=False)
+        predictions = beam_predictions(
+            self.model,
+            self.dataset,
+            encoded,
+            np.arange(len(histories)),
+            self.beams,
+            self.batch_size,
+            progress=False,
+            log=False,
+        )
         title_of = dict(zip(self.dataset.items.item_id.tolist(), self.dataset.items.title))
-        return [Recommendations(rows.history(r), [int(i) for i in predictions.items_RK[r, :k]],
-                                [float(s) for s in predictions.scores_RK[r, :k]],
-                                [title_of[int(i)] for i in predictions.items_RK[r, :k]])
-                for r in range(len(histories))]
+        return [
+            Recommendations(
+                rows.history(r),
+                [int(i) for i in predictions.items_RK[r, :k]],
+                [float(s) for s in predictions.scores_RK[r, :k]],
+                [title_of[int(i)] for i in predictions.items_RK[r, :k]],
+            )
+            for r in range(len(histories))
+        ]
 
     def _check_k(self, k) -> None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise UserError(f"k={k!r} ({type(k).__name__}) must be an integer in [1, {self.beams}], "
-                            f"e.g. k={min(10, self.beams)}.")
+            raise UserError(
+                f"k={k!r} ({type(k).__name__}) must be an integer in [1, {self.beams}], e.g. k={min(10, self.beams)}."
+            )
         if not 1 <= k <= self.beams:
             searched = "the whole catalogue" if self.beams == len(self.dataset.items) else "one per beam"
-            raise UserError(f"k={k} must lie in [1, {self.beams}]: the search ranks {self.beams} items ({searched}); "
-                            "raise the beams or lower k.")
+            raise UserError(
+                f"k={k} must lie in [1, {self.beams}]: the search ranks {self.beams} items ({searched}); "
+                "raise the beams or lower k."
+            )
 
     def problem(self, history: list[int]) -> str | None:
         """Why `history` cannot be a prompt (empty, or items outside the catalogue), or None."""
@@ -136,8 +166,10 @@ def _warn_caller(note: str) -> None:
     warnings.warn(note, UserWarning, stacklevel=3)  # points at the caller of Recommender.recommend
 
 
-HISTORY_FORMS = ("pass one history as a list of integer item ids, oldest first, e.g. [117, 118, 130], "
-                 "or several as a list of such lists (or a 1-D or 2-D integer numpy array)")
+HISTORY_FORMS = (
+    "pass one history as a list of integer item ids, oldest first, e.g. [117, 118, 130], "
+    "or several as a list of such lists (or a 1-D or 2-D integer numpy array)"
+)
 
 
 def as_histories(histories) -> list[list[int]]:
@@ -165,8 +197,9 @@ def as_history(history, index: int) -> list[int]:
         raise DataError(f"history {index}: {_describe(history)}; {HISTORY_FORMS}.")
     for position, item in enumerate(history):
         if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
-            raise DataError(f"history {index}, position {position}: {_describe(item)}, not an item id; "
-                            f"{HISTORY_FORMS}.")
+            raise DataError(
+                f"history {index}, position {position}: {_describe(item)}, not an item id; {HISTORY_FORMS}."
+            )
     return [int(item) for item in history]
 
 
@@ -186,14 +219,18 @@ def _describe(value) -> str:
 def history_problem(dataset: Dataset, history: list[int], known: set[int] | None = None) -> str | None:
     """Why `history` cannot be a prompt for `dataset`'s catalogue (empty, or unknown items), or None."""
     if not history:
-        return ("the history is empty, and a prompt needs at least one item; pass 1 or more known item ids, "
-                f"oldest first (the latest {MAX_HISTORY} are used).")
+        return (
+            "the history is empty, and a prompt needs at least one item; pass 1 or more known item ids, "
+            f"oldest first (the latest {MAX_HISTORY} are used)."
+        )
     known = set(dataset.items.item_id.tolist()) if known is None else known
     unknown = [item for item in history if item not in known]
     if unknown:
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        return (f"item(s) {unknown[:10]}{more} not in the catalogue of {dataset.name} ({len(dataset.items)} items); "
-                "pass known item ids, oldest first.")
+        return (
+            f"item(s) {unknown[:10]}{more} not in the catalogue of {dataset.name} ({len(dataset.items)} items); "
+            "pass known item ids, oldest first."
+        )
     return None
 
 
@@ -202,10 +239,15 @@ def cut_histories_note(histories: list[list[int]]) -> str | None:
     lengths = [len(history) for history in histories if len(history) > MAX_HISTORY]
     if not lengths:
         return None
-    which = (f"the history has {lengths[0]} items" if len(histories) == 1 else
-             f"{len(lengths)} of {len(histories)} histories are longer than {MAX_HISTORY} items (up to {max(lengths)})")
-    return (f"{which}: each prompt keeps only the latest {MAX_HISTORY}, the most a training row holds, "
-            "so the older items do not count.")
+    which = (
+        f"the history has {lengths[0]} items"
+        if len(histories) == 1
+        else f"{len(lengths)} of {len(histories)} histories are longer than {MAX_HISTORY} items (up to {max(lengths)})"
+    )
+    return (
+        f"{which}: each prompt keeps only the latest {MAX_HISTORY}, the most a training row holds, "
+        "so the older items do not count."
+    )
 
 
 def read_histories(path: Path) -> list[dict]:
@@ -214,8 +256,11 @@ def read_histories(path: Path) -> list[dict]:
     under ``_line``, its line number."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"--input {path}: {'is a folder' if path.exists() else 'file not found'}; pass a JSONL file with one history per line, "
-                        'e.g. [117, 118, 130] or {"user": 7, "history": [117, 118, 130]}.')
+        raise DataError(
+            f"--input {path}: {'is a folder' if path.exists() else 'file not found'}; "
+            "pass a JSONL file with one history per line, "
+            'e.g. [117, 118, 130] or {"user": 7, "history": [117, 118, 130]}.'
+        )
     records = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -223,11 +268,16 @@ def read_histories(path: Path) -> list[dict]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:
-            raise DataError(f"{path}: line {number} is not JSON ({error.msg}); write one history per line, e.g. [117, 118, 130].") from None
+            raise DataError(
+                f"{path}: line {number} is not JSON ({error.msg}); write one history per line, e.g. [117, 118, 130]."
+            ) from None
         record = value if isinstance(value, dict) else {"history": value}
         history = record.get("history")
         if not isinstance(history, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in history):
-            raise DataError(f"{path}: line {number}, field 'history' must be a list of integer item ids, e.g. [117, 118, 130]; got {history!r}.")
+            raise DataError(
+                f"{path}: line {number}, field 'history' must be a list of "
+                f"integer item ids, e.g. [117, 118, 130]; got {history!r}."
+            )
         records.append({**record, "_line": number})
     return records
 
@@ -246,17 +296,22 @@ def refuse_output(target: Path, source: Path, overwrite: bool) -> None:
     below a file, or (without `overwrite`) exists."""
     same = target.exists() and source.exists() and os.path.samefile(target, source)
     if same or target.resolve() == source.resolve():
-        raise UserError(f"--output {target} is the --input file {source}: writing it would replace the histories; "
-                        "pass another --output path.")
+        raise UserError(
+            f"--output {target} is the --input file {source}: writing it would replace the histories; "
+            "pass another --output path."
+        )
     if target.is_dir():
-        raise UserError(f"--output {target} is a folder; pass a file path, "
-                        f"e.g. --output {target / 'recommendations.jsonl'}.")
+        raise UserError(
+            f"--output {target} is a folder; pass a file path, e.g. --output {target / 'recommendations.jsonl'}."
+        )
     nearest = next(folder for folder in target.absolute().parents if folder.exists())
     if not nearest.is_dir():
         raise UserError(f"--output {target}: {nearest} is a file, not a folder; pass --output a path in a folder.")
     if os.path.lexists(target) and not overwrite:
-        raise UserError(f"--output {target} exists; pass --overwrite to replace it (it is replaced only once every "
-                        "history is ranked) or another --output path.")
+        raise UserError(
+            f"--output {target} exists; pass --overwrite to replace it (it is replaced only once every "
+            "history is ranked) or another --output path."
+        )
 
 
 @contextmanager
@@ -273,8 +328,10 @@ def output_file(target: Path, source: Path, overwrite: bool) -> Iterator[TextIO]
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as error:
         _remove_folders(made)
-        raise UserError(f"--output {target}: cannot write a file in {target.parent} ({error.strerror or error}); "
-                        "pass --output a path in a folder you can write to.") from None
+        raise UserError(
+            f"--output {target}: cannot write a file in {target.parent} ({error.strerror or error}); "
+            "pass --output a path in a folder you can write to."
+        ) from None
     try:
         os.chmod(temporary, 0o666 & ~umask())
         with os.fdopen(handle, "w") as stream:
@@ -296,8 +353,9 @@ def _remove_folders(made: list[Path]) -> None:
             return  # not empty (something else wrote there) or already gone: leave it
 
 
-def recommend_file(recommender: Recommender, records: list[dict], stream: TextIO, k: int,
-                   warn: Callable[[str], None] | None = None) -> int:
+def recommend_file(
+    recommender: Recommender, records: list[dict], stream: TextIO, k: int, warn: Callable[[str], None] | None = None
+) -> int:
     """`tawin recommend --input --output`: one line in `stream` per record of :func:`read_histories`,
     the input's keys plus ``items`` and ``scores`` (best first). Returns the number of histories."""
     ranked = recommender.recommend([record["history"] for record in records], k, warn=warn)

@@ -52,7 +52,12 @@ def tokenizer_fingerprint(tokenizer) -> str:
     else:
         definition = json.dumps([sorted(tokenizer.get_vocab().items()), repr(sorted(tokenizer.init_kwargs.items()))])
     flags = [getattr(tokenizer, name, None) for name in ("add_bos_token", "add_eos_token")]
-    parts = [type(tokenizer).__qualname__, definition, json.dumps(tokenizer.special_tokens_map, sort_keys=True), repr(flags)]
+    parts = [
+        type(tokenizer).__qualname__,
+        definition,
+        json.dumps(tokenizer.special_tokens_map, sort_keys=True),
+        repr(flags),
+    ]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
@@ -106,21 +111,42 @@ class Session:
 
     def _refuse(self, problems: list[str]) -> None:
         if problems:
-            raise ConfigError(f"invalid configuration for the dataset {self.dataset.name}: " + "; ".join(problems) + ".")
+            raise ConfigError(
+                f"invalid configuration for the dataset {self.dataset.name}: " + "; ".join(problems) + "."
+            )
 
     def encoded(self, recommender: RecommenderLM, split: Split, max_prompt_tokens: int) -> EncodedSplit:
         """The split's prompts tokenised by `recommender`, computed once per distinct encoding."""
-        key = (tokenizer_fingerprint(recommender.tokenizer), codec_fingerprint(recommender.codec), max_prompt_tokens, split)
+        key = (
+            tokenizer_fingerprint(recommender.tokenizer),
+            codec_fingerprint(recommender.codec),
+            max_prompt_tokens,
+            split,
+        )
         if key not in self._encodings:
-            self._encodings[key] = encode_split(self.dataset.splits[split], self.dataset.items, recommender.codec,
-                                                recommender.tokenizer, max_prompt_tokens)
+            self._encodings[key] = encode_split(
+                self.dataset.splits[split],
+                self.dataset.items,
+                recommender.codec,
+                recommender.tokenizer,
+                max_prompt_tokens,
+            )
         return self._encodings[key]
 
     def context(self, config: PipelineConfig, out: Path, tracker: TrackerRun | None = None) -> RunContext:
         """What a training loop needs to know about where and how it runs, and where it reports."""
         log = print if self.dist.is_main else (lambda *_: None)
-        return RunContext(Path(out), config.seed, self.device, self.bf16, progress_bars=self.progress, log=log, dist=self.dist,
-                          compile=config.compile, tracker=tracker)
+        return RunContext(
+            Path(out),
+            config.seed,
+            self.device,
+            self.bf16,
+            progress_bars=self.progress,
+            log=log,
+            dist=self.dist,
+            compile=config.compile,
+            tracker=tracker,
+        )
 
     def load(self, checkpoint: str | Path) -> RecommenderLM:
         """A saved recommender, on this session's device."""
@@ -131,5 +157,10 @@ class Session:
 
 def _runtime_fields(config: PipelineConfig) -> dict:
     # Not the train-row hold-out: it picks rows of the same loaded dataset.
-    return {"dataset": config.data.dataset, "latest_train_rows": config.data.latest_train_rows, "device": config.device,
-            "precision": config.precision, "threads": config.threads}
+    return {
+        "dataset": config.data.dataset,
+        "latest_train_rows": config.data.latest_train_rows,
+        "device": config.device,
+        "precision": config.precision,
+        "threads": config.threads,
+    }

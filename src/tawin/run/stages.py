@@ -44,16 +44,24 @@ def rl_stage(session: Session, config: PipelineConfig, init: Path, out: Path) ->
     return out / "final"
 
 
-def _train(session: Session, config: PipelineConfig, out: Path, recommender, loop, stage_config,
-           stage: Literal["sft", "rl"]) -> None:
+def _train(
+    session: Session, config: PipelineConfig, out: Path, recommender, loop, stage_config, stage: Literal["sft", "rl"]
+) -> None:
     """Run a training loop (`train_sft` or `train_rl`) on the train rows of its `stage` under
     ``rl.rows`` (:func:`~tawin.rl.rows.split_train_rows`), then write summary.json."""
     tokens = config.model.max_prompt_tokens
     train = session.encoded(recommender, "train", tokens)
     rows = getattr(split_train_rows(len(train), config.rl.rows, config.seed), stage)
     tracker = session.tracking.open(config, out)  # report_to: the loop's log.jsonl records go to this model's run too
-    result = loop(recommender, session.dataset, train, session.encoded(recommender, "valid", tokens), stage_config,
-                  session.context(config, out, tracker), rows=rows)
+    result = loop(
+        recommender,
+        session.dataset,
+        train,
+        session.encoded(recommender, "valid", tokens),
+        stage_config,
+        session.context(config, out, tracker),
+        rows=rows,
+    )
     if session.dist.is_main:
         atomic_write_json(out / "summary.json", result)
     session.dist.barrier()
@@ -66,7 +74,9 @@ def eval_stage(session: Session, config: PipelineConfig, checkpoint: Path, out: 
     recommender = session.load(checkpoint)
     evaluation = config.resolved_eval
     encoded = session.encoded(recommender, evaluation.split, config.model.max_prompt_tokens)
-    metrics = evaluate(recommender, session.dataset, encoded, evaluation, out, progress=session.progress, dist=session.dist)["metrics"]
+    metrics = evaluate(
+        recommender, session.dataset, encoded, evaluation, out, progress=session.progress, dist=session.dist
+    )["metrics"]
     session.tracking.log_evaluation(config, metrics, evaluation.split, out, checkpoint)
     session.dist.barrier()
     return metrics
@@ -75,8 +85,12 @@ def eval_stage(session: Session, config: PipelineConfig, checkpoint: Path, out: 
 def popularity_stage(session: Session, config: PipelineConfig, out: Path) -> dict:
     """Most frequent train targets, ranked for every evaluated row and scored by the same metric code."""
     evaluation = config.eval
-    predictions = popularity_predictions(session.dataset, evaluation.split, config.eval.evaluated_rows(len(session.dataset.splits[config.eval.split])),
-                                         evaluation.num_beams)
+    predictions = popularity_predictions(
+        session.dataset,
+        evaluation.split,
+        config.eval.evaluated_rows(len(session.dataset.splits[config.eval.split])),
+        evaluation.num_beams,
+    )
     metrics = predictions.metrics(evaluation.ks)
     if session.dist.is_main:
         predictions.write_jsonl(out / "predictions.jsonl")
@@ -100,8 +114,14 @@ def sequential_baseline_stage(session: Session, config: PipelineConfig, kind: Ba
         return json.loads((out / "metrics.json").read_text())
     evaluation = config.eval
     log = print if session.dist.is_main else None
-    result = run_baseline(kind, session.dataset, SequentialBaselineConfig(seed=config.seed), ks=evaluation.ks, log=log,
-                          evaluate_on={evaluation.split: config.eval.evaluated_rows(len(session.dataset.splits[config.eval.split]))})
+    result = run_baseline(
+        kind,
+        session.dataset,
+        SequentialBaselineConfig(seed=config.seed),
+        ks=evaluation.ks,
+        log=log,
+        evaluate_on={evaluation.split: config.eval.evaluated_rows(len(session.dataset.splits[config.eval.split]))},
+    )
     metrics = result[evaluation.split]
     if session.dist.is_main:
         atomic_write_json(out / "result.json", result)
@@ -109,4 +129,3 @@ def sequential_baseline_stage(session: Session, config: PipelineConfig, kind: Ba
         session.tracking.log_evaluation(config, metrics, evaluation.split, out)
     session.dist.barrier()
     return metrics
-

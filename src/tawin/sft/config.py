@@ -77,12 +77,17 @@ class SFTConfig:
         if self.history_loss_weight < 0:
             problems.append(f"sft.history_loss_weight={self.history_loss_weight} must be ≥ 0 (0 = target tokens only)")
         if self.dedupe_windows and self.history_loss_weight == 0:
-            problems.append("sft.dedupe_windows=true keeps only the longest window of each sequence, whose "
-                            "shorter windows are then learnt through the history loss alone, but "
-                            "sft.history_loss_weight=0; set sft.history_loss_weight (e.g. 1) "
-                            "or turn sft.dedupe_windows off")
+            problems.append(
+                "sft.dedupe_windows=true keeps only the longest window of each sequence, whose "
+                "shorter windows are then learnt through the history loss alone, but "
+                "sft.history_loss_weight=0; set sft.history_loss_weight (e.g. 1) "
+                "or turn sft.dedupe_windows off"
+            )
         if self.eval_beams < 10:
-            problems.append(f"sft.eval_beams={self.eval_beams} must be ≥ 10 because the best checkpoint is chosen by NDCG@10; raise it")
+            problems.append(
+                f"sft.eval_beams={self.eval_beams} must be ≥ 10 because "
+                "the best checkpoint is chosen by NDCG@10; raise it"
+            )
         for name in ("eval_rows", "first_train_rows"):
             if getattr(self, name) < 0:
                 problems.append(f"sft.{name}={getattr(self, name)} must be ≥ 0 (0 = all rows)")

@@ -121,10 +121,17 @@ def test_same_seed_same_result():
 def test_config_errors_are_reported_together():
     from tawin.baselines.sequential import for_kind
 
-    with pytest.raises(ConfigError, match=r"(?s)hidden=30 must be divisible by n_heads=4.*dropout=1\.5.*early_stop_k=60 must be <= eval_top=50"):
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)hidden=30 must be divisible by n_heads=4.*dropout=1\.5.*early_stop_k=60 must be <= eval_top=50",
+    ):
         for_kind(SequentialBaselineConfig(hidden=30, n_heads=4, dropout=1.5, early_stop_k=60), "sasrec")
     # check() returns the problems as every config does; the caller raises them.
     problems = SequentialBaselineConfig(hidden=30, n_heads=4, dropout=1.5).check()
-    assert len(problems) == 2 and problems[0].startswith("hidden=30 must be divisible") and SequentialBaselineConfig().check() == []
+    assert (
+        len(problems) == 2
+        and problems[0].startswith("hidden=30 must be divisible")
+        and SequentialBaselineConfig().check() == []
+    )
     with pytest.raises(ConfigError, match="kind='bert4rec' is not a baseline"):
         train_baseline("bert4rec", synthetic_dataset(successor, rows=(8, 4, 4)), TINY, log=None)

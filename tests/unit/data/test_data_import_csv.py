@@ -38,10 +38,17 @@ SIDS = {10: ["<a_1>", "<b_1>"], 11: ["<a_1>", "<b_2>"], 12: ["<a_2>", "<b_1>"], 
 
 def rere_row(user: str, history: list[int], target: int, timestamp) -> dict:
     return {
-        "user_id": user, "item_asins": repr([ASINS[i] for i in history]), "item_asin": ASINS[target],
-        "history_item_id": repr(history), "item_id": target, "history_item_title": repr([TITLES[i] for i in history]),
-        "item_title": TITLES[target], "history_rating": repr([5.0] * len(history)), "rating": 4.0,
-        "history_timestamp": repr([1] * len(history)), "timestamp": timestamp,
+        "user_id": user,
+        "item_asins": repr([ASINS[i] for i in history]),
+        "item_asin": ASINS[target],
+        "history_item_id": repr(history),
+        "item_id": target,
+        "history_item_title": repr([TITLES[i] for i in history]),
+        "item_title": TITLES[target],
+        "history_rating": repr([5.0] * len(history)),
+        "rating": 4.0,
+        "history_timestamp": repr([1] * len(history)),
+        "timestamp": timestamp,
     }
 
 
@@ -59,13 +66,24 @@ def rere_folder(root: Path, as_files: bool = False) -> Path:
 def minionerec_folder(root: Path) -> Path:
     """MiniOneRec's data/Amazon layout without .inter files: CSV splits + index/Toy.{index,item}.json."""
     for split, samples in SAMPLES.items():
-        rows = [{"user_id": f"A{n}", "history_item_title": repr([TITLES[i] for i in h]), "item_title": TITLES[t], "history_item_id": repr(h),
-                 "item_id": t, "history_item_sid": repr(["".join(SIDS[i]) for i in h]), "item_sid": "".join(SIDS[t])}
-                for n, (_, h, t, _) in enumerate(samples, start=7)]
+        rows = [
+            {
+                "user_id": f"A{n}",
+                "history_item_title": repr([TITLES[i] for i in h]),
+                "item_title": TITLES[t],
+                "history_item_id": repr(h),
+                "item_id": t,
+                "history_item_sid": repr(["".join(SIDS[i]) for i in h]),
+                "item_sid": "".join(SIDS[t]),
+            }
+            for n, (_, h, t, _) in enumerate(samples, start=7)
+        ]
         write_csv(root / split / "Toy_5_2016-10-2018-11.csv", MINIONEREC_COLUMNS, rows)
     (root / "index").mkdir()
     (root / "index" / "Toy.index.json").write_text(json.dumps({str(i): s for i, s in SIDS.items()}))
-    (root / "index" / "Toy.item.json").write_text(json.dumps({str(i): {"title": t, "description": f"about {i}"} for i, t in TITLES.items()}))
+    (root / "index" / "Toy.item.json").write_text(
+        json.dumps({str(i): {"title": t, "description": f"about {i}"} for i, t in TITLES.items()})
+    )
     return root
 
 
@@ -95,14 +113,20 @@ def test_rere_csv_splits(tmp_path, as_files):
 def test_rere_info_file_completes_the_catalogue(tmp_path):
     root = rere_folder(tmp_path)
     (root / "info").mkdir()
-    (root / "info" / "Toy_5_2016-10-2018-11.txt").write_text("".join(f"{t}\t{i}\n" for i, t in TITLES.items()) + "Unused\t14\n")
+    (root / "info" / "Toy_5_2016-10-2018-11.txt").write_text(
+        "".join(f"{t}\t{i}\n" for i, t in TITLES.items()) + "Unused\t14\n"
+    )
     items = import_dataset(root).items
     assert items.item_id.tolist() == [10, 11, 12, 13, 14] and items.title[-1] == "Unused" and items.asin[-1] is None
 
 
 def test_minionerec_csv_splits_with_index(tmp_path):
     dataset = import_dataset(minionerec_folder(tmp_path))
-    assert dataset.name == "Toy" and dataset.split("train").user.tolist() == [7, 8] and dataset.split("test").user.tolist() == [7]
+    assert (
+        dataset.name == "Toy"
+        and dataset.split("train").user.tolist() == [7, 8]
+        and dataset.split("test").user.tolist() == [7]
+    )
     assert dataset.items.sid == [tuple(SIDS[i]) for i in range(10, 14)] and dataset.items.description[0] == "about 10"
     assert dataset.split("test").history(0) == [10, 11, 12] and dataset.split("test").timestamp.tolist() == [-1]
     assert load_dataset(save_dataset(dataset, tmp_path / "out")).items.title == [TITLES[i] for i in range(10, 14)]
@@ -111,28 +135,70 @@ def test_minionerec_csv_splits_with_index(tmp_path):
 def test_minionerec_csv_splits_need_the_index(tmp_path):
     root = minionerec_folder(tmp_path)
     shutil.rmtree(root / "index")
-    with pytest.raises(DataError, match=r"MiniOneRec CSVs carry no catalogue, and no <Name>\.index\.json was found in .*index"):
+    with pytest.raises(
+        DataError, match=r"MiniOneRec CSVs carry no catalogue, and no <Name>\.index\.json was found in .*index"
+    ):
         import_dataset(root)
 
 
 TRAIN = "train/Toy_5_2016-10-2018-11.csv"
 BAD_LINES = [  # (line, old text, new text, message)
-    (3, '"[10, 11]"', '"[10, x1]"', r"line 3, field 'history_item_id' holds '\[10, x1\]'; expected a Python list literal"),
+    (
+        3,
+        '"[10, 11]"',
+        '"[10, x1]"',
+        r"line 3, field 'history_item_id' holds '\[10, x1\]'; expected a Python list literal",
+    ),
     (3, '"[10, 11]"', '"[10, -1]"', r"line 3, field 'history_item_id' holds '-1'; item ids must be integers ≥ 0"),
-    (2, "[10],11", "[],11", r"line 2, field 'history_item_id' holds '\[\]'; every sample needs at least one history item"),
+    (
+        2,
+        "[10],11",
+        "[],11",
+        r"line 2, field 'history_item_id' holds '\[\]'; every sample needs at least one history item",
+    ),
     (2, "[10],11", "[10],1.5", r"line 2, field 'item_id' holds '1.5'; item ids must be integers ≥ 0"),
-    (2, "['Glue, 8 oz']", "['Glue, 8 oz', 'Saw']", r"line 2, field 'history_item_title' .* has 2 entries but 'history_item_id' has 1"),
+    (
+        2,
+        "['Glue, 8 oz']",
+        "['Glue, 8 oz', 'Saw']",
+        r"line 2, field 'history_item_title' .* has 2 entries but 'history_item_id' has 1",
+    ),
     (2, ",100", ",1e5", r"line 2, field 'timestamp' holds '1e5'; expected an integer \(unix seconds\)"),
     (3, ",200", ",200,7", r"line 3 has 12 comma-separated field\(s\) but the header has 11; quote any field"),
     (1, "user_id", "uid", r"line 1, the header .* lacks the column\(s\) \['user_id'\]"),
-    (3, ",Drill,", ",Drill bit,", r"line 2, field 'item_title' gives item 12 the title 'Drill', but line 3 of train/Toy_5.*\.csv gives it 'Drill bit'; "
-     r"an item id must have one title"),
-    (3, "'B011']", "'B099']", r"line 3, field 'item_asins' gives item 11 the ASIN 'B099', but line 2 of train/Toy_5.*\.csv gives it 'B011'"),
+    (
+        3,
+        ",Drill,",
+        ",Drill bit,",
+        r"line 2, field 'item_title' gives item 12 the title 'Drill', "
+        r"but line 3 of train/Toy_5.*\.csv gives it 'Drill bit'; "
+        r"an item id must have one title",
+    ),
+    (
+        3,
+        "'B011']",
+        "'B099']",
+        r"line 3, field 'item_asins' gives item 11 the ASIN 'B099', but line 2 of train/Toy_5.*\.csv gives it 'B011'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("line", "old", "new", "pattern"), BAD_LINES, ids=[
-    "id-literal", "negative-id", "empty-history", "target-id", "title-list", "timestamp", "fields", "header", "title", "asin"])
+@pytest.mark.parametrize(
+    ("line", "old", "new", "pattern"),
+    BAD_LINES,
+    ids=[
+        "id-literal",
+        "negative-id",
+        "empty-history",
+        "target-id",
+        "title-list",
+        "timestamp",
+        "fields",
+        "header",
+        "title",
+        "asin",
+    ],
+)
 def test_rere_bad_lines(tmp_path, line, old, new, pattern):
     """Each broken cell of train/ is reported with its file and line (the title clash on valid's line 2)."""
     root = rere_folder(tmp_path)
@@ -145,14 +211,19 @@ def test_item_outside_the_catalogue_and_renumbered_index(tmp_path):
     root = rere_folder(tmp_path)
     (root / "info").mkdir()
     (root / "info" / "Toy.txt").write_text("".join(f"{t}\t{i}\n" for i, t in TITLES.items() if i != 13))
-    with pytest.raises(DataError, match=r"test/Toy_5.*\.csv: line 2, field 'item_id' refers to item 13, which is not in Toy\.txt"):
+    with pytest.raises(
+        DataError, match=r"test/Toy_5.*\.csv: line 2, field 'item_id' refers to item 13, which is not in Toy\.txt"
+    ):
         import_dataset(root)
     shutil.rmtree(root / "info")
     minionerec_folder(tmp_path / "m")
     shutil.copytree(tmp_path / "m" / "index", root / "index")
     (root / "index" / "Toy.item.json").write_text(json.dumps({str(i): {"title": TITLES[23 - i]} for i in TITLES}))
-    with pytest.raises(DataError, match=r"line 2, field 'history_item_title' gives item 10 the title 'Glue, 8 oz', but Toy\.index\.json or "
-                       r"Toy\.item\.json gives it 'Saw'; .*\(ReRe's own ids are not MiniOneRec's\)"):
+    with pytest.raises(
+        DataError,
+        match=r"line 2, field 'history_item_title' gives item 10 the title 'Glue, 8 oz', but Toy\.index\.json or "
+        r"Toy\.item\.json gives it 'Saw'; .*\(ReRe's own ids are not MiniOneRec's\)",
+    ):
         import_dataset(root)
 
 
@@ -160,7 +231,13 @@ def test_layout_errors(tmp_path):
     with pytest.raises(DataError, match=r"nowhere: folder not found"):
         import_dataset(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match=r"empty: matches none of the accepted layouts \(found neither \.inter files nor split CSVs\)\. Accepted: \(1\)"):
+    with pytest.raises(
+        DataError,
+        match=(
+            r"empty: matches none of the accepted layouts \(found "
+            r"neither \.inter files nor split CSVs\)\. Accepted: \(1\)"
+        ),
+    ):
         import_dataset(tmp_path / "empty")
     root = rere_folder(tmp_path / "partial")
     shutil.rmtree(root / "train")
@@ -168,11 +245,21 @@ def test_layout_errors(tmp_path):
         import_dataset(root)
     assert all(layout in str(error.value) for layout in LAYOUTS)
     minionerec_folder(tmp_path / "mixed")
-    shutil.copy(root / "valid" / "Toy_5_2016-10-2018-11.csv", tmp_path / "mixed" / "valid" / "Toy_5_2016-10-2018-11.csv")
-    with pytest.raises(DataError, match=r"train/Toy.*\.csv is a minionerec CSV, .*valid/Toy.*\.csv is a rere CSV.* must come from the same source"):
+    shutil.copy(
+        root / "valid" / "Toy_5_2016-10-2018-11.csv", tmp_path / "mixed" / "valid" / "Toy_5_2016-10-2018-11.csv"
+    )
+    with pytest.raises(
+        DataError,
+        match=(
+            r"train/Toy.*\.csv is a minionerec CSV, .*valid/Toy.*\.csv "
+            r"is a rere CSV.* must come from the same source"
+        ),
+    ):
         import_dataset(tmp_path / "mixed")
     shutil.copy(root / "test" / "Toy_5_2016-10-2018-11.csv", root / "test" / "Toy_5_2014.csv")
-    with pytest.raises(DataError, match=r"test: holds 2 \*\.csv files \(Toy_5_2014\.csv, Toy_5_2016-10-2018-11\.csv\); pass --name"):
+    with pytest.raises(
+        DataError, match=r"test: holds 2 \*\.csv files \(Toy_5_2014\.csv, Toy_5_2016-10-2018-11\.csv\); pass --name"
+    ):
         import_dataset(root)
 
 
@@ -207,8 +294,25 @@ def test_industrial_round_trip_through_rere_csv(industrial, tmp_path):
 
 def test_cli_export_import_and_bad_line(tmp_path, capsys):
     source = tiny_dataset(tmp_path / "tiny")
-    assert main(["data", "export", str(source), "--out", str(tmp_path / "csv"), "--stem", "Tiny_5_2016-10-2018-11", "--no-index"]) == 0
-    assert not (tmp_path / "csv" / "index").exists() and (tmp_path / "csv" / "info" / "Tiny_5_2016-10-2018-11.txt").is_file()
+    assert (
+        main(
+            [
+                "data",
+                "export",
+                str(source),
+                "--out",
+                str(tmp_path / "csv"),
+                "--stem",
+                "Tiny_5_2016-10-2018-11",
+                "--no-index",
+            ]
+        )
+        == 0
+    )
+    assert (
+        not (tmp_path / "csv" / "index").exists()
+        and (tmp_path / "csv" / "info" / "Tiny_5_2016-10-2018-11.txt").is_file()
+    )
     assert main(["data", "import", str(tmp_path / "csv"), "--out", str(tmp_path / "imported")]) == 0
     assert "tawin items build-sids" in capsys.readouterr().out
     imported = load_dataset(tmp_path / "imported", require_sids=False)
@@ -217,9 +321,17 @@ def test_cli_export_import_and_bad_line(tmp_path, capsys):
     assert_same_splits(load_dataset(source), imported)
     root = rere_folder(tmp_path / "bad")
     edit_line(root / TRAIN, 3, '"[10, 11]"', '"[10, 11"')
-    fails(["data", "import", str(root), "--out", str(tmp_path / "never")], capsys, r"Toy_5_2016-10-2018-11\.csv: line 3, field 'history_item_id'")
+    fails(
+        ["data", "import", str(root), "--out", str(tmp_path / "never")],
+        capsys,
+        r"Toy_5_2016-10-2018-11\.csv: line 3, field 'history_item_id'",
+    )
     assert not (tmp_path / "never").exists()
-    fails(["data", "export", str(INDUSTRIAL), "--out", str(root)], capsys, r"bad: exists and is not an empty folder; the export never overwrites")
+    fails(
+        ["data", "export", str(INDUSTRIAL), "--out", str(root)],
+        capsys,
+        r"bad: exists and is not an empty folder; the export never overwrites",
+    )
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs the real CSVs in ../shared/data")
@@ -242,4 +354,6 @@ def test_real_rere_and_minionerec_csvs(tmp_path):
         # ReRe numbers items its own way; row i is the same sample, so the titles agree.
         titles = {int(i): t for i, t in zip(rere.items.item_id, rere.items.title)}
         inter_titles = {int(i): t for i, t in zip(inter.items.item_id, inter.items.title)}
-        assert [titles[int(t)] for t in rere.split(split).target] == [inter_titles[int(t)] for t in inter.split(split).target]
+        assert [titles[int(t)] for t in rere.split(split).target] == [
+            inter_titles[int(t)] for t in inter.split(split).target
+        ]

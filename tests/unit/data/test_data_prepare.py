@@ -1,4 +1,5 @@
-"""Tests of tawin.data.formats.raw (readers) and tawin.data.protocol.prepare (the protocol: filtering, splitting) on small raw files."""
+"""Tests of tawin.data.formats.raw (readers) and tawin.data.protocol.prepare (the protocol: filtering,
+splitting) on small raw files."""
 
 from __future__ import annotations
 
@@ -53,13 +54,48 @@ def write_raw(tmp_path: Path, source: str, events, titles: dict, descriptions: d
     a metadata line without a title; items missing from `titles` get no metadata line."""
     descriptions = descriptions or {}
     if source == "amazon2018":
-        reviews = [json.dumps({"reviewerID": u, "asin": i, "overall": 4.0, "unixReviewTime": t, "reviewText": "ok", "vote": "2"}) for u, i, t in events]
-        meta = [json.dumps({"asin": i, **({"title": t} if t is not None else {}), "description": descriptions.get(i, []), "brand": "B", "category": ["Industrial"]}) for i, t in titles.items()]
-        return write_lines(tmp_path / "Cat_5.json.gz", reviews, True), write_lines(tmp_path / "meta_Cat.json.gz", meta, True)
+        reviews = [
+            json.dumps(
+                {"reviewerID": u, "asin": i, "overall": 4.0, "unixReviewTime": t, "reviewText": "ok", "vote": "2"}
+            )
+            for u, i, t in events
+        ]
+        meta = [
+            json.dumps(
+                {
+                    "asin": i,
+                    **({"title": t} if t is not None else {}),
+                    "description": descriptions.get(i, []),
+                    "brand": "B",
+                    "category": ["Industrial"],
+                }
+            )
+            for i, t in titles.items()
+        ]
+        return write_lines(tmp_path / "Cat_5.json.gz", reviews, True), write_lines(
+            tmp_path / "meta_Cat.json.gz", meta, True
+        )
     if source == "amazon2023":
-        reviews = [json.dumps({"user_id": u, "parent_asin": i, "asin": i + "-x", "rating": 5.0, "timestamp": t * 1000, "text": "ok"}) for u, i, t in events]
-        meta = [json.dumps({"parent_asin": i, **({"title": t} if t is not None else {}), "description": descriptions.get(i, []), "store": "S"}) for i, t in titles.items()]
-        return write_lines(tmp_path / "Cat.jsonl", reviews, False), write_lines(tmp_path / "meta_Cat.jsonl.gz", meta, True)
+        reviews = [
+            json.dumps(
+                {"user_id": u, "parent_asin": i, "asin": i + "-x", "rating": 5.0, "timestamp": t * 1000, "text": "ok"}
+            )
+            for u, i, t in events
+        ]
+        meta = [
+            json.dumps(
+                {
+                    "parent_asin": i,
+                    **({"title": t} if t is not None else {}),
+                    "description": descriptions.get(i, []),
+                    "store": "S",
+                }
+            )
+            for i, t in titles.items()
+        ]
+        return write_lines(tmp_path / "Cat.jsonl", reviews, False), write_lines(
+            tmp_path / "meta_Cat.jsonl.gz", meta, True
+        )
     log, items = tmp_path / "log.csv", tmp_path / "items.csv"
     with log.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -84,7 +120,9 @@ def rows(dataset, split=None) -> list[tuple[str, list[str], str]]:
     out = []
     for name in [split] if split else SPLITS:
         part = dataset.split(name)
-        out += [(int(part.user[i]), [asin[x] for x in part.history(i)], asin[int(part.target[i])]) for i in range(len(part))]
+        out += [
+            (int(part.user[i]), [asin[x] for x in part.history(i)], asin[int(part.target[i])]) for i in range(len(part))
+        ]
     return out
 
 
@@ -95,7 +133,9 @@ def test_amazon2018_end_to_end(tmp_path):
     events = [("u2", "B", T0 + 5), ("u1", "A", T0 + 1), ("u1", "B", T0 + 2), ("u2", "C", T0 + 3), ("u1", "C", T0 + 4)]
     titles = {"A": "Alpha  &amp; Co", "B": "Beta", "C": "Gamma", "Z": "unused"}
     out = tmp_path / "out"
-    dataset, summary = run(tmp_path, events, titles, source="amazon2018", out=out, descriptions={"A": ["first", "second"], "B": "plain"})
+    dataset, summary = run(
+        tmp_path, events, titles, source="amazon2018", out=out, descriptions={"A": ["first", "second"], "B": "plain"}
+    )
 
     assert dataset.name == "Cat"
     assert dataset.items.asin == ["B", "A", "C"], "items numbered by first appearance in file order"
@@ -129,7 +169,14 @@ def test_csv_with_configured_columns_delimiter_and_unit(tmp_path):
     log, items = tmp_path / "log.tsv.gz", tmp_path / "items.tsv"
     write_lines(log, ["ts\tuid\tiid", f"{(T0 + 1) * 1000}\tx\ti1", f"{(T0 + 2) * 1000}\tx\ti2", ""], True)
     write_lines(items, ["iid\ttitle", "i1\tOne", "i2\tTwo"], False)
-    config = replace(KEEP_ALL, csv_user_column="uid", csv_item_column="iid", csv_time_column="ts", csv_delimiter="\t", csv_time_unit="ms")
+    config = replace(
+        KEEP_ALL,
+        csv_user_column="uid",
+        csv_item_column="iid",
+        csv_time_column="ts",
+        csv_delimiter="\t",
+        csv_time_unit="ms",
+    )
     dataset, _ = prepare_dataset("csv", log, items, config, progress=False)
     assert rows(dataset) == [(0, ["i1"], "i2")] and dataset.items.title == ["One", "Two"]
     assert dataset.split("test").timestamp.tolist() == [T0 + 2]
@@ -137,7 +184,9 @@ def test_csv_with_configured_columns_delimiter_and_unit(tmp_path):
 
 def test_csv_header_without_the_configured_columns(tmp_path):
     log, items = write_raw(tmp_path, "csv", [("u", "a", T0)], {"a": "A"})
-    with pytest.raises(DataError, match=r"log\.csv: line 1: the header .* lacks column\(s\) \['when'\].*csv_time_column"):
+    with pytest.raises(
+        DataError, match=r"log\.csv: line 1: the header .* lacks column\(s\) \['when'\].*csv_time_column"
+    ):
         prepare_dataset("csv", log, items, replace(KEEP_ALL, csv_time_column="when"), progress=False)
 
 
@@ -165,17 +214,33 @@ def test_window_bounds_are_start_inclusive_end_month_inclusive(tmp_path):
     events = [("u", "early", T0 - 1), ("u", "a", T0), ("u", "b", end - 1), ("u", "late", end)]
     dataset, summary = run(tmp_path, events, config=replace(KEEP_ALL, window_start="2018-01", window_end="2018-02"))
     assert rows(dataset) == [(0, ["a"], "b")]
-    assert summary["window"] == {**summary["window"], "start_unix": T0, "end_unix_exclusive": end, "moved_back_years": 0}
+    assert summary["window"] == {
+        **summary["window"],
+        "start_unix": T0,
+        "end_unix_exclusive": end,
+        "moved_back_years": 0,
+    }
     assert summary["rules"][1]["interactions_dropped"] == 2
 
 
 def test_window_start_moves_back_a_year_while_too_few_items(tmp_path):
-    events = [("u1", "a", utc(2018, 2)), ("u1", "b", utc(2018, 3)), ("u2", "c", utc(2017, 5)), ("u2", "a", utc(2018, 4)),
-              ("u3", "d", utc(2015, 6)), ("u3", "b", utc(2018, 5))]
+    events = [
+        ("u1", "a", utc(2018, 2)),
+        ("u1", "b", utc(2018, 3)),
+        ("u2", "c", utc(2017, 5)),
+        ("u2", "a", utc(2018, 4)),
+        ("u3", "d", utc(2015, 6)),
+        ("u3", "b", utc(2018, 5)),
+    ]
     config = replace(KEEP_ALL, window_start="2018-01", window_end="2018-12", min_items=4)
     dataset, summary = run(tmp_path, events, config=config)
     window = summary["window"]
-    assert [(a["window_start"], a["items"]) for a in window["attempts"]] == [("2018-01", 2), ("2017-01", 3), ("2016-01", 3), ("2015-01", 4)]
+    assert [(a["window_start"], a["items"]) for a in window["attempts"]] == [
+        ("2018-01", 2),
+        ("2017-01", 3),
+        ("2016-01", 3),
+        ("2015-01", 4),
+    ]
     assert (window["start"], window["moved_back_years"], window["start_unix"]) == ("2015-01", 3, utc(2015, 1))
     assert len(dataset.items) == 4
     assert dataset.meta["prepare"]["summary"]["window"]["start"] == "2015-01"
@@ -196,7 +261,12 @@ def test_k_core_removals_cascade(tmp_path):
     events = [(u, item, next(clock)) for u, items in baskets.items() for item in items]
     dataset, summary = run(tmp_path, events, config=replace(KEEP_ALL, k_core=5))
     k_core = summary["rules"][2]
-    assert (k_core["rounds"], k_core["users_dropped"], k_core["items_dropped"], k_core["interactions_dropped"]) == (4, 2, 2, 16)
+    assert (k_core["rounds"], k_core["users_dropped"], k_core["items_dropped"], k_core["interactions_dropped"]) == (
+        4,
+        2,
+        2,
+        16,
+    )
     assert sorted(dataset.items.asin) == core_items
     assert summary["kept"]["users"] == 5 + 3 + 4
     counts = np.bincount(np.concatenate([dataset.split(s).target for s in SPLITS]), minlength=5)
@@ -209,7 +279,7 @@ def slow_k_core(pairs: list[tuple[int, int]], k: int) -> list[bool]:
     while True:
         for side in (0, 1):
             counts: dict[int, int] = {}
-            for (pair, keep) in zip(pairs, alive):
+            for pair, keep in zip(pairs, alive):
                 if keep:
                     counts[pair[side]] = counts.get(pair[side], 0) + 1
             weak = next((node for node, c in counts.items() if c < k), None)
@@ -259,7 +329,9 @@ def test_build_samples_orders_by_target_time_user_and_position():
 
 def test_temporal_split_sizes_and_boundaries(tmp_path):
     rng = random.Random(7)
-    events = [(f"u{u}", f"i{rng.randrange(12)}", T0 + rng.randrange(40)) for u in range(9) for _ in range(rng.randrange(3, 9))]
+    events = [
+        (f"u{u}", f"i{rng.randrange(12)}", T0 + rng.randrange(40)) for u in range(9) for _ in range(rng.randrange(3, 9))
+    ]
     dataset, summary = run(tmp_path, events)
     n = sum(summary["splits"][s]["samples"] for s in SPLITS)
     assert n == len(events) - 9
@@ -301,8 +373,18 @@ GOOD23 = json.dumps({"user_id": "u", "parent_asin": "a", "rating": 5, "timestamp
 MALFORMED = [
     ("amazon2018", [GOOD18, GOOD18, '{"reviewerID": "u", "asin": '], 3, r"not valid JSON"),
     ("amazon2018", [GOOD18, json.dumps({"reviewerID": "u", "unixReviewTime": T0})], 2, r"\['asin'\] missing"),
-    ("amazon2018", [GOOD18, GOOD18, GOOD18, json.dumps({"reviewerID": "u", "asin": "b", "unixReviewTime": "yesterday"})], 4, r"'unixReviewTime' = 'yesterday' is not a number"),
-    ("amazon2018", [json.dumps({"reviewerID": "u", "asin": "b", "unixReviewTime": T0, "overall": "great"}), GOOD18], 1, r"'overall' = 'great' is not a number"),
+    (
+        "amazon2018",
+        [GOOD18, GOOD18, GOOD18, json.dumps({"reviewerID": "u", "asin": "b", "unixReviewTime": "yesterday"})],
+        4,
+        r"'unixReviewTime' = 'yesterday' is not a number",
+    ),
+    (
+        "amazon2018",
+        [json.dumps({"reviewerID": "u", "asin": "b", "unixReviewTime": T0, "overall": "great"}), GOOD18],
+        1,
+        r"'overall' = 'great' is not a number",
+    ),
     ("amazon2023", [GOOD23, "[1, 2]"], 2, r"JSON list, not an object"),
     ("amazon2023", [GOOD23, json.dumps({"parent_asin": "a", "timestamp": 1})], 2, r"\['user_id'\] missing"),
     ("csv", ["user,item,timestamp", "u,a,1", "u,b,noon"], 3, r"'timestamp' = 'noon' is not a number"),
@@ -342,7 +424,9 @@ def test_skip_bad_lines_counts_them(tmp_path, source, lines, line, problem):
 
 def test_bad_metadata_line(tmp_path):
     log = write_lines(tmp_path / "r.json.gz", [GOOD18, GOOD18], True)
-    meta = write_lines(tmp_path / "meta.json.gz", [json.dumps({"asin": "a", "title": "A"}), json.dumps({"title": "no id"})], True)
+    meta = write_lines(
+        tmp_path / "meta.json.gz", [json.dumps({"asin": "a", "title": "A"}), json.dumps({"title": "no id"})], True
+    )
     with pytest.raises(DataError, match=r"meta\.json\.gz: line 2: field 'asin' missing"):
         prepare_dataset("amazon2018", log, meta, KEEP_ALL, progress=False)
 
@@ -365,7 +449,10 @@ def test_config_problems_are_reported_together(tmp_path):
         prepare_dataset("csv", log, items, config, progress=False)
     for text in ("k_core=0", "window_start='2017-13'", "max_history=11", "split='random'", "split_ratio=(0, 1, 1)"):
         assert text in str(error.value)
-    with pytest.raises(ConfigError, match=r"k_core=0 must be .*the paper uses 5.*window_start='2019-01' is after window_end='2018-11'; swap"):
+    with pytest.raises(
+        ConfigError,
+        match=r"k_core=0 must be .*the paper uses 5.*window_start='2019-01' is after window_end='2018-11'; swap",
+    ):
         prepare_dataset("csv", log, items, PrepareConfig(k_core=0, window_start="2019-01"), progress=False)
 
 
@@ -379,19 +466,48 @@ def test_inputs_are_checked_before_reading(tmp_path):
 
 
 def test_prepare_main_yaml_then_set_overrides(tmp_path, capsys):
-    log, items = write_raw(tmp_path, "csv", [("u", "a", T0), ("u", "b", T0 + 1), ("v", "a", T0 + 2), ("v", "c", T0 + 3)], {"a": "A", "b": "B", "c": "C"})
-    (tmp_path / "prepare.yaml").write_text("k_core: 1\nmin_items: 0\nwindow_start: 2000-01\nwindow_end: null\nsplit: temporal\n")
+    log, items = write_raw(
+        tmp_path,
+        "csv",
+        [("u", "a", T0), ("u", "b", T0 + 1), ("v", "a", T0 + 2), ("v", "c", T0 + 3)],
+        {"a": "A", "b": "B", "c": "C"},
+    )
+    (tmp_path / "prepare.yaml").write_text(
+        "k_core: 1\nmin_items: 0\nwindow_start: 2000-01\nwindow_end: null\nsplit: temporal\n"
+    )
     parser = argparse.ArgumentParser()
     add_prepare_arguments(parser)
     out = tmp_path / "ds"
-    args = parser.parse_args(["csv", str(log), "--items", str(items), "--out", str(out), "--name", "tiny",
-                              "--config", str(tmp_path / "prepare.yaml"), "--set", "split=leave_one_out", "--skip-bad-lines", "--no-progress"])
+    args = parser.parse_args(
+        [
+            "csv",
+            str(log),
+            "--items",
+            str(items),
+            "--out",
+            str(out),
+            "--name",
+            "tiny",
+            "--config",
+            str(tmp_path / "prepare.yaml"),
+            "--set",
+            "split=leave_one_out",
+            "--skip-bad-lines",
+            "--no-progress",
+        ]
+    )
     assert prepare_main(args) == 0
     printed = capsys.readouterr().out
     assert f"tawin items build-sids {out}" in printed and "kept" in printed
     meta = json.loads((out / "dataset.json").read_text())
     config = meta["prepare"]["config"]
-    assert (config["k_core"], config["window_start"], config["window_end"], config["split"], config["skip_bad_lines"]) == (1, "2000-01", None, "leave_one_out", True)
+    assert (
+        config["k_core"],
+        config["window_start"],
+        config["window_end"],
+        config["split"],
+        config["skip_bad_lines"],
+    ) == (1, "2000-01", None, "leave_one_out", True)
     assert meta["name"] == "tiny" and meta["rows"] == {"train": 0, "valid": 0, "test": 2}
 
     bad = parser.parse_args(["csv", str(log), "--items", str(items), "--out", str(out), "--set", "k_cor=3"])

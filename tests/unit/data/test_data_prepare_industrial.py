@@ -122,7 +122,9 @@ def test_protocol_reproduces_shipped_industrial_splits(tmp_path, shipped, scheme
     assert all(r["interactions_dropped"] == 0 for r in summary["rules"])
     window = summary["window"]
     assert window["attempts"][0]["window_start"] == "2017-10" and window["start"] == "2005-10"
-    assert window["moved_back_years"] == 12 and window["end_unix_exclusive"] == int(datetime(2018, 12, 1, tzinfo=UTC).timestamp())
+    assert window["moved_back_years"] == 12 and window["end_unix_exclusive"] == int(
+        datetime(2018, 12, 1, tzinfo=UTC).timestamp()
+    )
 
     shipped_id_of_raw = {raw: i for i, raw in enumerate(raw_item_ids(shipped))}
     item_map = np.array([shipped_id_of_raw[raw] for raw in produced.items.asin])  # produced id → shipped id

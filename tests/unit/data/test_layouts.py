@@ -47,9 +47,14 @@ def test_public_names_load_from_tawin_data():
     assert tawin.data.load_dataset is TAWIN_FOLDER.read
 
 
-@pytest.mark.parametrize(("old", "new"), [("tawin.data.io", "tawin.data.formats.canonical"),
-                                          ("tawin.data.prepare", "tawin.data.protocol.prepare"),
-                                          ("tawin.data.importers", "tawin.data.formats.registry")])
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("tawin.data.io", "tawin.data.formats.canonical"),
+        ("tawin.data.prepare", "tawin.data.protocol.prepare"),
+        ("tawin.data.importers", "tawin.data.formats.registry"),
+    ],
+)
 def test_old_module_paths_name_the_new_ones(old, new):
     with pytest.raises(ModuleNotFoundError, match=rf"^{old} has moved to {new}"):
         importlib.import_module(old)

@@ -26,8 +26,7 @@ def maximal_windows_reference(split: Interactions) -> list[int]:
     rows = sequences(split)
     kept = []
     for a, (user, sequence) in enumerate(rows):
-        covered = any(user == other_user and other[:-1][: len(sequence)] == sequence
-                      for other_user, other in rows)
+        covered = any(user == other_user and other[:-1][: len(sequence)] == sequence for other_user, other in rows)
         repeated = (user, sequence) in rows[:a]
         if not covered and not repeated:
             kept.append(a)
@@ -63,16 +62,21 @@ def test_kept_rows_train_exactly_the_transitions_of_all_rows_of_each_user(rows):
     # Minimal: no kept row is another's repeat or lies inside another kept row's prompt.
     assert len(set(selected)) == len(selected)
     for a, (user, sequence) in enumerate(selected):
-        assert not any(b != a and user == other_user and other[:-1][: len(sequence)] == sequence
-                       for b, (other_user, other) in enumerate(selected))
+        assert not any(
+            b != a and user == other_user and other[:-1][: len(sequence)] == sequence
+            for b, (other_user, other) in enumerate(selected)
+        )
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.lists(ITEMS, min_size=2, max_size=25), min_size=1, max_size=4))
 def test_sliding_windows_keep_the_longest_window_of_each_start(users):
     """Each user's sequence cut like the shipped splits: history ≤ 10 items → the next one."""
-    rows = [(user, sequence[max(0, t - MAX_HISTORY):t], sequence[t]) for user, sequence in enumerate(users)
-            for t in range(1, len(sequence))]
+    rows = [
+        (user, sequence[max(0, t - MAX_HISTORY) : t], sequence[t])
+        for user, sequence in enumerate(users)
+        for t in range(1, len(sequence))
+    ]
     split = interactions(rows)
     kept_K, everything = kept(split), sequences(split)
     # A user with ≤ 11 items keeps one window; a longer one keeps each full-width window.
@@ -100,6 +104,7 @@ def test_windows_of_different_users_never_cover_each_other():
 
 # ------------------------------------------------------------------ the latest N train rows
 
+
 @pytest.mark.parametrize("n_rows, count", [(10, 3), (10, 10), (10, 12), (5, 1)])
 def test_latest_rows_are_the_last_rows_and_define_the_latest_holdout(n_rows, count):
     assert latest_rows(n_rows, count).tolist() == list(range(max(0, n_rows - count), n_rows))
@@ -118,6 +123,7 @@ def test_keep_latest_train_rows_cuts_train_only(industrial_small):
 
 # ------------------------------------------------------------------ config checks
 
+
 def test_dedupe_windows_without_a_history_loss_is_refused():
     from tawin.sft.config import SFTConfig
 
@@ -126,13 +132,18 @@ def test_dedupe_windows_without_a_history_loss_is_refused():
     assert "sft.dedupe_windows" in problem and "sft.history_loss_weight" in problem
 
 
-@pytest.mark.parametrize("argv, pattern", [
-    (["sft", "--set", "sft.dedupe_windows=true"],
-     r"sft\.dedupe_windows=true .*sft\.history_loss_weight=0.*set sft\.history_loss_weight"),
-    (["sft", "--set", "data.latest_train_rows=-1"], r"data\.latest_train_rows=-1 must be ≥ 0"),
-    (["run", "--set", "data.latest_train_rows=-5"], r"data\.latest_train_rows=-5 must be ≥ 0"),
-    (["baseline", "popularity", "--latest-train-rows", "-1"], r"--latest-train-rows -1 must be ≥ 0"),
-])
+@pytest.mark.parametrize(
+    "argv, pattern",
+    [
+        (
+            ["sft", "--set", "sft.dedupe_windows=true"],
+            r"sft\.dedupe_windows=true .*sft\.history_loss_weight=0.*set sft\.history_loss_weight",
+        ),
+        (["sft", "--set", "data.latest_train_rows=-1"], r"data\.latest_train_rows=-1 must be ≥ 0"),
+        (["run", "--set", "data.latest_train_rows=-5"], r"data\.latest_train_rows=-5 must be ≥ 0"),
+        (["baseline", "popularity", "--latest-train-rows", "-1"], r"--latest-train-rows -1 must be ≥ 0"),
+    ],
+)
 def test_bad_train_row_options_exit_2_and_leave_no_folder(tmp_path, capsys, argv, pattern):
     data = tiny_dataset(tmp_path / "data")
     out = tmp_path / "out"

@@ -157,9 +157,17 @@ def variable_length_catalogue(n_items: int = 18, seed: int = 0) -> list[list[int
 def tiny_lm(seed: int = 1) -> Qwen2ForCausalLM:
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-        intermediate_size=64, max_position_embeddings=64, tie_word_embeddings=True,
-        pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
     )
     return spread_weights(Qwen2ForCausalLM(config), seed)
 
@@ -214,7 +222,9 @@ def test_length_sorted_eval_batches_return_rows_in_order(industrial):
 
     recommender = build_recommender(TINY, industrial.items, seed=0)
     spread_weights(recommender.model)
-    encoded = encode_split(industrial.split("test"), industrial.items, recommender.codec, recommender.tokenizer, TINY.max_prompt_tokens)
+    encoded = encode_split(
+        industrial.split("test"), industrial.items, recommender.codec, recommender.tokenizer, TINY.max_prompt_tokens
+    )
     rows = np.random.default_rng(0).choice(len(encoded), size=24, replace=False)  # unsorted on purpose
     assert len(set(encoded.prompt_len_R[torch.from_numpy(rows)].tolist())) > 3
     batched = beam_predictions(recommender, industrial, encoded, rows, 8, batch_size=8, progress=False)

@@ -64,7 +64,7 @@ def slow_logp(model, prompt: list[int], item_tokens: list[int]) -> float:
 
 
 def unpadded_prompts(encoded, rows: list[int]) -> list[list[int]]:
-    return [encoded.prompt_ids_RL[r, -int(encoded.prompt_len_R[r]):].tolist() for r in rows]
+    return [encoded.prompt_ids_RL[r, -int(encoded.prompt_len_R[r]) :].tolist() for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,10 @@ def slow_reference(tiny):
     recommender, encoded = tiny
     codec, rows = recommender.codec, [0, 1, 2]
     assert len(set(encoded.prompt_len_R[rows].tolist())) > 1, "needs left padding in the batch"
-    slow = [[slow_logp(recommender.model, prompt, codec.target_ids[n] + [codec.eos_id]) for n in range(N_ITEMS)]
-            for prompt in unpadded_prompts(encoded, rows)]
+    slow = [
+        [slow_logp(recommender.model, prompt, codec.target_ids[n] + [codec.eos_id]) for n in range(N_ITEMS)]
+        for prompt in unpadded_prompts(encoded, rows)
+    ]
     return rows, torch.tensor(slow)
 
 
@@ -92,7 +94,11 @@ def test_score_all_items_equals_per_item_forward(tiny, slow_reference, chunk_nod
 def test_float_mask_and_grouped_query_attention(tiny_items, tiny, slow_reference, attention):
     """The additive float mask (eager attention) and kv_heads < heads give the same scores."""
     _, encoded = tiny
-    config = TINY if attention == "eager" else ModelConfig(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=1, intermediate_size=64)
+    config = (
+        TINY
+        if attention == "eager"
+        else ModelConfig(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=1, intermediate_size=64)
+    )
     recommender = build_recommender(config, tiny_items, seed=0)
     recommender.model.eval()
     if attention == "eager":
@@ -101,7 +107,9 @@ def test_float_mask_and_grouped_query_attention(tiny_items, tiny, slow_reference
     ids_BL, mask_BL = prompt_batch(encoded, torch.tensor(rows))
     scores_BN = score_all_items(recommender.model, recommender.codec.trie, ids_BL, mask_BL, chunk_nodes=4)
     with torch.no_grad():
-        teacher_BN = score_items(recommender.model, recommender.codec, ids_BL, mask_BL, torch.arange(N_ITEMS).expand(3, -1))
+        teacher_BN = score_items(
+            recommender.model, recommender.codec, ids_BL, mask_BL, torch.arange(N_ITEMS).expand(3, -1)
+        )
     torch.testing.assert_close(scores_BN, teacher_BN, atol=1e-4, rtol=0)
     if attention == "eager":
         torch.testing.assert_close(scores_BN, slow_BN, atol=1e-4, rtol=0)
@@ -164,7 +172,9 @@ def test_exact_scores_rows_and_batches(tiny):
     rows = np.array([5, 2, 9])
     scores_RN = exact_scores(recommender, encoded, rows, batch_size=2)
     ids_BL, mask_BL = prompt_batch(encoded, torch.from_numpy(rows))
-    torch.testing.assert_close(scores_RN, score_all_items(recommender.model, recommender.codec.trie, ids_BL, mask_BL), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        scores_RN, score_all_items(recommender.model, recommender.codec.trie, ids_BL, mask_BL), atol=1e-5, rtol=0
+    )
     assert not recommender.model.training
 
 
@@ -172,14 +182,18 @@ def test_diagnostics_keys_ranges_and_lemma(tiny):
     recommender, encoded = tiny
     config = EvalConfig(diagnostics_rows=10, sample_seed=3, batch_size=4, opauc_group_size=4)
     result = diagnostics(recommender, encoded, config, progress=False)
-    expected = {"auc", "opauc", "diagnostics_rows"} | {f"{m}@{k}" for m in ("wpauc", "exact_recall") for k in TOP_KS.reported}
+    expected = {"auc", "opauc", "diagnostics_rows"} | {
+        f"{m}@{k}" for m in ("wpauc", "exact_recall") for k in TOP_KS.reported
+    }
     assert set(result) == expected
     assert result["diagnostics_rows"] == 10
     for name in expected - {"diagnostics_rows"}:
         assert 0.0 <= result[name] <= 1.0, name
     for k in TOP_KS.reported:  # Lemma 3.5, one positive, tie-free float scores
         assert result[f"wpauc@{k}"] == result[f"exact_recall@{k}"]
-    assert diagnostics(recommender, encoded, EvalConfig(diagnostics_rows=0, opauc_group_size=4), progress=False)["diagnostics_rows"] == len(encoded)
+    assert diagnostics(recommender, encoded, EvalConfig(diagnostics_rows=0, opauc_group_size=4), progress=False)[
+        "diagnostics_rows"
+    ] == len(encoded)
 
 
 def test_diagnostics_rejects_bad_group_size(tiny):
@@ -194,8 +208,13 @@ def test_industrial_trie_smoke():
     """The shipped Industrial catalogue (3,686 items, 5-level trie) with a tiny model, 2 rows."""
     dataset = load_dataset(INDUSTRIAL)
     recommender = build_recommender(TINY, dataset.items, seed=0)
-    encoded = encode_split(dataset.split("test").take(np.arange(2)), dataset.items, recommender.codec,
-                           recommender.tokenizer, TINY.max_prompt_tokens)
+    encoded = encode_split(
+        dataset.split("test").take(np.arange(2)),
+        dataset.items,
+        recommender.codec,
+        recommender.tokenizer,
+        TINY.max_prompt_tokens,
+    )
     scores_RN = exact_scores(recommender, encoded, np.arange(2), batch_size=2, chunk_nodes=512)
     assert scores_RN.shape == (2, len(dataset.items)) and bool(torch.isfinite(scores_RN).all())
     ids_BL, mask_BL = prompt_batch(encoded, torch.arange(2))

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 import tawin
 from tawin.config import load_config
 from tawin.data.dataset import ItemTable
-from tawin.data.formats.canonical import load_dataset, load_items
+from tawin.data.formats.canonical import load_dataset
+from tawin.data.formats.canonical_tables import load_items
 from tawin.data.sid_collisions import make_unique, resolve_collisions
 from tawin.errors import ConfigError, DataError
 from tawin.items import embed as embed_module
@@ -80,7 +81,15 @@ def toys_subset() -> tuple[list[str], np.ndarray]:
 def toys_fit(toys_subset):
     config = SIDConfig()
     _, embeddings_ND = toys_subset
-    return fit_residual_kmeans(embeddings_ND, config.levels, config.codebook_size, config.seed, config.kmeans_iters, level_epsilons(config), config.sinkhorn_iters)
+    return fit_residual_kmeans(
+        embeddings_ND,
+        config.levels,
+        config.codebook_size,
+        config.seed,
+        config.kmeans_iters,
+        level_epsilons(config),
+        config.sinkhorn_iters,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +125,15 @@ def test_config_reports_every_bad_field_at_once(industrial_items):
 
 
 def test_config_loads_from_overrides_as_the_cli_does():
-    config = load_config(SIDConfig, None, ["levels=4", "token_prefixes=p,q,r,s,t", "text_fields=title", "balanced_levels=all"])
-    assert (config.levels, config.token_prefixes, config.text_fields, config.balanced_levels) == (4, ("p", "q", "r", "s", "t"), ("title",), "all")
+    config = load_config(
+        SIDConfig, None, ["levels=4", "token_prefixes=p,q,r,s,t", "text_fields=title", "balanced_levels=all"]
+    )
+    assert (config.levels, config.token_prefixes, config.text_fields, config.balanced_levels) == (
+        4,
+        ("p", "q", "r", "s", "t"),
+        ("title",),
+        "all",
+    )
     with pytest.raises(ConfigError, match=r"codebook_size=1 must be an integer >= 2.*max_text_chars=0"):
         load_config(SIDConfig, None, ["codebook_size=1", "max_text_chars=0"])
     with pytest.raises(ConfigError, match=r"device='tpu' is not one of \['cpu', 'cuda'\]"):
@@ -192,7 +208,13 @@ def test_reconstruction_error_decreases_with_levels(toys_subset, toys_fit):
 def test_same_seed_same_codes_other_seed_other_codes(toys_subset):
     embeddings_ND = toys_subset[1][:1000]
     config = SIDConfig()
-    fit = lambda seed: fit_residual_kmeans(embeddings_ND, 3, 256, seed, config.kmeans_iters, level_epsilons(config), config.sinkhorn_iters).codes_NL  # noqa: E731
+
+    def fit(seed: int) -> np.ndarray:
+        epsilons = level_epsilons(config)
+        return fit_residual_kmeans(
+            embeddings_ND, 3, 256, seed, config.kmeans_iters, epsilons, config.sinkhorn_iters
+        ).codes_NL
+
     first = fit(0)
     np.testing.assert_array_equal(fit(0), first)
     assert (fit(1) != first).any(axis=1).mean() > 0.5
@@ -203,7 +225,9 @@ def test_balanced_residual_levels_spread_codes_and_cut_collisions(toys_subset, t
     plain = fit_residual_kmeans(embeddings_ND, 3, 256, seed=0, iters=20)
     largest = lambda codes: max(np.bincount(codes[:, level]).max() for level in (1, 2))  # noqa: E731
     assert largest(toys_fit.codes_NL) < largest(plain.codes_NL)
-    assert resolve_collisions(toys_fit.codes_NL)[1].colliding_items < resolve_collisions(plain.codes_NL)[1].colliding_items
+    assert (
+        resolve_collisions(toys_fit.codes_NL)[1].colliding_items < resolve_collisions(plain.codes_NL)[1].colliding_items
+    )
     assert toys_fit.residual_sq[-1] < plain.residual_sq[-1]
 
 
@@ -242,7 +266,10 @@ def test_resolve_collisions_matches_loop(rows):
 
 
 def test_codes_to_tokens():
-    assert codes_to_tokens(np.array([[12, 7, 201], [0, 0, 3]])) == [("<a_12>", "<b_7>", "<c_201>"), ("<a_0>", "<b_0>", "<c_3>")]
+    assert codes_to_tokens(np.array([[12, 7, 201], [0, 0, 3]])) == [
+        ("<a_12>", "<b_7>", "<c_201>"),
+        ("<a_0>", "<b_0>", "<c_3>"),
+    ]
     assert codes_to_tokens(np.array([[1, 2]]), ("x", "y")) == [("<x_1>", "<y_2>")]
 
 
@@ -340,7 +367,13 @@ def test_build_sids_for_dataset_records_config_and_keeps_the_rest(industrial_bui
 
 def test_build_semantic_ids_embeds_title_and_description(industrial_items):
     keep = slice(0, 24)
-    items = ItemTable(industrial_items.item_id[keep], industrial_items.title[keep], industrial_items.description[keep], industrial_items.asin[keep], [()] * 24)
+    items = ItemTable(
+        industrial_items.item_id[keep],
+        industrial_items.title[keep],
+        industrial_items.description[keep],
+        industrial_items.asin[keep],
+        [()] * 24,
+    )
     sids, stats = build_semantic_ids(items, SIDConfig(max_text_chars=200), show_progress=False)
     assert_unique(sids)
     assert stats["codebook_size"] == 24 and max(int(t[0][3:-1]) for t in sids) < 24

@@ -66,6 +66,7 @@ def test_matches_ranx(seed):
     assert 0 < in_list.sum() < n_rows
 
     qrels = Qrels({f"q{r}": {f"i{targets[r]}": 1} for r in range(n_rows)})
+
     def scored(row):  # scores decrease along the list, so ranx keeps the list order
         return {f"i{item}": float(b - j) for j, item in enumerate(row)}
 
@@ -109,9 +110,7 @@ def test_ndcg_at_most_recall_and_monotone_in_k(rows):
 def test_k_larger_than_list_is_a_config_error():
     ranked = np.arange(30).reshape(3, 10)
     targets = np.array([0, 15, 99])
-    message = (
-        r"K=20 is larger than the 10 ranked items per row; raise num_beams to at least 20 or drop K"
-    )
+    message = r"K=20 is larger than the 10 ranked items per row; raise num_beams to at least 20 or drop K"
     with pytest.raises(ConfigError, match=message):
         topk_metrics(ranked, targets, ks=(1, 5, 20))
     with pytest.raises(ConfigError, match="positive integer"):
@@ -159,6 +158,9 @@ def test_one_cut_off_constant_with_the_subsets_the_committed_results_use():
     from tawin.metrics import TOP_KS
 
     assert (TOP_KS.scored, TOP_KS.reported, TOP_KS.swept) == ((1, 3, 5, 10, 20), (1, 3, 5, 10), (1, 3, 5))
-    assert EvalConfig().ks == TOP_KS.scored and (ReportSpec().ks, ReportSpec().sweep_ks) == (TOP_KS.reported, TOP_KS.swept)
+    assert EvalConfig().ks == TOP_KS.scored and (ReportSpec().ks, ReportSpec().sweep_ks) == (
+        TOP_KS.reported,
+        TOP_KS.swept,
+    )
     with pytest.raises(AttributeError, match=r"DEFAULT_KS is now tawin\.metrics\.TOP_KS\.scored"):
         _ = tawin.metrics.DEFAULT_KS

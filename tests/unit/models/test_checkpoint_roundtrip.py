@@ -46,11 +46,15 @@ def test_reloaded_tokenizer_encodes_prompts_as_the_built_one(industrial, saved_a
 
 def test_reloaded_model_scores_the_same(industrial, saved_and_loaded):
     built, loaded = saved_and_loaded
-    encoded = encode_split(industrial.split("test").take(np.arange(4)), industrial.items, loaded.codec, loaded.tokenizer, 512)
+    encoded = encode_split(
+        industrial.split("test").take(np.arange(4)), industrial.items, loaded.codec, loaded.tokenizer, 512
+    )
     ids_BL, mask_BL = prompt_batch(encoded, torch.arange(4))
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model.eval()(input_ids=ids_BL, attention_mask=mask_BL).logits,
-                                   built.model.eval()(input_ids=ids_BL, attention_mask=mask_BL).logits)
+        torch.testing.assert_close(
+            loaded.model.eval()(input_ids=ids_BL, attention_mask=mask_BL).logits,
+            built.model.eval()(input_ids=ids_BL, attention_mask=mask_BL).logits,
+        )
 
 
 def test_a_saved_default_model_loads_by_path_with_its_own_tokenizer(industrial, saved_and_loaded, tmp_path):

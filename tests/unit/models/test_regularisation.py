@@ -113,11 +113,21 @@ def test_rl_trains_without_dropout(industrial, industrial_small, tmp_path):
     from tawin.rl.train import train_rl
 
     recommender = build(industrial.items, **ALL_ON)
-    encoded = {name: encode_split(industrial_small.splits[name], industrial_small.items, recommender.codec,
-                                  recommender.tokenizer, 512) for name in ("train", "valid")}
+    encoded = {
+        name: encode_split(
+            industrial_small.splits[name], industrial_small.items, recommender.codec, recommender.tokenizer, 512
+        )
+        for name in ("train", "valid")
+    }
     config = RLConfig(negatives="random", group_size=4, batch_size=4, max_steps=1, log_every=1, eval_rows=4)
-    train_rl(recommender, industrial_small, encoded["train"], encoded["valid"], config,
-             RunContext(tmp_path, 0, torch.device("cpu"), False, progress_bars=False))
+    train_rl(
+        recommender,
+        industrial_small,
+        encoded["train"],
+        encoded["valid"],
+        config,
+        RunContext(tmp_path, 0, torch.device("cpu"), False, progress_bars=False),
+    )
     model = recommender.model
     assert all(m.p == 0 for m in model.modules() if isinstance(m, nn.Dropout))
     assert all(layer.self_attn.attention_dropout == 0 for layer in model.model.layers)
@@ -131,7 +141,7 @@ def smoothed_reference(model, codec, encoded, rows, history_weight, item_token_V
     """One unpadded sequence at a time: Σ over the scored tokens of (1 − ε)·NLL + ε·mean_v(−log p_v)."""
     total, weight = 0.0, 0.0
     for row in rows.tolist():
-        prompt = encoded.prompt_ids_RL[row, -int(encoded.prompt_len_R[row]):]
+        prompt = encoded.prompt_ids_RL[row, -int(encoded.prompt_len_R[row]) :]
         target = codec.target_table_NL[encoded.target_R[row], : int(codec.target_len_N[encoded.target_R[row]])]
         sequence = torch.cat([prompt, target])
         logp_TV = torch.log_softmax(model(input_ids=sequence[None]).logits[0].float(), -1)[:-1]
@@ -167,18 +177,30 @@ def test_label_smoothing_matches_a_row_by_row_reference(industrial_small, tiny_r
 
 
 def test_out_of_range_values_are_refused_at_once(tmp_path, capsys):
-    overrides = ["model.embedding_dropout=1", "model.attention_dropout=-0.1", "model.residual_dropout=1.5",
-                 "sft.label_smoothing=1"]
-    err = fails(["sft", "--out", str(tmp_path / "out"), *(f"--set={o}" for o in overrides)], capsys,
-                r"invalid configuration")
-    for problem in ("model.embedding_dropout=1.0 must lie in [0, 1)", "model.attention_dropout=-0.1 must lie in [0, 1)",
-                    "model.residual_dropout=1.5 must lie in [0, 1)", "sft.label_smoothing=1.0 must lie in [0, 1)"):
+    overrides = [
+        "model.embedding_dropout=1",
+        "model.attention_dropout=-0.1",
+        "model.residual_dropout=1.5",
+        "sft.label_smoothing=1",
+    ]
+    err = fails(
+        ["sft", "--out", str(tmp_path / "out"), *(f"--set={o}" for o in overrides)], capsys, r"invalid configuration"
+    )
+    for problem in (
+        "model.embedding_dropout=1.0 must lie in [0, 1)",
+        "model.attention_dropout=-0.1 must lie in [0, 1)",
+        "model.residual_dropout=1.5 must lie in [0, 1)",
+        "sft.label_smoothing=1.0 must lie in [0, 1)",
+    ):
         assert problem in err
     assert not (tmp_path / "out").exists()
 
 
 def test_dropout_of_a_pretrained_model_is_refused(tmp_path, capsys):
-    fails(["sft", "--out", str(tmp_path / "out"), "--model", "smollm2", "--set", "model.residual_dropout=0.1"], capsys,
-          r"model\.residual_dropout=0\.1 configures the built-in model \(model\.name_or_path: null\).*"
-          r"Set model\.residual_dropout=0")
+    fails(
+        ["sft", "--out", str(tmp_path / "out"), "--model", "smollm2", "--set", "model.residual_dropout=0.1"],
+        capsys,
+        r"model\.residual_dropout=0\.1 configures the built-in model \(model\.name_or_path: null\).*"
+        r"Set model\.residual_dropout=0",
+    )
     assert not (tmp_path / "out").exists()

@@ -55,6 +55,7 @@ def reference_code_vectors(sids, x_ND):
 @given(st.integers(0, 2**31 - 1), st.integers(1, 30), st.integers(1, 4), st.integers(1, 5))
 def test_code_vectors_match_the_loop_version(seed, n_items, depth, codes_per_level):
     rng = np.random.default_rng(seed)
+
     # A shared prefix letter set on purpose: a token such as <a_1> may occur at several levels.
     def token():
         return f"<{'ab'[rng.integers(2)]}_{rng.integers(codes_per_level)}>"
@@ -194,10 +195,18 @@ def untied_pretrained(items, folder):
     known = sorted({token for sid in items.sid[:-1] for token in sid})
     tokenizer = build_word_tokenizer(PROMPT_TEMPLATE, known)
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         num_key_value_heads=2, intermediate_size=32, tie_word_embeddings=False,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=32,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = Qwen2ForCausalLM(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -223,8 +232,14 @@ def test_pretrained_model_initialises_only_its_added_codes_in_both_matrices(item
 
 
 def test_title_mode_and_unknown_choices_are_refused(capsys):
-    with pytest.raises(ConfigError, match=r"model.item_embedding_init=titles initialises the semantic-ID tokens, but "
-                                          r"model.item_repr=title has none.*set model.item_embedding_init=random"):
-        load_config(PipelineConfig, None,
-                    ["model.name_or_path=smollm2", "model.item_repr=title", "model.item_embedding_init=titles"])
+    with pytest.raises(
+        ConfigError,
+        match=r"model.item_embedding_init=titles initialises the semantic-ID tokens, but "
+        r"model.item_repr=title has none.*set model.item_embedding_init=random",
+    ):
+        load_config(
+            PipelineConfig,
+            None,
+            ["model.name_or_path=smollm2", "model.item_repr=title", "model.item_embedding_init=titles"],
+        )
     fails(["config", "show", "--set", "model.item_embedding_init=codebook"], capsys, r"model.item_embedding_init")

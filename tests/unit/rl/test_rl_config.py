@@ -16,8 +16,16 @@ from tawin.run.config import PipelineConfig
 
 from conftest import REPO
 
-RESEARCH_LEVERS = ("inject_target", "informative_batches", "max_draws_per_step", "sft_loss_weight", "ref_sync_every",
-                   "ref_sync_alpha", "select_best", "patience")
+RESEARCH_LEVERS = (
+    "inject_target",
+    "informative_batches",
+    "max_draws_per_step",
+    "sft_loss_weight",
+    "ref_sync_every",
+    "ref_sync_alpha",
+    "select_best",
+    "patience",
+)
 TUNING = REPO / "benchmarks" / "results" / "tuning.md"
 
 

@@ -104,9 +104,7 @@ def test_policy_losses_at_ratio_one_have_the_surrogate_gradient(kind, tau):
         adv_BG = adv_BG * w_bar_BG
     logp_BGL = s_BG.unsqueeze(-1)  # the item's score is its one token's log-prob
     mask_BGL = torch.ones_like(logp_BGL, dtype=torch.bool)
-    out = select_loss(kind)(
-        logp_BGL, logp_BGL.detach(), logp_BGL.detach(), mask_BGL, adv_BG, kl_beta=0.0
-    )
+    out = select_loss(kind)(logp_BGL, logp_BGL.detach(), logp_BGL.detach(), mask_BGL, adv_BG, kl_beta=0.0)
     minus_grad = -grad_of(out.loss, s_BG)
     torch.testing.assert_close(minus_grad, adv_BG / g)
     c = math.sqrt(g - 1) / g

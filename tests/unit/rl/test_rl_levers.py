@@ -15,7 +15,8 @@ from tawin.rl.config import RLConfig, RLRows
 from tawin.rl.rewards import binary_reward, rank_reward
 from tawin.rl.rollout import inject_targets
 from tawin.rl.rows import split_train_rows
-from tawin.rl.train import draw_step_batch, informative_groups, mix_into_reference, train_rl
+from tawin.rl.step_batch import draw_step_batch, informative_groups
+from tawin.rl.train import mix_into_reference, train_rl
 from tawin.train_utils import Progress, RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -52,7 +53,9 @@ def test_injection_in_a_rollout_gives_every_group_its_target(encoded, tiny_recom
     ids, mask = prompt_batch(encoded["train"], index)
     target = encoded["train"].target_R[index]
     plain = make_rollout(r.model, r.codec, ids, mask, target, "beam", 8, torch.Generator().manual_seed(0))
-    injected = make_rollout(r.model, r.codec, ids, mask, target, "beam", 8, torch.Generator().manual_seed(0), inject_target=True)
+    injected = make_rollout(
+        r.model, r.codec, ids, mask, target, "beam", 8, torch.Generator().manual_seed(0), inject_target=True
+    )
     assert injected.is_target_BG.sum(-1).eq(1).all()
     assert torch.equal(injected.target_found_B, plain.is_target_BG.any(-1))
     torch.testing.assert_close(injected.rollout_scores_BG, plain.rollout_scores_BG)
@@ -61,7 +64,10 @@ def test_injection_in_a_rollout_gives_every_group_its_target(encoded, tiny_recom
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.lists(st.booleans(), min_size=4, max_size=4), min_size=1, max_size=8), st.sampled_from(["binary", "rank"]))
+@given(
+    st.lists(st.lists(st.booleans(), min_size=4, max_size=4), min_size=1, max_size=8),
+    st.sampled_from(["binary", "rank"]),
+)
 def test_informative_groups_are_exactly_those_with_a_nonzero_advantage(rows, reward):
     is_target_BG = torch.tensor(rows)
     is_target_BG = is_target_BG & (torch.cumsum(is_target_BG.int(), 1) == 1)  # at most one target per group
@@ -71,10 +77,10 @@ def test_informative_groups_are_exactly_those_with_a_nonzero_advantage(rows, rew
 
 
 def test_informative_batches_hold_only_informative_groups(encoded, tiny_recommender, tmp_path, monkeypatch):
-    import tawin.rl.train as rl_train
+    import tawin.rl.step_batch as step_batch
     from tawin.rl.rollout import Rollout
 
-    real_rollout = rl_train.make_rollout
+    real_rollout = step_batch.make_rollout
 
     def finds_even_targets(model, codec, ids, mask, target_B, *args, **kwargs):
         """A policy that finds the target of rows with an even target position only (an untrained
@@ -83,18 +89,24 @@ def test_informative_batches_hold_only_informative_groups(encoded, tiny_recommen
         items_BG = inject_targets(out.items_BG, target_B)
         odd_B = target_B % 2 == 1
         items_BG[:, -1] = torch.where(odd_B & (out.items_BG[:, -1] != target_B), out.items_BG[:, -1], items_BG[:, -1])
-        items_BG[odd_B & (items_BG[:, -1] == target_B), -1] = (target_B[odd_B & (items_BG[:, -1] == target_B)] + 1) % len(codec.target_len_N)
+        items_BG[odd_B & (items_BG[:, -1] == target_B), -1] = (
+            target_B[odd_B & (items_BG[:, -1] == target_B)] + 1
+        ) % len(codec.target_len_N)
         tokens_BGT = codec.target_table_NL[items_BG]
         token_mask_BGT = torch.arange(tokens_BGT.shape[-1]) < codec.target_len_N[items_BG].unsqueeze(-1)
         is_target_BG = items_BG == target_B.unsqueeze(1)
-        return Rollout(ids, mask, items_BG, is_target_BG, tokens_BGT, token_mask_BGT, out.rollout_scores_BG, is_target_BG.any(1))
+        return Rollout(
+            ids, mask, items_BG, is_target_BG, tokens_BGT, token_mask_BGT, out.rollout_scores_BG, is_target_BG.any(1)
+        )
 
-    monkeypatch.setattr(rl_train, "make_rollout", finds_even_targets)
+    monkeypatch.setattr(step_batch, "make_rollout", finds_even_targets)
     r = tiny_recommender
     config = RLConfig(group_size=4, batch_size=4, informative_batches=True, max_draws_per_step=50)
     rows_R = torch.from_numpy(split_train_rows(len(encoded["train"]), config.rows, 0).rl)
     progress = Progress()
-    batch = draw_step_batch(r.model.eval(), r, encoded["train"], rows_R, config, _context(tmp_path), progress, len(rows_R) // 4, 10_000)
+    batch = draw_step_batch(
+        r.model.eval(), r, encoded["train"], rows_R, config, _context(tmp_path), progress, len(rows_R) // 4, 10_000
+    )
     rewards_BG = binary_reward(batch.rollout.is_target_BG)
     assert len(batch.rows_B) == batch.rollout.items_BG.shape[0] > 0
     assert informative_groups(rewards_BG).all()
@@ -111,7 +123,9 @@ def test_fixed_row_sample_is_the_eval_sample(encoded):
     rl_R = split_train_rows(len(encoded["train"]), rows, 0).rl
     assert rl_R.tolist() == EvalConfig(sample_size=40, sample_seed=3).evaluated_rows(len(encoded["train"])).tolist()
     held_R = split_train_rows(256, RLRows(holdout=0.25), 0).rl  # the latest 64 rows
-    assert set(split_train_rows(256, RLRows(holdout=0.25, sample_size=40, sample_seed=3), 0).rl.tolist()) < set(held_R.tolist())
+    assert set(split_train_rows(256, RLRows(holdout=0.25, sample_size=40, sample_seed=3), 0).rl.tolist()) < set(
+        held_R.tolist()
+    )
 
 
 @settings(max_examples=100, deadline=None)
@@ -123,11 +137,13 @@ def test_latest_share_keeps_the_latest_rows_of_rls_own(n_rows, share, held_out):
     own_R = split_train_rows(n_rows, RLRows(holdout=holdout, holdout_order="random"), 0).rl
     kept_R = split_train_rows(n_rows, RLRows(holdout=holdout, holdout_order="random", latest_share=share), 0).rl
     # The latest ⌈share · rows⌉ of RL's own rows (row positions are target-time order), in order.
-    assert kept_R.tolist() == own_R.tolist()[len(own_R) - math.ceil(share * len(own_R)):]
+    assert kept_R.tolist() == own_R.tolist()[len(own_R) - math.ceil(share * len(own_R)) :]
     if not held_out:
         assert own_R.tolist() == list(range(n_rows))
     # then the seeded sample of rl.rows.sample_size is drawn from those only
-    sampled = split_train_rows(n_rows, RLRows(holdout=holdout, holdout_order="random", latest_share=share, sample_size=5), 0).rl
+    sampled = split_train_rows(
+        n_rows, RLRows(holdout=holdout, holdout_order="random", latest_share=share, sample_size=5), 0
+    ).rl
     assert set(sampled.tolist()) <= set(kept_R.tolist())
 
 
@@ -145,11 +161,26 @@ def test_reference_sync_moves_the_reference_by_exactly_alpha(tiny_recommender):
         torch.testing.assert_close(new - old, 0.25 * (target - old), atol=1e-6, rtol=1e-5)
 
 
-def test_rl_with_every_lever_runs_logs_and_resumes_the_synced_reference(industrial_small, encoded, tiny_recommender, tmp_path):
+def test_rl_with_every_lever_runs_logs_and_resumes_the_synced_reference(
+    industrial_small, encoded, tiny_recommender, tmp_path
+):
     r = tiny_recommender
-    config = RLConfig(group_size=4, batch_size=4, max_steps=4, log_every=1, eval_every=2, eval_rows=8, lr=1e-3, inject_target=True,
-                      informative_batches=True, ref_sync_every=2, ref_sync_alpha=0.5, sft_loss_weight=0.5, select_best=True,
-                      save_every=2)
+    config = RLConfig(
+        group_size=4,
+        batch_size=4,
+        max_steps=4,
+        log_every=1,
+        eval_every=2,
+        eval_rows=8,
+        lr=1e-3,
+        inject_target=True,
+        informative_batches=True,
+        ref_sync_every=2,
+        ref_sync_alpha=0.5,
+        sft_loss_weight=0.5,
+        select_best=True,
+        save_every=2,
+    )
     result = train_rl(r, industrial_small, encoded["train"], encoded["valid"], config, _context(tmp_path))
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     steps = [rec for rec in records if "train/loss" in rec]
@@ -167,7 +198,9 @@ def test_rl_with_every_lever_runs_logs_and_resumes_the_synced_reference(industri
 def test_patience_stops_early(industrial_small, encoded, tiny_recommender, tmp_path):
     r = tiny_recommender
     # lr 0: valid never improves on the init model, so one evaluation without a gain stops the run
-    config = RLConfig(group_size=4, batch_size=4, max_steps=12, eval_every=2, eval_rows=8, lr=1e-12, patience=1, select_best=True)
+    config = RLConfig(
+        group_size=4, batch_size=4, max_steps=12, eval_every=2, eval_rows=8, lr=1e-12, patience=1, select_best=True
+    )
     result = train_rl(r, industrial_small, encoded["train"], encoded["valid"], config, _context(tmp_path))
     assert result["steps"] == 2 and result["best_step"] == 0
 
@@ -175,10 +208,27 @@ def test_patience_stops_early(industrial_small, encoded, tiny_recommender, tmp_p
 def test_lever_settings_are_checked():
     from tawin.config import validate
 
-    problems = validate(RLConfig(inject_target=True, negatives="random", weighting="none", ref_sync_alpha=0, sft_loss_weight=-1,
-                                 select_best=True, max_draws_per_step=0, rows=RLRows(latest_share=1.5)))
+    problems = validate(
+        RLConfig(
+            inject_target=True,
+            negatives="random",
+            weighting="none",
+            ref_sync_alpha=0,
+            sft_loss_weight=-1,
+            select_best=True,
+            max_draws_per_step=0,
+            rows=RLRows(latest_share=1.5),
+        )
+    )
     text = " ".join(problems)
-    for field in ("inject_target", "ref_sync_alpha", "sft_loss_weight", "eval_every", "max_draws_per_step", "latest_share"):
+    for field in (
+        "inject_target",
+        "ref_sync_alpha",
+        "sft_loss_weight",
+        "eval_every",
+        "max_draws_per_step",
+        "latest_share",
+    ):
         assert field in text
 
 
@@ -213,7 +263,15 @@ def test_held_out_rows_never_reach_sft(industrial_small, encoded, tiny_recommend
     monkeypatch.setattr(sft_train, "sft_loss", recording_loss)
     sft_rows, rl_rows_ = holdout_rows(len(encoded["train"]), 0.25, "random", 0)
     config = SFTConfig(epochs=1, batch_size=32, eval_rows=8, eval_beams=10)
-    sft_train.train_sft(tiny_recommender, industrial_small, encoded["train"], encoded["valid"], config, _context(tmp_path), rows=sft_rows)
+    sft_train.train_sft(
+        tiny_recommender,
+        industrial_small,
+        encoded["train"],
+        encoded["valid"],
+        config,
+        _context(tmp_path),
+        rows=sft_rows,
+    )
     assert sorted(seen) == sorted(sft_rows.tolist())  # every SFT row once, no held-out row
     assert not set(seen) & set(rl_rows_.tolist())
 
@@ -225,8 +283,13 @@ def test_holdout_setting_is_checked_and_in_the_resolved_config():
 
     config = load_config(PipelineConfig, overrides=["rl.rows.holdout=0.2", "rl.rows.holdout_order=random"])
     assert to_dict(config)["data"] == {"dataset": "industrial", "latest_train_rows": 0}
-    assert to_dict(config)["rl"]["rows"] == {"holdout": 0.2, "holdout_order": "random", "latest_share": 0.0, "sample_size": 0,
-                                             "sample_seed": 0}
+    assert to_dict(config)["rl"]["rows"] == {
+        "holdout": 0.2,
+        "holdout_order": "random",
+        "latest_share": 0.0,
+        "sample_size": 0,
+        "sample_seed": 0,
+    }
     sft_rows, rl_rows_ = split_train_rows(100, config.rl.rows, config.seed)
     assert len(rl_rows_) == 20 and not set(sft_rows) & set(rl_rows_)
     with pytest.raises(ConfigError, match=r"rl\.rows\.holdout=1\.0 must lie in \[0, 1\)"):

@@ -33,12 +33,7 @@ def rank_reward_loop(is_target: list[list[bool]]) -> list[list[float]]:
         g = len(row)
         norm = sum(1.0 / math.log2(j + 2) for j in range(g))
         hit = any(row)
-        out.append(
-            [
-                1.0 if row[i] else (-(1.0 / math.log2(i + 2)) / norm if hit else 0.0)
-                for i in range(g)
-            ]
-        )
+        out.append([1.0 if row[i] else (-(1.0 / math.log2(i + 2)) / norm if hit else 0.0) for i in range(g)])
     return out
 
 

@@ -53,9 +53,7 @@ def groups(draw, min_g: int = 1, max_g: int = 12):
     cell = st.one_of(st.integers(-3, 3).map(float), st.floats(-50, 0, allow_subnormal=False))
     scores = draw(st.lists(st.lists(cell, min_size=g, max_size=g), min_size=b, max_size=b))
     is_negative = draw(
-        st.lists(
-            st.lists(st.booleans() | st.just(True), min_size=g, max_size=g), min_size=b, max_size=b
-        )
+        st.lists(st.lists(st.booleans() | st.just(True), min_size=g, max_size=g), min_size=b, max_size=b)
     )
     anchor = draw(st.integers(0, g))
     tau = draw(st.sampled_from(TAUS) | st.floats(1e-3, 1e4))
@@ -102,15 +100,9 @@ def test_weights_match_bisection_loop(case):
     raw_BG = tawin_raw_weights(scores_BG, is_negative_BG, anchor, tau, budget)
     w_bar_BG = tawin_weights(scores_BG, is_negative_BG, anchor, tau, budget)
     for b in range(scores_BG.shape[0]):
-        raw, normalised = tawin_loop(
-            scores_BG[b].tolist(), is_negative_BG[b].tolist(), anchor, tau, budget
-        )
-        torch.testing.assert_close(
-            raw_BG[b], torch.tensor(raw, dtype=torch.float64), atol=1e-8, rtol=1e-7
-        )
-        torch.testing.assert_close(
-            w_bar_BG[b], torch.tensor(normalised, dtype=torch.float64), atol=1e-7, rtol=1e-7
-        )
+        raw, normalised = tawin_loop(scores_BG[b].tolist(), is_negative_BG[b].tolist(), anchor, tau, budget)
+        torch.testing.assert_close(raw_BG[b], torch.tensor(raw, dtype=torch.float64), atol=1e-8, rtol=1e-7)
+        torch.testing.assert_close(w_bar_BG[b], torch.tensor(normalised, dtype=torch.float64), atol=1e-7, rtol=1e-7)
 
 
 @SETTINGS
@@ -195,9 +187,7 @@ def test_dtype_kept_and_no_gradient_through_weights():
 
 def test_weight_entropy_matches_loop_and_is_scale_invariant():
     w_BG = torch.tensor([[0.5, 1.0, 0.0, 2.0], [3.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
-    is_negative_BG = torch.tensor(
-        [[True, False, True, True], [True, True, True, True], [False, False, False, False]]
-    )
+    is_negative_BG = torch.tensor([[True, False, True, True], [True, True, True, True], [False, False, False, False]])
     expected = []
     for w_row, neg_row in zip(w_BG.tolist(), is_negative_BG.tolist()):
         ws = [w for w, neg in zip(w_row, neg_row) if neg and w > 0]
@@ -239,4 +229,7 @@ def test_tawin_rules_messages(kwargs, pattern):
 
 
 def test_tawin_rules_report_every_problem_at_once():
-    assert re.search(r"tau=0 must be > 0.*anchor=20 lies.*budget=0 must", "; ".join(tawin_rules(anchor=20, tau=0, budget=0, group_size=16)))
+    assert re.search(
+        r"tau=0 must be > 0.*anchor=20 lies.*budget=0 must",
+        "; ".join(tawin_rules(anchor=20, tau=0, budget=0, group_size=16)),
+    )

@@ -47,7 +47,9 @@ def test_encodings_are_shared_by_equal_tokenizers_only(small_data, tmp_path):
 
 def test_rules_that_need_the_dataset_fail_when_the_session_opens(small_data):
     n_items = len(Session.open(PipelineConfig(data=DataConfig(str(small_data))), progress=False).dataset.items)
-    config = PipelineConfig(data=DataConfig(str(small_data)), eval=EvalConfig(diagnostics=True, opauc_group_size=n_items + 1))
+    config = PipelineConfig(
+        data=DataConfig(str(small_data)), eval=EvalConfig(diagnostics=True, opauc_group_size=n_items + 1)
+    )
     with pytest.raises(ConfigError, match=rf"eval\.opauc_group_size={n_items + 1} must lie in \[2, N={n_items}\]"):
         Session.open(config, progress=False)
     # Without diagnostics the same group size is never used, so nothing is refused.

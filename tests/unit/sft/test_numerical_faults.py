@@ -26,7 +26,17 @@ def test_nan_loss_stops_sft_and_keeps_last_checkpoint(tmp_path, industrial_small
 
     monkeypatch.setattr(sft_train, "sft_loss", loss_that_breaks)
     config = SFTConfig(epochs=1, batch_size=32, first_train_rows=256, save_every=2, eval_rows=8, warmup_steps=1)
-    with pytest.raises(NumericalError, match=r"sft step 3: the loss is \[?nan\]? \(not finite\)\. Training stopped; the last good checkpoint is kept"):
-        train_sft(r, industrial_small, train, valid, config, RunContext(tmp_path, 0, torch.device("cpu"), False, progress_bars=False))
+    with pytest.raises(
+        NumericalError,
+        match=r"sft step 3: the loss is \[?nan\]? \(not finite\)\. Training stopped; the last good checkpoint is kept",
+    ):
+        train_sft(
+            r,
+            industrial_small,
+            train,
+            valid,
+            config,
+            RunContext(tmp_path, 0, torch.device("cpu"), False, progress_bars=False),
+        )
     state = torch.load(tmp_path / "last" / "trainer.pt", weights_only=False)
     assert state["progress"]["global_step"] == 2  # the checkpoint written before the fault

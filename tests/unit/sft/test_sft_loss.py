@@ -14,7 +14,7 @@ def reference_loss(model, codec, encoded, rows, history_weight, item_token_V):
     """One unpadded sequence at a time: Σ target-token NLL + w · Σ history-item-token NLL, over their weighted count."""
     total, weight = 0.0, 0.0
     for row in rows.tolist():
-        prompt = encoded.prompt_ids_RL[row, -int(encoded.prompt_len_R[row]):]
+        prompt = encoded.prompt_ids_RL[row, -int(encoded.prompt_len_R[row]) :]
         target = codec.target_table_NL[encoded.target_R[row], : int(codec.target_len_N[encoded.target_R[row]])]
         sequence = torch.cat([prompt, target])
         logp_TV = torch.log_softmax(model(input_ids=sequence[None]).logits[0].float(), -1)
@@ -55,4 +55,7 @@ def test_history_loss_is_refused_for_titles():
     from tawin.run.config import PipelineConfig
 
     with pytest.raises(ConfigError, match=r"sft.history_loss_weight=1.0 needs model.item_repr: sid"):
-        load_config(PipelineConfig, overrides=["model.item_repr=title", "model.name_or_path=smollm2", "sft.history_loss_weight=1"])
+        load_config(
+            PipelineConfig,
+            overrides=["model.item_repr=title", "model.name_or_path=smollm2", "sft.history_loss_weight=1"],
+        )

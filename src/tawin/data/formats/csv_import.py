@@ -47,11 +47,15 @@ RENUMBER_FIX = (
 )
 
 
-def _cells(split: CsvSplit, values_of_history: list[list] | None, values_of_target: list | None, names: tuple[str, str]):
+def _cells(
+    split: CsvSplit, values_of_history: list[list] | None, values_of_target: list | None, names: tuple[str, str]
+):
     """(line, id field, item, value field, value) for every history entry and target of `split`."""
     if values_of_history is None or values_of_target is None:
         return
-    for line, history, target, history_values, target_value in zip(split.line, split.history, split.target, values_of_history, values_of_target):
+    for line, history, target, history_values, target_value in zip(
+        split.line, split.history, split.target, values_of_history, values_of_target
+    ):
         for item, value in zip(history, history_values):
             yield line, "history_item_id", item, names[0], value
         yield line, "item_id", target, names[1], target_value
@@ -68,9 +72,14 @@ def _merge(split: CsvSplit, cells, value_of: dict, origin_of: dict, what: str, f
         if not value_of.get(item):
             value_of[item], origin_of[item] = value, f"line {line} of {split.path.parent.name}/{split.path.name}"
         elif value_of[item] != value:
-            hint = fix if origin_of[item] == origin_of.get("catalogue") else "Correct the id or the value on one of the two lines."
+            hint = (
+                fix
+                if origin_of[item] == origin_of.get("catalogue")
+                else "Correct the id or the value on one of the two lines."
+            )
             raise DataError(
-                f"{split.path}: line {line}, field '{field}' gives item {item} the {what} {value[:80]!r}, but {origin_of[item]} "
+                f"{split.path}: line {line}, field '{field}' gives item "
+                f"{item} the {what} {value[:80]!r}, but {origin_of[item]} "
                 f"gives it {value_of[item][:80]!r}; an item id must have one {what}. {hint}"
             )
 
@@ -129,7 +138,9 @@ def _read_splits(files: dict[str, Path]) -> dict[str, CsvSplit]:
     flavours = {split.flavour for split in splits.values()}
     if len(flavours) > 1:
         described = ", ".join(f"{s.path} is a {s.flavour.value} CSV" for s in splits.values())
-        raise DataError(f"{described}; the train, valid and test CSVs must come from the same source (ReRe or MiniOneRec).")
+        raise DataError(
+            f"{described}; the train, valid and test CSVs must come from the same source (ReRe or MiniOneRec)."
+        )
     return splits
 
 
@@ -155,8 +166,14 @@ def _catalogue(base: Path, splits: dict[str, CsvSplit], name: str | None, index:
     for split in splits.values():
         if known is not None:
             _check_known(split, known, origin_of["catalogue"])
-        _merge(split, _cells(split, split.history_title, split.target_title, ("history_item_title", "item_title")),
-               title_of, origin_of, "title", RENUMBER_FIX)
+        _merge(
+            split,
+            _cells(split, split.history_title, split.target_title, ("history_item_title", "item_title")),
+            title_of,
+            origin_of,
+            "title",
+            RENUMBER_FIX,
+        )
         asin_cells = list(_cells(split, split.history_asin, split.target_asin, ASIN_COLUMNS))
         _merge(split, asin_cells, asin_of, {}, "ASIN", "")
         _check_one_item_per_asin(split, asin_cells, item_of_asin)
@@ -165,7 +182,9 @@ def _catalogue(base: Path, splits: dict[str, CsvSplit], name: str | None, index:
     return sorted(known), title_of, description_of, asin_of, sid_of
 
 
-def import_csv_splits(base: str | Path, files: dict[str, Path], name: str | None = None, index_folders: list[Path] | None = None) -> Dataset:
+def import_csv_splits(
+    base: str | Path, files: dict[str, Path], name: str | None = None, index_folders: list[Path] | None = None
+) -> Dataset:
     """Build a :class:`Dataset` from the split CSVs `files` found under `base` (see module doc).
 
     `index_folders` are searched, in order, for ``<Name>.index.json``/``.item.json``
@@ -186,9 +205,12 @@ def import_csv_splits(base: str | Path, files: dict[str, Path], name: str | None
     users, how = _number_users(splits)
     if name is None:
         name = index[0].name[: -len(".index.json")] if index is not None else files["train"].stem
-    interactions = {s: Interactions.from_lists(users[s], splits[s].history, splits[s].target, splits[s].timestamp) for s in SPLITS}
+    interactions = {
+        s: Interactions.from_lists(users[s], splits[s].history, splits[s].target, splits[s].timestamp) for s in SPLITS
+    }
     meta = {
-        "description": f"{name}: imported from {flavour.value} CSV splits" + (f" with {index[0].name}" if index else ""),
+        "description": f"{name}: imported from {flavour.value} CSV splits"
+        + (f" with {index[0].name}" if index else ""),
         "sid_source": "dataset" if report is not None else None,
         "sid_collisions_resolved": report,
         "user_ids": how,
@@ -211,6 +233,11 @@ def read_csv_layout(root: str | Path, name: str | None = None) -> Dataset:
             return import_csv_splits(base, files, name, [base / "index", root / "index", root / "minionerec" / "index"])
         if files:
             missing = [split for split in SPLITS if split not in files]
-            partial.append(f"{base} has {', '.join(str(files[s].relative_to(base)) for s in files)} but no {' or '.join(missing)} split")
+            partial.append(
+                f"{base} has {', '.join(str(files[s].relative_to(base)) for s in files)} "
+                f"but no {' or '.join(missing)} split"
+            )
     found = "; ".join(partial) if partial else "no split CSVs"
-    raise LayoutNotFound(f"{root}: no train, valid and test split CSVs in it or its rere/ or minionerec/ folder ({found}).", partial)
+    raise LayoutNotFound(
+        f"{root}: no train, valid and test split CSVs in it or its rere/ or minionerec/ folder ({found}).", partial
+    )

@@ -38,7 +38,16 @@ from tawin.errors import DataError
 REQUIRED_COLUMNS = ("user_id", "history_item_id", "item_id")
 TITLE_COLUMNS = ("history_item_title", "item_title")
 ASIN_COLUMNS = ("item_asins", "item_asin")
-RERE_COLUMNS = ("user_id", "item_asins", "item_asin", "history_item_id", "item_id", "history_item_title", "item_title", "timestamp")
+RERE_COLUMNS = (
+    "user_id",
+    "item_asins",
+    "item_asin",
+    "history_item_id",
+    "item_id",
+    "history_item_title",
+    "item_title",
+    "timestamp",
+)
 """The ReRe columns tawin writes (ratings and history timestamps, which it does not hold, are left out)."""
 ENCODING = "utf-8-sig"
 """How every CSV, ``.inter`` and info file is read: UTF-8, with or without the byte-order mark that
@@ -98,7 +107,13 @@ def _item_id(path: Path, line: int, field: str, value: object) -> int:
 
 def _same_length(path: Path, line: int, field: str, text: str, values: list, n: int) -> None:
     if len(values) != n:
-        raise _fail(path, line, field, text, f"it has {len(values)} entries but 'history_item_id' has {n}; the list columns must be aligned")
+        raise _fail(
+            path,
+            line,
+            field,
+            text,
+            f"it has {len(values)} entries but 'history_item_id' has {n}; the list columns must be aligned",
+        )
 
 
 def _timestamp(path: Path, line: int, text: str) -> int | None:
@@ -108,7 +123,9 @@ def _timestamp(path: Path, line: int, text: str) -> int | None:
     if not (text.lstrip("-").isascii() and text.lstrip("-").isdigit()):
         raise _fail(path, line, "timestamp", text, "expected an integer (unix seconds) or a blank cell when unknown")
     if int(text) > MAX_TIMESTAMP:
-        raise _fail(path, line, "timestamp", text, "it lies after the year 9999 in unix seconds; divide milliseconds by 1000")
+        raise _fail(
+            path, line, "timestamp", text, "it lies after the year 9999 in unix seconds; divide milliseconds by 1000"
+        )
     return int(text)
 
 
@@ -119,7 +136,8 @@ def _flavour(path: Path, header: list[str]) -> CsvFlavour:
     if missing:
         raise DataError(
             f"{path}: line 1, the header {header} lacks the column(s) {missing}. A ReRe split CSV needs "
-            f"{list(REQUIRED_COLUMNS + TITLE_COLUMNS)} (optionally {list(ASIN_COLUMNS)} and 'timestamp'); a MiniOneRec one "
+            f"{list(REQUIRED_COLUMNS + TITLE_COLUMNS)} (optionally "
+            f"{list(ASIN_COLUMNS)} and 'timestamp'); a MiniOneRec one "
             "needs user_id, history_item_title, item_title, history_item_id, item_id, history_item_sid, item_sid. "
             "Rename the columns or add the missing ones."
         )
@@ -158,7 +176,9 @@ def _parse_row(path: Path, line: int, row: dict[str, str], out: dict[str, list])
     text = row["history_item_id"]
     history = [_item_id(path, line, "history_item_id", x) for x in _literal_list(path, line, "history_item_id", text)]
     if not history:
-        raise _fail(path, line, "history_item_id", text, "every sample needs at least one history item", "Drop the line.")
+        raise _fail(
+            path, line, "history_item_id", text, "every sample needs at least one history item", "Drop the line."
+        )
     out["user"].append(user)
     out["history"].append(history)
     out["target"].append(_item_id(path, line, "item_id", row["item_id"]))
@@ -186,7 +206,9 @@ def read_csv_split(path: str | Path) -> CsvSplit:
     """Parse one ReRe or MiniOneRec split CSV (see the module docstring for the columns)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found; expected a split CSV with the columns {list(REQUIRED_COLUMNS + TITLE_COLUMNS)}.")
+        raise DataError(
+            f"{path}: file not found; expected a split CSV with the columns {list(REQUIRED_COLUMNS + TITLE_COLUMNS)}."
+        )
     csv.field_size_limit(sys.maxsize)
     with path.open(newline="", encoding=ENCODING, errors="replace") as handle:
         reader = csv.reader(handle)
@@ -203,7 +225,8 @@ def read_csv_split(path: str | Path) -> CsvSplit:
             if cells:
                 if len(cells) != len(header):
                     raise DataError(
-                        f"{path}: line {line} has {len(cells)} comma-separated field(s) but the header has {len(header)}; "
+                        f"{path}: line {line} has {len(cells)} comma-separated "
+                        f"field(s) but the header has {len(header)}; "
                         "quote any field that holds a comma (as Python's csv module and pandas do) or drop the line."
                     )
                 out["line"].append(line)
@@ -225,11 +248,15 @@ def read_info_txt(path: Path) -> dict[int, str]:
             title, tab, item = line.rstrip("\r\n").rpartition("\t")
             if not tab or not (item.strip().isascii() and item.strip().isdigit()):
                 raise DataError(
-                    f"{path}: line {line_number} is {line.strip()[:80]!r}; expected 'title<TAB>item_id' with an integer id ≥ 0. "
+                    f"{path}: line {line_number} is {line.strip()[:80]!r}; "
+                    "expected 'title<TAB>item_id' with an integer id ≥ 0. "
                     "Fix or drop the line."
                 )
             if int(item) in titles:
-                raise DataError(f"{path}: line {line_number}, field 'item_id' = {int(item)} is listed twice; every item needs one line.")
+                raise DataError(
+                    f"{path}: line {line_number}, field 'item_id' = "
+                    f"{int(item)} is listed twice; every item needs one line."
+                )
             titles[int(item)] = title
     return titles
 
@@ -240,7 +267,10 @@ def pick_file(folder: Path, pattern: str, name: str | None) -> Path | None:
     if name is not None and len(files) > 1:
         files = [f for f in files if f.name.startswith(name)] or files
     if len(files) > 1:
-        raise DataError(f"{folder}: holds {len(files)} {pattern} files ({', '.join(f.name for f in files)}); pass --name with the one to read (a file-name prefix).")
+        raise DataError(
+            f"{folder}: holds {len(files)} {pattern} files ({', '.join(f.name for f in files)}); "
+            "pass --name with the one to read (a file-name prefix)."
+        )
     return files[0] if files else None
 
 

@@ -29,10 +29,12 @@ def read_id_json(path: Path) -> dict[int, object]:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: not valid JSON ({error}); re-download or re-create the file.") from None
     if not isinstance(data, dict):
-        raise DataError(f"{path}: must hold a JSON object keyed by item id (e.g. {{\"0\": ...}}), not a {type(data).__name__}.")
+        raise DataError(
+            f'{path}: must hold a JSON object keyed by item id (e.g. {{"0": ...}}), not a {type(data).__name__}.'
+        )
     bad = next((k for k in data if not str(k).isdigit()), None)
     if bad is not None:
-        raise DataError(f"{path}: key {bad!r} is not an integer item id ≥ 0; every key must be an item id such as \"0\".")
+        raise DataError(f'{path}: key {bad!r} is not an integer item id ≥ 0; every key must be an item id such as "0".')
     return {int(k): v for k, v in data.items()}
 
 
@@ -41,7 +43,10 @@ def read_index(index_path: Path, item_path: Path) -> tuple[dict[int, tuple[str, 
     sid_of = {}
     for item, tokens in read_id_json(index_path).items():
         if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
-            raise DataError(f"{index_path}: item {item} has semantic ID {tokens!r}; each entry must be a list of token strings such as [\"<a_1>\", \"<b_2>\"].")
+            raise DataError(
+                f"{index_path}: item {item} has semantic ID {tokens!r}; each "
+                'entry must be a list of token strings such as ["<a_1>", "<b_2>"].'
+            )
         sid_of[item] = tuple(tokens)
     info_of = {item: info if isinstance(info, dict) else {} for item, info in read_id_json(item_path).items()}
     return sid_of, info_of
@@ -55,7 +60,10 @@ def find_index(folders: list[Path], name: str | None) -> tuple[Path, Path] | Non
             continue
         item_path = index_path.with_name(index_path.name[: -len(".index.json")] + ".item.json")
         if not item_path.is_file():
-            raise DataError(f"{item_path}: file not found; {index_path.name} needs its {item_path.name} (titles and descriptions) beside it.")
+            raise DataError(
+                f"{item_path}: file not found; {index_path.name} needs "
+                f"its {item_path.name} (titles and descriptions) beside it."
+            )
         return index_path, item_path
     return None
 

@@ -27,7 +27,9 @@ def read_inter(path: Path) -> tuple[list[int], list[list[int]], list[int]]:
     Every problem names the file and the 1-based line number (line 1 is the header).
     """
     if not path.is_file():
-        raise DataError(f"{path}: file not found; expected a RecBole .inter split with the header {INTER_HEADER} (tab-separated).")
+        raise DataError(
+            f"{path}: file not found; expected a RecBole .inter split with the header {INTER_HEADER} (tab-separated)."
+        )
     users: list[int] = []
     histories: list[list[int]] = []
     targets: list[int] = []
@@ -35,12 +37,15 @@ def read_inter(path: Path) -> tuple[list[int], list[list[int]], list[int]]:
     with path.open(encoding=ENCODING, errors="replace") as handle:
         header = handle.readline().rstrip("\r\n").split("\t")
         if header != INTER_HEADER:
-            raise DataError(f"{path}: line 1 header is {header}; expected {INTER_HEADER} (tab-separated). Fix the header line.")
+            raise DataError(
+                f"{path}: line 1 header is {header}; expected {INTER_HEADER} (tab-separated). Fix the header line."
+            )
         for line_number, line in enumerate(handle, start=2):
             fields = line.rstrip("\r\n").split("\t")
             if len(fields) != 3:
                 raise DataError(
-                    f"{path}: line {line_number} has {len(fields)} tab-separated field(s) ({line.rstrip()[:80]!r}); expected 3 "
+                    f"{path}: line {line_number} has {len(fields)} tab-separated "
+                    f"field(s) ({line.rstrip()[:80]!r}); expected 3 "
                     "(user_id, item_id_list, item_id). Separate the fields with tabs and the history items with spaces."
                 )
             parsed = []
@@ -48,12 +53,16 @@ def read_inter(path: Path) -> tuple[list[int], list[list[int]], list[int]]:
                 for token in text.split() if name == "item_id_list" else [text.strip()]:
                     if not (token.isascii() and token.isdigit()):
                         raise DataError(
-                            f"{path}: line {line_number}, field '{name}' holds {token!r}, which is not a non-negative integer id; "
+                            f"{path}: line {line_number}, field '{name}' holds "
+                            f"{token!r}, which is not a non-negative integer id; "
                             "ids must be integers ≥ 0. Fix or drop the line."
                         )
                 parsed.append([int(x) for x in text.split()] if name == "item_id_list" else int(text))
             if not parsed[1]:
-                raise DataError(f"{path}: line {line_number}, field 'item_id_list' is empty; every sample needs at least one history item. Drop the line.")
+                raise DataError(
+                    f"{path}: line {line_number}, field 'item_id_list' is empty; "
+                    "every sample needs at least one history item. Drop the line."
+                )
             users.append(parsed[0])
             histories.append(parsed[1])
             targets.append(parsed[2])
@@ -69,7 +78,9 @@ def import_minionerec(root: str | Path, name: str | None = None) -> Dataset:
     inter_dir = root / "minionerec" / "inter"
     train_inter = pick_file(inter_dir, "*.train.inter", name)  # several files: `name` must pick one
     if train_inter is None:
-        raise LayoutNotFound(f"{inter_dir}: no *.train.inter file; pass the folder that holds minionerec/inter/<Name>.train.inter.")
+        raise LayoutNotFound(
+            f"{inter_dir}: no *.train.inter file; pass the folder that holds minionerec/inter/<Name>.train.inter."
+        )
     if name is None:
         name = train_inter.name[: -len(".train.inter")]
     index_path = root / "minionerec" / "index" / f"{name}.index.json"
@@ -115,7 +126,9 @@ def _read_rere_csv(path: Path, histories: list[list[int]], targets: list[int], a
     it gives the split's items go into `asin_of` (the first seen for an item is kept)."""
     rows = read_csv_rows(path)
     if len(rows) != len(targets):
-        raise DataError(f"{path}: {len(rows)} rows but the .inter split has {len(targets)}; the files must be row-aligned.")
+        raise DataError(
+            f"{path}: {len(rows)} rows but the .inter split has {len(targets)}; the files must be row-aligned."
+        )
     missing = [c for c in ("timestamp", "item_asin", "item_asins") if rows and c not in rows[0]]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; a ReRe CSV needs timestamp, item_asin and item_asins.")
@@ -123,11 +136,16 @@ def _read_rere_csv(path: Path, histories: list[list[int]], targets: list[int], a
         timestamps = [int(r["timestamp"]) for r in rows]
     except (TypeError, ValueError):
         line = next(i for i, r in enumerate(rows, start=2) if not str(r["timestamp"]).lstrip("-").isdigit())
-        raise DataError(f"{path}: line {line}, field 'timestamp' = {rows[line - 2]['timestamp']!r} is not an integer (unix seconds).") from None
+        raise DataError(
+            f"{path}: line {line}, field 'timestamp' = "
+            f"{rows[line - 2]['timestamp']!r} is not an integer (unix seconds)."
+        ) from None
     outside = next((i for i, t in enumerate(timestamps) if t > MAX_TIMESTAMP), None)
     if outside is not None:
-        raise DataError(f"{path}: line {outside + 2}, field 'timestamp' = {timestamps[outside]} lies after the year 9999 in "
-                        "unix seconds; fix the line (divide milliseconds by 1000).")
+        raise DataError(
+            f"{path}: line {outside + 2}, field 'timestamp' = {timestamps[outside]} lies after the year 9999 in "
+            "unix seconds; fix the line (divide milliseconds by 1000)."
+        )
     for row, history, target in zip(rows, histories, targets):
         asin_of.setdefault(target, row["item_asin"])
         for item, asin in zip(history, ast.literal_eval(row["item_asins"])):
@@ -141,24 +159,36 @@ def _check_known(path: Path, histories: list[list[int]], targets: list[int], sid
         for field, item in [("item_id_list", i) for i in history] + [("item_id", target)]:
             if item not in sid_of and item not in info_of:
                 raise DataError(
-                    f"{path}: line {line_number}, field '{field}' refers to item {item}, which is in neither the .index.json nor "
+                    f"{path}: line {line_number}, field '{field}' refers to "
+                    f"item {item}, which is in neither the .index.json nor "
                     "the .item.json file; add the item there or drop the line."
                 )
 
 
 def _check_aligned(path: Path, rows: list[dict], histories: list[list[int]], targets: list[int]) -> None:
     if len(rows) != len(targets):
-        raise DataError(f"{path}: {len(rows)} rows but the .inter split has {len(targets)}; the files must be row-aligned.")
+        raise DataError(
+            f"{path}: {len(rows)} rows but the .inter split has {len(targets)}; the files must be row-aligned."
+        )
     for i, (row, history, target) in enumerate(zip(rows, histories, targets)):
         line = i + 2
         try:
             item = int(row["item_id"])
         except (TypeError, ValueError):
-            raise DataError(f"{path}: line {line}, field 'item_id' holds {row['item_id']!r}; item ids must be integers ≥ 0. Fix or drop the line.") from None
+            raise DataError(
+                f"{path}: line {line}, field 'item_id' holds {row['item_id']!r}; "
+                "item ids must be integers ≥ 0. Fix or drop the line."
+            ) from None
         try:
             listed = [int(x) for x in ast.literal_eval(row["history_item_id"])]
         except (TypeError, ValueError, SyntaxError, MemoryError, RecursionError):
-            raise DataError(f"{path}: line {line}, field 'history_item_id' holds {row['history_item_id']!r}; expected a list of integer "
-                            "item ids such as [12, 7]. Fix or drop the line.") from None
+            raise DataError(
+                f"{path}: line {line}, field 'history_item_id' holds "
+                f"{row['history_item_id']!r}; expected a list of integer "
+                "item ids such as [12, 7]. Fix or drop the line."
+            ) from None
         if item != target or listed != history:
-            raise DataError(f"{path}: row {i} (item_id {row['item_id']}) differs from the .inter row ({target}); the CSV and .inter splits are not aligned.")
+            raise DataError(
+                f"{path}: row {i} (item_id {row['item_id']}) differs from the "
+                f".inter row ({target}); the CSV and .inter splits are not aligned."
+            )

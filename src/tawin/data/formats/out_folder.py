@@ -73,35 +73,45 @@ def check_dataset_out(out: Path, source: Path, overwrite: bool) -> None:
     try:
         _check(out, source, overwrite)
     except OSError as error:
-        raise UserError(f"--out {out}: cannot look into it ({error.strerror or error}); choose an --out folder you can "
-                        "read and write.") from None
+        raise UserError(
+            f"--out {out}: cannot look into it ({error.strerror or error}); choose an --out folder you can "
+            "read and write."
+        ) from None
 
 
 def _check(out: Path, source: Path, overwrite: bool) -> None:
     real_out, real_source = out.resolve(), source.resolve()
     if real_out == real_source or real_source.is_relative_to(real_out):
         where = "is the source folder" if real_out == real_source else f"holds the source folder {source}"
-        raise UserError(f"--out {out} {where}: the import replaces the contents of --out, which would delete the files "
-                        f"being imported (--overwrite does not change that). Choose an --out folder outside {source}.")
+        raise UserError(
+            f"--out {out} {where}: the import replaces the contents of --out, which would delete the files "
+            f"being imported (--overwrite does not change that). Choose an --out folder outside {source}."
+        )
     existing = next(folder for folder in [real_out, *real_out.parents] if folder.exists())
     if not existing.is_dir():
         where = "is a file, not a folder" if existing == real_out else f"cannot be made: {existing} is a file"
         raise UserError(f"--out {out} {where}; choose another --out folder (the file is left as it is).")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out}: cannot write in {existing} (permission denied or a read-only disk); "
-                        "choose an --out folder in a place you can write to.")
+        raise UserError(
+            f"--out {out}: cannot write in {existing} (permission denied or a read-only disk); "
+            "choose an --out folder in a place you can write to."
+        )
     finish_interrupted(real_out)
     if existing != real_out or not any(real_out.iterdir()) or is_dataset_folder(real_out):
         return
     if real_out.is_relative_to(real_source):
-        raise UserError(f"--out {out} lies inside the source folder {source} and holds files that are not a tawin "
-                        f"dataset ({_listing(out)}); they may be files being imported, which replacing the contents "
-                        "would delete (--overwrite does not change that). Choose an empty or new --out folder.")
+        raise UserError(
+            f"--out {out} lies inside the source folder {source} and holds files that are not a tawin "
+            f"dataset ({_listing(out)}); they may be files being imported, which replacing the contents "
+            "would delete (--overwrite does not change that). Choose an empty or new --out folder."
+        )
     if not overwrite:
-        raise UserError(f"--out {out} exists and is neither empty nor a tawin dataset folder (it holds "
-                        f"{_listing(out)}); the import replaces its contents, so these would be lost. Choose a new "
-                        "--out folder, or pass --overwrite to replace them (they are kept aside until the new dataset "
-                        "is written, and put back if writing fails).")
+        raise UserError(
+            f"--out {out} exists and is neither empty nor a tawin dataset folder (it holds "
+            f"{_listing(out)}); the import replaces its contents, so these would be lost. Choose a new "
+            "--out folder, or pass --overwrite to replace them (they are kept aside until the new dataset "
+            "is written, and put back if writing fails)."
+        )
 
 
 def replace_contents(folder: Path, write: Callable[[Path], None]) -> None:
@@ -135,7 +145,7 @@ def _move_in(folder: Path, staging: Path) -> None:
         for entry in list(folder.iterdir()):
             if not _ours(entry):
                 os.replace(entry, keep / entry.name)
-        keep = keep.rename(folder / (REPLACED + keep.name[len(REPLACING):]))
+        keep = keep.rename(folder / (REPLACED + keep.name[len(REPLACING) :]))
         for entry in list(staging.iterdir()):
             os.replace(entry, folder / entry.name)
     except BaseException:

@@ -83,7 +83,10 @@ def _open_bytes(path: Path, progress: bool) -> Iterator[tuple[io.BufferedIOBase,
     """Yield a binary line stream (gunzipped when needed) and a callback updating the bytes bar."""
     if not path.is_file():
         raise DataError(f"{path}: file not found; pass the path of an existing raw file.")
-    with path.open("rb") as raw, progress_bar(path.stat().st_size, path.name, "B", enabled=progress, unit_scale=True) as bar:
+    with (
+        path.open("rb") as raw,
+        progress_bar(path.stat().st_size, path.name, "B", enabled=progress, unit_scale=True) as bar,
+    ):
         stream = io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
         yield stream, lambda: bar.update(raw.tell() - bar.n)
 
@@ -113,15 +116,26 @@ def _json_records(path: Path, stats: ReadStats, skip: bool, progress: bool) -> I
                     _bad(stats, line, f"not valid JSON ({error})", "Each line must hold one JSON object.", skip)
                     continue
                 if not isinstance(record, dict):
-                    _bad(stats, line, f"holds a JSON {type(record).__name__}, not an object", "Each line must hold one JSON object.", skip)
+                    _bad(
+                        stats,
+                        line,
+                        f"holds a JSON {type(record).__name__}, not an object",
+                        "Each line must hold one JSON object.",
+                        skip,
+                    )
                     continue
                 yield line, record
         except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
-            raise DataError(f"{path}: after line {line}: the gzip stream is corrupt or truncated ({error}); download the file again.") from None
+            raise DataError(
+                f"{path}: after line {line}: the gzip stream is corrupt "
+                f"or truncated ({error}); download the file again."
+            ) from None
         tick()
 
 
-def _csv_records(path: Path, delimiter: str, required: list[str], stats: ReadStats, skip: bool, progress: bool) -> Iterator[tuple[int, dict[str, str]]]:
+def _csv_records(
+    path: Path, delimiter: str, required: list[str], stats: ReadStats, skip: bool, progress: bool
+) -> Iterator[tuple[int, dict[str, str]]]:
     """Rows of a headed CSV file as {column: value}; checks the header names `required`."""
     csv.field_size_limit(sys.maxsize)  # descriptions can be long
     with _open_bytes(path, progress) as (stream, tick):
@@ -150,17 +164,29 @@ def _csv_records(path: Path, delimiter: str, required: list[str], stats: ReadSta
                     continue
                 stats.lines += 1
                 if len(row) != len(header):
-                    _bad(stats, reader.line_num, f"has {len(row)} fields but the header has {len(header)}", f"Every row needs the columns {header}.", skip)
+                    _bad(
+                        stats,
+                        reader.line_num,
+                        f"has {len(row)} fields but the header has {len(header)}",
+                        f"Every row needs the columns {header}.",
+                        skip,
+                    )
                     continue
                 yield reader.line_num, dict(zip(header, row))
         except UnicodeDecodeError as error:
-            raise DataError(f"{path}: after line {reader.line_num}: not UTF-8 text ({error}); convert the file to UTF-8.") from None
+            raise DataError(
+                f"{path}: after line {reader.line_num}: not UTF-8 text ({error}); convert the file to UTF-8."
+            ) from None
         except (OSError, EOFError) as error:
-            raise DataError(f"{path}: after line {reader.line_num}: the gzip stream is corrupt or truncated ({error}).") from None
+            raise DataError(
+                f"{path}: after line {reader.line_num}: the gzip stream is corrupt or truncated ({error})."
+            ) from None
         tick()
 
 
-def _records(path: Path, fields: RecordFields, csv_columns: list[str], stats: ReadStats, skip: bool, progress: bool) -> Iterator[tuple[int, dict]]:
+def _records(
+    path: Path, fields: RecordFields, csv_columns: list[str], stats: ReadStats, skip: bool, progress: bool
+) -> Iterator[tuple[int, dict]]:
     """(line number, record) of a JSON-lines file, or of a CSV file whose header has `csv_columns`."""
     if fields.csv_delimiter is None:
         return _json_records(path, stats, skip, progress)
@@ -225,7 +251,9 @@ def clean_text(value) -> str | None:
 # ---------------------------------------------------------------------------- records
 
 
-def read_interactions(path: Path, fields: RecordFields, stats: ReadStats, skip: bool, progress: bool) -> Iterator[RawInteraction]:
+def read_interactions(
+    path: Path, fields: RecordFields, stats: ReadStats, skip: bool, progress: bool
+) -> Iterator[RawInteraction]:
     """The valid interactions of a review file / interaction log, in file order (lazily)."""
     required = [fields.user, fields.item, fields.time]
     unit = fields.time_unit
@@ -251,11 +279,23 @@ def read_interactions(path: Path, fields: RecordFields, stats: ReadStats, skip: 
             _bad(stats, line, f"field '{fields.time}' = {raw_time!r} is not a number", time_fix, skip)
             continue
         if not 0 <= timestamp <= MAX_TIMESTAMP:
-            _bad(stats, line, f"field '{fields.time}' = {raw_time!r} is not a time between 1970 and 9999 in {unit}", time_fix, skip)
+            _bad(
+                stats,
+                line,
+                f"field '{fields.time}' = {raw_time!r} is not a time between 1970 and 9999 in {unit}",
+                time_fix,
+                skip,
+            )
             continue
         rating = _rating(record.get(fields.rating))
         if rating is _NOT_A_NUMBER:
-            _bad(stats, line, f"field '{fields.rating}' = {record.get(fields.rating)!r} is not a number", rating_fix, skip)
+            _bad(
+                stats,
+                line,
+                f"field '{fields.rating}' = {record.get(fields.rating)!r} is not a number",
+                rating_fix,
+                skip,
+            )
             continue
         yield RawInteraction(user, item, timestamp, rating)
 
@@ -263,7 +303,10 @@ def read_interactions(path: Path, fields: RecordFields, stats: ReadStats, skip: 
 def read_items(path: Path, fields: RecordFields, stats: ReadStats, skip: bool, progress: bool) -> Iterator[RawItem]:
     """The metadata records (item, title, description) of a metadata file / item table (lazily)."""
     if fields.csv_delimiter is None:
-        no_item, item_fix = f"field '{fields.meta_item}' missing or empty", f"Every metadata line needs '{fields.meta_item}'."
+        no_item, item_fix = (
+            f"field '{fields.meta_item}' missing or empty",
+            f"Every metadata line needs '{fields.meta_item}'.",
+        )
     else:
         no_item, item_fix = f"field '{fields.meta_item}' empty", "Every item row needs an item id."
     for line, record in _records(path, fields, [fields.meta_item, "title"], stats, skip, progress):

@@ -32,17 +32,24 @@ TAWIN_FOLDER = Layout(
 )
 MINIONEREC_INTER = Layout(
     "minionerec-inter",
-    ("MiniOneRec RecBole splits: minionerec/inter/<Name>.{train,valid,test}.inter with minionerec/index/<Name>.index.json "
-     "and <Name>.item.json",),
+    (
+        "MiniOneRec RecBole splits: minionerec/inter/<Name>.{train,valid,test}.inter "
+        "with minionerec/index/<Name>.index.json "
+        "and <Name>.item.json",
+    ),
     read=import_minionerec,
 )
 CSV_SPLITS = Layout(
     "csv-splits",
-    ("ReRe CSV splits: train/, valid/ and test/ holding one CSV each (or train.csv, valid.csv, test.csv) with the columns "
-     "user_id, history_item_id, item_id, history_item_title, item_title (optionally item_asins, item_asin, timestamp), "
-     "optionally info/<name>.txt and index/<Name>.index.json + <Name>.item.json",
-     "MiniOneRec CSV splits: train/, valid/ and test/ CSVs with history_item_sid/item_sid columns, with "
-     "index/<Name>.index.json and <Name>.item.json"),
+    (
+        "ReRe CSV splits: train/, valid/ and test/ holding one CSV "
+        "each (or train.csv, valid.csv, test.csv) with the columns "
+        "user_id, history_item_id, item_id, history_item_title, "
+        "item_title (optionally item_asins, item_asin, timestamp), "
+        "optionally info/<name>.txt and index/<Name>.index.json + <Name>.item.json",
+        "MiniOneRec CSV splits: train/, valid/ and test/ CSVs with history_item_sid/item_sid columns, with "
+        "index/<Name>.index.json and <Name>.item.json",
+    ),
     read=read_csv_layout,
     write=export_rere_csv,
 )
@@ -70,4 +77,7 @@ def import_dataset(root: str | Path, name: str | None = None) -> Dataset:
             partial += absent.found
     found = "; ".join(partial) if partial else "neither .inter files nor split CSVs"
     listed = " ".join(f"({number}) {layout}." for number, layout in enumerate(LAYOUTS, start=1))
-    raise DataError(f"{root}: matches none of the accepted layouts (found {found}). Accepted: {listed} Arrange the files as one of these.")
+    raise DataError(
+        f"{root}: matches none of the accepted layouts (found {found}). "
+        f"Accepted: {listed} Arrange the files as one of these."
+    )

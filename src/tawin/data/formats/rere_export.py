@@ -48,7 +48,8 @@ def _check_titles(dataset: Dataset) -> None:
     bad = next((n for n, t in enumerate(dataset.items.title) if "\t" in t or "\n" in t or "\r" in t), None)
     if bad is not None:
         raise DataError(
-            f"item {int(dataset.items.item_id[bad])} has the title {dataset.items.title[bad][:80]!r}, which holds a tab or line break; "
+            f"item {int(dataset.items.item_id[bad])} has the title "
+            f"{dataset.items.title[bad][:80]!r}, which holds a tab or line break; "
             "ReRe's info file keeps one 'title<TAB>item_id' a line. Replace those characters in the title first."
         )
 
@@ -57,7 +58,10 @@ def _write_index(dataset: Dataset, folder: Path) -> None:
     items = dataset.items
     folder.mkdir()
     sids = {str(int(i)): list(s) for i, s in zip(items.item_id, items.sid)}
-    info = {str(int(i)): {"title": t, "description": d or ""} for i, t, d in zip(items.item_id, items.title, items.description)}
+    info = {
+        str(int(i)): {"title": t, "description": d or ""}
+        for i, t, d in zip(items.item_id, items.title, items.description)
+    }
     (folder / f"{dataset.name}.index.json").write_text(json.dumps(sids) + "\n")
     (folder / f"{dataset.name}.item.json").write_text(json.dumps(info, ensure_ascii=False) + "\n")
 
@@ -76,7 +80,10 @@ def export_rere_csv(dataset: Dataset, folder: str | Path, stem: str | None = Non
     folder = Path(folder)
     stem = stem or dataset.name
     if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
-        raise DataError(f"{folder}: exists and is not an empty folder; the export never overwrites files, so pass a new folder or remove this one.")
+        raise DataError(
+            f"{folder}: exists and is not an empty folder; the export never "
+            "overwrites files, so pass a new folder or remove this one."
+        )
     _check_titles(dataset)
     items = dataset.items
     position = items.index_of

@@ -85,7 +85,9 @@ def filter_log(log: RawLog, config: PrepareConfig) -> tuple[np.ndarray, list[dic
     """Steps 1–4: returns (kept mask bool [E], what each rule dropped, window summary)."""
     everything = np.ones(log.user_E.size, dtype=bool)
     missing_I = np.array([t is None for t in log.title_I], dtype=bool)
-    too_long_I = np.array([t is not None and len(t.split()) > (config.max_title_words or 0) for t in log.title_I], dtype=bool)
+    too_long_I = np.array(
+        [t is not None and len(t.split()) > (config.max_title_words or 0) for t in log.title_I], dtype=bool
+    )
     if config.max_title_words is None:
         missing_I[:] = too_long_I[:] = False
     titled = ~(missing_I | too_long_I)[log.item_E] if log.item_E.size else everything
@@ -101,8 +103,15 @@ def filter_log(log: RawLog, config: PrepareConfig) -> tuple[np.ndarray, list[dic
         )
 
     rules = [
-        rule("title", everything, titled, max_title_words=config.max_title_words, items_without_title=int(missing_I.sum()),
-             items_title_too_long=int(too_long_I.sum()), items_without_metadata=int((~log.has_metadata_I).sum())),
+        rule(
+            "title",
+            everything,
+            titled,
+            max_title_words=config.max_title_words,
+            items_without_title=int(missing_I.sum()),
+            items_title_too_long=int(too_long_I.sum()),
+            items_without_metadata=int((~log.has_metadata_I).sum()),
+        ),
         rule("window", titled, windowed),
         rule("k_core", windowed, kept, k=config.k_core, rounds=rounds),
     ]

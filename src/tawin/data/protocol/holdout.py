@@ -21,7 +21,9 @@ from tawin.data.dataset import Dataset
 HoldoutOrder = Literal["latest", "random"]
 
 
-def holdout_rows(n_rows: int, fraction: float, order: HoldoutOrder = "latest", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def holdout_rows(
+    n_rows: int, fraction: float, order: HoldoutOrder = "latest", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Split train rows 0..n_rows−1 into (SFT rows, RL rows), both sorted, disjoint, covering all.
 
     Args:

@@ -60,8 +60,13 @@ from tawin.errors import ConfigError, DataError
 
 USERS_FILE = "users.parquet"
 ATTRIBUTION = {
-    "amazon2018": "Amazon Review Data (2018): Jianmo Ni, Jiacheng Li, Julian McAuley, EMNLP 2019. Research use; cite the paper.",
-    "amazon2023": "Amazon Reviews 2023: Yupeng Hou et al., 'Bridging Language and Items for Retrieval and Recommendation', 2024. Research use; cite the paper.",
+    "amazon2018": (
+        "Amazon Review Data (2018): Jianmo Ni, Jiacheng Li, Julian McAuley, EMNLP 2019. Research use; cite the paper."
+    ),
+    "amazon2023": (
+        "Amazon Reviews 2023: Yupeng Hou et al., 'Bridging Language and Items "
+        "for Retrieval and Recommendation', 2024. Research use; cite the paper."
+    ),
     "csv": "user-supplied interaction log",
 }
 
@@ -75,7 +80,9 @@ class Prepared:
     user_names: list[str]  # [U] raw id of user u
 
 
-def prepare_log(log: RawLog, config: PrepareConfig, name: str, source: str = "", raw_files: dict | None = None) -> Prepared:
+def prepare_log(
+    log: RawLog, config: PrepareConfig, name: str, source: str = "", raw_files: dict | None = None
+) -> Prepared:
     """Apply the protocol (module doc, steps 1–7) to a log; nothing is written."""
     problems = config.check()
     if problems:
@@ -84,8 +91,10 @@ def prepare_log(log: RawLog, config: PrepareConfig, name: str, source: str = "",
     if not kept.any():
         dropped = ", ".join(f"{r['rule']} dropped {r['interactions_dropped']:,}" for r in rules)
         raise DataError(
-            f"{name}: no interaction survives the protocol ({log.user_E.size:,} read; {dropped}). Check that the metadata "
-            "file matches the reviews (item ids), widen window_start/window_end, lower k_core, or set max_title_words=None."
+            f"{name}: no interaction survives the protocol "
+            f"({log.user_E.size:,} read; {dropped}). Check that the metadata "
+            "file matches the reviews (item ids), widen "
+            "window_start/window_end, lower k_core, or set max_title_words=None."
         )
     index = np.flatnonzero(kept)  # file order
     user_E, user_codes = number_by_first_appearance(log.user_E[index])
@@ -98,13 +107,11 @@ def prepare_log(log: RawLog, config: PrepareConfig, name: str, source: str = "",
         asin=[log.item_names[c] for c in item_codes],
         sid=[()] * item_codes.size,
     )
-    files = [{"path": s.path, "lines": s.lines, "bad_lines_skipped": s.skipped, "first_problem": s.first_problem} for s in log.stats]
     summary = {
         "name": name,
         "source": source,
         "raw_files": raw_files or {},
-        "read": {"interactions": int(log.user_E.size), "users": len(log.user_names), "items": len(log.item_names),
-                 "bad_lines_skipped": sum(s.skipped for s in log.stats), "files": files},
+        "read": _read_summary(log),
         "rules": rules,
         "window": window,
         "kept": {"interactions": int(index.size), "users": int(user_codes.size), "items": int(item_codes.size)},
@@ -113,14 +120,34 @@ def prepare_log(log: RawLog, config: PrepareConfig, name: str, source: str = "",
         "splits": split_summary,
     }
     meta = {
-        "description": f"{name}: prepared from {source or 'a raw log'} by `tawin data prepare` (TAWin/D3 protocol); semantic IDs not built yet",
+        "description": (
+            f"{name}: prepared from {source or 'a raw log'} by `tawin "
+            "data prepare` (TAWin/D3 protocol); semantic IDs not built yet"
+        ),
         "attribution": ATTRIBUTION.get(source, ""),
         "sid_source": None,
         "users_file": USERS_FILE,
         "next_step": "tawin items build-sids <this folder>",
         "prepare": {"source": source, "raw_files": raw_files or {}, "config": to_dict(config), "summary": summary},
     }
-    return Prepared(Dataset(name=name, items=items, splits=splits, meta=meta), summary, [log.user_names[c] for c in user_codes])
+    return Prepared(
+        Dataset(name=name, items=items, splits=splits, meta=meta), summary, [log.user_names[c] for c in user_codes]
+    )
+
+
+def _read_summary(log: RawLog) -> dict:
+    """What the raw files held: interactions, users, items, and per file its lines and skipped lines."""
+    files = [
+        {"path": s.path, "lines": s.lines, "bad_lines_skipped": s.skipped, "first_problem": s.first_problem}
+        for s in log.stats
+    ]
+    return {
+        "interactions": int(log.user_E.size),
+        "users": len(log.user_names),
+        "items": len(log.item_names),
+        "bad_lines_skipped": sum(s.skipped for s in log.stats),
+        "files": files,
+    }
 
 
 def default_name(path: str | Path) -> str:
@@ -160,17 +187,25 @@ def prepare_dataset(
             problems.append(f"{label} file {path} not found; pass the path of an existing file")
     if items is None and config.max_title_words is not None:
         problems.append(
-            f"no item metadata given while max_title_words={config.max_title_words}: every item would lack a title and be "
+            f"no item metadata given while max_title_words={config.max_title_words}: "
+            "every item would lack a title and be "
             "dropped; pass the metadata file / item table (--items), or set max_title_words=None to keep untitled items"
         )
     if problems:
         raise ConfigError("cannot prepare the dataset: " + "; ".join(problems) + ".")
-    log = read_source(source, interactions, items, csv=config.csv_fields(), skip_bad_lines=config.skip_bad_lines, progress=progress)
+    log = read_source(
+        source, interactions, items, csv=config.csv_fields(), skip_bad_lines=config.skip_bad_lines, progress=progress
+    )
     raw_files = {"interactions": Path(interactions).name, "items": Path(items).name if items is not None else None}
     prepared = prepare_log(log, config, name or default_name(interactions), source, raw_files)
     if out is not None:
         folder = save_dataset(prepared.dataset, out)
-        users = pa.table({"user": pa.array(np.arange(len(prepared.user_names)), pa.int64()), "raw_id": pa.array(prepared.user_names, pa.string())})
+        users = pa.table(
+            {
+                "user": pa.array(np.arange(len(prepared.user_names)), pa.int64()),
+                "raw_id": pa.array(prepared.user_names, pa.string()),
+            }
+        )
         pq.write_table(users, folder / USERS_FILE, compression="zstd")
     return prepared.dataset, prepared.summary
 
@@ -189,24 +224,41 @@ def format_summary(summary: dict) -> str:
     ]
     for r in summary["rules"]:
         if r["rule"] == "title":
-            label = f"title (none {r['items_without_title']:,}, >{r['max_title_words']} words {r['items_title_too_long']:,})"
+            label = (
+                f"title (none {r['items_without_title']:,}, "
+                f">{r['max_title_words']} words {r['items_title_too_long']:,})"
+            )
         elif r["rule"] == "window":
             label = f"window [{window['start'] or '-∞'}, {window['end'] or '∞'}]"
         else:
             label = f"{r['k']}-core ({r['rounds']} rounds)"
-        lines.append(f"  {label:<32}{-r['interactions_dropped']:>14,} interactions {-r['users_dropped']:>10,} users {-r['items_dropped']:>9,} items")
-    lines.append(f"{'kept':<34}{kept['interactions']:>14,} interactions {kept['users']:>10,} users {kept['items']:>9,} items")
+        lines.append(
+            f"  {label:<32}{-r['interactions_dropped']:>14,} interactions "
+            f"{-r['users_dropped']:>10,} users {-r['items_dropped']:>9,} items"
+        )
+    lines.append(
+        f"{'kept':<34}{kept['interactions']:>14,} interactions {kept['users']:>10,} users {kept['items']:>9,} items"
+    )
     span = f"{window['start'] or 'earliest'} .. {window['end'] or 'latest'} (inclusive months, UTC)"
     if window["moved_back_years"]:
         first = window["attempts"][0]
-        span += f"; start moved back {window['moved_back_years']} year(s) from {first['window_start']} (items per attempt: " + ", ".join(
-            f"{a['window_start']}→{a['items']:,}" for a in window["attempts"]) + ")"
+        span += (
+            f"; start moved back {window['moved_back_years']} year(s) from {first['window_start']} (items per attempt: "
+            + ", ".join(f"{a['window_start']}→{a['items']:,}" for a in window["attempts"])
+            + ")"
+        )
     lines.append(f"{'window used':<34}{span}")
     ratio = ":".join(map(str, summary["split_ratio"])) if summary["split"] == "temporal" else "per user"
-    lines.append(f"split {summary['split']} {ratio:<16}{'samples':>11} {'users':>10} {'mean history':>13}   first target .. last target (UTC)")
+    lines.append(
+        f"split {summary['split']} {ratio:<16}{'samples':>11} {'users':>10} "
+        f"{'mean history':>13}   first target .. last target (UTC)"
+    )
     for split in SPLITS:
         s = summary["splits"][split]
-        lines.append(f"  {split:<32}{s['samples']:>11,} {s['users']:>10,} {s['mean_history']:>13.2f}   {s['first_target'] or '-'} .. {s['last_target'] or '-'}")
+        lines.append(
+            f"  {split:<32}{s['samples']:>11,} {s['users']:>10,} {s['mean_history']:>13.2f}   "
+            f"{s['first_target'] or '-'} .. {s['last_target'] or '-'}"
+        )
     lines.append("next step: tawin items build-sids <folder>  (semantic IDs are empty until then)")
     return "\n".join(lines)
 
@@ -219,8 +271,16 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="dataset folder to write")
     parser.add_argument("--name", help="dataset name (default: from the interaction file name)")
     parser.add_argument("--config", help="YAML file of PrepareConfig fields")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a PrepareConfig field, e.g. k_core=10")
-    parser.add_argument("--skip-bad-lines", action="store_true", help="skip and count malformed lines (= --set skip_bad_lines=true)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a PrepareConfig field, e.g. k_core=10",
+    )
+    parser.add_argument(
+        "--skip-bad-lines", action="store_true", help="skip and count malformed lines (= --set skip_bad_lines=true)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -228,6 +288,8 @@ def prepare_main(args: argparse.Namespace) -> int:
     """``tawin data prepare``: defaults < --config YAML < --set; prints the summary table."""
     overrides = list(args.set) + (["skip_bad_lines=true"] if args.skip_bad_lines else [])
     config = load_config(PrepareConfig, args.config, overrides)
-    _, summary = prepare_dataset(args.source, args.interactions, args.items, config, out=args.out, name=args.name, progress=not args.no_progress)
+    _, summary = prepare_dataset(
+        args.source, args.interactions, args.items, config, out=args.out, name=args.name, progress=not args.no_progress
+    )
     print(format_summary(summary).replace("<folder>", str(args.out)))
     return 0

@@ -1,4 +1,5 @@
-"""Stage 1 — the settings of the paper's data protocol (`tawin data prepare`; see :mod:`tawin.data.protocol.prepare`)."""
+"""Stage 1 — the settings of the paper's data protocol (`tawin data prepare`; see
+:mod:`tawin.data.protocol.prepare`)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,12 @@ class PrepareConfig:
             value = getattr(self, name)
             if value is None and name == "max_title_words":
                 return
-            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < low
+                or (high is not None and value > high)
+            ):
                 bound = f"an integer in [{low}, {high}]" if high is not None else f"an integer ≥ {low}"
                 problems.append(f"{name}={value!r} must be {bound} ({fix})")
 
@@ -77,17 +83,32 @@ class PrepareConfig:
         if all(isinstance(v, str) and _MONTH.match(v) for v in months.values()) and self.window_start > self.window_end:
             problems.append(f"window_start={self.window_start!r} is after window_end={self.window_end!r}; swap them")
         if self.split not in ("temporal", "leave_one_out"):
-            problems.append(f"split={self.split!r} must be 'temporal' (the paper's global temporal split) or 'leave_one_out'")
+            problems.append(
+                f"split={self.split!r} must be 'temporal' (the paper's global temporal split) or 'leave_one_out'"
+            )
         ratio = self.split_ratio
-        if not (isinstance(ratio, tuple) and len(ratio) == 3 and all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in ratio) and ratio[0] > 0):
-            problems.append(f"split_ratio={ratio!r} must be three integers ≥ 0 (train, valid, test) with train > 0, e.g. (8, 1, 1)")
+        if not (
+            isinstance(ratio, tuple)
+            and len(ratio) == 3
+            and all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in ratio)
+            and ratio[0] > 0
+        ):
+            problems.append(
+                f"split_ratio={ratio!r} must be three integers ≥ 0 (train, valid, test) with train > 0, e.g. (8, 1, 1)"
+            )
         if not isinstance(self.skip_bad_lines, bool):
             problems.append(f"skip_bad_lines={self.skip_bad_lines!r} must be true or false")
         columns = [self.csv_user_column, self.csv_item_column, self.csv_time_column]
         if not all(isinstance(c, str) and c.strip() for c in columns + [self.csv_rating_column]):
-            problems.append(f"csv column names {columns + [self.csv_rating_column]} must be non-empty strings; name the header's columns")
+            problems.append(
+                f"csv column names {columns + [self.csv_rating_column]} "
+                "must be non-empty strings; name the header's columns"
+            )
         elif len(set(columns)) < 3:
-            problems.append(f"csv_user_column, csv_item_column, csv_time_column = {columns} must be three different columns of the header")
+            problems.append(
+                "csv_user_column, csv_item_column, csv_time_column = "
+                f"{columns} must be three different columns of the header"
+            )
         if not (isinstance(self.csv_delimiter, str) and len(self.csv_delimiter) == 1):
             problems.append(f"csv_delimiter={self.csv_delimiter!r} must be one character (',' or '\\t')")
         if self.csv_time_unit not in ("s", "ms"):
@@ -97,5 +118,12 @@ class PrepareConfig:
     def csv_fields(self) -> RecordFields:
         """Where the csv source finds each field; the item table shares the log's item column."""
         per_second = 1000 if self.csv_time_unit == "ms" else 1
-        return RecordFields(self.csv_user_column, self.csv_item_column, self.csv_time_column, self.csv_rating_column,
-                            per_second, self.csv_item_column, self.csv_delimiter)
+        return RecordFields(
+            self.csv_user_column,
+            self.csv_item_column,
+            self.csv_time_column,
+            self.csv_rating_column,
+            per_second,
+            self.csv_item_column,
+            self.csv_delimiter,
+        )

@@ -19,8 +19,9 @@ def sample_rows(n_rows: int, max_rows: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False))
 
 
-def maximal_windows(history_RH: np.ndarray, history_len_R: np.ndarray, target_R: np.ndarray,
-                    user_R: np.ndarray) -> np.ndarray:
+def maximal_windows(
+    history_RH: np.ndarray, history_len_R: np.ndarray, target_R: np.ndarray, user_R: np.ndarray
+) -> np.ndarray:
     """The rows whose transitions no other row of the same user already holds in its prompt.
 
     A row's sequence is s = history ⊕ [target]; its transitions are the pairs (s[:k] → s[k]) for

@@ -65,9 +65,17 @@ def split_samples(samples: Samples, method: str, ratio: tuple[int, int, int]) ->
     if method == "temporal":
         n_train, n_valid, _ = split_sizes(n, ratio)
         order = np.arange(n)
-        return {"train": order[:n_train], "valid": order[n_train : n_train + n_valid], "test": order[n_train + n_valid :]}
+        return {
+            "train": order[:n_train],
+            "valid": order[n_train : n_train + n_valid],
+            "test": order[n_train + n_valid :],
+        }
     from_end = samples.last_S - samples.position_S
-    return {"train": np.flatnonzero(from_end >= 2), "valid": np.flatnonzero(from_end == 1), "test": np.flatnonzero(from_end == 0)}
+    return {
+        "train": np.flatnonzero(from_end >= 2),
+        "valid": np.flatnonzero(from_end == 1),
+        "test": np.flatnonzero(from_end == 0),
+    }
 
 
 def _date(ts: int) -> str:
@@ -80,7 +88,9 @@ def make_splits(samples: Samples, config: PrepareConfig) -> tuple[dict[str, Inte
     for split, rows in split_samples(samples, config.split, config.split_ratio).items():
         histories = [samples.history_S[i] for i in rows]
         times = samples.time_S[rows]
-        splits[split] = Interactions.from_lists(samples.user_S[rows].tolist(), histories, samples.target_S[rows].tolist(), times.tolist())
+        splits[split] = Interactions.from_lists(
+            samples.user_S[rows].tolist(), histories, samples.target_S[rows].tolist(), times.tolist()
+        )
         summary[split] = {
             "samples": int(rows.size),
             "users": int(np.unique(samples.user_S[rows]).size),

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from tawin.data.dataset import MAX_HISTORY
-from tawin.data.formats.canonical import load_dataset, raw_history_lengths
+from tawin.data.formats.canonical import load_dataset
+from tawin.data.formats.canonical_tables import raw_history_lengths
 
 
 def dataset_summary(folder: str | Path) -> str:
@@ -26,16 +27,23 @@ def dataset_summary(folder: str | Path) -> str:
     if built == len(items):
         sids = f"semantic IDs of {len(items.sid[0])} tokens"
     else:
-        sids = (f"semantic IDs for {built} of {len(items)} items" if built else "no semantic IDs yet") + \
-            f" (build them with `tawin items build-sids {folder} --out DIR`)"
+        sids = (
+            f"semantic IDs for {built} of {len(items)} items" if built else "no semantic IDs yet"
+        ) + f" (build them with `tawin items build-sids {folder} --out DIR`)"
     lines = [f"{dataset.name}: {len(items)} items, {sids}"]
     for name, split in dataset.splits.items():
         lengths = raw_history_lengths(folder / f"{name}.parquet")
         cut = int((lengths > MAX_HISTORY).sum())
         mean = f"{split.history_len.mean():.2f}" if len(split) else "-"
-        line = f"  {name:5}: {len(split):6} rows, {len(set(split.user.tolist())):5} users, mean history {mean}, {_span(split.timestamp)}"
+        line = (
+            f"  {name:5}: {len(split):6} rows, {len(set(split.user.tolist())):5} "
+            f"users, mean history {mean}, {_span(split.timestamp)}"
+        )
         if cut:
-            line += f"; {cut} histories were longer than {MAX_HISTORY} items (up to {int(lengths.max())}) and are cut to their latest {MAX_HISTORY}"
+            line += (
+                f"; {cut} histories were longer than {MAX_HISTORY} items (up to "
+                f"{int(lengths.max())}) and are cut to their latest {MAX_HISTORY}"
+            )
         lines.append(line)
     return "\n".join(lines)
 
