@@ -1,0 +1,141 @@
+"""Benchmarks — the demo on several seeds: the numbers a user should expect from `make demo`.
+
+Runs `tawin run --config configs/demo.yaml --seed S` for each seed (resumable: a finished seed is
+read back, a cut one resumes), then writes, for the README and `make demo`:
+
+- `benchmarks/results/demo/seeds.json`: every seed's test table, its stage costs and wall-clock,
+  the machine (CPU model, precision), the commit and the date;
+- `benchmarks/results/demo/expected.json`: per method and metric, the range a run on another CPU
+  should land in — [min over seeds − SE, max over seeds + SE], where SE = √(m(1−m)/n) at the mean
+  m over seeds and n test rows (exact for Recall@K, an upper bound for NDCG@K since each row's
+  NDCG lies in [0, 1]). bf16 kernels differ between CPUs, so another machine's run behaves like
+  another draw of the same training: the seeds measure that spread, and one standard error of the
+  test split widens it for the few seeds there are (the CPU-to-CPU difference of one seed, measured
+  once between an AMD EPYC and an Intel Xeon, was at most .0044 on Recall@K, about one SE).
+
+`make demo` passes the expected ranges to `tawin run --expect`, which prints whether each number
+of the run lies inside.
+
+Command (about 10 CPU-minutes per seed on 2 cores; run it on an otherwise idle machine, since it
+also records the wall-clock):
+    python benchmarks/demo_range.py --out runs/demo-seeds [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from tawin.metrics.ranking import TOP_KS
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "configs" / "demo.yaml"
+RESULTS = REPO / "benchmarks" / "results" / "demo"
+METRICS = [*(f"recall@{k}" for k in TOP_KS.reported), "ndcg@10"]
+TEST_ROWS = 4533
+
+
+def run_seed(seed: int, out: Path) -> dict:
+    folder = out / f"seed_{seed}"
+    if not (folder / "results.json").exists():
+        command = [
+            sys.executable,
+            "-m",
+            "tawin",
+            "run",
+            "--config",
+            str(DEMO),
+            "--seed",
+            str(seed),
+            "--out",
+            str(folder),
+            "--no-progress",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"seed {seed} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads((folder / "results.json").read_text())
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def expected_ranges(per_seed: dict[int, dict]) -> dict[str, dict[str, list[float]]]:
+    """Method → metric → [min − SE, max + SE] over the seeds (module docstring)."""
+    methods = next(iter(per_seed.values()))["results"]
+    ranges: dict[str, dict[str, list[float]]] = {}
+    for method in methods:
+        ranges[method] = {}
+        for metric in METRICS:
+            values = [run["results"][method][metric] for run in per_seed.values()]
+            mean = sum(values) / len(values)
+            standard_error = math.sqrt(mean * (1 - mean) / TEST_ROWS)
+            ranges[method][metric] = [
+                round(max(0.0, min(values) - standard_error), 4),
+                round(max(values) + standard_error, 4),
+            ]
+    return ranges
+
+
+def table(per_seed: dict[int, dict]) -> str:
+    lines = ["| method | seed | " + " | ".join(METRICS) + " |", "|---|---:|" + "---:|" * len(METRICS)]
+    for seed, run in per_seed.items():
+        for method, metrics in run["results"].items():
+            lines.append(f"| {method} | {seed} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="folder of the seeds' runs (resumable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--precision",
+        default="bf16 autocast (precision: auto on a CPU with bf16 units)",
+        help="how the runs computed, as the results should say it",
+    )
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    per_seed = {seed: run_seed(seed, out) for seed in args.seeds}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    machine = f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores, {args.precision}"
+    made_by = (
+        f"{len(per_seed)} seeds ({', '.join(map(str, per_seed))}) of `make demo` on {machine}, commit {commit}, "
+        f"{datetime.date.today().isoformat()}; each range is [min over seeds − SE, max over seeds + SE], "
+        f"SE = √(m(1−m)/{TEST_ROWS}) at the seeds' mean m (benchmarks/demo_range.py)"
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    seeds_record = {
+        "machine": machine,
+        "commit": commit,
+        "date": datetime.date.today().isoformat(),
+        "command": "tawin run --config configs/demo.yaml --seed S --out runs/demo-seeds/seed_S",
+        "seeds": {str(seed): run for seed, run in per_seed.items()},
+    }
+    (RESULTS / "seeds.json").write_text(json.dumps(seeds_record, indent=2, ensure_ascii=False) + "\n")
+    (RESULTS / "expected.json").write_text(
+        json.dumps({"made_by": made_by, "ranges": expected_ranges(per_seed)}, indent=2, ensure_ascii=False) + "\n"
+    )
+    print(table(per_seed))
+    print("\n".join(f"seed {seed}: {run['total_seconds']:.0f} s" for seed, run in per_seed.items()))
+    print(f"wrote {RESULTS / 'seeds.json'} and {RESULTS / 'expected.json'}")
+
+
+if __name__ == "__main__":
+    main()
