@@ -43,6 +43,7 @@ TEST_ROWS = 4533
 
 
 def run_seed(seed: int, out: Path) -> dict:
+    """One seed's demo; its output goes to OUT/seed_S.log as `make demo > demo.log 2>&1` would write it."""
     folder = out / f"seed_{seed}"
     if not (folder / "results.json").exists():
         command = [
@@ -56,11 +57,12 @@ def run_seed(seed: int, out: Path) -> dict:
             str(seed),
             "--out",
             str(folder),
-            "--no-progress",
         ]
-        done = subprocess.run(command, capture_output=True, text=True)
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / f"seed_{seed}.log", "a", encoding="utf-8") as log:
+            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode != 0:
-            raise SystemExit(f"seed {seed} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            raise SystemExit(f"seed {seed} failed ({done.returncode}): see {out / f'seed_{seed}.log'}")
     return json.loads((folder / "results.json").read_text())
 
 
