@@ -22,7 +22,7 @@ $(BIN)/tawin: pyproject.toml
 install: $(BIN)/tawin
 
 demo: $(BIN)/tawin
-	$(BIN)/tawin run --config configs/demo.yaml --out $(OUT)
+	$(BIN)/tawin run --config configs/demo.yaml --out $(OUT) --expect benchmarks/results/demo/expected.json
 
 docs: $(BIN)/tawin
 	# The figures come from the library's own functions, so they are drawn afresh before each build.

@@ -67,13 +67,15 @@ def run_seed(seed: int, out: Path) -> dict:
 
 
 def cpu_model() -> str:
+    """The CPU's model name, with the bf16 units that decide what `precision: auto` does on it."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    units = [label for flag, label in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16")) if flag in flags]
+    return f"{name} with {'/'.join(units)}" if units else f"{name} (no bf16 units)"
 
 
 def expected_ranges(per_seed: dict[int, dict]) -> dict[str, dict[str, list[float]]]:

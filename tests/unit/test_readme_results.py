@@ -4,7 +4,8 @@ Each row between ``<!-- compare:start -->`` and ``<!-- compare:end -->`` names i
 link to a committed ``report.md``; the ``results.json`` beside that report is summarised with the
 report's own code (:func:`tawin.experiments.summaries.summarize`, mean ± sample std over seeds), and
 every cell of the row must equal it as printed. The demo table between ``<!-- demo:start -->``
-and ``<!-- demo:end -->`` must equal ``benchmarks/results/demo.md``, the record of that run.
+and ``<!-- demo:end -->`` must equal seed 0 of ``benchmarks/results/demo/seeds.json``, the record of
+``benchmarks/demo_range.py``.
 """
 
 from __future__ import annotations
@@ -58,23 +59,34 @@ def test_readme_results_table_equals_results_json():
 
 
 def test_readme_demo_table_equals_its_record():
+    """The README's demo table is seed 0 of benchmarks/demo_range.py's record, as printed (4 decimals)."""
     block = between(README.read_text(), "demo")
-    record = table_rows((REPO / "benchmarks" / "results" / "demo.md").read_text().split("## fp32", 1)[0])
-    header = record[0]
-    recorded = {row[0]: dict(zip(header, row)) for row in record[2:] if len(row) == len(header)}
+    record = json.loads((REPO / "benchmarks" / "results" / "demo" / "seeds.json").read_text())
+    recorded = record["seeds"]["0"]["results"]
     readme_rows = table_rows(block)
     columns = readme_rows[0]
-    assert "commit" in columns[0] and any(char.isdigit() for char in columns[0]), (
-        "the demo table's heading names its machine, commit and date"
+    assert record["commit"] in columns[0] and record["date"] in columns[0], (
+        "the demo table's heading names the machine, commit and date of its record"
     )
+    assert {row[0] for row in readme_rows[2:]} == set(recorded), "the demo table lists every method the demo printed"
     for row in readme_rows[2:]:
         method = row[0]
-        assert method in recorded, f"README demo row {method!r} is not in benchmarks/results/demo.md"
         for column, value in zip(columns[1:], row[1:]):
-            if column in recorded[method]:
-                assert value == recorded[method][column], (
-                    f"README demo {method} {column}: {value} != {recorded[method][column]}"
-                )
+            metric = column.replace("Recall", "recall").replace("NDCG", "ndcg")
+            assert value == f"{recorded[method][metric]:.4f}", f"README demo {method} {column}: {value}"
+
+
+def test_make_demo_checks_the_committed_expected_ranges():
+    from tawin.run.expected import read_expectation
+
+    assert "--expect benchmarks/results/demo/expected.json" in (REPO / "Makefile").read_text()
+    expectation = read_expectation(REPO / "benchmarks" / "results" / "demo" / "expected.json")
+    seeds = json.loads((REPO / "benchmarks" / "results" / "demo" / "seeds.json").read_text())["seeds"]
+    assert set(expectation.ranges) == set(seeds["0"]["results"])
+    for run in seeds.values():  # every recorded seed lies inside the ranges made from them
+        for method, metrics in expectation.ranges.items():
+            for metric, (low, high) in metrics.items():
+                assert low <= run["results"][method][metric] <= high, (method, metric)
 
 
 def test_readme_links_point_at_committed_files():
