@@ -5,6 +5,8 @@ read back, a cut one resumes), then writes, for the README and `make demo`:
 
 - `benchmarks/results/demo/seeds.json`: every seed's test table, its stage costs and wall-clock,
   the machine (CPU model, precision), the commit and the date;
+- the paired bootstrap of RL − SFT over the test rows (per-row metric averaged over the seeds), in
+  `seeds.json` under `rl_minus_sft`;
 - `benchmarks/results/demo/expected.json`: per method and metric, the range a run on another CPU
   should land in — [min over seeds − SE, max over seeds + SE], where SE = √(m(1−m)/n) at the mean
   m over seeds and n test rows (exact for Recall@K, an upper bound for NDCG@K since each row's
@@ -32,6 +34,8 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from tawin.metrics.ranking import TOP_KS
 
@@ -66,6 +70,16 @@ def run_seed(seed: int, out: Path) -> dict:
     return json.loads((folder / "results.json").read_text())
 
 
+def made_at(out: Path) -> str:
+    """The commit whose code ran the seeds: recorded in OUT/commit.txt when the first seed starts."""
+    record = out / "commit.txt"
+    if not record.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        record.write_text(head.stdout.strip() + "\n")
+    return record.read_text().strip()
+
+
 def cpu_model() -> str:
     """The CPU's model name, with the bf16 units that decide what `precision: auto` does on it."""
     try:
@@ -95,6 +109,23 @@ def expected_ranges(per_seed: dict[int, dict]) -> dict[str, dict[str, list[float
     return ranges
 
 
+def rl_over_sft(out: Path, seeds: list[int]) -> dict[str, dict]:
+    """Paired bootstrap of RL − SFT over the test rows, per-row metric averaged over the seeds."""
+    from tawin.eval.evaluate import Predictions
+    from tawin.metrics import paired_bootstrap, per_row_topk
+
+    def per_row(stage: str, metric: str) -> np.ndarray:
+        seeds_SR = []
+        for seed in seeds:
+            predictions = Predictions.read_jsonl(out / f"seed_{seed}" / "eval" / stage / "predictions.jsonl")
+            order_R = np.argsort(predictions.row_R)
+            values_R = per_row_topk(predictions.items_RK, predictions.target_R, TOP_KS.reported)[metric]
+            seeds_SR.append(values_R[order_R])
+        return np.mean(seeds_SR, axis=0)
+
+    return {metric: paired_bootstrap(per_row("rl", metric), per_row("sft", metric)) for metric in METRICS}
+
+
 def table(per_seed: dict[int, dict]) -> str:
     lines = ["| method | seed | " + " | ".join(METRICS) + " |", "|---|---:|" + "---:|" * len(METRICS)]
     for seed, run in per_seed.items():
@@ -114,10 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     out = Path(args.out)
+    made_at(out)
     per_seed = {seed: run_seed(seed, out) for seed in args.seeds}
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
+    commit = made_at(out)
     machine = f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores, {args.precision}"
     made_by = (
         f"{len(per_seed)} seeds ({', '.join(map(str, per_seed))}) of `make demo` on {machine}, commit {commit}, "
@@ -131,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": datetime.date.today().isoformat(),
         "command": "tawin run --config configs/demo.yaml --seed S --out runs/demo-seeds/seed_S",
         "seeds": {str(seed): run for seed, run in per_seed.items()},
+        "rl_minus_sft": rl_over_sft(out, list(per_seed)),
     }
     (RESULTS / "seeds.json").write_text(json.dumps(seeds_record, indent=2, ensure_ascii=False) + "\n")
     (RESULTS / "expected.json").write_text(
@@ -138,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(table(per_seed))
     print("\n".join(f"seed {seed}: {run['total_seconds']:.0f} s" for seed, run in per_seed.items()))
+    for metric, result in seeds_record["rl_minus_sft"].items():
+        print(f"RL − SFT {metric}: {result['mean_diff']:+.4f} [{result['ci_low']:+.4f}, {result['ci_high']:+.4f}]")
     print(f"wrote {RESULTS / 'seeds.json'} and {RESULTS / 'expected.json'}")
 
 
