@@ -35,8 +35,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from tawin.metrics.ranking import TOP_KS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,14 +68,16 @@ def run_seed(seed: int, out: Path) -> dict:
     return json.loads((folder / "results.json").read_text())
 
 
-def made_at(out: Path) -> str:
-    """The commit whose code ran the seeds: recorded in OUT/commit.txt when the first seed starts."""
+def made_at(out: Path) -> tuple[str, str]:
+    """(commit, date) of the code that ran the seeds: recorded in OUT/commit.txt when the first seed
+    starts, so a later rewrite of the record (e.g. resumed seeds) keeps them."""
     record = out / "commit.txt"
     if not record.exists():
         out.mkdir(parents=True, exist_ok=True)
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        record.write_text(head.stdout.strip() + "\n")
-    return record.read_text().strip()
+        record.write_text(f"{head.stdout.strip()} {datetime.date.today().isoformat()}\n")
+    commit, date = record.read_text().split()
+    return commit, date
 
 
 def cpu_model() -> str:
@@ -111,19 +111,17 @@ def expected_ranges(per_seed: dict[int, dict]) -> dict[str, dict[str, list[float
 
 def rl_over_sft(out: Path, seeds: list[int]) -> dict[str, dict]:
     """Paired bootstrap of RL − SFT over the test rows, per-row metric averaged over the seeds."""
-    from tawin.eval.evaluate import Predictions
-    from tawin.metrics import paired_bootstrap, per_row_topk
+    from tawin.experiments.summaries import seed_averaged_pair
+    from tawin.metrics import paired_bootstrap
 
-    def per_row(stage: str, metric: str) -> np.ndarray:
-        seeds_SR = []
-        for seed in seeds:
-            predictions = Predictions.read_jsonl(out / f"seed_{seed}" / "eval" / stage / "predictions.jsonl")
-            order_R = np.argsort(predictions.row_R)
-            values_R = per_row_topk(predictions.items_RK, predictions.target_R, TOP_KS.reported)[metric]
-            seeds_SR.append(values_R[order_R])
-        return np.mean(seeds_SR, axis=0)
+    def predictions(stage: str) -> list[Path]:
+        return [out / f"seed_{seed}" / "eval" / stage / "predictions.jsonl" for seed in seeds]
 
-    return {metric: paired_bootstrap(per_row("rl", metric), per_row("sft", metric)) for metric in METRICS}
+    comparisons = {}
+    for metric in METRICS:
+        rl_R, sft_R, _ = seed_averaged_pair(predictions("rl"), predictions("sft"), metric)
+        comparisons[metric] = paired_bootstrap(rl_R, sft_R)
+    return comparisons
 
 
 def table(per_seed: dict[int, dict]) -> str:
@@ -145,20 +143,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     out = Path(args.out)
-    made_at(out)
+    commit, date = made_at(out)  # before the first seed runs
     per_seed = {seed: run_seed(seed, out) for seed in args.seeds}
-    commit = made_at(out)
     machine = f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores, {args.precision}"
     made_by = (
         f"{len(per_seed)} seeds ({', '.join(map(str, per_seed))}) of `make demo` on {machine}, commit {commit}, "
-        f"{datetime.date.today().isoformat()}; each range is [min over seeds − SE, max over seeds + SE], "
+        f"{date}; each range is [min over seeds − SE, max over seeds + SE], "
         f"SE = √(m(1−m)/{TEST_ROWS}) at the seeds' mean m (benchmarks/demo_range.py)"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     seeds_record = {
         "machine": machine,
         "commit": commit,
-        "date": datetime.date.today().isoformat(),
+        "date": date,
         "command": "tawin run --config configs/demo.yaml --seed S --out runs/demo-seeds/seed_S",
         "seeds": {str(seed): run for seed, run in per_seed.items()},
         "rl_minus_sft": rl_over_sft(out, list(per_seed)),

@@ -129,28 +129,44 @@ def paired_rows(
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Per-row Recall@k of both labels on the rows every seed of both evaluated, averaged over
     seeds; `evaluation` names a further evaluation (its eval_<name>/ predictions) instead of the main one."""
+    paths = {}
+    for label in (candidate, reference):
+        paths[label] = [
+            path
+            for cell_id, entry in sorted(results["cells"].items())
+            if entry["label"] == label
+            and (
+                path := Path(out) / cell_id / (f"eval_{evaluation}" if evaluation else "") / "predictions.jsonl"
+            ).exists()
+        ]
+    return seed_averaged_pair(paths[candidate], paths[reference], f"recall@{k}")
+
+
+def seed_averaged_pair(
+    candidate_paths: list[Path], reference_paths: list[Path], metric: str
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(a_R, b_R, seeds): per-row `metric` (``recall@K`` or ``ndcg@K``) of two systems, each from its
+    seeds' predictions.jsonl files, averaged over its seeds on the rows every file holds; None when a
+    side has no file or no row is common."""
     from tawin.eval.evaluate import Predictions
     from tawin.metrics import per_row_topk
 
-    per_label = {}
-    for label in (candidate, reference):
-        seeds = []
-        for cell_id, entry in sorted(results["cells"].items()):
-            path = Path(out) / cell_id / (f"eval_{evaluation}" if evaluation else "") / "predictions.jsonl"
-            if entry["label"] == label and path.exists():
-                predictions = Predictions.read_jsonl(path)
-                values = per_row_topk(predictions.items_RK, predictions.target_R, (k,))[f"recall@{k}"]
-                seeds.append(dict(zip(predictions.row_R.tolist(), values.tolist())))
-        if not seeds:
+    k = int(metric.split("@")[1])
+    per_side = []
+    for paths in (candidate_paths, reference_paths):
+        if not paths:
             return None
-        per_label[label] = seeds
-    rows = sorted(set.intersection(*(set(seed) for seeds in per_label.values() for seed in seeds)))
+        seeds = []
+        for path in paths:
+            predictions = Predictions.read_jsonl(path)
+            values = per_row_topk(predictions.items_RK, predictions.target_R, (k,))[metric]
+            seeds.append(dict(zip(predictions.row_R.tolist(), values.tolist())))
+        per_side.append(seeds)
+    rows = sorted(set.intersection(*(set(seed) for seeds in per_side for seed in seeds)))
     if not rows:
         return None
-    a_R, b_R = (
-        np.array([np.mean([seed[r] for seed in per_label[label]]) for r in rows]) for label in (candidate, reference)
-    )
-    return a_R, b_R, min(len(per_label[candidate]), len(per_label[reference]))
+    a_R, b_R = (np.array([np.mean([seed[r] for seed in seeds]) for r in rows]) for seeds in per_side)
+    return a_R, b_R, min(len(candidate_paths), len(reference_paths))
 
 
 def diagnostics_table(summary: dict) -> str:
