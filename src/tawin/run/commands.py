@@ -8,7 +8,6 @@ of its inputs (:mod:`tawin.run.provenance`).
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,16 +87,14 @@ def with_checkpoint_model(args, config, checkpoint: str | Path, command: str):
 
 
 def cmd_run(args) -> int:
-    from tawin.run.expected import expectation_report, read_expectation
+    from tawin.run.expected import read_expectation
     from tawin.run.pipeline import run_pipeline
 
     config = load_pipeline_config(args, "run")
     expectation = read_expectation(args.expect) if args.expect else None  # a bad file fails before any training
-    results = run_pipeline(config, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress)
-    if (
-        expectation is not None and results and os.environ.get("RANK", "0") == "0"
-    ):  # once, under torchrun/accelerate too
-        print(expectation_report(results, expectation, args.expect))
+    run_pipeline(
+        config, Path(args.out), overwrite=args.overwrite, progress=not args.no_progress, expectation=expectation
+    )
     return 0
 
 

@@ -31,6 +31,8 @@ class Expectation:
 
     made_by: str
     ranges: dict[str, dict[str, tuple[float, float]]]
+    source: str = ""
+    """The file it was read from, named in the report."""
 
 
 def read_expectation(path: str | Path) -> Expectation:
@@ -62,7 +64,7 @@ def read_expectation(path: str | Path) -> Expectation:
                     f"with finite numbers, low ≤ high; {fix}"
                 )
             ranges[method][metric] = (float(bounds[0]), float(bounds[1]))
-    return Expectation(str(data.get("made_by", "")), ranges)
+    return Expectation(str(data.get("made_by", "")), ranges, str(path))
 
 
 def _is_number(value) -> bool:
@@ -93,7 +95,7 @@ def compare(results: dict[str, dict], expectation: Expectation) -> tuple[list[st
     return lines, inside, checked
 
 
-def expectation_report(results: dict[str, dict], expectation: Expectation, source: str | Path) -> str:
+def expectation_report(results: dict[str, dict], expectation: Expectation) -> str:
     """The text `tawin run --expect` prints after its table."""
     lines, inside, checked = compare(results, expectation)
     verdict = (
@@ -102,5 +104,5 @@ def expectation_report(results: dict[str, dict], expectation: Expectation, sourc
         else f"{checked - inside} of {checked} numbers lie outside the expected ranges: this run does not reproduce "
         "the published one within its stated spread (another recipe, dataset or seed, or a real difference)."
     )
-    head = f"Expected ranges ({source}): {expectation.made_by}".rstrip(": ")
+    head = f"Expected ranges ({expectation.source}): {expectation.made_by}".rstrip(": ")
     return "\n".join([head, *lines, verdict])

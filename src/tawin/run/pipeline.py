@@ -21,6 +21,7 @@ from tawin.checkpoint import atomic_write_json, atomic_write_text
 from tawin.metrics.ranking import TOP_KS
 from tawin.run.config import PipelineConfig
 from tawin.run.done import stage_done
+from tawin.run.expected import Expectation, expectation_report
 from tawin.run.folder import command_folder
 from tawin.run.interrupts import raise_if_interrupted
 from tawin.run.stages import eval_stage, popularity_stage, rl_stage, sequential_baseline_stage, sft_stage
@@ -29,8 +30,16 @@ SEQUENTIAL_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
 """Stage name → results-table row of each trained classical baseline, in the order they run."""
 
 
-def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, progress: bool = True, log=print) -> dict:
-    """`tawin run`: the configured stages, resumable, then a results table; returns method → metrics."""
+def run_pipeline(
+    config: PipelineConfig,
+    out: Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    log=print,
+    expectation: Expectation | None = None,
+) -> dict:
+    """`tawin run`: the configured stages, resumable, then a results table (and, given an
+    `expectation`, each number against its range); returns method → metrics."""
     out = Path(out)
     started = time.time()
     timer = StageTimer(previous=_recorded_costs(out))
@@ -72,6 +81,8 @@ def run_pipeline(config: PipelineConfig, out: Path, overwrite: bool = False, pro
                 out / "results.json", {"results": results, "stages": timer.records, "total_seconds": round(total, 1)}
             )
             log(report)
+            if expectation is not None:
+                log(expectation_report(results, expectation))
     return results
 
 
