@@ -32,25 +32,62 @@ DROPOUT = {
     p: [f"model.embedding_dropout={p}", f"model.residual_dropout={p}", f"model.attention_dropout={p}"]
     for p in (0.1, 0.2, 0.3)
 }
+PREVIOUS_DEMO = ["model.item_embedding_init=random", "sft.label_smoothing=0"]
+"""The demo's SFT before the second round chose titles + label smoothing 0.2: the first two rounds
+and the first small-data runs start from it, so they rerun as they ran."""
+PATIENT = ["sft.patience=2"]
 SETTINGS: dict[str, list[str]] = {
-    "demo-2ep": [],
-    "unique-8ep": [*UNIQUE, "sft.epochs=8", "sft.patience=2"],
-    "all-3ep-drop0.1": ["sft.epochs=3", "sft.patience=2", *DROPOUT[0.1]],
-    "demo-2ep-titles": ["model.item_embedding_init=titles"],
-    "unique-8ep-drop0.1": [*UNIQUE, "sft.epochs=8", "sft.patience=2", *DROPOUT[0.1]],
-    "unique-12ep-drop0.2": [*UNIQUE, "sft.epochs=12", "sft.patience=2", *DROPOUT[0.2]],
+    "demo-2ep": [*PREVIOUS_DEMO],
+    "unique-8ep": [*PREVIOUS_DEMO, *UNIQUE, "sft.epochs=8", *PATIENT],
+    "all-3ep-drop0.1": [*PREVIOUS_DEMO, "sft.epochs=3", *PATIENT, *DROPOUT[0.1]],
+    "demo-2ep-titles": [*PREVIOUS_DEMO, *TITLES],
+    "unique-8ep-drop0.1": [*PREVIOUS_DEMO, *UNIQUE, "sft.epochs=8", *PATIENT, *DROPOUT[0.1]],
+    "unique-12ep-drop0.2": [*PREVIOUS_DEMO, *UNIQUE, "sft.epochs=12", *PATIENT, *DROPOUT[0.2]],
     # Second round, on the first round's only gain (titles init): longer schedules, regularisation.
-    "titles-4ep": [*TITLES, "sft.epochs=4", "sft.patience=2"],
-    "titles-4ep-drop0.1": [*TITLES, "sft.epochs=4", "sft.patience=2", *DROPOUT[0.1]],
-    "titles-2ep-ls0.1": [*TITLES, "sft.label_smoothing=0.1"],
-    "titles-4ep-drop0.1-wd0.1": [*TITLES, "sft.epochs=4", "sft.patience=2", *DROPOUT[0.1], "sft.weight_decay=0.1"],
-    "titles-3ep-ls0.1": [*TITLES, "sft.epochs=3", "sft.patience=2", "sft.label_smoothing=0.1"],
-    "titles-2ep-ls0.2": [*TITLES, "sft.label_smoothing=0.2"],
-    "titles-2ep-ls0.3": [*TITLES, "sft.label_smoothing=0.3"],
+    "titles-4ep": [*PREVIOUS_DEMO, *TITLES, "sft.epochs=4", *PATIENT],
+    "titles-4ep-drop0.1": [*PREVIOUS_DEMO, *TITLES, "sft.epochs=4", *PATIENT, *DROPOUT[0.1]],
+    "titles-2ep-ls0.1": [*PREVIOUS_DEMO, *TITLES, "sft.label_smoothing=0.1"],
+    "titles-4ep-drop0.1-wd0.1": [
+        *PREVIOUS_DEMO,
+        *TITLES,
+        "sft.epochs=4",
+        *PATIENT,
+        *DROPOUT[0.1],
+        "sft.weight_decay=0.1",
+    ],
+    "titles-3ep-ls0.1": [*PREVIOUS_DEMO, *TITLES, "sft.epochs=3", *PATIENT, "sft.label_smoothing=0.1"],
+    "titles-2ep-ls0.2": [*PREVIOUS_DEMO, *TITLES, "sft.label_smoothing=0.2"],
+    "titles-2ep-ls0.3": [*PREVIOUS_DEMO, *TITLES, "sft.label_smoothing=0.3"],
     # Small data: the latest 5,000 train rows only (same valid rows), where classical models shine.
-    "latest5k-demo": [*LATEST_5K],
-    "latest5k-titles-10ep-drop0.2": [*LATEST_5K, *TITLES, "sft.epochs=10", "sft.patience=2", *DROPOUT[0.2]],
-    "latest5k-titles-ls0.1-10ep": [*LATEST_5K, *TITLES, "sft.label_smoothing=0.1", "sft.epochs=10", "sft.patience=2"],
+    "latest5k-demo": [*PREVIOUS_DEMO, *LATEST_5K],
+    "latest5k-titles-10ep-drop0.2": [*PREVIOUS_DEMO, *LATEST_5K, *TITLES, "sft.epochs=10", *PATIENT, *DROPOUT[0.2]],
+    "latest5k-titles-ls0.1-10ep": [
+        *PREVIOUS_DEMO,
+        *LATEST_5K,
+        *TITLES,
+        "sft.label_smoothing=0.1",
+        "sft.epochs=10",
+        *PATIENT,
+    ],
+    # Third round, on the demo recipe (titles + label smoothing 0.2, 2 epochs): capacity, step size,
+    # weight decay and dropout, one change at a time.
+    "recipe-layers2": ["model.num_layers=2"],
+    "recipe-layers6": ["model.num_layers=6"],
+    "recipe-lr1e-3": ["sft.lr=1e-3"],
+    "recipe-lr4e-3": ["sft.lr=4e-3"],
+    "recipe-wd0.1": ["sft.weight_decay=0.1"],
+    "recipe-3ep-drop0.1": ["sft.epochs=3", *PATIENT, *DROPOUT[0.1]],
+    # Small data on the demo recipe: longer schedules with early stopping, a smaller model, dropout.
+    "latest5k-recipe-10ep": [*LATEST_5K, "sft.epochs=10", *PATIENT],
+    "latest5k-recipe-15ep-drop0.2": [*LATEST_5K, "sft.epochs=15", *PATIENT, *DROPOUT[0.2]],
+    "latest5k-recipe-15ep-layers2-drop0.2": [
+        *LATEST_5K,
+        "sft.epochs=15",
+        *PATIENT,
+        "model.num_layers=2",
+        *DROPOUT[0.2],
+    ],
+    "latest5k-recipe-15ep-drop0.3": [*LATEST_5K, "sft.epochs=15", *PATIENT, *DROPOUT[0.3]],
 }
 """Name → overrides of configs/demo.yaml. Later rounds add settings built on the winner so far."""
 
@@ -96,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
         + " | valid NDCG@10 | wall-clock (s) |",
         "|---|---:|" + "---:|" * (len(KS) + 2),
     ]
-    results = {}
+    summary_path = out / "summary.json"
+    # --only adds to the runs already summarised instead of forgetting them.
+    results = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for name in args.only or SETTINGS:
         cell = run(name, SETTINGS[name], out)
         valid = best_valid(cell["summary"])
@@ -107,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
             + f" | {valid['ndcg@10']:.4f} | {cell['wall_s']} |"
         )
         print(lines[-1], file=sys.stderr, flush=True)
+        out.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(results, indent=2) + "\n")
     print("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
