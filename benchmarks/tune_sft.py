@@ -77,6 +77,10 @@ SETTINGS: dict[str, list[str]] = {
     "recipe-lr4e-3": ["sft.lr=4e-3"],
     "recipe-wd0.1": ["sft.weight_decay=0.1"],
     "recipe-3ep-drop0.1": ["sft.epochs=3", *PATIENT, *DROPOUT[0.1]],
+    # Two layers tie four at 60% of the time: spend the time saved on epochs or width instead.
+    "recipe-layers2-3ep": ["model.num_layers=2", "sft.epochs=3", *PATIENT],
+    "recipe-layers2-wide": ["model.num_layers=2", "model.hidden_size=384", "model.intermediate_size=768"],
+    "recipe-layers1": ["model.num_layers=1"],
     # Small data on the demo recipe: longer schedules with early stopping, a smaller model, dropout.
     "latest5k-recipe-10ep": [*LATEST_5K, "sft.epochs=10", *PATIENT],
     "latest5k-recipe-15ep-drop0.2": [*LATEST_5K, "sft.epochs=15", *PATIENT, *DROPOUT[0.2]],
