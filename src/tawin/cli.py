@@ -297,7 +297,12 @@ def _add_baseline_parser(commands) -> None:
         metavar="N",
         help="train on the latest N train rows only, as data.latest_train_rows does for the LLM (default 0: all)",
     )
-    p.add_argument("--out", required=True, help="output folder: metrics.json (test), result.json (valid and test)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder: metrics.json and predictions.jsonl (test), predictions_valid.jsonl, "
+        "result.json (valid and test metrics)",
+    )
     p.add_argument(
         "--config",
         help="YAML with SequentialBaselineConfig fields (sasrec, gru4rec) (default: none, the built-in settings)",

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from tawin.cli import main
+from tawin.eval.evaluate import Predictions
+from tawin.metrics.ranking import TOP_KS
 
 from conftest import fails, snapshot
 
@@ -67,6 +69,10 @@ def test_the_baselines_are_rows_of_the_results_and_cost_tables(finished):
         assert result["train_rows"] == 256 and result["config"]["seed"] == SEED
         assert f"| {label} | {metrics['recall@1']:.4f} |" in report
         assert f"| {kind} | " in report  # its wall-clock in the cost table
+        # predictions.jsonl: every evaluated row, eval.num_beams (default 50) items, and the metrics.
+        predictions = Predictions.read_jsonl(folder / "predictions.jsonl")
+        assert predictions.items_RK.shape == (64, 50) and predictions.metrics(TOP_KS.scored) == metrics
+        np.testing.assert_array_equal(predictions.row_R, np.arange(64))
     assert results["results"]["SASRec"]["recall@10"] > 0  # the equality checks below compare real numbers
 
 
@@ -75,6 +81,12 @@ def test_the_metrics_are_those_of_tawin_baseline_with_the_same_seed_and_data(fin
         alone = tmp_path / kind
         assert main(["baseline", kind, "--dataset", str(small), "--out", str(alone), "--set", f"seed={SEED}"]) == 0
         assert read(finished / "eval" / kind / "metrics.json") == read(alone / "metrics.json")
+        # predictions.jsonl holds test (beside metrics.json), predictions_valid.jsonl valid; 50 items
+        # each, as eval.num_beams and baseline.eval_top both default to 50.
+        same = (finished / "eval" / kind / "predictions.jsonl").read_text()
+        assert (alone / "predictions.jsonl").read_text() == same
+        valid = Predictions.read_jsonl(alone / "predictions_valid.jsonl")
+        assert valid.metrics(TOP_KS.scored) == read(alone / "result.json")["valid"] and len(valid.row_R) == 64
 
 
 def test_a_rerun_skips_the_finished_baselines_and_redoes_an_unfinished_one(finished, small, tmp_path, monkeypatch):
@@ -98,11 +110,15 @@ def test_a_rerun_skips_the_finished_baselines_and_redoes_an_unfinished_one(finis
     for record in read(out / "results.json")["stages"]:
         if record["stage"] in LABELS:
             assert record == {**earlier[record["stage"]], "earlier": True}
-    # A folder without its done-marker is trained again, to the same numbers.
+    # A folder without its done-marker is trained again, to the same numbers; so is one made before
+    # baselines wrote predictions.jsonl.
     (out / "eval" / "gru4rec" / "metrics.json").unlink()
+    (out / "eval" / "sasrec" / "predictions.jsonl").unlink()
     assert main(run_argv(out, small)) == 0
-    assert trained == ["gru4rec"]
-    assert read(out / "eval" / "gru4rec" / "metrics.json") == read(finished / "eval" / "gru4rec" / "metrics.json")
+    assert trained == ["sasrec", "gru4rec"]
+    for kind in LABELS:
+        for name in ("metrics.json", "predictions.jsonl"):
+            assert (out / "eval" / kind / name).read_text() == (finished / "eval" / kind / name).read_text()
 
 
 def test_the_baselines_learn_from_the_latest_train_rows(small, tmp_path):

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from tawin.cli import main
+from tawin.eval.evaluate import Predictions
 
 from conftest import TINY_BASE, TINY_OVERRIDES, fails, snapshot
 
@@ -44,8 +46,8 @@ def small(tmp_path, industrial_small) -> Path:
 @pytest.fixture()
 def seen(monkeypatch) -> dict[str, list]:
     """Stage → the train `row` numbers it was handed (SFT/RL: the encoded split; baselines: the dataset)."""
-    import tawin.baselines.popularity as popularity
     import tawin.baselines.sequential as sequential
+    import tawin.run.baseline as baseline
     import tawin.run.stages as stages
 
     found: dict[str, list] = {}
@@ -67,7 +69,7 @@ def seen(monkeypatch) -> dict[str, list]:
 
     monkeypatch.setattr(stages, "train_sft", loop("sft", stages.train_sft))
     monkeypatch.setattr(stages, "train_rl", loop("rl", stages.train_rl))
-    for module in (stages, popularity):  # `tawin run`'s stage and `tawin baseline popularity`
+    for module in (stages, baseline):  # `tawin run`'s stage and `tawin baseline popularity`
         monkeypatch.setattr(module, "popularity_predictions", on_dataset("popularity", module.popularity_predictions))
     monkeypatch.setattr(sequential, "train_baseline", on_dataset("sequential", sequential.train_baseline))
     return found
@@ -192,3 +194,11 @@ def test_an_experiment_gives_its_baselines_the_rows_of_its_llm_cells(tmp_path, i
     n_train = len(industrial_small.splits["train"])
     latest = list(range(n_train - LATEST, n_train))
     assert seen == {"sft": latest, "sequential": latest, "popularity": latest}
+    # The baseline cells wrote predictions.jsonl on the LLM cell's rows.
+    out = tmp_path / "out"
+    rows = Predictions.read_jsonl(out / "seed_0" / "sft-only" / "predictions.jsonl").row_R
+    for cell in ("gru4rec", "popularity"):
+        predictions = Predictions.read_jsonl(out / "seed_0" / cell / "predictions.jsonl")
+        assert np.array_equal(predictions.row_R, rows)
+        metrics = json.loads((out / "seed_0" / cell / "metrics.json").read_text())
+        assert predictions.metrics(TINY_BASE["eval"]["ks"]) == metrics

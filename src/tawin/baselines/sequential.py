@@ -12,8 +12,9 @@ the target). AdamW; after each epoch the model ranks the whole valid catalogue a
 when valid NDCG@10 has not improved for ``patience`` epochs; the best state is restored.
 
 Evaluation scores every catalogue item for every row (no sampled negatives, history items NOT
-masked: repeat purchases are real here), keeps the top ``eval_top`` and hands them to
-:func:`tawin.metrics.ranking.topk_metrics`, the same code that scores the LLM.
+masked: repeat purchases are real here), keeps the top ``eval_top`` (or the evaluation's beam count)
+with their log-probabilities as :class:`~tawin.eval.evaluate.Predictions`, the LLM's format, and
+scores them with :func:`tawin.metrics.ranking.topk_metrics`, the same code that scores the LLM.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from tawin.baselines.gru4rec import GRU4Rec
 from tawin.baselines.sasrec import SASRec
 from tawin.data.dataset import PAD_ITEM, Dataset, Interactions
 from tawin.errors import ConfigError
-from tawin.metrics.ranking import TOP_KS, topk_metrics
+from tawin.eval.evaluate import Predictions
+from tawin.metrics.ranking import TOP_KS
 
 TrainPositions = Literal["last", "all"]
 
@@ -218,19 +220,25 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {"last": last_position_loss, "a
 
 
 @torch.no_grad()
-def rank_catalogue(model: nn.Module, inputs: BaselineInputs, top: int, batch_size: int) -> torch.Tensor:
-    """Top-`top` catalogue columns per row by score, best first: int64 [R, top]. Nothing masked."""
+def rank_catalogue(
+    model: nn.Module, inputs: BaselineInputs, top: int, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top-`top` catalogue columns per row, best first, and their scores: (int64 [R, B], float32
+    [R, B]) with B = min(top, N). Scores are log-softmax over the whole catalogue, the model's
+    log-probability of each item (the LLM's predictions carry log-probabilities too). Nothing masked."""
     was_training = model.training
     model.eval()
-    ranked = []
+    columns, scores = [], []
     for start in range(0, len(inputs.last_R), batch_size):
         tokens_BH = inputs.tokens_RH[start : start + batch_size]
         last_B = inputs.last_R[start : start + batch_size]
         hidden_BD = model.encode(tokens_BH)[torch.arange(len(last_B)), last_B]
-        scores_BN = model.score(hidden_BD)
-        ranked.append(scores_BN.topk(min(top, scores_BN.shape[1]), dim=1).indices)
+        scores_BN = model.score(hidden_BD).float()
+        best = scores_BN.topk(min(top, scores_BN.shape[1]), dim=1)  # ranked by the logits themselves
+        columns.append(best.indices)
+        scores.append(best.values - scores_BN.logsumexp(dim=1, keepdim=True))
     model.train(was_training)
-    return torch.cat(ranked)
+    return torch.cat(columns), torch.cat(scores)
 
 
 def evaluate_baseline(
@@ -241,17 +249,26 @@ def evaluate_baseline(
     top: int = 50,
     batch_size: int = 1024,
     rows: np.ndarray | None = None,
-) -> tuple[dict, np.ndarray]:
+) -> tuple[dict, Predictions]:
     """Rank the whole catalogue for `rows` of `split` (indices; None = every row) and score it with `topk_metrics`.
 
-    Returns the metrics dict (``recall@K``, ``ndcg@K``, ``n_rows``) and the ranked item ids,
-    int64 [R, top], best first. History items stay in the ranking.
+    Returns the metrics dict (``recall@K``, ``ndcg@K``, ``n_rows``), equal to
+    ``predictions.metrics(ks)``, and the :class:`~tawin.eval.evaluate.Predictions` they come from:
+    per row its index in the split, user, target, and the max(top, *ks) best item ids (fewer if the
+    catalogue is smaller) with their log-probabilities, best first. History items stay in the ranking.
     """
     catalogue_N = dataset.items.item_id
     interactions = dataset.split(split) if rows is None else dataset.split(split).take(rows)
-    ranked_columns_RB = rank_catalogue(model, baseline_inputs(interactions, catalogue_N), max((top, *ks)), batch_size)
-    ranked_items_RB = catalogue_N[ranked_columns_RB.numpy()].astype(np.int64)
-    return topk_metrics(ranked_items_RB, interactions.target, ks=ks), ranked_items_RB
+    inputs = baseline_inputs(interactions, catalogue_N)
+    columns_RB, logp_RB = rank_catalogue(model, inputs, max((top, *ks)), batch_size)
+    predictions = Predictions(
+        row_R=interactions.row,
+        user_R=interactions.user,
+        target_R=interactions.target,
+        items_RK=catalogue_N[columns_RB.numpy()].astype(np.int64),
+        scores_RK=logp_RB.numpy().astype(np.float32),
+    )
+    return predictions.metrics(ks), predictions
 
 
 def train_baseline(
@@ -320,35 +337,39 @@ def run_baseline(
     ks: tuple[int, ...] = TOP_KS.scored,
     log: Callable[[str], None] | None = print,
     evaluate_on: dict[str, np.ndarray | None] | None = None,
-) -> dict:
+    top: int | None = None,
+) -> tuple[dict, dict[str, Predictions]]:
     """Train, then evaluate the best model on each split of `evaluate_on` (split → row indices
     scored, None = every row; default: every row of valid and test). Early stopping always uses
     every valid row.
 
-    Returns ``{split: metrics for each evaluated split, "epochs": epochs run, "best_epoch": e,
-    "train_rows": rows of the train split learnt from, "seconds": wall time of training and
-    evaluation, "config": the resolved config as a dict}``.
+    Returns ``(result, predictions)``: result = ``{split: metrics for each evaluated split,
+    "epochs": epochs run, "best_epoch": e, "train_rows": rows of the train split learnt from,
+    "seconds": wall time of training and evaluation, "config": the resolved config as a dict}``
+    (JSON-able); predictions = split → the evaluated rows' :class:`~tawin.eval.evaluate.Predictions`,
+    max(`top`, *ks) items each (`top` None = ``config.eval_top``; a pipeline passes its eval's
+    ``num_beams`` so the lists are as long as the LLM's), whose ``metrics(ks)`` is result[split].
     """
     started = time.perf_counter()
     config = for_kind(config, kind)
     model, history = train_baseline(kind, dataset, config, log=log)
     k = config.early_stop_k
     evaluate_on = {"valid": None, "test": None} if evaluate_on is None else evaluate_on
-    results = {
-        split: evaluate_baseline(
-            model, dataset, split, ks, top=config.eval_top, batch_size=config.eval_batch_size, rows=rows
-        )[0]
+    top = config.eval_top if top is None else top
+    evaluated = {
+        split: evaluate_baseline(model, dataset, split, ks, top=top, batch_size=config.eval_batch_size, rows=rows)
         for split, rows in evaluate_on.items()
     }
     best_epoch = max(history, key=lambda record: record[f"valid/ndcg@{k}"])["epoch"]
-    return {
-        **results,
+    result = {
+        **{split: metrics for split, (metrics, _) in evaluated.items()},
         "epochs": len(history),
         "train_rows": len(dataset.split("train")),
         "best_epoch": best_epoch,
         "seconds": time.perf_counter() - started,
         "config": asdict(config),
     }
+    return result, {split: predictions for split, (_, predictions) in evaluated.items()}
 
 
 __all__ = [

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tawin.checkpoint import atomic_write_json, seed_everything
 from tawin.data.dataset import Dataset
+from tawin.eval.evaluate import Predictions
 from tawin.experiments.evals import eval_folder
 from tawin.experiments.grid import Cell, Experiment
 from tawin.experiments.results import (
@@ -157,37 +158,41 @@ class CellWorker:
         }
 
     def baseline(self, cell: Cell, folder: Path, record: CellRecord) -> None:
-        """Popularity, or SASRec/GRU4Rec trained per seed; scored on the LLM cells' eval rows."""
+        """Popularity, or SASRec/GRU4Rec trained per seed; scored on the LLM cells' eval rows, with
+        their predictions.jsonl (for the report's paired bootstrap) written before metrics.json."""
         started = time.time()
         session = self.session(cell.config)
         if cell.name == "popularity":
             popularity_stage(session, cell.config, folder)
             record.settings, metrics = {}, None
         else:
-            record.settings, metrics = self.sequential_baseline(cell, session)
+            record.settings, metrics, predictions = self.sequential_baseline(cell, session)
         record.seconds += time.time() - started
         write_cell(folder, record)  # cell.json before metrics.json, as for the LLM cells
         if metrics is not None:
+            predictions.write_jsonl(folder / "predictions.jsonl")
             atomic_write_json(folder / "metrics.json", metrics)
             session.tracking.log_evaluation(cell.config, metrics, cell.config.eval.split, folder)
 
-    def sequential_baseline(self, cell: Cell, session: Session) -> tuple[dict, dict]:
-        """(settings, metrics on the eval rows) of SASRec or GRU4Rec trained with the cell's seed."""
+    def sequential_baseline(self, cell: Cell, session: Session) -> tuple[dict, dict, Predictions]:
+        """(settings, metrics, predictions on the eval rows) of SASRec or GRU4Rec trained with the
+        cell's seed; the predictions rank eval.num_beams items per row, as the LLM cells' do."""
         from tawin.baselines.sequential import run_baseline
 
         dataset, evaluation = session.dataset, cell.config.eval
         rows = evaluation.evaluated_rows(len(dataset.splits[evaluation.split]))
         splits = {**dataset.splits, evaluation.split: dataset.splits[evaluation.split].take(rows)}
         self.log(f"{cell.id}: training {cell.label}")
-        result = run_baseline(
+        result, predictions = run_baseline(
             cell.name,
             Dataset(dataset.name, dataset.items, splits, dataset.meta),
             replace(self.experiment.baseline, seed=cell.seed),
             ks=evaluation.ks,
             log=None,
+            top=evaluation.num_beams,
         )
         settings = {"baseline": {k: result[k] for k in ("epochs", "best_epoch", "config")}, "valid": result["valid"]}
-        return settings, result[evaluation.split]
+        return settings, result[evaluation.split], predictions[evaluation.split]
 
 
 def choose_anchor(scores: dict[int, float], target_k: int) -> int:

@@ -23,9 +23,13 @@ DONE_MARKERS: dict[StageOutput, tuple[str, ...]] = {
     "sft": ("summary.json", "best/tawin.json"),
     "rl": ("summary.json", "final/tawin.json"),
     "eval": ("metrics.json", "predictions.jsonl"),
-    "baseline": ("result.json", "metrics.json"),
-    # A SASRec/GRU4Rec cell writes no predictions, and diagnostics are merged into a finished cell's
-    # metrics.json later: metrics.json alone marks a cell done.
+    # predictions.jsonl came later than result.json: a folder without it is redone rather than
+    # reported without the rows a paired comparison needs.
+    "baseline": ("result.json", "metrics.json", "predictions.jsonl"),
+    # Every cell writes predictions.jsonl before metrics.json (a baseline cell too), but diagnostics
+    # are merged into a finished cell's metrics.json later and baseline cells made before baselines
+    # wrote predictions hold none: metrics.json alone marks a cell done, and the report says "not
+    # available" where a baseline's predictions are missing (delete such a cell's folder to redo it).
     "cell": ("metrics.json",),
 }
 """The files, relative to the stage's folder, whose presence means the stage finished."""

@@ -108,23 +108,27 @@ def sequential_baseline_stage(session: Session, config: PipelineConfig, kind: Ba
     them). It learns from the session's train rows (``data.latest_train_rows`` applied) with early
     stopping on every valid row, on the CPU whatever `device` is, with the run's `threads`; it is
     then scored on eval.split's evaluated rows (``eval.sample_size``, ``eval.sample_seed``) at
-    ``eval.ks`` by the LLM's metric code. Writes result.json (metrics, epochs, settings), then
-    metrics.json. Every process trains the same model, so none waits minutes at a barrier."""
+    ``eval.ks`` by the LLM's metric code. Writes result.json (metrics, epochs, settings),
+    predictions.jsonl (the evaluated rows' top ``eval.num_beams`` items with their log-probabilities,
+    in the LLM evaluation's format, for paired comparisons), then metrics.json. Every process trains
+    the same model, so none waits minutes at a barrier."""
     if stage_done(out, "baseline"):
         return json.loads((out / "metrics.json").read_text())
     evaluation = config.eval
     log = print if session.dist.is_main else None
-    result = run_baseline(
+    result, predictions = run_baseline(
         kind,
         session.dataset,
         SequentialBaselineConfig(seed=config.seed),
         ks=evaluation.ks,
         log=log,
-        evaluate_on={evaluation.split: config.eval.evaluated_rows(len(session.dataset.splits[config.eval.split]))},
+        evaluate_on={evaluation.split: evaluation.evaluated_rows(len(session.dataset.splits[evaluation.split]))},
+        top=evaluation.num_beams,
     )
     metrics = result[evaluation.split]
     if session.dist.is_main:
         atomic_write_json(out / "result.json", result)
+        predictions[evaluation.split].write_jsonl(out / "predictions.jsonl")
         atomic_write_json(out / "metrics.json", metrics)  # written last: the stage's done-marker
         session.tracking.log_evaluation(config, metrics, evaluation.split, out)
     session.dist.barrier()

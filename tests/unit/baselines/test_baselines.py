@@ -15,6 +15,7 @@ from tawin.baselines import (
 )
 from tawin.data.dataset import Dataset, Interactions, ItemTable
 from tawin.errors import ConfigError
+from tawin.eval.evaluate import Predictions
 
 N_ITEMS = 12
 TINY = SequentialBaselineConfig(
@@ -97,18 +98,18 @@ def test_history_items_are_not_masked_and_whole_catalogue_is_ranked():
     # The target IS the last history item: only an unmasked ranking can score it.
     dataset = synthetic_dataset(repeat)
     model, _ = train_baseline("gru4rec", dataset, TINY, log=None)
-    metrics, ranked_RB = evaluate_baseline(model, dataset, "test", ks=(1,), top=N_ITEMS)
+    metrics, predictions = evaluate_baseline(model, dataset, "test", ks=(1,), top=N_ITEMS)
     assert metrics["recall@1"] >= 0.9
-    assert ranked_RB.shape == (len(dataset.split("test")), N_ITEMS)
+    assert predictions.items_RK.shape == (len(dataset.split("test")), N_ITEMS)
     catalogue = np.sort(dataset.items.item_id)
-    assert all(np.array_equal(np.sort(row), catalogue) for row in ranked_RB)
+    assert all(np.array_equal(np.sort(row), catalogue) for row in predictions.items_RK)
 
 
 def test_same_seed_same_result():
     dataset = synthetic_dataset(successor, rows=(192, 48, 48))
     config = SequentialBaselineConfig(**{**TINY.__dict__, "max_epochs": 2, "patience": 2, "dropout": 0.3})
-    first = run_baseline("sasrec", dataset, config, ks=(1, 3), log=None)
-    second = run_baseline("sasrec", dataset, config, ks=(1, 3), log=None)
+    first, _ = run_baseline("sasrec", dataset, config, ks=(1, 3), log=None)
+    second, _ = run_baseline("sasrec", dataset, config, ks=(1, 3), log=None)
     assert first["valid"] == second["valid"] and first["test"] == second["test"]
     assert first["epochs"] == 2 and set(first) >= {"valid", "test", "epochs", "seconds"}
     seed0 = train_baseline("gru4rec", dataset, config, log=None)[1]
@@ -135,3 +136,31 @@ def test_config_errors_are_reported_together():
     )
     with pytest.raises(ConfigError, match="kind='bert4rec' is not a baseline"):
         train_baseline("bert4rec", synthetic_dataset(successor, rows=(8, 4, 4)), TINY, log=None)
+
+
+def test_predictions_are_the_evaluated_rows_and_give_the_metrics(tmp_path):
+    """The metrics are those of the predictions (same metric code), whose rows are indices into the
+    split, with log-probabilities best first; they survive predictions.jsonl unchanged."""
+    dataset = synthetic_dataset(successor, rows=(192, 48, 48))
+    config = SequentialBaselineConfig(**{**TINY.__dict__, "max_epochs": 2})
+    model, _ = train_baseline("gru4rec", dataset, config, log=None)
+    rows = np.array([40, 3, 17, 5])
+    ks = (1, 3, 5)
+    metrics, predictions = evaluate_baseline(model, dataset, "test", ks=ks, top=5, rows=rows)
+    assert metrics == predictions.metrics(ks) and metrics["n_rows"] == len(rows)
+    test = dataset.split("test")
+    np.testing.assert_array_equal(predictions.row_R, rows)
+    np.testing.assert_array_equal(predictions.user_R, test.user[rows])
+    np.testing.assert_array_equal(predictions.target_R, test.target[rows])
+    assert predictions.items_RK.shape == predictions.scores_RK.shape == (len(rows), 5)
+    assert (np.diff(predictions.scores_RK, axis=1) <= 0).all() and (predictions.scores_RK < 0).all()
+    # Log-probabilities over the whole catalogue: the N items' probabilities sum to 1.
+    whole = evaluate_baseline(model, dataset, "test", ks=(1,), top=N_ITEMS, rows=rows)[1]
+    np.testing.assert_allclose(np.exp(whole.scores_RK).sum(axis=1), 1.0, rtol=1e-5)
+    predictions.write_jsonl(tmp_path / "predictions.jsonl")
+    assert Predictions.read_jsonl(tmp_path / "predictions.jsonl").metrics(ks) == metrics
+
+    result, by_split = run_baseline("gru4rec", dataset, config, ks=ks, log=None, evaluate_on={"test": rows}, top=8)
+    assert set(by_split) == {"test"} and by_split["test"].items_RK.shape == (len(rows), 8)
+    assert result["test"] == by_split["test"].metrics(ks) == metrics
+    assert all(isinstance(value, (dict, int, float)) for value in result.values())  # JSON-able, no arrays
