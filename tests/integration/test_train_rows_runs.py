@@ -187,6 +187,7 @@ def test_an_experiment_gives_its_baselines_the_rows_of_its_llm_cells(tmp_path, i
                 "methods": {"SFT only": None},
                 "baselines": ["gru4rec", "popularity"],
                 "baseline": {"max_epochs": 1, "hidden": 8},
+                "report": {"candidate": "SFT only", "bootstrap_resamples": 100},
             }
         )
     )
@@ -194,7 +195,7 @@ def test_an_experiment_gives_its_baselines_the_rows_of_its_llm_cells(tmp_path, i
     n_train = len(industrial_small.splits["train"])
     latest = list(range(n_train - LATEST, n_train))
     assert seen == {"sft": latest, "sequential": latest, "popularity": latest}
-    # The baseline cells wrote predictions.jsonl on the LLM cell's rows.
+    # The baseline cells wrote predictions.jsonl on the LLM cell's rows, which the report sets against them.
     out = tmp_path / "out"
     rows = Predictions.read_jsonl(out / "seed_0" / "sft-only" / "predictions.jsonl").row_R
     for cell in ("gru4rec", "popularity"):
@@ -202,3 +203,6 @@ def test_an_experiment_gives_its_baselines_the_rows_of_its_llm_cells(tmp_path, i
         assert np.array_equal(predictions.row_R, rows)
         metrics = json.loads((out / "seed_0" / cell / "metrics.json").read_text())
         assert predictions.metrics(TINY_BASE["eval"]["ks"]) == metrics
+    section = (out / "report.md").read_text().split("## Against the classical baselines")[1]
+    assert "| GRU4Rec | Recall@1 |" in section and "| Popularity | NDCG@10 |" in section
+    assert f"GRU4Rec: {len(rows)} rows, 1 seed(s)" in section

@@ -1,6 +1,7 @@
 """Experiments — report.md and plots from results.json.
 
-The summaries and tables it is made of are in :mod:`tawin.experiments.summaries`; the plots
+The summaries and tables it is made of are in :mod:`tawin.experiments.summaries` (the candidate
+against each classical baseline in :mod:`tawin.experiments.against_baselines`); the plots
 (comparison.png, diagnostics.png, anchor_sweep.png) are drawn by :mod:`tawin.experiments.plots`.
 """
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tawin.experiments.against_baselines import against_baselines, baselines_section, compared_metrics
 from tawin.experiments.plots import plot_anchor_sweep, plot_comparison, plot_diagnostics
 from tawin.experiments.summaries import (
     anchor_choices,
@@ -32,9 +34,11 @@ def render_report(
     results: dict,
     paired: tuple[np.ndarray, np.ndarray, int] | None = None,
     paired_sft: tuple[np.ndarray, np.ndarray, int] | None = None,
+    baselines: dict | None = None,
 ) -> str:
     """report.md as a string; `paired` / `paired_sft` = :func:`paired_rows` output for the candidate
-    against report.reference / report.sft_reference."""
+    against report.reference / report.sft_reference; `baselines` = :func:`against_baselines` output
+    (the candidate against each classical baseline; None or empty: no such section)."""
     spec = results.get("experiment", {}).get("report", {})
     ks = tuple(spec.get("ks", TOP_KS.reported))
     summary = summarize(results)
@@ -43,6 +47,8 @@ def render_report(
         lines += ["## Recall@K and NDCG@K (mean ± std over seeds)", "", comparison_table(summary, ks), ""]
         lines += ["![comparison](comparison.png)", ""]
     lines += _reference_sections(summary, spec, ks, paired, paired_sft)
+    if baselines and spec.get("candidate"):
+        lines += baselines_section(baselines, spec["candidate"], spec.get("bootstrap_resamples", 10000))
     lines += evals_sections(results, ks)
     lines += _diagnostics_section(results, summary)
     if sweeps := anchor_sweep(results):
@@ -148,7 +154,10 @@ def write_report(out: Path, results: dict) -> list[Path]:
         if sft_reference and candidate
         else None
     )
-    atomic_write_text(out / "report.md", render_report(results, paired, paired_sft))
+    num_beams = results.get("experiment", {}).get("base", {}).get("eval", {}).get("num_beams")
+    metrics = compared_metrics(tuple(spec.get("ks", TOP_KS.reported)), num_beams)
+    baselines = against_baselines(out, results, candidate, metrics) if candidate else None
+    atomic_write_text(out / "report.md", render_report(results, paired, paired_sft, baselines))
     written = [out / "report.md"]
     summary = summarize(results)
     if summary:

@@ -148,25 +148,41 @@ def seed_averaged_pair(
     """(a_R, b_R, seeds): per-row `metric` (``recall@K`` or ``ndcg@K``) of two systems, each from its
     seeds' predictions.jsonl files, averaged over its seeds on the rows every file holds; None when a
     side has no file or no row is common."""
+    pairs = seed_averaged_pairs(candidate_paths, reference_paths, (metric,))
+    return None if pairs is None else pairs[metric]
+
+
+def seed_averaged_pairs(
+    candidate_paths: list[Path], reference_paths: list[Path], metrics: tuple[str, ...]
+) -> dict[str, tuple[np.ndarray, np.ndarray, int]] | None:
+    """:func:`seed_averaged_pair` for several metrics at once (each file read once): metric →
+    (a_R, b_R, seeds), all on the same rows; None when a side has no file or no row is common.
+
+    Raises:
+        ConfigError: a metric's K exceeds the items per row of a file."""
     from tawin.eval.evaluate import Predictions
     from tawin.metrics import per_row_topk
 
-    k = int(metric.split("@")[1])
+    ks = sorted({int(metric.split("@")[1]) for metric in metrics})
     per_side = []
     for paths in (candidate_paths, reference_paths):
         if not paths:
             return None
-        seeds = []
+        seeds = []  # per seed: row → {metric: value}
         for path in paths:
             predictions = Predictions.read_jsonl(path)
-            values = per_row_topk(predictions.items_RK, predictions.target_R, (k,))[metric]
-            seeds.append(dict(zip(predictions.row_R.tolist(), values.tolist())))
+            values = per_row_topk(predictions.items_RK, predictions.target_R, ks)
+            seeds.append({row: {m: values[m][i] for m in metrics} for i, row in enumerate(predictions.row_R.tolist())})
         per_side.append(seeds)
     rows = sorted(set.intersection(*(set(seed) for seeds in per_side for seed in seeds)))
     if not rows:
         return None
-    a_R, b_R = (np.array([np.mean([seed[r] for seed in seeds]) for r in rows]) for seeds in per_side)
-    return a_R, b_R, min(len(candidate_paths), len(reference_paths))
+    n_seeds = min(len(candidate_paths), len(reference_paths))
+    return {
+        metric: tuple(np.array([np.mean([seed[r][metric] for seed in seeds]) for r in rows]) for seeds in per_side)
+        + (n_seeds,)
+        for metric in metrics
+    }
 
 
 def diagnostics_table(summary: dict) -> str:
