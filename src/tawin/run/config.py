@@ -8,7 +8,8 @@ run when the :class:`~tawin.run.session.Session` loads it, before any training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -16,6 +17,7 @@ from tawin.data.dataset import Dataset
 from tawin.errors import ConfigError
 from tawin.eval.config import EvalConfig
 from tawin.models.config import ModelConfig
+from tawin.overrides import field_types, parse_override, renamed_path
 from tawin.rl.config import RLConfig
 from tawin.runtime import Device, Precision
 from tawin.sft.config import SFTConfig
@@ -46,6 +48,68 @@ class DataConfig:
                 f"data.latest_train_rows={self.latest_train_rows} must be ≥ 0 (the latest train rows kept; 0 = all)"
             )
         return problems
+
+
+SMALL_DATA_FIXED = {
+    "small_data": "the variant cannot change the rule that chooses it",
+    "data": "data decides the train row count that chooses the variant",
+    "seed": "the seed is set per run or per experiment cell, not by the data size",
+}
+"""The settings a small-data override may not name, each with the reason."""
+
+
+@dataclass(frozen=True)
+class SmallDataConfig:
+    """The documented small-data variant of the recipe: other settings for a small train split,
+    chosen from its size when a command loads the config (:mod:`tawin.run.small_data`)."""
+
+    max_train_rows: int = 0
+    """Train splits of at most this many rows (counted after `data.latest_train_rows`) get
+    `overrides`; 0 = never. The run folder's config.yaml holds the values that applied."""
+    overrides: tuple[str, ...] = ()
+    """`section.field=value` entries in the syntax of `--set`, applied in order on top of the rest
+    of the config (YAML and `--set`) when the variant applies, e.g. [sft.epochs=10,
+    model.embedding_dropout=0.2]; `data.*`, `seed` and `small_data.*` are not allowed."""
+
+    def check(self) -> list[str]:
+        problems = (
+            [
+                f"small_data.max_train_rows={self.max_train_rows} must be ≥ 0 "
+                "(the largest train split that gets small_data.overrides; 0 = never)"
+            ]
+            if self.max_train_rows < 0
+            else []
+        )
+        return problems + [problem for entry in self.overrides if (problem := _small_data_entry_problem(entry))]
+
+
+def _small_data_entry_problem(entry: str) -> str | None:
+    """Why the small-data override `entry` cannot apply (it does not parse, names no setting of the
+    run config, or names one the variant may not change); None when it names a setting."""
+    where = f"small_data.overrides entry {entry!r}"
+    try:
+        keys, _ = parse_override(entry)
+    except ConfigError as error:
+        return f"{where}: {error}"
+    keys = renamed_path(PipelineConfig, keys)
+    if keys[0] in SMALL_DATA_FIXED:
+        return f"{where} sets {'.'.join(keys)}, which small_data may not change ({SMALL_DATA_FIXED[keys[0]]}); drop it"
+    section = PipelineConfig
+    for depth, key in enumerate(keys):
+        names = field_types(section)
+        path = ".".join(keys[: depth + 1])
+        if key not in names:
+            close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
+            hint = (
+                f"did you mean '{'.'.join([*keys[:depth], close[0]])}'?"
+                if close
+                else f"valid keys: {', '.join(sorted(names))}"
+            )
+            return f"{where}: {path} is no setting of the run config ({hint}); name one, e.g. sft.epochs=10"
+        section = names[key]
+        if depth < len(keys) - 1 and not is_dataclass(section):
+            return f"{where}: {path} is a single value, not a section; name a setting, e.g. sft.epochs=10"
+    return None
 
 
 @dataclass(frozen=True)
@@ -84,6 +148,9 @@ class PipelineConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    small_data: SmallDataConfig = field(default_factory=SmallDataConfig)
+    """Other settings for a small train split, applied when a command loads the config (docs:
+    Training, "Small data")."""
 
     @property
     def resolved_eval(self) -> EvalConfig:
