@@ -1,7 +1,7 @@
 """`tawin` command line: data, items, config, sft, rl, eval, baseline, recommend, run, experiment.
 
 Every subcommand that trains or evaluates reads one YAML config (`--config`, sections `data`,
-`model`, `sft`, `rl`, `eval`; see `configs/`), then `--set section.field=value` overrides, then
+`model`, `sft`, `rl`, `eval`, `small_data`; see `configs/`), then `--set section.field=value` overrides, then
 the subcommand's own flags. User mistakes exit with code 2 and one paragraph, no traceback. This
 module reads the command line; the commands' bodies are in :mod:`tawin.run.commands`.
 """
@@ -57,7 +57,8 @@ def _command(name: str):
 def _config_arguments(parser: argparse.ArgumentParser, progress: bool = True) -> None:
     parser.add_argument(
         "--config",
-        help="YAML config (sections data, model, sft, rl, eval; see configs/) (default: none, the built-in defaults)",
+        help="YAML config (sections data, model, sft, rl, eval, small_data; see configs/) "
+        "(default: none, the built-in defaults)",
     )
     parser.add_argument(
         "--set",
@@ -155,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = p.add_parser(
         "show", help="print the resolved config (defaults < --config < --set) as YAML, each field with its doc line"
     )
-    p.add_argument("section", nargs="?", help="only this section: data, model, sft, rl or eval (default: everything)")
+    p.add_argument(
+        "section", nargs="?", help="only this section: data, model, sft, rl, eval or small_data (default: everything)"
+    )
     _config_arguments(p, progress=False)
     p.set_defaults(func=_command("cmd_config_show"))
     return parser

@@ -13,7 +13,7 @@ from typing import get_args
 from tawin.baselines import BaselineName
 from tawin.baselines.sequential import SequentialBaselineConfig
 from tawin.config import read_yaml
-from tawin.errors import ConfigError
+from tawin.errors import ConfigError, UserError
 from tawin.experiments.evals import parse_evals
 from tawin.experiments.grid import (
     ANCHOR_LISTS,
@@ -28,6 +28,7 @@ from tawin.experiments.grid import (
 )
 from tawin.overrides import apply_overrides, in_new_spelling, merge_override, parse_override, rename_old_spellings
 from tawin.run.config import PipelineConfig
+from tawin.run.small_data import with_small_data
 
 LEGACY_SPELLINGS = {
     "anchors": "the σ* list of an anchor grid sits in its method now: anchor: {grid: [0, 1, 2]}",
@@ -74,7 +75,7 @@ def parse_experiment(data: dict, where: str = "experiment", problems: list[str] 
     if isinstance(base_data, dict) and "seed" in base_data:
         problems.append("base.seed: give the seeds as the top-level list `seeds: [0, 1, 2]` instead")
         base_data = {k: v for k, v in base_data.items() if k != "seed"}
-    base = _typed(PipelineConfig, base_data, "base", problems)
+    base = _sized(_typed(PipelineConfig, base_data, "base", problems), problems)
     seeds = _int_list(data.get("seeds", [0]), "seeds", problems, unique=True, non_empty=True)
     baselines = _list(data.get("baselines", []), "baselines", problems)
     if bad := [b for b in baselines if b not in get_args(BaselineName)]:
@@ -107,6 +108,18 @@ def parse_experiment(data: dict, where: str = "experiment", problems: list[str] 
     if problems or base is None:
         raise ConfigError(f"invalid experiment in {where}: " + "; ".join(problems) + ".")
     return experiment
+
+
+def _sized(base: PipelineConfig | None, problems: list[str]) -> PipelineConfig | None:
+    """`base` with the small-data variant applied where its train split is small enough (once, so
+    that every cell carries the applied values); a problem there is one of the experiment's."""
+    if base is None or base.small_data.check():  # a bad small_data section is reported with base's rules
+        return base
+    try:
+        return with_small_data(base)
+    except UserError as error:
+        problems.append(f"base: {str(error).rstrip('.')}")
+        return base
 
 
 def _int_list(value, name: str, problems: list[str], unique: bool = False, non_empty: bool = False) -> tuple[int, ...]:

@@ -23,9 +23,12 @@ KEPT_MODEL_SETTINGS = ("model.max_prompt_tokens",)
 
 
 def load_pipeline_config(args, command: str) -> PipelineConfig:
-    """Defaults < ``--config`` < ``--set`` < the shorthand flags, validated as a whole."""
+    """Defaults < ``--config`` < ``--set`` < the shorthand flags, validated as a whole; then the
+    small-data variant where the train split is small enough (:mod:`tawin.run.small_data`), except
+    for `tawin recommend`, which trains nothing."""
     from tawin.config import load_config
     from tawin.run.config import PipelineConfig
+    from tawin.run.small_data import with_small_data
 
     overrides = list(args.set)
     if getattr(args, "dataset", None) is not None:
@@ -41,7 +44,8 @@ def load_pipeline_config(args, command: str) -> PipelineConfig:
             overrides.append(f"eval.num_beams={args.beams}")
         if args.diagnostics:
             overrides.append("eval.diagnostics=true")
-    return load_config(PipelineConfig, args.config, overrides)
+    config = load_config(PipelineConfig, args.config, overrides)
+    return config if command == "recommend" else with_small_data(config)
 
 
 def with_checkpoint_model(args, config, checkpoint: str | Path, command: str):

@@ -13,9 +13,10 @@ import dataclasses
 from tawin.config import to_dict, to_dict_value
 from tawin.run.provenance import describe, identity
 
-RESULT_NEUTRAL = ("sft.log_every", "sft.save_every", "rl.log_every", "rl.save_every", "report_to")
-"""Settings that change how often a run logs or saves, or where it reports, never what it computes
-(a resumed run is bit-identical to an uninterrupted one whatever they are): a change resumes."""
+RESULT_NEUTRAL = ("sft.log_every", "sft.save_every", "rl.log_every", "rl.save_every", "report_to", "small_data")
+"""Settings (or whole sections) that change how often a run logs or saves, or where it reports,
+never what it computes (a resumed run is bit-identical to an uninterrupted one whatever they are): a
+change resumes. `small_data` is among them because what it changes is saved in the other sections."""
 
 REASONS = {
     "threads": "the CPU thread count changes the order of float reductions, so the resumed part would not match",
@@ -69,7 +70,8 @@ def _defaults(config) -> dict:
 
 
 def _neutral(key: str) -> bool:
-    return any(key == name or key.endswith("." + name) for name in RESULT_NEUTRAL)
+    """True for a neutral setting, or a field of a neutral section, at any depth (`base.` in an experiment)."""
+    return any(f".{name}." in f".{key}." for name in RESULT_NEUTRAL)
 
 
 def describe_change(previous: dict, resolved: dict, key: str) -> str:
