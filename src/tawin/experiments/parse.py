@@ -7,6 +7,7 @@ every cell's resolved config.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
 
@@ -61,12 +62,15 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
         else:
             on_base.append(text)
     apply_overrides(PipelineConfig, data, on_base, problems, under=("base",))
-    return parse_experiment(data, where=str(path), problems=problems)
+    return parse_experiment(data, where=str(path), problems=problems, given=on_base)
 
 
-def parse_experiment(data: dict, where: str = "experiment", problems: list[str] | None = None) -> Experiment:
+def parse_experiment(
+    data: dict, where: str = "experiment", problems: list[str] | None = None, given: Sequence[str] = ()
+) -> Experiment:
     """Build and validate an :class:`Experiment` from a mapping (the parsed YAML); `problems` found
-    while reading it are reported with the others."""
+    while reading it are reported with the others. `given` are the ``--set`` overrides of base
+    already merged into `data`: they win over base's small-data entries for the same setting."""
     problems = list(problems or [])
     if unknown := sorted(set(data) - set(EXPERIMENT_KEYS)):
         problems.append(f"unknown top-level key(s) {unknown}; valid keys: {list(EXPERIMENT_KEYS)}")
@@ -75,7 +79,7 @@ def parse_experiment(data: dict, where: str = "experiment", problems: list[str] 
     if isinstance(base_data, dict) and "seed" in base_data:
         problems.append("base.seed: give the seeds as the top-level list `seeds: [0, 1, 2]` instead")
         base_data = {k: v for k, v in base_data.items() if k != "seed"}
-    base = _sized(_typed(PipelineConfig, base_data, "base", problems), problems)
+    base = _sized(_typed(PipelineConfig, base_data, "base", problems), problems, given)
     seeds = _int_list(data.get("seeds", [0]), "seeds", problems, unique=True, non_empty=True)
     baselines = _list(data.get("baselines", []), "baselines", problems)
     if bad := [b for b in baselines if b not in get_args(BaselineName)]:
@@ -110,13 +114,14 @@ def parse_experiment(data: dict, where: str = "experiment", problems: list[str] 
     return experiment
 
 
-def _sized(base: PipelineConfig | None, problems: list[str]) -> PipelineConfig | None:
+def _sized(base: PipelineConfig | None, problems: list[str], given: Sequence[str]) -> PipelineConfig | None:
     """`base` with the small-data variant applied where its train split is small enough (once, so
-    that every cell carries the applied values); a problem there is one of the experiment's."""
+    that every cell carries the applied values; `given`, the ``--set`` overrides of base, win over
+    its entries, and the methods' settings over both); a problem there is one of the experiment's."""
     if base is None or base.small_data.check():  # a bad small_data section is reported with base's rules
         return base
     try:
-        return with_small_data(base)
+        return with_small_data(base, given)
     except UserError as error:
         problems.append(f"base: {str(error).rstrip('.')}")
         return base

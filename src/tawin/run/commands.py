@@ -25,7 +25,8 @@ KEPT_MODEL_SETTINGS = ("model.max_prompt_tokens",)
 def load_pipeline_config(args, command: str) -> PipelineConfig:
     """Defaults < ``--config`` < ``--set`` < the shorthand flags, validated as a whole; then the
     small-data variant where the train split is small enough (:mod:`tawin.run.small_data`), except
-    for `tawin recommend`, which trains nothing."""
+    for `tawin recommend`, which trains nothing. Its entries replace the YAML file's values, not
+    those of ``--set`` and the shorthand flags, which the user gave on purpose."""
     from tawin.config import load_config
     from tawin.run.config import PipelineConfig
     from tawin.run.small_data import with_small_data
@@ -45,7 +46,7 @@ def load_pipeline_config(args, command: str) -> PipelineConfig:
         if args.diagnostics:
             overrides.append("eval.diagnostics=true")
     config = load_config(PipelineConfig, args.config, overrides)
-    return config if command == "recommend" else with_small_data(config)
+    return config if command == "recommend" else with_small_data(config, overrides)
 
 
 def with_checkpoint_model(args, config, checkpoint: str | Path, command: str):

@@ -67,9 +67,9 @@ class SmallDataConfig:
     """Train splits of at most this many rows (counted after `data.latest_train_rows`) get
     `overrides`; 0 = never. The run folder's config.yaml holds the values that applied."""
     overrides: tuple[str, ...] = ()
-    """`section.field=value` entries in the syntax of `--set`, applied in order on top of the rest
-    of the config (YAML and `--set`) when the variant applies, e.g. [sft.epochs=10,
-    model.embedding_dropout=0.2]; `data.*`, `seed` and `small_data.*` are not allowed."""
+    """`section.field=value` entries in the syntax of `--set`, applied in order on top of the YAML
+    file when the variant applies, e.g. [sft.epochs=10, model.embedding_dropout=0.2]; a setting
+    that `--set` gives keeps its `--set` value. `data.*`, `seed` and `small_data.*` are not allowed."""
 
     def check(self) -> list[str]:
         problems = (

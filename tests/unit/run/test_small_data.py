@@ -1,10 +1,11 @@
 """The small-data variant of the recipe (`small_data`): chosen from the train split's size, applied
-where configs load (`tawin run/sft/rl/eval`, experiments), checked like any setting, and never a
-reason to refuse a resume."""
+where configs load (`tawin run/sft/rl/eval`, experiments) over the YAML file but under `--set`,
+checked like any setting, and never a reason to refuse a resume."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pytest
 import yaml
@@ -17,7 +18,7 @@ from tawin.experiments.parse import load_experiment, parse_experiment
 from tawin.run.commands import load_pipeline_config
 from tawin.run.config import PipelineConfig, SmallDataConfig
 from tawin.run.folder import RunFolder
-from tawin.run.small_data import sized_for_train_rows, small_data_note, train_row_count
+from tawin.run.small_data import kept_from_command_line, sized_for_train_rows, small_data_note, train_row_count
 
 INDUSTRIAL_TRAIN_ROWS = 36_259
 ENTRIES = ("sft.epochs=10", "model.embedding_dropout=0.2")
@@ -61,6 +62,46 @@ def test_applying_to_an_already_sized_config_changes_nothing():
     assert sized_for_train_rows(sized, 5_000)[0] == sized
 
 
+# An entry skipped because the command line gives its setting: (entry, --set, the value that runs).
+GIVEN_WINS = [
+    ("sft.epochs=10", "sft.epochs=6", ("sft", "epochs", 6)),
+    ("rl.rows.holdout=0.5", "data.rl_holdout=0.25", ("rl", "rows", "holdout", 0.25)),  # --set in the old spelling
+    ("data.rl_holdout=0.5", "rl.rows.holdout=0.25", ("rl", "rows", "holdout", 0.25)),  # the entry in the old spelling
+    ("sft.epochs=10", "sft={epochs: 6}", ("sft", "epochs", 6)),  # --set of the section that holds it
+]
+
+
+@pytest.mark.filterwarnings("ignore::tawin.overrides.RenamedSetting")  # the old spellings are on purpose
+@pytest.mark.parametrize(("entry", "given", "expected"), GIVEN_WINS)
+def test_a_setting_given_on_the_command_line_wins_over_its_entry(entry, given, expected):
+    *path, value = expected
+    config = load_config(PipelineConfig, None, [given])  # what the loader built from --set
+    config = dataclasses.replace(config, small_data=SmallDataConfig(10_000, (entry, "model.embedding_dropout=0.2")))
+    sized, applied = sized_for_train_rows(config, 5_000, [given])
+    assert functools.reduce(getattr, path, sized) == value
+    assert sized.model.embedding_dropout == 0.2  # the other entry still applies
+    assert applied == ("model.embedding_dropout=0.2",)
+    assert kept_from_command_line(config, [given, "rl.lr=1e-5"]) == (given.split("=")[0],)
+    assert sized_for_train_rows(sized, 5_000, [given])[0] == sized
+
+
+def test_a_setting_given_inside_the_section_an_entry_sets_wins_and_the_entry_applies():
+    config = load_config(PipelineConfig, None, ["rl.rows.holdout=0.25"])
+    config = dataclasses.replace(
+        config, small_data=SmallDataConfig(10_000, ("rl.rows={holdout: 0.5, latest_share: 0.5}",))
+    )
+    sized, applied = sized_for_train_rows(config, 5_000, ["rl.rows.holdout=0.25"])
+    assert (sized.rl.rows.holdout, sized.rl.rows.latest_share) == (0.25, 0.5)
+    assert applied == config.small_data.overrides
+    assert kept_from_command_line(config, ["rl.rows.holdout=0.25"]) == ("rl.rows.holdout",)
+
+
+def test_an_entry_skipped_for_the_command_line_is_not_checked_against_the_rules():
+    """The value that runs is the --set one, so an entry that would break a rule is no error."""
+    config = dataclasses.replace(with_small(["rl.anchor=100"]), rl=dataclasses.replace(PipelineConfig().rl, anchor=1))
+    assert sized_for_train_rows(config, 5_000, ["rl.anchor=1"]) == (config, ())
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
@@ -93,6 +134,18 @@ def test_the_note_is_one_line_with_the_rows_the_threshold_and_the_entries():
     assert small_data_note(5_000, 10_000, ENTRIES) == (
         "tawin: small data: 5,000 train rows ≤ small_data.max_train_rows=10,000, so sft.epochs=10, "
         "model.embedding_dropout=0.2 (set small_data.max_train_rows: 0 to keep the main recipe)"
+    )
+
+
+def test_the_note_lists_only_the_entries_applied_and_names_the_settings_kept_from_set():
+    assert small_data_note(5_000, 10_000, ENTRIES[1:], ("sft.epochs",)) == (
+        "tawin: small data: 5,000 train rows ≤ small_data.max_train_rows=10,000, so model.embedding_dropout=0.2 "
+        "(sft.epochs kept from --set; set small_data.max_train_rows: 0 to keep the main recipe)"
+    )
+    assert small_data_note(5_000, 10_000, (), ("sft.epochs", "model.embedding_dropout")) == (
+        "tawin: small data: 5,000 train rows ≤ small_data.max_train_rows=10,000, so no entry of "
+        "small_data.overrides applies (sft.epochs, model.embedding_dropout kept from --set; "
+        "set small_data.max_train_rows: 0 to keep the main recipe)"
     )
 
 
@@ -153,6 +206,34 @@ def test_the_command_loader_carries_the_applied_values(command, tmp_path, capsys
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("command", ["run", "sft"])
+def test_the_command_loader_keeps_a_set_value_over_an_entry(command, tmp_path, capsys):
+    argv = [command, "--config", "configs/demo.yaml", "--out", str(tmp_path / "out")]
+    small = ["data.latest_train_rows=5000", *SMALL, "sft.epochs=6"]
+    config = load_pipeline_config(build_parser().parse_args(argv + [x for e in small for x in ("--set", e)]), command)
+    assert (config.sft.epochs, config.model.embedding_dropout) == (6, 0.2)
+    assert capsys.readouterr().err.splitlines() == [small_data_note(5_000, 10_000, ENTRIES[1:], ("sft.epochs",))]
+
+
+def test_an_entry_wins_over_the_yaml_file_that_holds_it(tmp_path, capsys):
+    """The file's main recipe (sft.epochs: 2, as in configs/demo.yaml) is what the variant replaces."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"latest_train_rows": 5000},
+                "sft": {"epochs": 2},
+                "model": {"embedding_dropout": 0.0},
+                "small_data": {"max_train_rows": 10000, "overrides": list(ENTRIES)},
+            }
+        )
+    )
+    argv = ["sft", "--config", str(path), "--out", str(tmp_path / "out")]
+    config = load_pipeline_config(build_parser().parse_args(argv), "sft")
+    assert (config.sft.epochs, config.model.embedding_dropout) == (10, 0.2)
+    assert capsys.readouterr().err.splitlines() == [small_data_note(5_000, 10_000, ENTRIES)]
+
+
 def test_an_experiment_applies_the_variant_to_base_once_and_every_cell_carries_it(tmp_path, capsys):
     data = {
         "name": "small",
@@ -177,6 +258,25 @@ def test_an_experiment_applies_the_variant_to_base_once_and_every_cell_carries_i
     assert (
         parse_experiment({**data, "base": {**data["base"], "data": {}}}).base.sft.epochs == PipelineConfig().sft.epochs
     )
+
+
+def test_a_set_on_base_given_to_an_experiment_wins_over_an_entry_and_a_method_over_both(tmp_path, capsys):
+    data = {
+        "base": {
+            "data": {"latest_train_rows": 5000},
+            "sft": {"epochs": 2},
+            "small_data": {"max_train_rows": 10000, "overrides": [*ENTRIES, "rl.lr=2e-5"]},
+        },
+        "methods": {"SFT": None, "ReRe": {"lr": 3e-5}},
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data))
+    experiment = load_experiment(path, ["sft.epochs=6", "rl.lr=4e-5", "seeds=[0]"])
+    assert (experiment.base.sft.epochs, experiment.base.model.embedding_dropout) == (6, 0.2)
+    assert "so model.embedding_dropout=0.2 (sft.epochs, rl.lr kept from --set;" in capsys.readouterr().err
+    cells = {cell.id: cell.config for cell in expand_cells(experiment)}
+    assert (cells["seed_0/sft"].rl.lr, cells["seed_0/rere"].rl.lr) == (4e-5, 3e-5)
+    assert load_experiment(path).base.sft.epochs == 10  # without --set the entry wins over base's file value
 
 
 def test_an_experiment_reports_a_bad_entry_with_its_other_problems():
