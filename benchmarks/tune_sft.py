@@ -75,6 +75,7 @@ SETTINGS: dict[str, list[str]] = {
     "recipe-layers6": ["model.num_layers=6"],
     "recipe-lr1e-3": ["sft.lr=1e-3"],
     "recipe-lr4e-3": ["sft.lr=4e-3"],
+    "recipe-lr5e-4": ["sft.lr=5e-4"],
     "recipe-wd0.1": ["sft.weight_decay=0.1"],
     "recipe-3ep-drop0.1": ["sft.epochs=3", *PATIENT, *DROPOUT[0.1]],
     # Two layers tie four at 60% of the time: spend the time saved on epochs or width instead.
