@@ -5,8 +5,10 @@ read back, a cut one resumes), then writes, for the README and `make demo`:
 
 - `benchmarks/results/demo/seeds.json`: every seed's test table, its stage costs and wall-clock,
   the machine (CPU model, precision), the commit and the date;
-- the paired bootstrap of RL − SFT over the test rows (per-row metric averaged over the seeds), in
-  `seeds.json` under `rl_minus_sft`;
+- the paired bootstrap of RL − SFT, RL − SASRec and RL − GRU4Rec over the test rows (per-row
+  metric averaged over the seeds), in `seeds.json` under `rl_minus_sft`, `rl_minus_sasrec` and
+  `rl_minus_gru4rec`: per metric the bootstrap's record, or a "not available: …" line where a seed's
+  eval folder holds no predictions.jsonl (SASRec and GRU4Rec in runs made before they wrote one);
 - `benchmarks/results/demo/expected.json`: per method and metric, the range a run on another CPU
   should land in — [min over seeds − SE, max over seeds + SE], where SE = √(m(1−m)/n) at the mean
   m over seeds and n test rows (exact for Recall@K, an upper bound for NDCG@K since each row's
@@ -42,6 +44,8 @@ DEMO = REPO / "configs" / "demo.yaml"
 RESULTS = REPO / "benchmarks" / "results" / "demo"
 METRICS = [*(f"recall@{k}" for k in TOP_KS.reported), "ndcg@10"]
 TEST_ROWS = 4533
+REFERENCES = {"sft": "SFT", "sasrec": "SASRec", "gru4rec": "GRU4Rec"}
+"""eval/ folder of a run → its label: each is compared with eval/rl/ and recorded as `rl_minus_<folder>`."""
 
 
 def run_seed(seed: int, out: Path) -> dict:
@@ -109,19 +113,43 @@ def expected_ranges(per_seed: dict[int, dict]) -> dict[str, dict[str, list[float
     return ranges
 
 
-def rl_over_sft(out: Path, seeds: list[int]) -> dict[str, dict]:
-    """Paired bootstrap of RL − SFT over the test rows, per-row metric averaged over the seeds."""
-    from tawin.experiments.summaries import seed_averaged_pair
+def rl_minus(out: Path, seeds: list[int], reference: str) -> dict[str, dict] | str:
+    """Metric → paired bootstrap of RL − `reference` (an eval/ folder of REFERENCES) over the test rows
+    every seed's predictions.jsonl of both holds, per-row metric averaged over the seeds; or the line
+    saying why not, since runs made before SASRec and GRU4Rec wrote predictions.jsonl lack theirs."""
+    from tawin.experiments.summaries import seed_averaged_pairs
     from tawin.metrics import paired_bootstrap
 
-    def predictions(stage: str) -> list[Path]:
-        return [out / f"seed_{seed}" / "eval" / stage / "predictions.jsonl" for seed in seeds]
+    paths = {
+        stage: [out / f"seed_{s}" / "eval" / stage / "predictions.jsonl" for s in seeds] for stage in ("rl", reference)
+    }
+    missing = [str(path.relative_to(out)) for side in paths.values() for path in side if not path.exists()]
+    if missing:
+        return (
+            f"not available: no {', '.join(missing)} under {out} (runs made before that stage wrote "
+            "predictions.jsonl); `tawin run --config configs/demo.yaml --seed S --out OUT/seed_S` again redoes only "
+            "the stages lacking their output"
+        )
+    pairs = seed_averaged_pairs(paths["rl"], paths[reference], tuple(METRICS))
+    if pairs is None:
+        return f"not available: eval/rl and eval/{reference} share no test row in their predictions.jsonl under {out}"
+    return {metric: paired_bootstrap(a_R, b_R) for metric, (a_R, b_R, _) in pairs.items()}
 
-    comparisons = {}
-    for metric in METRICS:
-        rl_R, sft_R, _ = seed_averaged_pair(predictions("rl"), predictions("sft"), metric)
-        comparisons[metric] = paired_bootstrap(rl_R, sft_R)
-    return comparisons
+
+def bootstrap_lines(seeds_record: dict) -> list[str]:
+    """One line per metric of each `rl_minus_<folder>` (mean difference [interval]), or its
+    not-available line."""
+    lines = []
+    for folder, label in REFERENCES.items():
+        found = seeds_record[f"rl_minus_{folder}"]
+        if isinstance(found, str):
+            lines.append(f"RL − {label}: {found}")
+            continue
+        for metric, result in found.items():
+            lines.append(
+                f"RL − {label} {metric}: {result['mean_diff']:+.4f} [{result['ci_low']:+.4f}, {result['ci_high']:+.4f}]"
+            )
+    return lines
 
 
 def table(per_seed: dict[int, dict]) -> str:
@@ -158,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": date,
         "command": "tawin run --config configs/demo.yaml --seed S --out runs/demo-seeds/seed_S",
         "seeds": {str(seed): run for seed, run in per_seed.items()},
-        "rl_minus_sft": rl_over_sft(out, list(per_seed)),
+        **{f"rl_minus_{folder}": rl_minus(out, list(per_seed), folder) for folder in REFERENCES},
     }
     (RESULTS / "seeds.json").write_text(json.dumps(seeds_record, indent=2, ensure_ascii=False) + "\n")
     (RESULTS / "expected.json").write_text(
@@ -166,8 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(table(per_seed))
     print("\n".join(f"seed {seed}: {run['total_seconds']:.0f} s" for seed, run in per_seed.items()))
-    for metric, result in seeds_record["rl_minus_sft"].items():
-        print(f"RL − SFT {metric}: {result['mean_diff']:+.4f} [{result['ci_low']:+.4f}, {result['ci_high']:+.4f}]")
+    print("\n".join(bootstrap_lines(seeds_record)))
     print(f"wrote {RESULTS / 'seeds.json'} and {RESULTS / 'expected.json'}")
 
 
