@@ -32,9 +32,12 @@ DROPOUT = {
     p: [f"model.embedding_dropout={p}", f"model.residual_dropout={p}", f"model.attention_dropout={p}"]
     for p in (0.1, 0.2, 0.3)
 }
-PREVIOUS_DEMO = ["model.item_embedding_init=random", "sft.label_smoothing=0"]
+SECOND_ROUND = ["sft.lr=2e-3", "small_data.max_train_rows=0"]
+"""The demo's SFT before the third round chose the learning rate 1e-3 and the demo got its
+small-data variant: the settings made before start from it, so they rerun as they ran."""
+PREVIOUS_DEMO = [*SECOND_ROUND, "model.item_embedding_init=random", "sft.label_smoothing=0"]
 """The demo's SFT before the second round chose titles + label smoothing 0.2: the first two rounds
-and the first small-data runs start from it, so they rerun as they ran."""
+and the first small-data runs start from it."""
 PATIENT = ["sft.patience=2"]
 SETTINGS: dict[str, list[str]] = {
     "demo-2ep": [*PREVIOUS_DEMO],
@@ -71,28 +74,36 @@ SETTINGS: dict[str, list[str]] = {
     ],
     # Third round, on the demo recipe (titles + label smoothing 0.2, 2 epochs): capacity, step size,
     # weight decay and dropout, one change at a time.
-    "recipe-layers2": ["model.num_layers=2"],
-    "recipe-layers6": ["model.num_layers=6"],
-    "recipe-lr1e-3": ["sft.lr=1e-3"],
-    "recipe-lr4e-3": ["sft.lr=4e-3"],
-    "recipe-lr5e-4": ["sft.lr=5e-4"],
-    "recipe-wd0.1": ["sft.weight_decay=0.1"],
-    "recipe-3ep-drop0.1": ["sft.epochs=3", *PATIENT, *DROPOUT[0.1]],
+    "recipe-layers2": [*SECOND_ROUND, "model.num_layers=2"],
+    "recipe-layers6": [*SECOND_ROUND, "model.num_layers=6"],
+    "recipe-lr1e-3": [*SECOND_ROUND, "sft.lr=1e-3"],
+    "recipe-lr4e-3": [*SECOND_ROUND, "sft.lr=4e-3"],
+    "recipe-lr5e-4": [*SECOND_ROUND, "sft.lr=5e-4"],
+    "recipe-wd0.1": [*SECOND_ROUND, "sft.weight_decay=0.1"],
+    "recipe-3ep-drop0.1": [*SECOND_ROUND, "sft.epochs=3", *PATIENT, *DROPOUT[0.1]],
     # Two layers tie four at 60% of the time: spend the time saved on epochs or width instead.
-    "recipe-layers2-3ep": ["model.num_layers=2", "sft.epochs=3", *PATIENT],
-    "recipe-layers2-wide": ["model.num_layers=2", "model.hidden_size=384", "model.intermediate_size=768"],
-    "recipe-layers1": ["model.num_layers=1"],
+    "recipe-layers2-3ep": [*SECOND_ROUND, "model.num_layers=2", "sft.epochs=3", *PATIENT],
+    "recipe-layers2-wide": [
+        *SECOND_ROUND,
+        "model.num_layers=2",
+        "model.hidden_size=384",
+        "model.intermediate_size=768",
+    ],
+    "recipe-layers1": [*SECOND_ROUND, "model.num_layers=1"],
     # Small data on the demo recipe: longer schedules with early stopping, a smaller model, dropout.
-    "latest5k-recipe-10ep": [*LATEST_5K, "sft.epochs=10", *PATIENT],
-    "latest5k-recipe-15ep-drop0.2": [*LATEST_5K, "sft.epochs=15", *PATIENT, *DROPOUT[0.2]],
+    "latest5k-recipe-10ep": [*SECOND_ROUND, *LATEST_5K, "sft.epochs=10", *PATIENT],
+    "latest5k-recipe-15ep-drop0.2": [*SECOND_ROUND, *LATEST_5K, "sft.epochs=15", *PATIENT, *DROPOUT[0.2]],
     "latest5k-recipe-15ep-layers2-drop0.2": [
+        *SECOND_ROUND,
         *LATEST_5K,
         "sft.epochs=15",
         *PATIENT,
         "model.num_layers=2",
         *DROPOUT[0.2],
     ],
-    "latest5k-recipe-15ep-drop0.3": [*LATEST_5K, "sft.epochs=15", *PATIENT, *DROPOUT[0.3]],
+    "latest5k-recipe-15ep-drop0.3": [*SECOND_ROUND, *LATEST_5K, "sft.epochs=15", *PATIENT, *DROPOUT[0.3]],
+    # The third round's recipe (learning rate 1e-3, the demo now): two layers again.
+    "lr1e-3-layers2": ["model.num_layers=2"],
 }
 """Name → overrides of configs/demo.yaml. Later rounds add settings built on the winner so far."""
 
