@@ -208,7 +208,8 @@ def test_config_show_prints_the_resolved_config_with_each_fields_doc(tmp_path, c
     fails(
         ["config", "show", "sfft"],
         capsys,
-        r"config show: 'sfft' is not a config section; choose one of \['data', 'eval', 'model', 'rl', 'sft', 'small_data'\]",
+        r"config show: 'sfft' is not a config section; "
+        r"choose one of \['data', 'eval', 'model', 'rl', 'sft', 'small_data'\]",
     )
 
 
