@@ -180,6 +180,19 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
 # ------------------------------------------------------------------ the CLI and its run folders
 
 
+def write_ranked_predictions(path: Path, rows, target_rank: int | None, width: int = 10) -> None:
+    """A predictions.jsonl whose every row ranks `width` filler items with the row's target (= the row
+    id, as its user) at `target_rank` (None: absent), so per-row Recall@K is known by construction."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for row in rows:
+        items = [1000 + i for i in range(width)]
+        if target_rank is not None:
+            items[target_rank] = row
+        lines.append(json.dumps({"row": row, "user": row, "target": row, "items": items, "scores": [0.0] * width}))
+    path.write_text("\n".join(lines) + "\n")
+
+
 def fails(argv: list[str], capsys, pattern: str) -> str:
     """Run the CLI; assert exit 2, `pattern` in stderr, no traceback and nothing on stdout."""
     from tawin.cli import main

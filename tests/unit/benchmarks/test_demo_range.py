@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, write_ranked_predictions
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import demo_range as bench  # noqa: E402
@@ -24,17 +24,6 @@ Recall@1 and 0 at Recall@3, RL − GRU4Rec is 1 at Recall@5 and 0 at Recall@10, 
 REFERENCE_KEYS = ("rl_minus_sft", "rl_minus_sasrec", "rl_minus_gru4rec")
 
 
-def write_predictions(path, stage: str, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for row in rows:
-        items = [1000 + i for i in range(10)]
-        if RANK_OF_TARGET[stage] is not None:
-            items[RANK_OF_TARGET[stage]] = row
-        lines.append(json.dumps({"row": row, "user": row, "target": row, "items": items, "scores": [0.0] * 10}))
-    path.write_text("\n".join(lines) + "\n")
-
-
 def write_seed(out, seed: int, without: tuple[str, ...] = ()) -> None:
     """A finished `tawin run` of the demo: results.json (every method at .1 + .02·seed) and each eval
     folder's predictions.jsonl but those in `without`; seed 1's SFT predictions lack the last row."""
@@ -42,7 +31,7 @@ def write_seed(out, seed: int, without: tuple[str, ...] = ()) -> None:
     for stage in RANK_OF_TARGET:
         if stage not in without:
             rows = range(ROWS - 1) if (stage, seed) == ("sft", 1) else range(ROWS)
-            write_predictions(folder / "eval" / stage / "predictions.jsonl", stage, rows)
+            write_ranked_predictions(folder / "eval" / stage / "predictions.jsonl", rows, RANK_OF_TARGET[stage])
     metrics = {**{m: 0.1 + 0.02 * seed for m in bench.METRICS}, "n_rows": ROWS}
     results = {method: metrics for method in ("SFT", RL_NAME, "Popularity", "SASRec", "GRU4Rec")}
     (folder / "results.json").write_text(json.dumps({"results": results, "stages": [], "total_seconds": 550.0}))

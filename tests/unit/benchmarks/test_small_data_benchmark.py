@@ -17,7 +17,7 @@ from tawin.cli import build_parser
 from tawin.config import load_config
 from tawin.run.config import PipelineConfig
 
-from conftest import REPO
+from conftest import REPO, write_ranked_predictions
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import small_data as bench  # noqa: E402
@@ -28,17 +28,6 @@ RANK_OF_TARGET = {"rl": 0, "sft": 2, "sasrec": None, "gru4rec": 7}
 """Where each side puts the target in every row's list (None: absent): RL − SFT is 1 at Recall@1
 and 0 at Recall@3, RL − GRU4Rec is 1 at Recall@5 and 0 at Recall@10, RL − SASRec 1 everywhere."""
 SMALL_DATA = {"max_train_rows": 10000, "overrides": ["sft.epochs=10", "model.embedding_dropout=0.2"]}
-
-
-def write_predictions(path, side: str, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for row in rows:
-        items = [1000 + i for i in range(10)]
-        if RANK_OF_TARGET[side] is not None:
-            items[RANK_OF_TARGET[side]] = row
-        lines.append(json.dumps({"row": row, "user": row, "target": row, "items": items, "scores": [0.0] * 10}))
-    path.write_text("\n".join(lines) + "\n")
 
 
 def metrics(value: float) -> dict:
@@ -52,7 +41,7 @@ def write_seed(out, seed: int, small_data=SMALL_DATA, epochs: int = 10) -> None:
     llm = folder / "llm"
     for side, value in (("sft", 0.1), ("rl", 0.2)):
         rows = range(ROWS - 1) if (side, seed) == ("sft", 1) else range(ROWS)
-        write_predictions(llm / "eval" / side / "predictions.jsonl", side, rows)
+        write_ranked_predictions(llm / "eval" / side / "predictions.jsonl", rows, RANK_OF_TARGET[side])
         (llm / "eval" / side / "metrics.json").write_text(json.dumps(metrics(value + 0.02 * seed)))
     results = {"SFT": metrics(0.1), RL_NAME: metrics(0.2)}
     (llm / "results.json").write_text(json.dumps({"results": results, "stages": [{"stage": "sft", "seconds": 9.0}]}))
@@ -67,7 +56,7 @@ def write_seed(out, seed: int, small_data=SMALL_DATA, epochs: int = 10) -> None:
     }
     (llm / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     for kind, hidden in (("sasrec", 128), ("gru4rec", 64)):
-        write_predictions(folder / kind / "predictions.jsonl", kind, range(ROWS))
+        write_ranked_predictions(folder / kind / "predictions.jsonl", range(ROWS), RANK_OF_TARGET[kind])
         (folder / kind / "metrics.json").write_text(json.dumps(metrics(0.05 + 0.02 * seed)))
         sequential = {**dataclasses.asdict(SequentialBaselineConfig()), "hidden": hidden, "dropout": 0.3, "seed": seed}
         (folder / kind / "config.yaml").write_text(yaml.safe_dump({"kind": "baseline", "sequential": sequential}))
