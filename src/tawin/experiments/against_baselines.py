@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tawin.experiments.grid import BASELINE_LABELS
-from tawin.experiments.summaries import seed_averaged_pairs
+from tawin.experiments.summaries import label_predictions, seed_averaged_pairs
 
 Pairs = dict[str, tuple[np.ndarray, np.ndarray, int]]
 """metric → (candidate per-row values [R], baseline per-row values [R], seeds), on common rows."""
@@ -34,11 +34,11 @@ def compared_metrics(ks: tuple[int, ...], num_beams: int | None) -> tuple[str, .
 def against_baselines(out: Path, results: dict, candidate: str, metrics: tuple[str, ...]) -> dict[str, Pairs | str]:
     """Baseline label → the candidate's and its per-row `metrics`, or the line saying why they are
     not available; empty when the experiment has no baselines."""
-    candidate_paths, _ = _predictions(out, results, candidate)
+    candidate_paths, _ = label_predictions(out, results, candidate)
     found: dict[str, Pairs | str] = {}
     for name in results.get("experiment", {}).get("baselines", []):
         label = BASELINE_LABELS[name]
-        paths, missing = _predictions(out, results, label)
+        paths, missing = label_predictions(out, results, label)
         if missing:
             found[label] = (
                 f"Not available: {label} cells wrote no predictions.jsonl (made before baselines wrote "
@@ -54,13 +54,6 @@ def against_baselines(out: Path, results: dict, candidate: str, metrics: tuple[s
                 pairs if pairs is not None else f"Not available: no eval rows common to {candidate} and {label}."
             )
     return found
-
-
-def _predictions(out: Path, results: dict, label: str) -> tuple[list[Path], list[str]]:
-    """The predictions.jsonl files of the label's finished cells, and the ids of those without one."""
-    cells = [cell_id for cell_id, entry in sorted(results["cells"].items()) if entry["label"] == label]
-    paths = {cell_id: Path(out) / cell_id / "predictions.jsonl" for cell_id in cells}
-    return [p for p in paths.values() if p.exists()], [cell_id for cell_id, p in paths.items() if not p.exists()]
 
 
 def baselines_section(found: dict[str, Pairs | str], candidate: str, resamples: int = 10000) -> list[str]:

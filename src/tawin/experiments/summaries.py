@@ -129,17 +129,21 @@ def paired_rows(
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Per-row Recall@k of both labels on the rows every seed of both evaluated, averaged over
     seeds; `evaluation` names a further evaluation (its eval_<name>/ predictions) instead of the main one."""
-    paths = {}
-    for label in (candidate, reference):
-        paths[label] = [
-            path
-            for cell_id, entry in sorted(results["cells"].items())
-            if entry["label"] == label
-            and (
-                path := Path(out) / cell_id / (f"eval_{evaluation}" if evaluation else "") / "predictions.jsonl"
-            ).exists()
-        ]
-    return seed_averaged_pair(paths[candidate], paths[reference], f"recall@{k}")
+    (candidate_paths, _), (reference_paths, _) = (
+        label_predictions(out, results, label, evaluation) for label in (candidate, reference)
+    )
+    return seed_averaged_pair(candidate_paths, reference_paths, f"recall@{k}")
+
+
+def label_predictions(out: Path, results: dict, label: str, evaluation: str = "") -> tuple[list[Path], list[str]]:
+    """The predictions.jsonl files of the label's finished cells (their main evaluation, or the
+    further evaluation `evaluation` in eval_<name>/), and the ids of the cells without one."""
+    cells = [cell_id for cell_id, entry in sorted(results["cells"].items()) if entry["label"] == label]
+    paths = {
+        cell_id: Path(out) / cell_id / (f"eval_{evaluation}" if evaluation else "") / "predictions.jsonl"
+        for cell_id in cells
+    }
+    return [p for p in paths.values() if p.exists()], [cell_id for cell_id, p in paths.items() if not p.exists()]
 
 
 def seed_averaged_pair(
