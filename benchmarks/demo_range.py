@@ -117,9 +117,6 @@ def rl_minus(out: Path, seeds: list[int], reference: str) -> dict[str, dict] | s
     """Metric → paired bootstrap of RL − `reference` (an eval/ folder of REFERENCES) over the test rows
     every seed's predictions.jsonl of both holds, per-row metric averaged over the seeds; or the line
     saying why not, since runs made before SASRec and GRU4Rec wrote predictions.jsonl lack theirs."""
-    from tawin.experiments.summaries import seed_averaged_pairs
-    from tawin.metrics import paired_bootstrap
-
     paths = {
         stage: [out / f"seed_{s}" / "eval" / stage / "predictions.jsonl" for s in seeds] for stage in ("rl", reference)
     }
@@ -130,10 +127,20 @@ def rl_minus(out: Path, seeds: list[int], reference: str) -> dict[str, dict] | s
             "predictions.jsonl); `tawin run --config configs/demo.yaml --seed S --out OUT/seed_S` again redoes only "
             "the stages lacking their output"
         )
-    pairs = seed_averaged_pairs(paths["rl"], paths[reference], tuple(METRICS))
-    if pairs is None:
+    found = paired_bootstraps(paths["rl"], paths[reference])
+    if found is None:
         return f"not available: eval/rl and eval/{reference} share no test row in their predictions.jsonl under {out}"
-    return {metric: paired_bootstrap(a_R, b_R) for metric, (a_R, b_R, _) in pairs.items()}
+    return found
+
+
+def paired_bootstraps(rl_paths: list[Path], reference_paths: list[Path]) -> dict[str, dict] | None:
+    """Metric → paired bootstrap of RL − reference on the rows every file holds, each side's per-row
+    metric averaged over its seeds' predictions.jsonl; None when no row is common."""
+    from tawin.experiments.summaries import seed_averaged_pairs
+    from tawin.metrics import paired_bootstrap
+
+    pairs = seed_averaged_pairs(rl_paths, reference_paths, tuple(METRICS))
+    return None if pairs is None else {metric: paired_bootstrap(a_R, b_R) for metric, (a_R, b_R, _) in pairs.items()}
 
 
 def bootstrap_lines(seeds_record: dict) -> list[str]:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from demo_range import cpu_model, made_at
+from demo_range import cpu_model, made_at, paired_bootstraps
 
 from tawin.metrics.ranking import TOP_KS
 
@@ -190,16 +190,13 @@ def prediction_paths(out: Path, seeds: list[int]) -> dict[str, list[Path]]:
 def bootstraps(out: Path, seeds: list[int]) -> dict[str, dict[str, dict]]:
     """`rl_minus_X` → metric → paired bootstrap of RL − X (X = sft and each baseline) over the test
     rows every file holds, each side's per-row metric averaged over the seeds."""
-    from tawin.experiments.summaries import seed_averaged_pairs
-    from tawin.metrics import paired_bootstrap
-
     paths = prediction_paths(out, seeds)
     found = {}
     for reference in ("sft", *BASELINES):
-        pairs = seed_averaged_pairs(paths["rl"], paths[reference], tuple(METRICS))
-        if pairs is None:
+        bootstraps = paired_bootstraps(paths["rl"], paths[reference])
+        if bootstraps is None:
             raise SystemExit(f"RL and {reference} share no test row in their predictions.jsonl under {out}")
-        found[f"rl_minus_{reference}"] = {metric: paired_bootstrap(a_R, b_R) for metric, (a_R, b_R, _) in pairs.items()}
+        found[f"rl_minus_{reference}"] = bootstraps
     return found
 
 
